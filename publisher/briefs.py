@@ -65,6 +65,9 @@ _FM_KEY_LINE = re.compile(r"^([A-Za-z_][\w-]*)\s*:")
 _MARKDOWN_CHARS = re.compile(r"[\\`*_\[\]<>&!]|https?://|\n")
 
 _md = MarkdownIt("commonmark", {"html": False, "typographer": False})
+# markdown-it silently turns javascript:/data: links into literal text; we
+# want to see every link so that _Ctx.safe_url can drop it *with a warning*.
+_md.validateLink = lambda url: True  # type: ignore[method-assign]
 
 _KNOWN_SECTIONS = {
     "summary": "summary",
@@ -183,8 +186,9 @@ class _Ctx:
                 links.extend(ls)
             elif tok.type in ("fence", "code_block"):
                 texts.append(tok.content.rstrip("\n"))
-        # html_inline tokens are only ever our own, already-escaped output.
-        rendered = _md.renderer.render(tokens, {**_md.options, "html": True}, {})
+        # html_inline tokens are only ever our own, already-escaped output
+        # (the renderer emits their content as is; html=False only affects parsing).
+        rendered = _md.renderer.render(tokens, _md.options, {})
         return Rich(rendered.strip(), "\n\n".join(t for t in texts if t), tuple(links))
 
     def _render_inline(self, children: list[Token], line: int) -> tuple[str, str, tuple[Link, ...]]:
@@ -224,7 +228,7 @@ class _Ctx:
                 text_parts.append(" ")
             elif tok.type == "hardbreak":
                 text_parts.append("\n")
-        rendered = _md.renderer.renderInline(out, _md.options, {})
+        rendered = cast(Any, _md.renderer).renderInline(out, _md.options, {})
         return rendered, "".join(text_parts).strip(), tuple(links)
 
 
@@ -595,9 +599,9 @@ def lint(data: bytes, path: str, *, base_url: str | None = None) -> tuple[Brief 
     if len(data) > MAX_BYTES:
         raise BriefError(path, 1, f"file is {len(data)} bytes; a brief may be at most {MAX_BYTES}")
     text = _decode(data, path)
-    if _FORBIDDEN_CONTROLS.search(text):
-        line = text[: _FORBIDDEN_CONTROLS.search(text).start()].count("\n") + 1  # type: ignore[union-attr]
-        ctx.warn(line, "control characters removed (they are not allowed in XML or email)")
+    control = _FORBIDDEN_CONTROLS.search(text)
+    if control is not None:
+        ctx.warn(text[: control.start()].count("\n") + 1, "control characters removed (they are not allowed in XML or email)")
         text = _FORBIDDEN_CONTROLS.sub("", text)
     lines = text.split("\n")
     fm_data, key_lines, body_start = _split_front_matter(lines, ctx)
