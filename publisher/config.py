@@ -56,6 +56,7 @@ class PathsConfig:
     briefs: Path = _doc("Folder the editors drop briefs into.", default=Path("briefs"))
     public: Path = _doc("Output folder: feeds and web issues.", default=Path("public"))
     state: Path = _doc("Folder for the database, Maildir outbox and generated keys.", default=Path("state"))
+    templates: Path = _doc("Folder of template overrides (same layout as the built-in templates/), searched first; may be absent.", default=Path("templates"))
 
 
 @dataclass(frozen=True)
