@@ -58,11 +58,21 @@ _QUOTE = re.compile(r"^>\s?(.*)$")
 _SOURCE = re.compile(r"^Source:\s*(\S*)\s*$", re.IGNORECASE)
 _COUNT = re.compile(r"^(\d+)\s+([A-Za-z][\w -]*)$")
 _WIKI = re.compile(r"\[\[([^\[\]]*)\]\]")
+# Most source URLs look like this; they need no urlsplit (slow) to be trusted.
+_PLAIN_HTTP_URL = re.compile(r"^https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\d{1,5})?(?:[/?#][^\s]*)?$")
+_WS = re.compile(r"\s+")
+_WS_RUN = re.compile(r"\s\s|[^\S ]")  # any whitespace other than single spaces
 _FM_KEY_LINE = re.compile(r"^([A-Za-z_][\w-]*)\s*:")
 
 # Inline Markdown is only needed when one of these appears; otherwise the
-# text is escaped directly (most takes are plain prose).
-_MARKDOWN_CHARS = re.compile(r"[\\`*_\[\]<>&!]|https?://|\n")
+# text is escaped directly (most takes are plain prose). CommonMark has no
+# bare-URL autolinks, so plain URLs need no parser.
+_MARKDOWN_CHARS = re.compile(r"[\\`*_\[\]<>&!]")
+# The one construct common enough to deserve its own fast path: a plain
+# [text](url) link whose text and URL hold no other Markdown. Anything
+# fancier (titles, nesting, parentheses in URLs) goes to markdown-it.
+_SIMPLE_LINK = re.compile(r"\[([^\[\]\\`*_<>&!]*)\]\(([^()\s\\<>]+)\)")
+_NOT_SIMPLE = re.compile(r"[\\`*_<>&!\[\]]")
 
 _md = MarkdownIt("commonmark", {"html": False, "typographer": False})
 # markdown-it silently turns javascript:/data: links into literal text; we
@@ -76,6 +86,12 @@ _KNOWN_SECTIONS = {
     "regional takes": "takes",
     "across the graph": "graph",
 }
+
+
+def _is_rule(text: str) -> bool:
+    """A thematic break (---, ***, ___); cheap first-character test first."""
+    stripped = text.lstrip()
+    return bool(stripped) and stripped[0] in "-*_" and _RULE.match(text) is not None
 
 
 def section_kind(title: str) -> str | None:
@@ -130,6 +146,8 @@ class _Ctx:
         raw = raw.strip()
         if not raw:
             return None
+        if _PLAIN_HTTP_URL.match(raw):
+            return raw
         try:
             parts = urlsplit(raw)
         except ValueError:
@@ -155,10 +173,40 @@ class _Ctx:
         if not source:
             return Rich("", "")
         if not _MARKDOWN_CHARS.search(source):
-            return Rich(escapeHtml(source), source)
+            return Rich(escapeHtml(source), source.replace("\n", " "))
+        if not _NOT_SIMPLE.search(_SIMPLE_LINK.sub("", source)):
+            return self._simple_links(source, line)
+        return self.markdown_inline(source, line)
+
+    def markdown_inline(self, source: str, line: int) -> Rich:
+        """The general path: markdown-it's inline parser, then link checks."""
         tokens = _md.parseInline(source)
         html_out, text, links = self._render_inline(tokens[0].children or [], line)
         return Rich(html_out, text, links)
+
+    def _simple_links(self, source: str, line: int) -> Rich:
+        """[text](url) links in otherwise plain text, rendered as markdown-it would."""
+        html_parts: list[str] = []
+        text_parts: list[str] = []
+        links: list[Link] = []
+        pos = 0
+        for m in _SIMPLE_LINK.finditer(source):
+            before = source[pos : m.start()]
+            html_parts.append(escapeHtml(before))
+            text_parts.append(before)
+            label = m.group(1)
+            url = self.safe_url(m.group(2), line, "link")
+            if url is None:
+                html_parts.append(escapeHtml(label))
+            else:
+                href = _md.normalizeLink(url)
+                html_parts.append(f'<a href="{escapeHtml(href)}">{escapeHtml(label)}</a>')
+                links.append(Link(label.replace("\n", " ").strip(), href))
+            text_parts.append(label)
+            pos = m.end()
+        html_parts.append(escapeHtml(source[pos:]))
+        text_parts.append(source[pos:])
+        return Rich("".join(html_parts), "".join(text_parts).replace("\n", " ").strip(), tuple(links))
 
     def rich_paragraphs(self, paragraphs: Sequence[tuple[str, int]]) -> Rich:
         html_parts: list[str] = []
@@ -251,7 +299,7 @@ def _plain(text: str) -> str:
             elif tok.type == "image":
                 parts.append(tok.content)
         text = "".join(parts).strip()
-    return re.sub(r"\s+", " ", text)
+    return _WS.sub(" ", text) if _WS_RUN.search(text) else text
 
 
 def _strip_quotes(text: str) -> str:
@@ -435,7 +483,7 @@ def _paragraphs(body: Sequence[tuple[int, str]]) -> list[tuple[str, int]]:
     current: list[str] = []
     start = 0
     for lineno, text in body:
-        if not text.strip() or _RULE.match(text):
+        if not text.strip() or _is_rule(text):
             if current:
                 paras.append(("\n".join(current), start))
                 current = []
@@ -451,7 +499,7 @@ def _paragraphs(body: Sequence[tuple[int, str]]) -> list[tuple[str, int]]:
 def _list_items(body: Sequence[tuple[int, str]], ctx: _Ctx) -> list[tuple[str, int]]:
     items: list[tuple[str, int]] = []
     for lineno, text in body:
-        if not text.strip() or _RULE.match(text):
+        if not text.strip() or _is_rule(text):
             continue
         m = _LIST_ITEM.match(text)
         if m:
@@ -496,15 +544,15 @@ def _parse_takes(body: Sequence[tuple[int, str]], ctx: _Ctx) -> list[Lens]:
 
     for lineno, text in body:
         stripped = text.strip()
-        if not stripped or _RULE.match(text):
+        if not stripped or _is_rule(text):
             continue
-        h3 = _H3.match(text)
+        h3 = _H3.match(text) if stripped[0] == "#" else None
         if h3:
             flush()
             name = _plain(h3.group(1)) or "unlabelled"
             lenses.append((name, lineno, []))
             continue
-        m = _TAKE.match(text) if not text.startswith((" ", "\t")) else None
+        m = _TAKE.match(text) if text[0] in "-*+" else None
         if m:
             flush()
             region, lang = _split_region_language(m.group("paren"))
@@ -520,8 +568,8 @@ def _parse_takes(body: Sequence[tuple[int, str]], ctx: _Ctx) -> list[Lens]:
             }
             continue
         if pending is not None:
-            q = _QUOTE.match(stripped)
-            s = _SOURCE.match(stripped)
+            q = _QUOTE.match(stripped) if stripped[0] == ">" else None
+            s = _SOURCE.match(stripped) if stripped[0] in "Ss" else None
             if s:
                 if pending["source"]:
                     ctx.warn(lineno, "second Source line for one take; the first is kept")
@@ -551,7 +599,7 @@ def _parse_graph(body: Sequence[tuple[int, str]], ctx: _Ctx) -> tuple[list[str],
     entities: list[str] = []
     for lineno, text in body:
         stripped = text.strip()
-        if not stripped or _RULE.match(text) or _CANONICAL.match(stripped):
+        if not stripped or _is_rule(text) or _CANONICAL.match(stripped):
             continue
         item = _LIST_ITEM.match(stripped)
         content = item.group(1) if item else stripped
@@ -619,19 +667,26 @@ def lint(data: bytes, path: str, *, base_url: str | None = None) -> tuple[Brief 
     for idx in range(body_start, len(lines)):
         lineno = idx + 1
         line = lines[idx]
-        stripped = line.strip()
-        canon = _CANONICAL.match(stripped)
-        if canon and not line.startswith((" ", "\t")):
+        first = line[:1]
+        # Dispatch on the first character: most lines are prose and need no regex.
+        canon = _CANONICAL.match(line) if first in "Cc" else None
+        if canon:
             canonical_raw = (canon.group(1), lineno)
             continue
-        meta = _META.match(stripped)
-        if meta and not line.startswith((" ", "\t")):
+        meta = _META.match(line.rstrip()) if first == "*" else None
+        if meta:
             if meta_raw is not None:
                 ctx.warn(lineno, "second Meta line ignored")
             else:
                 meta_raw = (meta.group(1), lineno)
             continue
-        h1 = _H1.match(line)
+        if first != "#":
+            if sections:
+                sections[-1][2].append((lineno, line))
+                continue
+            h1 = h2 = None
+        else:
+            h1 = _H1.match(line)
         if h1:
             if title is None:
                 title, title_line = _plain(h1.group(1)), lineno
@@ -639,17 +694,18 @@ def lint(data: bytes, path: str, *, base_url: str | None = None) -> tuple[Brief 
                 ctx.warn(lineno, "second '# ' title treated as an unknown section")
                 sections.append((h1.group(1), lineno, []))
             continue
-        h2 = _H2.match(line)
+        h2 = _H2.match(line) if first == "#" else None
         if h2:
             sections.append((h2.group(1), lineno, []))
             continue
+        stripped = line.strip()
         if sections:
             sections[-1][2].append((lineno, line))
         else:
             q = _QUOTE.match(stripped)
             if q and dek is None and title is not None:
                 dek = _plain(q.group(1)) or None
-            elif stripped and not _RULE.match(stripped):
+            elif stripped and not _is_rule(stripped):
                 preamble.append((lineno, line))
     if preamble:
         ctx.warn(preamble[0][0], "text before the first section is ignored")
@@ -691,7 +747,7 @@ def lint(data: bytes, path: str, *, base_url: str | None = None) -> tuple[Brief 
             entities.extend(e for e in ent if e not in entities)
         else:
             ctx.warn(lineno, f"unknown section {sec_title!r} kept as is")
-            source = "\n".join(t for _, t in body if not _RULE.match(t))
+            source = "\n".join(t for _, t in body if not _is_rule(t))
             start = body[0][0] if body else lineno
             extra.append(Section(_plain(sec_title) or "Untitled", ctx.rich_block(source, start), lineno))
         if kind is not None:

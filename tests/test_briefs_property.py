@@ -89,3 +89,21 @@ def test_lint_never_raises_other_errors(data: bytes) -> None:
         return
     errors = [f for f in findings if f.severity == "error"]
     assert (brief is None) == bool(errors)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["a", "b c", " ", "\n", "[", "]", "(", ")", "/x", "https://h.example/p", "é", "<", "&", "*", "\"", "'", ".", "javascript:x"]),
+        max_size=25,
+    ).map("".join)
+)
+def test_inline_fast_paths_match_markdown_it(source: str) -> None:
+    # The plain-text and simple-link shortcuts must give exactly what the
+    # general markdown-it path gives, or output would depend on the path taken.
+    from publisher.briefs import _Ctx
+
+    source = "\n".join(line.strip() for line in source.strip().split("\n"))
+    fast = _Ctx("p", "https://base.example/").rich_inline(source, 1)
+    slow = _Ctx("p", "https://base.example/").markdown_inline(source, 1)
+    assert fast == slow
