@@ -1,0 +1,479 @@
+"""HTTP tests of the web app: public files, forms, desk access, CSRF, traversal.
+
+Driven through Starlette's TestClient (httpx); the live event stream is
+tested against a real uvicorn server in test_web_live.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+
+from publisher import config as config_mod
+from publisher import store, web, webauth
+from publisher.config import Config
+from publisher.errors import ConfigError, StateError
+
+REFERENCE = Path(__file__).parent / "data" / "reference.txt"
+PASSWORD = "correct horse battery staple"
+NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def make_config(tmp: Path, **desk: Any) -> Config:
+    data: dict[str, Any] = {
+        "site": {"base_url": "http://127.0.0.1:8000/", "title": "Test Briefs"},
+        "paths": {"briefs": "briefs", "public": "public", "state": "state", "templates": "templates"},
+        "email": {"sender_address": "briefs@example.org"},
+        "desk": desk,
+    }
+    cfg = config_mod.from_mapping(data, base=tmp, source=str(tmp / "config.toml"))
+    for p in (cfg.paths.briefs, cfg.paths.public, cfg.paths.state):
+        p.mkdir(parents=True, exist_ok=True)
+    return cfg
+
+
+def write_public(cfg: Config) -> None:
+    pub = cfg.paths.public
+    (pub / "feed.atom").write_text('<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"><title>T</title></feed>')
+    (pub / "feed.rss").write_text('<?xml version="1.0"?><rss version="2.0"><channel><title>T</title></channel></rss>')
+    (pub / "feed.json").write_text('{"version": "https://jsonfeed.org/version/1.1", "title": "T", "items": []}')
+    (pub / "tags" / "energy").mkdir(parents=True)
+    (pub / "tags" / "energy" / "feed.atom").write_text("<feed/>")
+    (pub / "issues").mkdir()
+    (pub / "issues" / "some-story.html").write_text("<!doctype html><title>Some story</title><p>web version</p>")
+    (pub / "index.html").write_text("<!doctype html><title>Home</title>")
+    (pub / ".secret.atom").write_text("hidden")
+    (pub / "state.db").write_bytes(b"SQLite format 3\x00")
+    (cfg.paths.state / "publisher.db.atom").write_text("outside")
+
+
+def add_story(engine: sa.Engine, slug: str, *, source: bytes | None = None, state: str | None = "awaiting_approval", status: str = "published", path: str | None = None, error: str | None = None) -> None:
+    source = source if source is not None else REFERENCE.read_bytes()
+    import hashlib
+
+    digest = hashlib.sha256(source).hexdigest()
+    with engine.begin() as conn:
+        conn.execute(
+            store.stories.insert().values(
+                slug=slug, path=path or f"{slug}.txt", title=f"Title of {slug}", status=status, source=source,
+                content_hash=digest, published_at=NOW, updated_at=NOW, created_at=NOW, error=error,
+            )
+        )
+        if state is not None:
+            conn.execute(
+                store.issues.insert().values(
+                    kind="story", key=slug, state=state, subject=f"Subject {slug}", preheader="pre", html="<p>x</p>",
+                    text="x", content_hash=digest, slugs=slug, created_at=NOW, updated_at=NOW,
+                )
+            )
+
+
+@dataclass
+class FakePublisher:
+    """Stands in for pipeline.Publisher where only the web layer is under test."""
+
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    fail_with: Exception | None = None
+
+    def approve(self, slug: str) -> None:
+        self.calls.append(("approve", slug))
+        if self.fail_with:
+            raise self.fail_with
+
+    def hold(self, slug: str) -> None:
+        self.calls.append(("hold", slug))
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Config, sa.Engine]]:
+    monkeypatch.setenv("PUBLISHER_SIGNING_KEY", "k" * 64)
+    monkeypatch.delenv("PUBLISHER_DESK_PASSWORD", raising=False)
+    cfg = make_config(tmp_path)
+    write_public(cfg)
+    engine = store.connect(cfg.store_url)
+    yield cfg, engine
+    engine.dispose()
+
+
+@pytest.fixture
+def client(env: tuple[Config, sa.Engine]) -> Iterator[TestClient]:
+    cfg, engine = env
+    with TestClient(web.create_app(cfg, engine, None), base_url="http://127.0.0.1:8000") as c:
+        yield c
+
+
+@pytest.fixture
+def locked(env: tuple[Config, sa.Engine], monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, FakePublisher]]:
+    """A desk with a password set and a fake pipeline behind it."""
+    monkeypatch.setenv("PUBLISHER_DESK_PASSWORD", PASSWORD)
+    cfg, engine = env
+    fake = FakePublisher()
+    add_story(engine, "alpha")
+    with TestClient(web.create_app(cfg, engine, fake), base_url="http://127.0.0.1:8000") as c:  # type: ignore[arg-type]
+        yield c, fake
+
+
+def csrf_from(html: str) -> str:
+    m = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert m, "no CSRF field on the page"
+    return m.group(1)
+
+
+def sign_in(c: TestClient) -> str:
+    page = c.get("/desk/login")
+    assert page.status_code == 200
+    r = c.post("/desk/login", data={"password": PASSWORD, "csrf": csrf_from(page.text)}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/desk"
+    desk = c.get("/desk/")
+    assert desk.status_code == 200
+    return csrf_from(desk.text)
+
+
+# ------------------------------------------------------------------ public files
+
+
+@pytest.mark.parametrize(
+    ("path", "ctype"),
+    [
+        ("/feed.atom", "application/atom+xml; charset=utf-8"),
+        ("/feed.rss", "application/rss+xml; charset=utf-8"),
+        ("/feed.json", "application/feed+json; charset=utf-8"),
+        ("/tags/energy/feed.atom", "application/atom+xml; charset=utf-8"),
+        ("/issues/some-story.html", "text/html; charset=utf-8"),
+        ("/issues/some-story", "text/html; charset=utf-8"),
+        ("/", "text/html; charset=utf-8"),
+    ],
+)
+def test_public_files_have_type_validators_and_cache_control(client: TestClient, env: tuple[Config, sa.Engine], path: str, ctype: str) -> None:
+    r = client.get(path)
+    assert r.status_code == 200
+    assert r.headers["content-type"] == ctype
+    assert re.fullmatch(r'"[0-9a-f]+-[0-9a-f]+"', r.headers["etag"])
+    assert r.headers["last-modified"].endswith("GMT")
+    assert "max-age=" in r.headers["cache-control"]
+    assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_feed_body_is_the_file(client: TestClient, env: tuple[Config, sa.Engine]) -> None:
+    cfg, _ = env
+    assert client.get("/feed.atom").content == (cfg.paths.public / "feed.atom").read_bytes()
+    assert client.get("/feed.atom").headers["cache-control"] == web.CACHE_FEED
+
+
+def test_conditional_get_etag_gives_304_without_body(client: TestClient) -> None:
+    first = client.get("/feed.atom")
+    etag = first.headers["etag"]
+    r = client.get("/feed.atom", headers={"If-None-Match": etag})
+    assert r.status_code == 304
+    assert r.content == b""
+    assert r.headers["etag"] == etag
+    assert r.headers["cache-control"] == web.CACHE_FEED
+    # A list of tags and the weak form both match (RFC 9110 weak comparison).
+    assert client.get("/feed.atom", headers={"If-None-Match": f'"nope", W/{etag}'}).status_code == 304
+    assert client.get("/feed.atom", headers={"If-None-Match": '"other"'}).status_code == 200
+
+
+def test_conditional_get_if_modified_since(client: TestClient) -> None:
+    lm = client.get("/feed.rss").headers["last-modified"]
+    assert client.get("/feed.rss", headers={"If-Modified-Since": lm}).status_code == 304
+    assert client.get("/feed.rss", headers={"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}).status_code == 200
+    assert client.get("/feed.rss", headers={"If-Modified-Since": "garbage"}).status_code == 200
+    # If-None-Match takes precedence: a mismatching tag wins over a fresh date.
+    assert client.get("/feed.rss", headers={"If-Modified-Since": lm, "If-None-Match": '"x"'}).status_code == 200
+
+
+def test_changed_file_gets_new_etag_and_fresh_body(client: TestClient, env: tuple[Config, sa.Engine]) -> None:
+    cfg, _ = env
+    feed = cfg.paths.public / "feed.atom"
+    old = client.get("/feed.atom")
+    feed.write_text("<feed>changed and longer</feed>")
+    st = feed.stat()
+    os.utime(feed, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    r = client.get("/feed.atom", headers={"If-None-Match": old.headers["etag"]})
+    assert r.status_code == 200
+    assert r.content == b"<feed>changed and longer</feed>"
+    assert r.headers["etag"] != old.headers["etag"]
+
+
+def test_head_has_headers_and_no_body(client: TestClient) -> None:
+    r = client.head("/feed.json")
+    assert r.status_code == 200
+    assert r.content == b""
+    assert int(r.headers["content-length"]) > 10
+    assert r.headers["content-type"].startswith("application/feed+json")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/nothing.atom",
+        "/../config.toml",
+        "/%2e%2e/state/publisher.db.atom",
+        "/..%2fstate%2fpublisher.db.atom",
+        "/issues/../../state/publisher.db.atom",
+        "/.secret.atom",
+        "/%2esecret.atom",
+        "/state.db",
+        "/tags/",
+        "/issues/..%5c..%5cconfig.toml",
+        "/feed.atom%00.html",
+        "//etc/passwd",
+        "/etc/passwd",
+        "/_web/../../pyproject.toml",
+        "/_web/missing.css",
+    ],
+)
+def test_unknown_paths_and_traversal_get_404(client: TestClient, path: str) -> None:
+    r = client.get(path)
+    assert r.status_code == 404
+    assert b"outside" not in r.content and b"SQLite" not in r.content and b"hidden" not in r.content
+
+
+def test_symlink_out_of_public_is_not_served(client: TestClient, env: tuple[Config, sa.Engine]) -> None:
+    cfg, _ = env
+    (cfg.paths.public / "escape.atom").symlink_to(cfg.paths.state / "publisher.db.atom")
+    (cfg.paths.public / "inside.atom").symlink_to(cfg.paths.public / "feed.atom")
+    assert client.get("/escape.atom").status_code == 404
+    assert client.get("/inside.atom").status_code == 200
+
+
+def test_writes_to_public_paths_are_refused(client: TestClient) -> None:
+    r = client.post("/feed.atom", content=b"x")
+    assert r.status_code == 405
+    assert "GET" in r.headers["allow"]
+
+
+def test_not_found_page_is_html_and_escapes_nothing_from_the_path(client: TestClient) -> None:
+    r = client.get("/<script>alert(1)</script>.html")
+    assert r.status_code == 404
+    assert "<script>alert" not in r.text
+
+
+def test_public_file_requests_do_not_touch_the_database(env: tuple[Config, sa.Engine]) -> None:
+    cfg, engine = env
+    seen: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    with TestClient(web.create_app(cfg, engine, None)) as c:
+        etag = c.get("/feed.atom").headers["etag"]
+        c.get("/feed.atom", headers={"If-None-Match": etag})
+        c.get("/issues/some-story")
+    assert seen == []
+
+
+def test_desk_stylesheet_is_served(client: TestClient) -> None:
+    r = client.get("/_web/desk.css")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/css")
+
+
+# ------------------------------------------------------------------ bind and access
+
+
+def test_refuses_non_loopback_without_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PUBLISHER_DESK_PASSWORD", raising=False)
+    cfg = make_config(tmp_path, host="0.0.0.0")
+    with pytest.raises(ConfigError) as exc:
+        webauth.check_bind(cfg, "0.0.0.0")
+    assert "desk.host" in str(exc.value) and "PUBLISHER_DESK_PASSWORD" in str(exc.value)
+    with pytest.raises(ConfigError):
+        web.create_app(cfg, store.connect("sqlite://"), None)
+    with pytest.raises(ConfigError):
+        web.make_server(cfg, store.connect("sqlite://"), FakePublisher(), host="192.168.1.5")  # type: ignore[arg-type]
+    monkeypatch.setenv("PUBLISHER_DESK_PASSWORD", PASSWORD)
+    webauth.check_bind(cfg, "0.0.0.0")  # credentials configured: allowed
+
+
+@pytest.mark.parametrize(("host", "loop"), [("127.0.0.1", True), ("::1", True), ("[::1]", True), ("localhost", True), ("127.0.0.2", True), ("0.0.0.0", False), ("::", False), ("10.0.0.1", False), ("example.org", False)])
+def test_loopback_detection(host: str, loop: bool) -> None:
+    assert webauth.is_loopback(host) is loop
+
+
+def test_open_desk_on_loopback_says_so(client: TestClient, env: tuple[Config, sa.Engine]) -> None:
+    _, engine = env
+    add_story(engine, "alpha")
+    r = client.get("/desk/")
+    assert r.status_code == 200
+    assert "Open desk: no password is set" in r.text
+    assert "Title of alpha" in r.text
+
+
+def test_desk_requires_sign_in(locked: tuple[TestClient, FakePublisher]) -> None:
+    c, _ = locked
+    for path in ("/desk/", "/desk/story/alpha", "/desk/digest", "/desk/story/alpha/email"):
+        r = c.get(path, follow_redirects=False)
+        assert r.status_code == 303, path
+        assert r.headers["location"] == "/desk/login"
+    assert c.get("/desk/events?kind=story&key=alpha").status_code == 401
+    assert c.post("/desk/story/alpha/approve", data={"csrf": "x"}).status_code == 401
+    assert c.get("/desk", follow_redirects=False).status_code == 308
+
+
+def test_wrong_password_is_refused_and_throttled(locked: tuple[TestClient, FakePublisher]) -> None:
+    c, _ = locked
+    token = csrf_from(c.get("/desk/login").text)
+    for _ in range(webauth.MAX_FAILURES):
+        assert c.post("/desk/login", data={"password": "nope", "csrf": token}).status_code == 401
+    r = c.post("/desk/login", data={"password": PASSWORD, "csrf": token})
+    assert r.status_code == 429  # even the right password waits out the window
+    assert c.get("/desk/", follow_redirects=False).status_code == 303
+
+
+def test_sign_in_sets_signed_session_cookie(locked: tuple[TestClient, FakePublisher]) -> None:
+    c, _ = locked
+    sign_in(c)
+    cookie = next(ck for ck in c.cookies.jar if ck.name == webauth.SESSION_COOKIE)
+    assert cookie.path == "/desk"
+    assert "Title of alpha" in c.get("/desk/").text
+    # A tampered cookie is not a session.
+    value = cookie.value
+    c.cookies.clear()
+    c.cookies.set(webauth.SESSION_COOKIE, value[:-3] + ("AAA" if not value.endswith("AAA") else "BBB"), path="/desk")
+    assert c.get("/desk/", follow_redirects=False).status_code == 303
+
+
+def test_login_post_needs_csrf(locked: tuple[TestClient, FakePublisher]) -> None:
+    c, _ = locked
+    c.get("/desk/login")
+    assert c.post("/desk/login", data={"password": PASSWORD}).status_code == 403
+    assert c.post("/desk/login", data={"password": PASSWORD, "csrf": "forged"}).status_code == 403
+
+
+def test_session_is_renewed_on_sign_in(locked: tuple[TestClient, FakePublisher]) -> None:
+    c, _ = locked
+    before = csrf_from(c.get("/desk/login").text)
+    after = sign_in(c)
+    assert before != after
+
+
+@pytest.mark.parametrize("action", ["approve", "hold", "send", "test"])
+def test_every_desk_post_rejects_missing_or_wrong_csrf(locked: tuple[TestClient, FakePublisher], action: str) -> None:
+    c, fake = locked
+    sign_in(c)
+    assert c.post(f"/desk/story/alpha/{action}", data={"address": "a@example.org", "confirm": "yes"}).status_code == 403
+    assert c.post(f"/desk/story/alpha/{action}", data={"csrf": "wrong", "address": "a@example.org", "confirm": "yes"}).status_code == 403
+    assert fake.calls == []
+
+
+def test_logout_needs_csrf_and_ends_the_session(locked: tuple[TestClient, FakePublisher]) -> None:
+    c, _ = locked
+    token = sign_in(c)
+    assert c.post("/desk/logout").status_code == 403
+    assert c.post("/desk/logout", data={"csrf": token}, follow_redirects=False).status_code == 303
+    assert c.get("/desk/", follow_redirects=False).status_code == 303
+
+
+def test_approve_and_hold_call_the_pipeline(locked: tuple[TestClient, FakePublisher]) -> None:
+    c, fake = locked
+    token = sign_in(c)
+    r = c.post("/desk/story/alpha/approve", data={"csrf": token}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/desk/story/alpha"
+    c.post("/desk/story/alpha/hold", data={"csrf": token}, follow_redirects=False)
+    assert fake.calls == [("approve", "alpha"), ("hold", "alpha")]
+
+
+def test_state_errors_come_back_as_a_message(locked: tuple[TestClient, FakePublisher]) -> None:
+    c, fake = locked
+    token = sign_in(c)
+    fake.fail_with = StateError("already sent")
+    c.post("/desk/story/alpha/approve", data={"csrf": token}, follow_redirects=False)
+    r = c.get("/desk/")
+    assert "Not possible now: already sent" in r.text
+
+
+def test_send_now_needs_the_confirm_box(locked: tuple[TestClient, FakePublisher]) -> None:
+    c, fake = locked
+    token = sign_in(c)
+    c.post("/desk/story/alpha/send", data={"csrf": token}, follow_redirects=False)
+    assert fake.calls == []
+    assert "tick the box" in c.get("/desk/").text
+
+
+def test_bearer_token_works_without_cookie_or_csrf(locked: tuple[TestClient, FakePublisher]) -> None:
+    c, fake = locked
+    assert c.get("/desk/", headers={"Authorization": f"Bearer {PASSWORD}"}).status_code == 200
+    assert c.get("/desk/", headers={"Authorization": "Bearer nope"}, follow_redirects=False).status_code == 303
+    r = c.post("/desk/story/alpha/hold", headers={"Authorization": f"Bearer {PASSWORD}"}, follow_redirects=False)
+    assert r.status_code == 303
+    assert fake.calls == [("hold", "alpha")]
+
+
+def test_bad_slugs_are_404(locked: tuple[TestClient, FakePublisher]) -> None:
+    c, _ = locked
+    sign_in(c)
+    assert c.get("/desk/story/nope").status_code == 404
+    assert c.get("/desk/story/..%2f..%2fetc").status_code == 404
+    assert c.get("/desk/story/UPPER").status_code == 404
+    assert c.get("/desk/events?kind=story&key=../x").status_code == 400
+
+
+def test_desk_list_shows_states_and_lint_findings(locked: tuple[TestClient, FakePublisher], env: tuple[Config, sa.Engine]) -> None:
+    c, _ = locked
+    _, engine = env
+    add_story(engine, "beta", state="sent")
+    add_story(engine, "gamma", state=None, status="draft")
+    broken = REFERENCE.read_bytes().replace(b"**Meta:**", b"**Meta:** takes: 999;", 1)
+    add_story(engine, "delta", source=broken, state="error", error="delta.txt:3: error: something broke")
+    sign_in(c)
+    html = c.get("/desk/").text
+    for text in ("awaiting approval", "sent", "draft", "error", "Title of delta", "something broke"):
+        assert text in html
+    assert re.search(r"delta.*?(\d+) error\(s\)", html, re.S)
+    assert csrf_from(html)
+    r = c.get("/desk/")
+    assert "default-src 'none'" in r.headers["content-security-policy"]
+
+
+# ------------------------------------------------------------------ subscribe / confirm / unsubscribe
+
+
+def test_subscribe_form_and_validation(client: TestClient) -> None:
+    form = client.get("/subscribe")
+    assert form.status_code == 200
+    m = re.search(r'name="form_token" value="([^"]+)"', form.text)
+    assert m
+    assert client.post("/subscribe", data={"email": "a@example.org", "cadence": "daily", "form_token": "forged"}).status_code == 400
+    r = client.post("/subscribe", data={"email": "not an address<script>", "cadence": "daily", "form_token": m.group(1)})
+    assert r.status_code == 400
+    assert "<script>" not in r.text
+
+
+@pytest.mark.parametrize("path", ["/unsubscribe?t=garbage", "/confirm?t=garbage", "/unsubscribe", "/confirm"])
+def test_bad_tokens_on_get(client: TestClient, path: str) -> None:
+    r = client.get(path)
+    assert r.status_code == 400
+    assert "<form" not in r.text
+
+
+def test_unsubscribe_token_is_not_a_confirm_token(client: TestClient, env: tuple[Config, sa.Engine]) -> None:
+    from publisher.tokens import make_token, signing_key
+
+    cfg, _ = env
+    token = make_token(signing_key(cfg), "unsubscribe", 1, "a@example.org")
+    assert client.get(f"/unsubscribe?t={token}").status_code == 200
+    assert client.get(f"/confirm?t={token}").status_code == 400
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["../state/publisher.db.atom", "/../state/publisher.db.atom", "/issues/../../state/publisher.db.atom", "/./feed.atom", "/.secret.atom", "/feed.atom\x00", "/..\\state\\publisher.db.atom", "/state.db"],
+)
+def test_resolver_refuses_raw_traversal(env: tuple[Config, sa.Engine], raw: str) -> None:
+    # httpx normalises "..", so the resolver is also fed raw, un-normalised paths.
+    cfg, _ = env
+    assert web.PublicFiles(cfg.paths.public).resolve(raw) is None
+
+
+def test_resolver_finds_known_files(env: tuple[Config, sa.Engine]) -> None:
+    cfg, _ = env
+    files = web.PublicFiles(cfg.paths.public)
+    st = files.resolve("/tags/energy/feed.atom")
+    assert st is not None and st.path.name == "feed.atom"
+    assert files.read(st) == b"<feed/>"
