@@ -100,3 +100,174 @@ def check(paths: tuple[str, ...], cfg: Config) -> None:
         err=True,
     )
     sys.exit(1 if report.errors else 0)
+
+
+# ---------------------------------------------------------------- subscribers and delivery
+
+
+def _store(cfg: Config) -> Any:
+    from .store import connect
+
+    return connect(cfg.store_url)
+
+
+@main.group()
+def subscribers() -> None:
+    """Manage subscribers: add, remove, list, import, export."""
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--cadence", type=click.Choice(["instant", "daily", "weekly"]), default="instant", show_default=True)
+@click.option("--double-opt-in", is_flag=True, help="Store as pending and send a confirmation email.")
+@with_config
+def subscribers_add(email: str, cadence: str, double_opt_in: bool, cfg: Config) -> None:
+    """Add one subscriber (active at once unless --double-opt-in)."""
+    from . import delivery, ledger
+    from .clock import system_clock
+
+    engine = _store(cfg)
+    if double_opt_in:
+        delivery.subscribe(cfg, engine, email, cadence)
+        click.echo(f"confirmation sent to {ledger.normalize_email(email)}")
+        return
+    sub, created = ledger.add_subscriber(engine, email, cadence, status="active", now=system_clock())
+    click.echo(f"{'added' if created else 'exists'}: {sub.email} ({sub.status}, {sub.cadence})")
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@click.option("--forget", is_flag=True, help="Erase the row and its delivery history instead of marking it unsubscribed.")
+@with_config
+def subscribers_remove(email: str, forget: bool, cfg: Config) -> None:
+    """Unsubscribe an address (or erase it with --forget)."""
+    from . import ledger
+    from .clock import system_clock
+
+    sub = ledger.remove_subscriber(_store(cfg), email, forget=forget, now=system_clock())
+    click.echo(f"{'erased' if forget else 'unsubscribed'}: {sub.email}")
+
+
+@subscribers.command("list")
+@click.option("--status", type=click.Choice(["pending", "active", "unsubscribed", "bounced"]))
+@click.option("--cadence", type=click.Choice(["instant", "daily", "weekly"]))
+@with_config
+def subscribers_list(status: str | None, cadence: str | None, cfg: Config) -> None:
+    """One subscriber per line: email, status, cadence, since."""
+    from . import ledger
+
+    engine = _store(cfg)
+    n = 0
+    for s in ledger.list_subscribers(engine, status=status, cadence=cadence):
+        click.echo(f"{s.email}\t{s.status}\t{s.cadence}\t{s.created_at.date().isoformat()}")
+        n += 1
+    counts = ledger.count_subscribers(engine)
+    click.echo(f"{n} listed; " + ", ".join(f"{k} {v}" for k, v in counts.items()), err=True)
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--cadence", type=click.Choice(["instant", "daily", "weekly"]), default="instant", show_default=True,
+              help="Cadence for rows without one.")
+@with_config
+def subscribers_import(file: str, cadence: str, cfg: Config) -> None:
+    """Import a CSV (email[,cadence[,status]]); bad rows are reported by line, the rest imported."""
+    from .clock import system_clock
+    from .subscribers import import_csv
+
+    with open(file, encoding="utf-8-sig", newline="") as fh:
+        report = import_csv(_store(cfg), fh, source=file, now=system_clock(), default_cadence=cadence)
+    for line in report.lines():
+        click.echo(line, err=True)
+    click.echo(f"{report.added} added, {report.existing} already present, {len(report.problems)} bad row(s)")
+    sys.exit(1 if report.problems else 0)
+
+
+@subscribers.command("export")
+@click.option("--status", type=click.Choice(["pending", "active", "unsubscribed", "bounced"]))
+@with_config
+def subscribers_export(status: str | None, cfg: Config) -> None:
+    """Write every subscriber as CSV to standard output."""
+    from .subscribers import export_csv
+
+    out = click.get_text_stream("stdout")
+    n = export_csv(_store(cfg), out, status=status)
+    click.echo(f"{n} subscriber(s) exported", err=True)
+
+
+def _issue_for(engine: Any, target: str, states: tuple[str, ...]) -> Any:
+    from . import ledger
+
+    if target == "digest":
+        return ledger.latest_digest(engine, states)
+    return ledger.find_issue(engine, "story", target)
+
+
+@main.command("send")
+@click.argument("target", metavar="SLUG|digest")
+@click.option("--test", "test_address", metavar="ADDRESS", help="Send one copy to ADDRESS, subject marked [TEST]; no ledger rows.")
+@with_config
+def send(target: str, test_address: str | None, cfg: Config) -> None:
+    """Send an approved story issue (or the latest approved digest); resumes an interrupted send."""
+    from . import delivery
+
+    engine = _store(cfg)
+    if test_address:
+        issue = _issue_for(engine, target, ("draft", "awaiting_approval", "approved", "held", "sending", "sent"))
+        delivery.send_test(cfg, engine, delivery.rendered_from_row(issue), test_address)
+        click.echo(f"test of {issue.kind} {issue.key} sent to {test_address}")
+        return
+    issue = _issue_for(engine, target, ("approved", "sending"))
+    bar: Any = None
+    progress = None
+    if sys.stdout.isatty():
+        from . import ledger
+
+        bar = click.progressbar(length=max(ledger.progress(engine, issue.id).total, 1), label=f"{issue.kind} {issue.key}")
+
+        def progress(p: Any) -> None:
+            bar.length = max(p.total, 1)
+            bar.update(p.done - bar.pos)
+    try:
+        report = delivery.send_issue(cfg, engine, issue.id, progress=progress)
+    except delivery.SendAborted as exc:
+        report = exc.report
+        click.echo(f"error: {exc}", err=True)
+    finally:
+        if bar is not None:
+            bar.render_finish()
+    click.echo(
+        f"{issue.kind} {issue.key}: {report.sent} sent, {report.failed} failed, {report.retrying} retried, "
+        f"{report.skipped} skipped, {report.queued} still queued, {report.recovered} recovered from a dead sender "
+        f"({report.elapsed:.1f}s)"
+    )
+    sys.exit(1 if report.failed or report.queued else 0)
+
+
+@main.command("deliveries")
+@click.argument("target", metavar="SLUG|digest")
+@with_config
+def deliveries_cmd(target: str, cfg: Config) -> None:
+    """Delivery progress of an issue: queued / sending / sent / failed, and the failures."""
+    from . import ledger
+
+    engine = _store(cfg)
+    issue = _issue_for(engine, target, ("approved", "sending", "sent", "held", "error"))
+    p = ledger.progress(engine, issue.id)
+    click.echo(
+        f"{issue.kind} {issue.key} ({issue.state}): {p.total} recipients: {p.queued} queued, "
+        f"{p.sending} sending, {p.sent} sent, {p.failed} failed, {p.skipped} skipped"
+    )
+    for row in ledger.failures(engine, issue.id):
+        click.echo(f"  failed {row.email} after {row.attempts} attempt(s): {row.last_error}")
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (default: desk.host, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default: desk.port, 8000).")
+@with_config
+def serve(host: str | None, port: int | None, cfg: Config) -> None:
+    """Serve the editors' desk (/desk) and public/ (feeds, issues, subscribe) without the scheduler."""
+    from .web import serve as serve_web
+
+    serve_web(cfg, host=host, port=port)

@@ -1,0 +1,231 @@
+"""Requests per second for feed.atom: our server beside nginx, same public/ folder.
+
+Measures, in one run on loopback with wrk:
+  * a conditional GET (If-None-Match with the current ETag -> 304),
+  * a full GET (200 with the body),
+for `publisher serve`'s app under uvicorn (one process, access log off) and
+for nginx serving the same folder. Ratios within one run are what to read:
+the machine is shared and noisy.
+
+    .venv/bin/python bench/bench_http.py [--duration 5] [--connections 32]
+
+Needs Debian's `wrk` and `nginx` (nginx-light); rows for a missing tool are
+skipped with a note. The public/ folder is built from briefs/ by the
+pipeline when it is available, else the feeds are rendered from briefs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_304 = 2000.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                r.read()
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def build_public(work: Path) -> tuple[Path, str]:
+    """A config in ``work`` and a public/ built from the repo's briefs; returns (config, how)."""
+    for sub in ("public", "state"):
+        (work / sub).mkdir(parents=True, exist_ok=True)
+    cfg_path = work / "config.toml"
+    cfg_path.write_text(
+        textwrap.dedent(
+            f"""
+            [site]
+            base_url = "http://127.0.0.1:8000/"
+            [paths]
+            briefs = "{ROOT / 'briefs'}"
+            public = "{work / 'public'}"
+            state = "{work / 'state'}"
+            """
+        )
+    )
+    env = dict(os.environ, PUBLISHER_SIGNING_KEY="b" * 64)
+    py = sys.executable
+    cli = str(Path(py).parent / "publisher")
+    r = subprocess.run([cli, "--help"], cwd=ROOT, env=env, capture_output=True, text=True)
+    if re.search(r"^\s+build\b", r.stdout, re.M):
+        r = subprocess.run([cli, "build", "--config", str(cfg_path)], cwd=ROOT, env=env, capture_output=True, text=True)
+        if r.returncode == 0 and (work / "public" / "feed.atom").exists():
+            return cfg_path, "publisher build"
+        print(f"note: publisher build failed ({r.stderr.strip()[-200:]}); rendering feeds directly", file=sys.stderr)
+    code = textwrap.dedent(
+        f"""
+        import datetime as dt
+        from pathlib import Path
+        from publisher import config
+        from publisher.briefs import find_briefs, load_brief
+        from publisher.feeds import FeedStory, render_feeds
+        cfg = config.load({str(cfg_path)!r})
+        stories = []
+        for p in find_briefs([cfg.paths.briefs]):
+            try:
+                b = load_brief(p, base_url=cfg.site.base_url)
+            except Exception as exc:
+                print("skip", p, exc)
+                continue
+            d = b.date if isinstance(b.date, dt.datetime) else dt.datetime.combine(b.date, dt.time(), tzinfo=dt.timezone.utc)
+            stories.append(FeedStory(b, d, b.updated or d))
+        for rel, data in render_feeds(stories, cfg).items():
+            out = cfg.paths.public / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(data)
+        """
+    )
+    subprocess.run([py, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True)
+    return cfg_path, "feeds.render_feeds"
+
+
+def start_ours(cfg_path: Path, port: int) -> subprocess.Popen[bytes]:
+    code = textwrap.dedent(
+        f"""
+        import logging, uvicorn
+        from publisher import config, store, web
+        cfg = config.load({str(cfg_path)!r})
+        app = web.create_app(cfg, store.connect(cfg.store_url), None)
+        uvicorn.run(app, host="127.0.0.1", port={port}, http=web._http_impl(), access_log=False, log_level="warning")
+        """
+    )
+    env = dict(os.environ, PUBLISHER_SIGNING_KEY="b" * 64)
+    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env)
+
+
+def start_nginx(public: Path, work: Path, port: int) -> subprocess.Popen[bytes] | None:
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx is None:
+        return None
+    conf = work / "nginx.conf"
+    conf.write_text(
+        textwrap.dedent(
+            f"""
+            worker_processes 1;
+            daemon off;
+            pid {work}/nginx.pid;
+            error_log {work}/nginx-error.log warn;
+            events {{ worker_connections 1024; }}
+            http {{
+              access_log off;
+              client_body_temp_path {work}/nginx-tmp;
+              types {{
+                application/atom+xml atom;
+                application/rss+xml rss;
+                application/feed+json json;
+                text/html html;
+              }}
+              charset utf-8;
+              charset_types application/atom+xml application/rss+xml application/feed+json;
+              server {{
+                listen 127.0.0.1:{port};
+                root {public};
+                etag on;
+                location / {{ add_header Cache-Control "public, max-age=300, must-revalidate"; }}
+              }}
+            }}
+            """
+        )
+    )
+    (work / "nginx-tmp").mkdir(exist_ok=True)
+    return subprocess.Popen([nginx, "-c", str(conf), "-p", str(work)])
+
+
+def run_wrk(url: str, *, etag: str | None, duration: int, connections: int) -> tuple[float, str]:
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency"]
+    if etag:
+        cmd += ["-H", f"If-None-Match: {etag}"]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+(\S+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        print(f"warning: {non2xx.group(1)} error responses from {url}", file=sys.stderr)
+    return rps, p99.group(1) if p99 else "?"
+
+
+def etag_of(url: str) -> tuple[str, int]:
+    with urllib.request.urlopen(url) as r:
+        return r.headers["ETag"], len(r.read())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--connections", type=int, default=32)
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
+        work = Path(tmp)
+        cfg_path, how = build_public(work)
+        ours_port, nginx_port = free_port(), free_port()
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            procs.append(start_ours(cfg_path, ours_port))
+            servers = [("publisher (uvicorn)", f"http://127.0.0.1:{ours_port}/feed.atom")]
+            ng = start_nginx(work / "public", work, nginx_port)
+            if ng is not None:
+                procs.append(ng)
+                servers.append(("nginx", f"http://127.0.0.1:{nginx_port}/feed.atom"))
+            else:
+                print("note: nginx not installed; its rows are skipped", file=sys.stderr)
+            rows: list[tuple[str, str, float, str]] = []
+            size = 0
+            for name, url in servers:
+                wait_http(url)
+                etag, size = etag_of(url)
+                for label, tag in (("conditional GET (304)", etag), ("full GET (200)", None)):
+                    rps, p99 = run_wrk(url, etag=tag, duration=args.duration, connections=args.connections)
+                    rows.append((name, label, rps, p99))
+        finally:
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            for p in procs:
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+    print(f"\nfeed.atom: {size} bytes (public/ from {how}); wrk -t2 -c{args.connections} -d{args.duration}s on {os.cpu_count()} cores\n")
+    print(f"| server | request | req/s | p99 latency | vs nginx |")
+    print(f"|---|---|---:|---:|---:|")
+    ref = {label: rps for name, label, rps, _ in rows if name == "nginx"}
+    for name, label, rps, p99 in rows:
+        ratio = f"{rps / ref[label]:.2f}" if label in ref else "-"
+        print(f"| {name} | {label} | {rps:,.0f} | {p99} | {ratio} |")
+    ours_304 = next(rps for name, label, rps, _ in rows if name.startswith("publisher") and "304" in label)
+    verdict = "meets" if ours_304 >= TARGET_304 else "MISSES"
+    print(f"\nconditional GETs/s from our server: {ours_304:,.0f} ({verdict} the {TARGET_304:,.0f}/s target)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
