@@ -111,12 +111,12 @@ def _store(cfg: Config) -> Any:
     return connect(cfg.store_url)
 
 
-@main.group()
-def subscribers() -> None:
+@main.group("subscribers")
+def subscribers_group() -> None:
     """Manage subscribers: add, remove, list, import, export."""
 
 
-@subscribers.command("add")
+@subscribers_group.command("add")
 @click.argument("email")
 @click.option("--cadence", type=click.Choice(["instant", "daily", "weekly"]), default="instant", show_default=True)
 @click.option("--double-opt-in", is_flag=True, help="Store as pending and send a confirmation email.")
@@ -135,7 +135,7 @@ def subscribers_add(email: str, cadence: str, double_opt_in: bool, cfg: Config) 
     click.echo(f"{'added' if created else 'exists'}: {sub.email} ({sub.status}, {sub.cadence})")
 
 
-@subscribers.command("remove")
+@subscribers_group.command("remove")
 @click.argument("email")
 @click.option("--forget", is_flag=True, help="Erase the row and its delivery history instead of marking it unsubscribed.")
 @with_config
@@ -148,7 +148,7 @@ def subscribers_remove(email: str, forget: bool, cfg: Config) -> None:
     click.echo(f"{'erased' if forget else 'unsubscribed'}: {sub.email}")
 
 
-@subscribers.command("list")
+@subscribers_group.command("list")
 @click.option("--status", type=click.Choice(["pending", "active", "unsubscribed", "bounced"]))
 @click.option("--cadence", type=click.Choice(["instant", "daily", "weekly"]))
 @with_config
@@ -165,7 +165,7 @@ def subscribers_list(status: str | None, cadence: str | None, cfg: Config) -> No
     click.echo(f"{n} listed; " + ", ".join(f"{k} {v}" for k, v in counts.items()), err=True)
 
 
-@subscribers.command("import")
+@subscribers_group.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--cadence", type=click.Choice(["instant", "daily", "weekly"]), default="instant", show_default=True,
               help="Cadence for rows without one.")
@@ -183,15 +183,14 @@ def subscribers_import(file: str, cadence: str, cfg: Config) -> None:
     sys.exit(1 if report.problems else 0)
 
 
-@subscribers.command("export")
+@subscribers_group.command("export")
 @click.option("--status", type=click.Choice(["pending", "active", "unsubscribed", "bounced"]))
 @with_config
 def subscribers_export(status: str | None, cfg: Config) -> None:
     """Write every subscriber as CSV to standard output."""
     from .subscribers import export_csv
 
-    out = click.get_text_stream("stdout")
-    n = export_csv(_store(cfg), out, status=status)
+    n = export_csv(_store(cfg), sys.stdout, status=status)
     click.echo(f"{n} subscriber(s) exported", err=True)
 
 
@@ -219,15 +218,15 @@ def send(target: str, test_address: str | None, cfg: Config) -> None:
         return
     issue = _issue_for(engine, target, ("approved", "sending"))
     bar: Any = None
-    progress = None
+    progress: Callable[[Any], None] | None = None
     if sys.stdout.isatty():
-        from . import ledger
+        bar = click.progressbar(length=1, label=f"{issue.kind} {issue.key}")
 
-        bar = click.progressbar(length=max(ledger.progress(engine, issue.id).total, 1), label=f"{issue.kind} {issue.key}")
-
-        def progress(p: Any) -> None:
+        def _progress(p: Any) -> None:
             bar.length = max(p.total, 1)
             bar.update(p.done - bar.pos)
+
+        progress = _progress
     try:
         report = delivery.send_issue(cfg, engine, issue.id, progress=progress)
     except delivery.SendAborted as exc:
