@@ -270,3 +270,29 @@ def serve(host: str | None, port: int | None, cfg: Config) -> None:
     from .web import serve as serve_web
 
     serve_web(cfg, host=host, port=port)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--as",
+    "fmt",
+    type=click.Choice(["html", "text", "mjml", "eml"]),
+    default="html",
+    show_default=True,
+    help="html/text: the public web version; mjml: the compiled template; eml: the full message for an example reader.",
+)
+@with_config
+def render(file: str, fmt: str, cfg: Config) -> None:
+    """Print the story issue one brief would make."""
+    from .briefs import load_brief
+    from .newsletter import example_message, render_story, web_version
+
+    brief = load_brief(file, base_url=cfg.site.base_url)
+    issue = render_story(brief, cfg)
+    if fmt == "eml":
+        # The brief's own publication time keeps the example reproducible.
+        sys.stdout.buffer.write(example_message(issue, cfg, sent_at=brief.published_at(cfg.site.tz)))
+        return
+    html, text = web_version(issue, cfg)
+    click.echo({"html": html, "text": text, "mjml": issue.mjml}[fmt], nl=False)
