@@ -268,7 +268,7 @@ def preview_from_issue(issue: RenderedIssue, cfg: Config, *, sent_at: datetime) 
     return Preview(
         kind=issue.kind,
         key=issue.key,
-        subject=str(msg.get("Subject", issue.subject)),
+        subject=str(msg.get("Subject", issue.subject)).strip(),
         preheader=issue.preheader,
         sender=str(msg.get("From", "")),
         html=html,
@@ -558,9 +558,12 @@ def create_app(cfg: Config, engine: Engine, publisher: Publisher | None, *, cloc
         except EmailNotValidError:
             return page(request, "subscribe.html", 400, error="That does not look like an email address.", form_token=forms.dumps("subscribe"), cadences=CADENCES, email=address, cadence=cadence)
         from .delivery import subscribe
+        from .ledger import InvalidAddress
 
         try:
             await run_in_threadpool(subscribe, cfg, engine, address, cadence)
+        except InvalidAddress:
+            return page(request, "subscribe.html", 400, error="That address cannot receive email.", form_token=forms.dumps("subscribe"), cadences=CADENCES, email=address, cadence=cadence)
         except PublisherError as exc:
             log.error("subscribe failed: %s", exc)
             return page(request, "message.html", 503, title="Try again later", message="We could not record your subscription just now.")

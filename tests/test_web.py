@@ -7,6 +7,8 @@ tested against a real uvicorn server in test_web_live.py.
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 import os
 import re
 from collections.abc import Iterator
@@ -477,3 +479,65 @@ def test_resolver_finds_known_files(env: tuple[Config, sa.Engine]) -> None:
     st = files.resolve("/tags/energy/feed.atom")
     assert st is not None and st.path.name == "feed.atom"
     assert files.read(st) == b"<feed/>"
+
+
+def _outbox(cfg: Config) -> list[Any]:
+    import mailbox
+
+    from publisher.delivery import outbox_path
+
+    box = mailbox.Maildir(str(outbox_path(cfg)), create=False)
+    return [email.message_from_bytes(box.get_bytes(k), policy=email.policy.default) for k in sorted(box.keys())]
+
+
+def test_subscribe_confirm_unsubscribe_round_trip(client: TestClient, env: tuple[Config, sa.Engine]) -> None:
+    from publisher import ledger
+    from publisher.tokens import make_token, signing_key
+
+    cfg, engine = env
+    form = client.get("/subscribe").text
+    token = re.search(r'name="form_token" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
+    r = client.post("/subscribe", data={"email": "Reader@Example.org", "cadence": "weekly", "form_token": token})
+    assert r.status_code == 200 and "Check your inbox" in r.text
+    sub = ledger.find_subscriber(engine, "reader@example.org")
+    assert sub is not None and sub.status == "pending" and sub.cadence == "weekly"
+    # The confirmation mail links to /confirm; GET only shows a button.
+    [mail] = _outbox(cfg)
+    body = mail.get_body(preferencelist=("plain",)).get_content()
+    url = re.search(r"(http://\S+/confirm\?t=\S+)", body).group(1)  # type: ignore[union-attr]
+    path = url.removeprefix("http://127.0.0.1:8000")
+    page = client.get(path)
+    assert page.status_code == 200 and "<form" in page.text
+    assert ledger.find_subscriber(engine, "reader@example.org").status == "pending"  # type: ignore[union-attr]
+    t = re.search(r'name="t" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    assert client.post("/confirm", data={"t": t}).status_code == 200
+    assert ledger.find_subscriber(engine, "reader@example.org").status == "active"  # type: ignore[union-attr]
+    # RFC 8058 one-click: no cookie, no CSRF, the token in the URL.
+    unsub = make_token(signing_key(cfg), "unsubscribe", sub.id, sub.email)
+    fresh = TestClient(client.app)
+    r = fresh.post(f"/unsubscribe?t={unsub}", content=b"List-Unsubscribe=One-Click", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200 and "Unsubscribed" in r.text
+    assert ledger.find_subscriber(engine, "reader@example.org").status == "unsubscribed"  # type: ignore[union-attr]
+    # A replay is harmless and says the same.
+    assert fresh.post(f"/unsubscribe?t={unsub}", content=b"List-Unsubscribe=One-Click", headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 200
+
+
+@pytest.mark.parametrize("token", ["", "garbage", "eyJhIjoxfQ.forged.sig"])
+def test_bad_tokens_on_post(client: TestClient, token: str) -> None:
+    assert client.post(f"/unsubscribe?t={token}", content=b"List-Unsubscribe=One-Click", headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 400
+    assert client.post("/confirm", data={"t": token}).status_code == 400
+
+
+def test_tampered_unsubscribe_token_changes_nothing(client: TestClient, env: tuple[Config, sa.Engine]) -> None:
+    from publisher import ledger
+    from publisher.tokens import make_token, signing_key
+
+    cfg, engine = env
+    ledger.request_subscription(engine, "x@example.org", "daily", now=NOW)
+    sub = ledger.find_subscriber(engine, "x@example.org")
+    assert sub is not None
+    other = make_token(b"another key entirely, 32 bytes long!", "unsubscribe", sub.id, sub.email)
+    assert client.post(f"/unsubscribe?t={other}").status_code == 400
+    good = make_token(signing_key(cfg), "unsubscribe", sub.id, sub.email)
+    assert client.post(f"/unsubscribe?t={good[:-2]}").status_code == 400
+    assert ledger.find_subscriber(engine, "x@example.org").status == "pending"  # type: ignore[union-attr]
