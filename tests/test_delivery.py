@@ -1,0 +1,290 @@
+"""Delivery against a real SMTP server (aiosmtpd) started by each test."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import mailbox
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import sqlalchemy as sa
+
+from publisher import delivery, ledger, tokens
+from publisher.delivery import RateLimiter, SendAborted, wire_data
+from publisher.errors import StateError
+from publisher.store import deliveries, subscribers
+
+from .test_delivery_support import (
+    T0,
+    Sink,
+    add_story_issue,
+    add_subscribers,
+    free_port,
+    issue_state,
+    make_cfg,
+    make_store,
+    smtp_server,
+)
+
+
+def _token_of(url: str) -> str:
+    return parse_qs(urlsplit(url).query)["t"][0]
+
+
+def _ledger_rows(engine: sa.Engine, issue_id: int) -> dict[str, tuple[str, int, str | None]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(subscribers.c.email, deliveries.c.state, deliveries.c.attempts, deliveries.c.last_error)
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .where(deliveries.c.issue_id == issue_id)
+        ).all()
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+def test_message_as_received_and_one_click_unsubscribe(tmp_path: Path) -> None:
+    sink = Sink()
+    with smtp_server(sink) as port:
+        cfg = make_cfg(tmp_path, port=port)
+        engine = make_store(cfg)
+        emails = add_subscribers(engine, 3)
+        add_subscribers(engine, 2, cadence="daily", start=100)  # not the audience of a story
+        issue_id = add_story_issue(engine, cfg)
+        report = delivery.send_issue(cfg, engine, issue_id)
+    assert report.sent == 3 and report.failed == 0 and report.queued == 0
+    assert issue_state(engine, issue_id) == "sent"
+    assert sorted(sink.recipients()) == emails
+    key = tokens.signing_key(cfg)
+    ids = set()
+    for got in sink.messages:
+        msg = email.message_from_bytes(got.content, policy=email.policy.default)
+        (rcpt,) = got.rcpt_tos
+        assert got.mail_from == "briefs@news.example.org"
+        assert msg["To"] == rcpt
+        assert "briefs@news.example.org" in msg["From"]
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert msg["List-Id"].endswith("<briefs.example.org>")
+        m = re.fullmatch(r"<(https://news\.example\.org/unsubscribe\?t=[A-Za-z0-9_.\-]+)>", msg["List-Unsubscribe"])
+        assert m, msg["List-Unsubscribe"]
+        url = m.group(1)
+        sid, addr = tokens.read_token(key, "unsubscribe", _token_of(url))
+        assert addr == rcpt
+        assert ledger.get_subscriber(engine, sid) is not None
+        text = msg.get_body(("plain",)).get_content()
+        html = msg.get_body(("html",)).get_content()
+        assert url in text
+        assert url.replace("&", "&amp;") in html
+        ids.add(msg["Message-ID"])
+        assert not msg.defects
+    assert len(ids) == 3  # one Message-ID per delivery
+
+    # RFC 8058: the token from the header unsubscribes at once; a replay is harmless.
+    first = email.message_from_bytes(sink.messages[0].content, policy=email.policy.default)
+    token = _token_of(first["List-Unsubscribe"].strip("<>"))
+    assert delivery.unsubscribe(cfg, engine, token) is True
+    assert delivery.unsubscribe(cfg, engine, token) is False
+    sub = ledger.find_subscriber(engine, first["To"])
+    assert sub is not None and sub.status == "unsubscribed"
+    assert ledger.count_subscribers(engine)["active"] == 4
+
+
+def test_rate_limit_spaces_messages_on_the_wire(tmp_path: Path) -> None:
+    sink = Sink(keep_content=False)
+    with smtp_server(sink) as port:
+        cfg = make_cfg(tmp_path, port=port, connections=3, rate_per_second=20.0)
+        engine = make_store(cfg)
+        add_subscribers(engine, 21)
+        issue_id = add_story_issue(engine, cfg)
+        delivery.send_issue(cfg, engine, issue_id)
+    times = sorted(m.at for m in sink.messages)
+    assert len(times) == 21
+    # 21 messages at 20/s need at least 20 intervals of 50 ms; a lower bound
+    # only, which a slow machine cannot break.
+    assert times[-1] - times[0] >= 0.95
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_limiter_per_second_and_per_hour() -> None:
+    clock = FakeTime()
+    per_second = RateLimiter(4.0, 0, monotonic=clock)
+    assert [round(per_second.reserve(), 3) for _ in range(5)] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    clock.now += 10  # idle time is not banked into a burst
+    assert per_second.reserve() == 0.0
+    assert per_second.delay() == pytest.approx(0.25)
+
+    # 3 per hour, two already sent 30 minutes ago (seeded from the ledger)
+    clock.now = 10_000.0
+    hourly = RateLimiter(0.0, 3, history=[clock.now - 1800, clock.now - 1700], monotonic=clock)
+    assert hourly.reserve() == 0.0
+    assert hourly.delay() == pytest.approx(1800.0)
+    assert hourly.reserve() == pytest.approx(1800.0)
+    assert hourly.reserve() == pytest.approx(1900.0)
+
+
+def test_4xx_is_retried_with_backoff_then_delivered(tmp_path: Path) -> None:
+    sink = Sink()
+    with smtp_server(sink) as port:
+        cfg = make_cfg(tmp_path, port=port, max_attempts=5)
+        engine = make_store(cfg)
+        emails = add_subscribers(engine, 4)
+        sink.temp_fail[emails[1]] = 2
+        issue_id = add_story_issue(engine, cfg)
+        report = delivery.send_issue(cfg, engine, issue_id)
+    assert sink.recipients() == {e: 1 for e in emails}
+    assert report.retrying == 2 and report.sent == 4
+    rows = _ledger_rows(engine, issue_id)
+    assert rows[emails[1]] == ("sent", 3, None)
+    assert rows[emails[0]] == ("sent", 1, None)
+    assert issue_state(engine, issue_id) == "sent"
+
+
+def test_4xx_until_max_attempts_fails_without_bouncing(tmp_path: Path) -> None:
+    sink = Sink()
+    with smtp_server(sink) as port:
+        cfg = make_cfg(tmp_path, port=port, max_attempts=3)
+        engine = make_store(cfg)
+        emails = add_subscribers(engine, 2)
+        sink.temp_fail[emails[0]] = 99
+        issue_id = add_story_issue(engine, cfg)
+        report = delivery.send_issue(cfg, engine, issue_id)
+    assert report.failed == 1 and report.sent == 1
+    state, attempts, error = _ledger_rows(engine, issue_id)[emails[0]]
+    assert (state, attempts) == ("failed", 3) and error and "451" in error
+    sub = ledger.find_subscriber(engine, emails[0])
+    assert sub is not None and sub.status == "active"
+
+
+@pytest.mark.parametrize(("bounce_after", "status"), [(1, "bounced"), (2, "active")])
+def test_5xx_fails_at_once_and_bounces(tmp_path: Path, bounce_after: int, status: str) -> None:
+    sink = Sink()
+    with smtp_server(sink) as port:
+        cfg = make_cfg(tmp_path, port=port, bounce_after=bounce_after)
+        engine = make_store(cfg)
+        emails = add_subscribers(engine, 3)
+        sink.permanent.add(emails[2])
+        issue_id = add_story_issue(engine, cfg)
+        report = delivery.send_issue(cfg, engine, issue_id)
+    assert sink.recipients() == {emails[0]: 1, emails[1]: 1}
+    state, attempts, error = _ledger_rows(engine, issue_id)[emails[2]]
+    assert (state, attempts) == ("failed", 1) and error and "550" in error
+    sub = ledger.find_subscriber(engine, emails[2])
+    assert sub is not None and sub.status == status and sub.bounces == 1
+    assert report.bounced == (1 if status == "bounced" else 0)
+    assert issue_state(engine, issue_id) == "sent"  # a failed row does not hold the issue open
+
+
+def test_server_dropping_connections_mid_batch_loses_no_one(tmp_path: Path) -> None:
+    sink = Sink(drop_on={5, 12, 13, 30})
+    with smtp_server(sink) as port:
+        cfg = make_cfg(tmp_path, port=port, connections=2, batch_size=10)
+        engine = make_store(cfg)
+        emails = add_subscribers(engine, 40)
+        issue_id = add_story_issue(engine, cfg)
+        report = delivery.send_issue(cfg, engine, issue_id)
+    # Each drop lost the message before the server kept it, so a resend on a
+    # fresh connection makes it exactly once.
+    assert sink.data_count == 44  # the four drops really happened
+    assert sink.recipients() == {e: 1 for e in emails}
+    assert report.sent == 40 and report.failed == 0
+    assert {v[0] for v in _ledger_rows(engine, issue_id).values()} == {"sent"}
+
+
+def test_smtp_outage_stops_the_send_and_a_rerun_resumes(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens here yet
+    cfg = make_cfg(tmp_path, port=port)
+    engine = make_store(cfg)
+    emails = add_subscribers(engine, 12)
+    issue_id = add_story_issue(engine, cfg)
+    with pytest.raises(SendAborted) as info:
+        delivery.send_issue(cfg, engine, issue_id)
+    assert info.value.report.queued == 12
+    assert issue_state(engine, issue_id) == "sending"
+    # an outage is nobody's fault: no attempt counted, nothing failed
+    assert {v for v in _ledger_rows(engine, issue_id).values()} == {("queued", 0, None)}
+
+    sink = Sink()
+    from aiosmtpd.controller import Controller
+
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        report = delivery.send_issue(cfg, engine, issue_id)
+    finally:
+        controller.stop()
+    assert sink.recipients() == {e: 1 for e in emails}
+    assert report.sent == 12 and issue_state(engine, issue_id) == "sent"
+
+
+def test_subscriber_who_leaves_mid_send_is_skipped(tmp_path: Path) -> None:
+    sink = Sink()
+    with smtp_server(sink) as port:
+        cfg = make_cfg(tmp_path, port=port)
+        engine = make_store(cfg)
+        emails = add_subscribers(engine, 5)
+        issue_id = add_story_issue(engine, cfg)
+        ledger.start_issue(engine, issue_id, now=T0)
+        ledger.remove_subscriber(engine, emails[3], forget=False, now=T0)
+        delivery.send_issue(cfg, engine, issue_id)
+    assert set(sink.recipients()) == set(emails) - {emails[3]}
+    assert _ledger_rows(engine, issue_id)[emails[3]][0] == "skipped"
+    assert issue_state(engine, issue_id) == "sent"
+
+
+def test_unapproved_issue_cannot_be_sent(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path)
+    engine = make_store(cfg)
+    add_subscribers(engine, 2)
+    issue_id = add_story_issue(engine, cfg, state="awaiting_approval")
+    with pytest.raises(StateError):
+        delivery.send_issue(cfg, engine, issue_id)
+    assert ledger.progress(engine, issue_id).total == 0
+
+
+def test_maildir_outbox_is_the_default(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path)  # no smtp.host
+    engine = make_store(cfg)
+    emails = add_subscribers(engine, 3)
+    issue_id = add_story_issue(engine, cfg)
+    report = delivery.drain(cfg, engine)
+    assert report.sent == 3 and issue_state(engine, issue_id) == "sent"
+    box = mailbox.Maildir(str(tmp_path / "state" / "outbox"), create=False)
+    got = sorted(m["To"] for m in box)
+    assert got == emails
+    for m in box:
+        assert m["Delivered-To"] == m["To"]
+        assert m["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # a second drain finds nothing to do
+    again = delivery.drain(cfg, engine)
+    assert again.sent == 0 and len(list(box)) == 3
+
+
+def test_send_test_marks_subject_and_writes_no_ledger_rows(tmp_path: Path) -> None:
+    sink = Sink()
+    with smtp_server(sink) as port:
+        cfg = make_cfg(tmp_path, port=port)
+        engine = make_store(cfg)
+        add_subscribers(engine, 2)
+        issue_id = add_story_issue(engine, cfg, state="awaiting_approval")
+        row = ledger.get_issue(engine, issue_id)
+        delivery.send_test(cfg, engine, delivery.rendered_from_row(row), "Editor@Example.COM")
+    assert sink.recipients() == {"editor@example.com": 1}
+    msg = email.message_from_bytes(sink.messages[0].content, policy=email.policy.default)
+    assert msg["Subject"].startswith("[TEST] ")
+    assert ledger.progress(engine, issue_id).total == 0
+    assert issue_state(engine, issue_id) == "awaiting_approval"
+
+
+def test_wire_data_stuffs_dots_and_normalises_line_ends() -> None:
+    assert wire_data(b"a\r\n.b\r\n") == b"a\r\n..b\r\n.\r\n"
+    assert wire_data(b".x\nY") == b"..x\r\nY\r\n.\r\n"
+    clean = b"Subject: s\r\n\r\nbody\r\n"
+    assert wire_data(clean) == clean + b".\r\n"
