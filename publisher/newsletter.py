@@ -277,7 +277,8 @@ def _compile_mjml(source: str, what: str) -> str:
     longest = max(len(line.encode()) for line in out.split("\n"))
     if longest > MAX_LINE_OCTETS:
         raise RenderError(what, f"HTML has an unbreakable {longest}-octet line (an over-long URL?)")
-    return out
+    # A MIME body ends in a newline; ending with one keeps web and mail copies identical.
+    return out if out.endswith("\n") else out + "\n"
 
 
 def _check_text_lines(text: str, what: str) -> None:
@@ -407,7 +408,7 @@ def render_story(brief: Brief, cfg: Config) -> RenderedIssue:
     """A story issue for one brief; coverage is cut to fit the HTML budget."""
     what = f"story {brief.slug}"
     env, tdigest = _environment(_template_dirs(cfg))
-    content_hash = _inputs_hash("story", brief.slug, [brief.content_hash, brief.path], cfg, tdigest)
+    content_hash = _inputs_hash("story", brief.slug, [brief.content_hash], cfg, tdigest)
     unsub = unsubscribe_placeholder(content_hash)
     subject = clean_line(brief.title, MAX_SUBJECT) or brief.slug
     preheader = clean_line(brief.dek or brief.summary.text, MAX_PREHEADER)
