@@ -111,31 +111,32 @@ def _boundary(content_hash: str) -> str:
 # ---------------------------------------------------------------- templates
 
 
-def _fill(words: list[str], width: int, indent: str, subsequent: str) -> list[str]:
-    # Greedy fill; a word longer than the line (a URL) gets a line of its own.
-    # textwrap does the same but is ~20x slower, and this runs per take.
-    lines: list[str] = []
-    line = indent
-    empty = True
-    for word in words:
-        if not empty and len(line) + 1 + len(word) > width:
-            lines.append(line)
-            line, empty = subsequent + word, False
-        elif empty:
-            line, empty = line + word, False
-        else:
-            line += " " + word
-    lines.append(line)
-    return lines
+@functools.lru_cache(maxsize=32)
+def _line_pattern(width: int) -> re.Pattern[str]:
+    # Up to ``width`` characters ending at a space, else one whole long word
+    # (a URL keeps its own line): greedy filling done by the regex engine,
+    # many times faster than textwrap for the dozens of paragraphs per issue.
+    return re.compile(r"(?:.{1,%d}|\S+)(?: +|$)" % width)
 
 
 def _wrap(value: str, width: int = TEXT_WIDTH, indent: str = "", subsequent: str | None = None) -> str:
-    """Fill each paragraph of ``value`` to ``width`` columns."""
+    """Fill each paragraph of ``value`` to ``width`` columns.
+
+    The indents used by the templates are the same length on every line
+    ("* " then "  "), so one pattern serves the whole paragraph."""
     sub = indent if subsequent is None else subsequent
-    paras = [p.split() for p in _PARA_BREAK.split(str(value))]
+    pattern = _line_pattern(max(width - max(len(indent), len(sub)), 20))
     out = []
-    for i, words in enumerate(p for p in paras if p):
-        out.append("\n".join(_fill(words, width, indent if i == 0 else sub, sub)))
+    first = True
+    for para in _PARA_BREAK.split(str(value)):
+        words = " ".join(para.split())
+        if not words:
+            continue
+        pieces = pattern.findall(words)
+        lines = [(indent if first else sub) + pieces[0].rstrip()]
+        lines.extend(sub + piece.rstrip() for piece in pieces[1:])
+        out.append("\n".join(lines))
+        first = False
     return "\n\n".join(out)
 
 
@@ -197,6 +198,8 @@ def _environment(dirs: tuple[str, ...]) -> tuple[Environment, str]:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         extensions=["jinja2.ext.do"],
+        # Templates are read once per process, so the digest below stays true.
+        auto_reload=False,
     )
     env.filters["wrap"] = _wrap
     env.filters["underline"] = _underline
@@ -223,32 +226,50 @@ _BREAK_AFTER = tuple(f"</{t}>" for t in "td tr th div p table tbody thead li ul 
     "<tr>",
     "<![endif]-->",
 )
-_BREAK_RE = re.compile("|".join(re.escape(t) for t in _BREAK_AFTER))
+_BREAK_RE = re.compile(b"|".join(re.escape(t.encode()) for t in _BREAK_AFTER))
 _TAG_OR_TEXT = re.compile(r"<[^>]*>|[^<]+")
 
 
-def _newline_after(m: re.Match[str]) -> str:
-    return m.group() + "\n"
-
-
 def _fold_html(html: str) -> str:
-    """Keep every line under the 8bit limit: a newline after each block-level
-    closing tag (whitespace there renders as nothing, as in node mjml's own
-    output), then, for a paragraph still too long, at spaces between words."""
-    html = _BREAK_RE.sub(_newline_after, html)
-    lines = html.split("\n")
-    if max(map(len, lines)) <= _FOLD_AT // 4 or all(len(line.encode()) <= _FOLD_AT for line in lines):
-        return html
+    """Keep every line under the 8bit limit. Over-long lines (mjml-python
+    writes the body as one) are cut after block-level tags, where a newline
+    renders as nothing, as few times as needed; a paragraph still too long
+    is cut at spaces between words."""
     out: list[str] = []
-    for line in lines:
-        while len(line.encode()) > _FOLD_AT:
-            cut = _space_outside_tags(line, _FOLD_AT // 4)
+    for line in html.split("\n"):
+        if len(line) <= _FOLD_AT // 4 or len(line.encode()) <= _FOLD_AT:
+            out.append(line)
+        else:
+            out.extend(_fold_line(line))
+    return "\n".join(out)
+
+
+def _fold_line(line: str) -> list[str]:
+    # Work on bytes: the limit is in octets, and the tags are ASCII, so a cut
+    # can never split a multi-byte character.
+    data = line.encode()
+    pieces: list[bytes] = []
+    start = last = 0
+    for m in _BREAK_RE.finditer(data):
+        if m.end() - start > _FOLD_AT and last > start:
+            pieces.append(data[start:last])
+            start = last
+        last = m.end()
+    if len(data) - start > _FOLD_AT and last > start:
+        pieces.append(data[start:last])
+        start = last
+    pieces.append(data[start:])
+    out: list[str] = []
+    for piece in pieces:
+        text = piece.decode()
+        while len(text.encode()) > _FOLD_AT:
+            cut = _space_outside_tags(text, _FOLD_AT // 4)
             if cut <= 0:
                 break
-            out.append(line[:cut])
-            line = line[cut:]
-        out.append(line)
-    return "\n".join(out)
+            out.append(text[:cut])
+            text = text[cut:]
+        out.append(text)
+    return out
 
 
 def _space_outside_tags(line: str, limit: int) -> int:
@@ -274,15 +295,20 @@ def _compile_mjml(source: str, what: str) -> str:
     if leftover:
         raise RenderError(what, f"MJML left {leftover.group()!r} in the HTML (unknown or misplaced tag)")
     out = _fold_html(out)
-    longest = max(len(line.encode()) for line in out.split("\n"))
+    longest = _longest_line(out)
     if longest > MAX_LINE_OCTETS:
         raise RenderError(what, f"HTML has an unbreakable {longest}-octet line (an over-long URL?)")
     # A MIME body ends in a newline; ending with one keeps web and mail copies identical.
     return out if out.endswith("\n") else out + "\n"
 
 
+def _longest_line(text: str) -> int:
+    """Octets in the longest line (only lines that could be long are encoded)."""
+    return max((len(line.encode()) if len(line) > _FOLD_AT // 4 else len(line) for line in text.split("\n")), default=0)
+
+
 def _check_text_lines(text: str, what: str) -> None:
-    longest = max((len(line.encode()) for line in text.split("\n")), default=0)
+    longest = _longest_line(text)
     if longest > MAX_LINE_OCTETS:
         raise RenderError(what, f"text has a {longest}-octet line (an over-long URL?)")
 
