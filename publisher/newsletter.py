@@ -178,8 +178,13 @@ def _rich_text(refs: _Refs) -> Callable[..., str]:
 
 
 def _template_dirs(cfg: Config) -> tuple[str, ...]:
+    return _search_path(cfg.paths.templates)
+
+
+@functools.lru_cache(maxsize=8)
+def _search_path(user: Path) -> tuple[str, ...]:
+    """The user's override folder (if it exists) before the built-in one."""
     dirs = []
-    user = cfg.paths.templates
     if user.is_dir() and user.resolve() != TEMPLATES_DIR:
         dirs.append(str(user.resolve()))
     dirs.append(str(TEMPLATES_DIR))
