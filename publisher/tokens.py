@@ -1,7 +1,7 @@
 """Signed tokens for unsubscribe and confirmation links.
 
 A token carries the subscriber id and address, signed with HMAC-SHA256
-(itsdangerous) under a *purpose* salt, so an unsubscribe token can never
+(itsdangerous' TimestampSigner) under a *purpose* salt, so an unsubscribe token can never
 confirm anyone and vice versa. The address is inside the signed payload so
 a token stops working if the row's address changes. Verification is
 constant-time (itsdangerous compares digests with ``hmac.compare_digest``).
@@ -13,13 +13,18 @@ The key comes from the environment variable named by
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
+import hashlib
 import logging
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Literal
 
-from itsdangerous import BadData, URLSafeTimedSerializer
+from itsdangerous import BadData, TimestampSigner
 
 from .config import Config
 from .errors import PublisherError, TokenError
@@ -80,17 +85,22 @@ def _read_key(path: Path) -> bytes:
     return key
 
 
-def _serializer(key: bytes, purpose: str) -> URLSafeTimedSerializer:
+@functools.lru_cache(maxsize=16)
+def _signer(key: bytes, purpose: str) -> TimestampSigner:
     if purpose not in PURPOSES:
         raise ValueError(f"unknown token purpose {purpose!r}")
-    return URLSafeTimedSerializer(key, salt=f"publisher.{purpose}")
+    return TimestampSigner(key, salt=f"publisher.{purpose}", digest_method=hashlib.sha256)
 
 
 def make_token(key: bytes, purpose: str, subscriber_id: int, email: str) -> str:
-    """A URL-safe token binding ``purpose``, ``subscriber_id`` and ``email``."""
-    token = _serializer(key, purpose).dumps([subscriber_id, email])
-    assert isinstance(token, str)
-    return token
+    """A URL-safe token binding ``purpose``, ``subscriber_id`` and ``email``.
+
+    ``<id>~<base64url(email)>.<timestamp>.<hmac>``: a signer, not a
+    serializer, because a send makes one token per recipient and the
+    serializer's JSON and zlib steps cost more than the rest of a message.
+    """
+    address = base64.urlsafe_b64encode(email.encode("utf-8")).rstrip(b"=").decode("ascii")
+    return _signer(key, purpose).sign(f"{subscriber_id}~{address}").decode("ascii")
 
 
 def read_token(key: bytes, purpose: str, token: str, *, max_age: int | None = None) -> tuple[int, str]:
@@ -99,19 +109,22 @@ def read_token(key: bytes, purpose: str, token: str, *, max_age: int | None = No
     ``max_age`` (seconds) expires confirmation links; unsubscribe links
     never expire (RFC 8058 links must keep working).
     """
-    if not isinstance(token, str) or not token or len(token) > 2048:
-        raise TokenError("invalid token")
+    if not isinstance(token, str) or not token or len(token) > 2048 or not token.isascii():
+        raise TokenError(f"invalid {purpose} token")
     try:
-        payload = _serializer(key, purpose).loads(token, max_age=max_age)
+        payload = _signer(key, purpose).unsign(token, max_age=max_age).decode("ascii")
     except BadData as exc:
         raise TokenError(f"invalid {purpose} token") from exc
-    if (
-        not isinstance(payload, list)
-        or len(payload) != 2
-        or not isinstance(payload[0], int)
-        or isinstance(payload[0], bool)
-        or not isinstance(payload[1], str)
-    ):
-        # Signed by us but not in our shape: a key reused elsewhere.
+    # Signed by us, so well-formed unless the key is shared with something else.
+    match = _PAYLOAD.fullmatch(payload)
+    if match is None:
         raise TokenError(f"invalid {purpose} token payload")
-    return payload[0], payload[1]
+    encoded = match.group(2)
+    try:
+        email = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise TokenError(f"invalid {purpose} token payload") from exc
+    return int(match.group(1)), email
+
+
+_PAYLOAD = re.compile(r"(\d{1,18})~([A-Za-z0-9_-]+)")

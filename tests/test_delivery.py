@@ -66,7 +66,7 @@ def test_message_as_received_and_one_click_unsubscribe(tmp_path: Path) -> None:
         assert "briefs@news.example.org" in msg["From"]
         assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert msg["List-Id"].endswith("<briefs.example.org>")
-        m = re.fullmatch(r"<(https://news\.example\.org/unsubscribe\?t=[A-Za-z0-9_.\-]+)>", msg["List-Unsubscribe"])
+        m = re.fullmatch(r"<(https://news\.example\.org/unsubscribe\?t=[A-Za-z0-9_.~\-]+)>", msg["List-Unsubscribe"])
         assert m, msg["List-Unsubscribe"]
         url = m.group(1)
         sid, addr = tokens.read_token(key, "unsubscribe", _token_of(url))
@@ -288,3 +288,22 @@ def test_wire_data_stuffs_dots_and_normalises_line_ends() -> None:
     assert wire_data(b".x\nY") == b"..x\r\nY\r\n.\r\n"
     clean = b"Subject: s\r\n\r\nbody\r\n"
     assert wire_data(clean) == clean + b".\r\n"
+
+
+def test_wire_template_equals_the_slow_path(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path)
+    engine = make_store(cfg)
+    issue_id = add_story_issue(engine, cfg)
+    template = delivery.build_template(ledger.get_issue(engine, issue_id), cfg, sent_at=T0)
+    wire = delivery.WireTemplate(template)
+    assert wire.fast  # the real newsletter template takes the fast path
+    cases = [
+        ("a@b.example", "https://news.example.org/unsubscribe?t=1~YQ.x.y", "<1.1.ab@news.example.org>"),
+        ("reader000001@example.net", "https://news.example.org/unsubscribe?t=" + "z" * 120, "<9.99999.f00@x.org>"),
+        ("x@y.org", "https://news.example.org/u?t=1&b=2", "<2.2.c@x.org>"),  # '&' takes the slow path
+    ]
+    for to, url, mid in cases:
+        expected = wire_data(template.personalize(to=to, unsubscribe_url=url, message_id=mid))
+        assert wire.personalize(to=to, unsubscribe_url=url, message_id=mid) == expected
+    with pytest.raises(delivery.DeliveryError):  # the template's own validation still runs
+        wire.personalize(to="a@b.example\r\nBcc: x@y.z", unsubscribe_url=cases[0][1], message_id=cases[0][2])
