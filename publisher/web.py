@@ -620,7 +620,7 @@ def create_app(cfg: Config, engine: Engine, publisher: Publisher | None, *, cloc
     # -------------------------------------------------------- desk
 
     def desk_page(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
-        return page(request, name, status, csp=CSP_DESK, csrf=webauth.csrf_token(request), open_desk=webauth.desk_is_open(cfg), flash=request.session.pop("flash", None), **ctx)
+        return page(request, name, status, csp=CSP_DESK, csrf=webauth.csrf_token(request), open_desk=webauth.desk_is_open(cfg), signed_in=webauth.is_signed_in(cfg, request), flash=request.session.pop("flash", None), **ctx)
 
     def guarded(func: Endpoint) -> Endpoint:
         async def wrapper(request: Request) -> Response:

@@ -1,0 +1,215 @@
+"""The desk in a real browser: Debian's Chromium driven by Playwright.
+
+Sign in, open a story preview, switch to mobile and dark, send a test to an
+aiosmtpd server started here, approve. Screenshots go to tests/artifacts/
+(gitignored) for a person to look at after a CI run.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from publisher import store
+from publisher.config import Config
+
+from tests.test_web import PASSWORD, make_config, write_public
+from tests.test_web_live import LiveServer, free_port
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parent / "artifacts" / "desk"
+BRIEFS = Path(__file__).resolve().parent.parent / "briefs"
+LAUNCH_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (.ci/run installs it)"),
+]
+
+
+class Inbox:
+    """aiosmtpd handler that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], bytes]] = []
+        self.arrived = threading.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content or envelope.content)))
+        self.arrived.set()
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    from aiosmtpd.controller import Controller
+
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield inbox, port
+    controller.stop()
+
+
+def _config(tmp: Path, smtp_port: int) -> Config:
+    import dataclasses
+
+    cfg = make_config(tmp)
+    smtp_cfg = dataclasses.replace(cfg.smtp, host="127.0.0.1", port=smtp_port, security="none", timeout=10.0)
+    return dataclasses.replace(cfg, smtp=smtp_cfg)
+
+
+@pytest.fixture
+def desk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp: tuple[Inbox, int]) -> Iterator[tuple[LiveServer, Config, sa.Engine, Inbox]]:
+    from publisher.pipeline import Publisher
+
+    inbox, port = smtp
+    monkeypatch.setenv("PUBLISHER_SIGNING_KEY", "s" * 64)
+    monkeypatch.setenv("PUBLISHER_DESK_PASSWORD", PASSWORD)
+    monkeypatch.setenv("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+    cfg = _config(tmp_path, port)
+    write_public(cfg)
+    for name in ("anthropic-alibaba-claude-distillation.txt", "india-upi-credit-lines.md"):
+        shutil.copy(BRIEFS / name, cfg.paths.briefs / name)
+    engine = store.connect(cfg.store_url)
+    publisher = Publisher(cfg, engine)
+    publisher.build_all()
+    srv = LiveServer(cfg, engine, publisher)
+    srv.start()
+    yield srv, cfg, engine, inbox
+    srv.stop()
+    engine.dispose()
+
+
+def _story_slug(engine: sa.Engine) -> str:
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(store.issues.c.key).where(store.issues.c.kind == "story", store.issues.c.state == "awaiting_approval").order_by(store.issues.c.key)
+        ).first()
+    assert row is not None, "the build left no story awaiting approval"
+    return str(row.key)
+
+
+def test_editor_previews_tests_and_approves(desk: tuple[LiveServer, Config, sa.Engine, Inbox]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    srv, cfg, engine, inbox = desk
+    slug = _story_slug(engine)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1300, "height": 1000})
+            page = context.new_page()
+            page.set_default_timeout(20_000)
+
+            # Sign in: the desk sends a stranger to the login page first.
+            page.goto(f"{srv.url}/desk/")
+            expect(page).to_have_url(f"{srv.url}/desk/login")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("form[action='/desk/login'] button")
+            expect(page.locator("table.stories")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "01-stories.png"), full_page=True)
+
+            # Preview: inbox line, both widths side by side.
+            page.click(f"a[href='/desk/story/{slug}']")
+            expect(page.locator("#subject")).not_to_be_empty()
+            expect(page.locator("iframe.w600")).to_be_visible()
+            expect(page.locator("iframe.w375")).to_be_visible()
+            assert page.locator("iframe.w600").bounding_box()["width"] == pytest.approx(600, abs=4)  # type: ignore[index]
+            assert page.locator("iframe.w375").bounding_box()["width"] == pytest.approx(375, abs=4)  # type: ignore[index]
+            email_frame = page.frame_locator("iframe.w600")
+            expect(email_frame.locator("body")).to_contain_text("Unsubscribe", ignore_case=True)
+            expect(page.locator("#text-part")).to_contain_text("unsubscribe", ignore_case=True)
+            page.screenshot(path=str(ARTIFACTS / "02-preview.png"), full_page=True)
+
+            # Mobile only.
+            page.click("#view-mobile")
+            expect(page.locator("iframe.w375")).to_be_visible()
+            expect(page.locator("iframe.w600")).to_have_count(0)
+            page.screenshot(path=str(ARTIFACTS / "03-mobile.png"), full_page=True)
+
+            # Dark: the email's own dark-mode rules take effect.
+            page.click("#view-dark")
+            dark_bg = page.frame_locator("iframe.w375").locator("body").evaluate("b => getComputedStyle(b).backgroundColor")
+            light = browser.new_context().new_page()
+            page.screenshot(path=str(ARTIFACTS / "04-dark.png"), full_page=True)
+            assert dark_bg == "rgb(21, 24, 28)", dark_bg
+
+            # The desk itself in a dark-mode browser.
+            dark_ctx = browser.new_context(color_scheme="dark", viewport={"width": 390, "height": 844}, storage_state=context.storage_state())
+            phone = dark_ctx.new_page()
+            phone.goto(f"{srv.url}/desk/story/{slug}?view=dark")
+            expect(phone.locator("#subject")).not_to_be_empty()
+            page_bg = phone.evaluate("() => getComputedStyle(document.body).backgroundColor")
+            assert page_bg != "rgb(255, 255, 255)"
+            phone.screenshot(path=str(ARTIFACTS / "05-phone-dark.png"), full_page=True)
+            light.close()
+
+            # Send a test to the SMTP server this test runs.
+            page.fill("input[name=address]", "editor@example.org")
+            with page.expect_navigation():
+                page.click("#send-test")
+            expect(page.locator("#flash")).to_contain_text("Test sent to editor@example.org")
+            assert inbox.arrived.wait(10)
+            mail_from, rcpts, raw = inbox.messages[0]
+            assert rcpts == ["editor@example.org"]
+            assert mail_from == cfg.email.sender_address
+            msg = email.message_from_bytes(raw, policy=email.policy.default)
+            assert str(msg["Subject"]).startswith("[TEST]")
+            assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+            page.screenshot(path=str(ARTIFACTS / "06-test-sent.png"), full_page=True)
+
+            # Approve: the issue is queued for delivery.
+            # A full-page screenshot resizes the viewport for a moment; a click
+            # fired meanwhile can be lost, so settle the button in view first.
+            page.locator("#approve").scroll_into_view_if_needed()
+            with page.expect_navigation():
+                page.click("#approve")
+            expect(page.locator("#flash")).to_contain_text("Approved")
+            expect(page.locator("#state")).to_have_text("approved")
+            page.screenshot(path=str(ARTIFACTS / "07-approved.png"), full_page=True)
+        finally:
+            browser.close()
+    with engine.connect() as conn:
+        state = conn.execute(sa.select(store.issues.c.state).where(store.issues.c.kind == "story", store.issues.c.key == slug)).scalar_one()
+    assert state == "approved"
+    assert len(inbox.messages) == 1  # only the test; approval alone sends nothing here
+
+
+def test_open_preview_reloads_when_the_story_changes(desk: tuple[LiveServer, Config, sa.Engine, Inbox]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    srv, cfg, engine, _ = desk
+    slug = _story_slug(engine)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(20_000)
+            page.goto(f"{srv.url}/desk/login")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("form[action='/desk/login'] button")
+            page.goto(f"{srv.url}/desk/story/{slug}")
+            page.evaluate("() => { window.__marker = 1 }")
+            with engine.begin() as conn:
+                conn.execute(sa.update(store.stories).where(store.stories.c.slug == slug).values(content_hash="f" * 64))
+            # A reload drops the marker set on the old document.
+            page.wait_for_function("() => window.__marker === undefined")
+            expect(page.locator("#subject")).not_to_be_empty()
+        finally:
+            browser.close()
