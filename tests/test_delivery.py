@@ -130,8 +130,9 @@ def test_rate_limiter_per_second_and_per_hour() -> None:
     assert hourly.reserve() == pytest.approx(1900.0)
 
 
-def test_4xx_is_retried_with_backoff_then_delivered(tmp_path: Path) -> None:
-    sink = Sink()
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_4xx_is_retried_with_backoff_then_delivered(tmp_path: Path, pipelining: bool) -> None:
+    sink = Sink(pipelining=pipelining)
     with smtp_server(sink) as port:
         cfg = make_cfg(tmp_path, port=port, max_attempts=5)
         engine = make_store(cfg)
@@ -163,9 +164,9 @@ def test_4xx_until_max_attempts_fails_without_bouncing(tmp_path: Path) -> None:
     assert sub is not None and sub.status == "active"
 
 
-@pytest.mark.parametrize(("bounce_after", "status"), [(1, "bounced"), (2, "active")])
-def test_5xx_fails_at_once_and_bounces(tmp_path: Path, bounce_after: int, status: str) -> None:
-    sink = Sink()
+@pytest.mark.parametrize(("bounce_after", "status", "pipelining"), [(1, "bounced", False), (2, "active", False), (1, "bounced", True)])
+def test_5xx_fails_at_once_and_bounces(tmp_path: Path, bounce_after: int, status: str, pipelining: bool) -> None:
+    sink = Sink(pipelining=pipelining)
     with smtp_server(sink) as port:
         cfg = make_cfg(tmp_path, port=port, bounce_after=bounce_after)
         engine = make_store(cfg)
@@ -182,8 +183,9 @@ def test_5xx_fails_at_once_and_bounces(tmp_path: Path, bounce_after: int, status
     assert issue_state(engine, issue_id) == "sent"  # a failed row does not hold the issue open
 
 
-def test_server_dropping_connections_mid_batch_loses_no_one(tmp_path: Path) -> None:
-    sink = Sink(drop_on={5, 12, 13, 30})
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_server_dropping_connections_mid_batch_loses_no_one(tmp_path: Path, pipelining: bool) -> None:
+    sink = Sink(drop_on={5, 12, 13, 30}, pipelining=pipelining)
     with smtp_server(sink) as port:
         cfg = make_cfg(tmp_path, port=port, connections=2, batch_size=10)
         engine = make_store(cfg)
@@ -307,3 +309,21 @@ def test_wire_template_equals_the_slow_path(tmp_path: Path) -> None:
         assert wire.personalize(to=to, unsubscribe_url=url, message_id=mid) == expected
     with pytest.raises(delivery.DeliveryError):  # the template's own validation still runs
         wire.personalize(to="a@b.example\r\nBcc: x@y.z", unsubscribe_url=cases[0][1], message_id=cases[0][2])
+
+
+def test_transport_pipelines_when_the_server_offers_it(tmp_path: Path) -> None:
+    sink = Sink(pipelining=True)
+    with smtp_server(sink) as port:
+        cfg = make_cfg(tmp_path, port=port)
+        transport = delivery.SmtpTransport(cfg.smtp, None)
+        transport.send("briefs@news.example.org", "a@example.net", b"Subject: hi\r\n\r\n.dot line\r\n")
+        assert transport._conn is not None and transport._conn.has_extn("pipelining")
+        sink.permanent.add("b@example.net")
+        with pytest.raises(delivery.DeliveryError) as info:
+            transport.send("briefs@news.example.org", "b@example.net", b"Subject: hi\r\n\r\nx\r\n")
+        assert info.value.permanent and info.value.code == 550
+        # the connection is still in a clean state for the next message
+        transport.send("briefs@news.example.org", "c@example.net", b"Subject: hi\r\n\r\ny\r\n")
+        transport.close()
+    assert [m.rcpt_tos for m in sink.messages] == [["a@example.net"], ["c@example.net"]]
+    assert sink.messages[0].content.endswith(b"\r\n.dot line\r\n")  # the server undid the stuffing

@@ -56,8 +56,15 @@ class Sink:
     temp_fail: dict[str, int] = field(default_factory=dict)
     drop_on: set[int] = field(default_factory=set)
     keep_content: bool = True
+    pipelining: bool = False  # advertise RFC 2920 (aiosmtpd reads pipelined commands in order anyway)
     data_count: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
         if address in self.permanent:
