@@ -44,6 +44,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import store, webauth
 from .briefs import lint, parse_brief
@@ -219,6 +220,48 @@ def not_modified(headers: Mapping[str, str], st: _Stat) -> bool:
             return False
         return int(st.mtime) <= since.timestamp()
     return False
+
+
+class PublicFastPath:
+    """Answers GET/HEAD for existing public files before routing.
+
+    Feed polling is the hot path: this skips Starlette's request/response
+    objects and router for it. Anything it does not find (404s, other
+    methods, app routes) falls through to the app unchanged.
+    """
+
+    def __init__(self, app: ASGIApp, files: PublicFiles, skip: tuple[str, ...]) -> None:
+        self.app = app
+        self.files = files
+        self.skip = skip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD") or scope["path"].startswith(self.skip):
+            await self.app(scope, receive, send)
+            return
+        st = self.files.resolve(scope["path"])
+        if st is None:
+            await self.app(scope, receive, send)
+            return
+        conditional = {
+            k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in (b"if-none-match", b"if-modified-since")
+        }
+        headers = [
+            (b"etag", st.etag.encode("latin-1")),
+            (b"last-modified", st.last_modified.encode("latin-1")),
+            (b"cache-control", cache_control_for(st.path).encode("latin-1")),
+            (b"x-content-type-options", b"nosniff"),
+        ]
+        if conditional and not_modified(conditional, st):
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        ctype = content_type_for(st.path) or "application/octet-stream"
+        body = b"" if scope["method"] == "HEAD" else self.files.read(st)
+        length = st.size if scope["method"] == "HEAD" else len(body)
+        headers += [(b"content-type", ctype.encode("latin-1")), (b"content-length", str(length).encode("latin-1"))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 # ---------------------------------------------------------------- preview
@@ -901,7 +944,11 @@ def create_app(cfg: Config, engine: Engine, publisher: Publisher | None, *, cloc
     ]
     from contextlib import asynccontextmanager
 
-    app = Starlette(routes=routes, lifespan=asynccontextmanager(lifespan))
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(PublicFastPath, files=files, skip=("/desk", "/subscribe", "/confirm", "/unsubscribe", "/_web"))],
+        lifespan=asynccontextmanager(lifespan),
+    )
     app.state.stopping = stopping.event
     return app
 
