@@ -132,17 +132,53 @@ def _wrap(value: str, width: int = TEXT_WIDTH, indent: str = "", subsequent: str
         words = " ".join(para.split())
         if not words:
             continue
-        pieces = pattern.findall(words)
-        lines = [(indent if first else sub) + pieces[0].rstrip()]
-        lines.extend(sub + piece.rstrip() for piece in pieces[1:])
+        if _WIDE.search(words):
+            lines = _fill_wide(words, width, indent if first else sub, sub)
+        else:
+            pieces = pattern.findall(words)
+            lines = [(indent if first else sub) + pieces[0].rstrip()]
+            lines.extend(sub + piece.rstrip() for piece in pieces[1:])
         out.append("\n".join(lines))
         first = False
     return "\n\n".join(out)
 
 
+# East Asian wide characters take two columns and may break anywhere.
+_WIDE = re.compile(
+    "[\u1100-\u115f\u2e80-\u303e\u3041-\u33ff\u3400-\u4dbf\u4e00-\u9fff\ua000-\ua4cf"
+    "\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6\U00020000-\U0003fffd]"
+)
+_WIDE_TOKENS = re.compile(_WIDE.pattern + "|[^\\s" + _WIDE.pattern[1:] + "+|\\s+")
+
+
+def _columns(text: str) -> int:
+    """Display width in a monospace terminal or mail client."""
+    return len(text) + len(_WIDE.findall(text))
+
+
+def _fill_wide(text: str, width: int, indent: str, subsequent: str) -> list[str]:
+    """Greedy fill by display columns, breaking between wide characters too."""
+    lines: list[str] = []
+    line, cols, empty, space = indent, _columns(indent), True, False
+    for tok in _WIDE_TOKENS.findall(text):
+        if tok.isspace():
+            space = True
+            continue
+        sep = " " if space and not empty else ""
+        tw = _columns(tok)
+        if not empty and cols + len(sep) + tw > width:
+            lines.append(line)
+            line, cols = subsequent + tok, _columns(subsequent) + tw
+        else:
+            line, cols = line + sep + tok, cols + len(sep) + tw
+        empty, space = False, False
+    lines.append(line)
+    return lines
+
+
 def _underline(value: str, char: str) -> str:
     first = _wrap(value).splitlines()
-    longest = max((len(line) for line in first), default=0)
+    longest = max((_columns(line) for line in first), default=0)
     return char * min(max(longest, 3), TEXT_WIDTH)
 
 
@@ -269,12 +305,40 @@ def _fold_line(line: str) -> list[str]:
         text = piece.decode()
         while len(text.encode()) > _FOLD_AT:
             cut = _space_outside_tags(text, _FOLD_AT // 4)
+            if cut > 0:
+                out.append(text[:cut])
+                text = text[cut:]
+                continue
+            # No space at all (CJK prose, a huge word): an empty comment holds
+            # the newline, since one between CJK characters would render.
+            cut = _text_position(text, _FOLD_AT // 4)
             if cut <= 0:
                 break
-            out.append(text[:cut])
-            text = text[cut:]
+            out.append(text[:cut] + "<!--")
+            text = "-->" + text[cut:]
         out.append(text)
     return out
+
+
+def _text_position(line: str, limit: int) -> int:
+    """A position before ``limit`` inside element text (not a tag, an
+    entity, <title> or <style>), as late as possible; 0 if none."""
+    best = 0
+    previous_tag = ""
+    for m in _TAG_OR_TEXT.finditer(line, 0, limit):
+        chunk = m.group()
+        if chunk.startswith("<"):
+            previous_tag = chunk
+            continue
+        if previous_tag[:6].lower() in ("<title", "<style"):
+            continue
+        pos = min(m.end(), limit) - 1
+        amp = chunk.rfind("&", 0, pos - m.start() + 1)
+        if amp >= 0 and ";" not in chunk[amp : pos - m.start() + 1]:
+            pos = m.start() + amp  # do not split "&amp;"
+        if pos > m.start():
+            best = pos
+    return best
 
 
 def _space_outside_tags(line: str, limit: int) -> int:

@@ -7,6 +7,7 @@ import datetime as dt
 import email
 import email.policy
 import re
+import unicodedata
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -114,9 +115,36 @@ def all_fixtures() -> Iterator[tuple[str, Brief]]:
         yield name, load(name)
     yield "big-240", big_brief()
     yield "big-400-folded", big_brief(400, text_every=3)
+    yield "cjk-long", cjk_brief()
 
 
-FIXTURE_IDS = [*FIXTURES, "big-240", "big-400-folded"]
+FIXTURE_IDS = [*FIXTURES, "big-240", "big-400-folded", "cjk-long"]
+
+
+def cjk_brief() -> Brief:
+    para = "日本政府は備蓄米をさらに30万トン放出すると発表した。価格は過去最高を記録しており、消費者の不満が高まっている。" * 6
+    source = f"""# 日本、備蓄米30万トンを追加放出 価格は過去最高に
+> 政府は{para[:60]}
+
+**Meta:** date: 2026-07-02 · 1 take · 1 lens · 1 region
+
+## Summary
+
+{para}
+
+## Regional takes
+
+### 国内紙
+- **朝日新聞** (日本, ja) — {para[:120]}
+  Source: https://www.asahi.com/articles/rice.html
+
+Canonical: https://briefs.example.org/n/japan-rice
+"""
+    return parse_brief(source.encode(), "cjk.md", base_url=BASE)
+
+
+def columns(line: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in line)
 
 
 @pytest.fixture(scope="module", params=FIXTURE_IDS)
@@ -172,7 +200,7 @@ def test_story_content(cfg: Config) -> None:
     for heading in ("Summary", "Why it matters", "What to watch", "How the world covered it"):
         assert heading in [h.text_content() for h in doc.iter("h2")]
     # The preheader is the first (hidden) text of the body.
-    assert doc.body.text_content().strip().startswith(issue.preheader)
+    assert " ".join(doc.body.text_content().split()).startswith(issue.preheader)
     table = doc.xpath("//table[thead/tr/th[@scope='col']]")[0]
     assert [th.text_content() for th in table.xpath("thead/tr/th")] == ["Outlet", "Region · language", "Take"]
     cnbc = table.xpath(".//th[@scope='row']/a[.='CNBC']")[0]
@@ -202,7 +230,7 @@ def test_text_readable_width(story: tuple[Brief, RenderedIssue]) -> None:
     _, issue = story
     for line in issue.text.splitlines():
         # Only a line that is (or ends in) one unbreakable URL may run long.
-        if len(line) > 78:
+        if columns(line) > 78:
             assert re.search(r"https?://\S+$", line), line
 
 
@@ -283,6 +311,35 @@ def test_rule_lines_fit_8bit_transport(story: tuple[Brief, RenderedIssue]) -> No
     _, issue = story
     for body in (issue.html, issue.text):
         assert max(len(line.encode()) for line in body.split("\n")) <= MAX_LINE_OCTETS
+
+
+def test_folding_never_changes_what_renders(story: tuple[Brief, RenderedIssue]) -> None:
+    """Folding only adds newlines where they render as nothing: after a
+    block-level tag, beside a space, or inside an empty comment."""
+    import mjml
+
+    _, issue = story
+    raw = mjml.mjml2html(issue.mjml, disable_comments=True, fonts={})
+    assert issue.html.replace("<!--\n-->", "").replace("\n", "") == raw.replace("\n", "")
+    inline = ("</a>", "</strong>", "</em>", "</span>", "</code>", "</b>", "</i>")
+    folded = issue.html.replace("<!--\n-->", "\x00")
+    i = 0
+    for j, ch in enumerate(folded):
+        if ch == "\x00":
+            continue
+        if i < len(raw) and raw[i] == ch:
+            i += 1
+            continue
+        before = folded[max(0, j - 20) : j]
+        assert ch == "\n" and before.endswith((">", " ")) and not before.endswith(inline), before
+    assert i == len(raw.rstrip("\n")) or i == len(raw)
+
+
+def test_cjk_paragraph_without_spaces_is_folded_without_visible_change(cfg: Config) -> None:
+    issue = render_story(cjk_brief(), cfg)
+    assert "<!--\n-->" in issue.html  # the only way to break 300+ CJK characters invisibly
+    summary = [p for p in lxml.html.fromstring(issue.html).iter("p") if "備蓄米" in p.text_content()][0]
+    assert "\n" not in summary.text_content()
 
 
 def test_hostile_brief_is_escaped(cfg: Config) -> None:
