@@ -556,7 +556,7 @@ def create_app(cfg: Config, engine: Engine, publisher: Publisher | None, *, cloc
 
     def page(request: Request, name: str, status: int = 200, *, csp: str = CSP_PUBLIC_PAGE, **ctx: Any) -> HTMLResponse:
         body = env.get_template(name).render(request=request, **ctx)
-        return HTMLResponse(body, status_code=status, headers={"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
+        return HTMLResponse(body, status_code=status, headers={"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
 
     def not_found(request: Request) -> HTMLResponse:
         return page(request, "not_found.html", 404)
