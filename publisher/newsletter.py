@@ -568,6 +568,9 @@ def _render_text(env: Environment, name: str, context: dict[str, Any], refs: _Re
 
 
 def coverage_line(brief: Brief, regions: int = 3) -> str:
+    """``17 takes · 6 lenses · 8 regions — United States 7 · India 2 · …``; '' without takes."""
+    if not brief.take_count:
+        return ""
     dist = brief.region_distribution()
     line = brief.counts_line()
     if dist:
