@@ -306,8 +306,9 @@ def preview_from_issue(issue: RenderedIssue, cfg: Config, *, sent_at: datetime) 
     assert isinstance(msg, EmailMessage)
     html_part = msg.get_body(preferencelist=("html",))
     text_part = msg.get_body(preferencelist=("plain",))
-    html = html_part.get_content() if isinstance(html_part, EmailMessage) else ""
-    text = text_part.get_content() if isinstance(text_part, EmailMessage) else ""
+    # CRLF is the wire's line ending, not the content's; mail clients show LF.
+    html = html_part.get_content().replace("\r\n", "\n") if isinstance(html_part, EmailMessage) else ""
+    text = text_part.get_content().replace("\r\n", "\n") if isinstance(text_part, EmailMessage) else ""
     return Preview(
         kind=issue.kind,
         key=issue.key,

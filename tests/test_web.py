@@ -541,3 +541,86 @@ def test_tampered_unsubscribe_token_changes_nothing(client: TestClient, env: tup
     good = make_token(signing_key(cfg), "unsubscribe", sub.id, sub.email)
     assert client.post(f"/unsubscribe?t={good[:-2]}").status_code == 400
     assert ledger.find_subscriber(engine, "x@example.org").status == "pending"  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------------ preview
+
+
+def _normalise_unsubscribe(html: str) -> str:
+    return re.sub(r"unsubscribe\?t=[^\"&\s<]+", "unsubscribe?t=TOKEN", html)
+
+
+def test_preview_is_the_message_a_send_produces(client: TestClient, env: tuple[Config, sa.Engine]) -> None:
+    cfg, engine = env
+    add_story(engine, "alpha")
+    page = client.get("/desk/story/alpha")
+    assert page.status_code == 200
+    frame = client.get("/desk/story/alpha/email")
+    assert frame.status_code == 200
+    assert "sandbox" not in frame.headers.get("content-security-policy", "") and "default-src 'none'" in frame.headers["content-security-policy"]
+    # Send a test through the desk (Maildir outbox: smtp.host is empty) and
+    # compare its HTML part with the preview frame: only the token differs.
+    token = csrf_from(page.text)
+    r = client.post("/desk/story/alpha/test", data={"csrf": token, "address": "editor@example.org"}, follow_redirects=False)
+    assert r.status_code == 303
+    [mail] = _outbox(cfg)
+    sent_html = mail.get_body(preferencelist=("html",)).get_content()
+    assert _normalise_unsubscribe(sent_html) == _normalise_unsubscribe(frame.text)
+    assert str(mail["Subject"]).startswith("[TEST]")
+    subject = str(mail["Subject"]).removeprefix("[TEST]").strip()
+    assert f'id="subject">{subject}</span>' in page.text.replace("&#39;", "'")
+    assert "Test sent to editor@example.org" in client.get("/desk/story/alpha").text
+
+
+def test_preview_shows_text_part_inbox_line_and_size(client: TestClient, env: tuple[Config, sa.Engine]) -> None:
+    _, engine = env
+    add_story(engine, "alpha")
+    html = client.get("/desk/story/alpha").text
+    assert 'id="text-part"' in html and "SUMMARY" in html.upper()
+    assert re.search(r'id="html-size">\d+\.\d KB</strong> of Gmail', html)
+    assert "Gmail will clip" not in html
+    for view in ("both", "desktop", "mobile", "dark"):
+        page = client.get(f"/desk/story/alpha?view={view}").text
+        assert ('class="w600' in page) == (view in ("both", "desktop", "dark"))
+        assert ('class="w375' in page) == (view in ("both", "mobile", "dark"))
+    assert 'src="/desk/story/alpha/email?scheme=dark"' in client.get("/desk/story/alpha?view=dark").text
+
+
+def test_preview_warns_past_the_gmail_clip(client: TestClient, env: tuple[Config, sa.Engine], monkeypatch: pytest.MonkeyPatch) -> None:
+    _, engine = env
+    add_story(engine, "alpha")
+    monkeypatch.setattr(web, "GMAIL_CLIP_BYTES", 1000)
+    assert "Gmail will clip this message" in client.get("/desk/story/alpha").text
+
+
+def test_dark_frame_forces_the_dark_rules(client: TestClient, env: tuple[Config, sa.Engine]) -> None:
+    _, engine = env
+    add_story(engine, "alpha")
+    light = client.get("/desk/story/alpha/email").text
+    dark = client.get("/desk/story/alpha/email?scheme=dark").text
+    assert re.search(r"prefers-color-scheme:\s*dark", light)
+    assert not re.search(r"prefers-color-scheme:\s*dark", dark)
+    assert '<meta name="color-scheme" content="dark">' in dark
+
+
+def test_force_dark_rewrites_media_queries() -> None:
+    html = "<html><head><style>@media (prefers-color-scheme: dark){a{color:red}} @media (prefers-color-scheme:light){a{color:blue}}</style></head></html>"
+    out = web.force_dark(html)
+    assert "@media (min-width: 0px){a{color:red}}" in out
+    assert "@media (max-width: 0px){a{color:blue}}" in out
+    assert out.index('content="dark"') < out.index("<style>@media")
+
+
+def test_broken_story_source_shows_an_error_not_a_crash(client: TestClient, env: tuple[Config, sa.Engine]) -> None:
+    _, engine = env
+    add_story(engine, "broken", source=b"\xff\xfe not a brief")
+    r = client.get("/desk/story/broken")
+    assert r.status_code == 200
+    assert "Cannot render" in r.text
+    assert client.get("/desk/story/broken/email").status_code == 500
+
+
+def test_digest_preview_without_pipeline_explains(client: TestClient) -> None:
+    r = client.get("/desk/digest")
+    assert r.status_code == 200
+    assert "needs the pipeline" in r.text
