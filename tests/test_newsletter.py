@@ -13,7 +13,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import lxml.html
+import lxml.html  # type: ignore[import-untyped]
 import pytest
 from click.testing import CliRunner
 
@@ -511,7 +511,7 @@ def test_no_mailto_when_not_configured(tmp_path: Path) -> None:
 )
 def test_personalize_refuses_injection(cfg: Config, field: str, value: str) -> None:
     template = MessageTemplate.build(render_story(load("minimal.md"), cfg), cfg, sent_at=SENT_AT)
-    args = {"to": "a@example.net", "unsubscribe_url": UNSUB, "message_id": "<1@x.example>", field: value}
+    args: dict[str, Any] = {"to": "a@example.net", "unsubscribe_url": UNSUB, "message_id": "<1@x.example>", field: value}
     with pytest.raises(DeliveryError) as info:
         template.personalize(**args)
     assert info.value.permanent
