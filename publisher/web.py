@@ -374,20 +374,23 @@ class Desk:
         self._preview_cache: OrderedDict[tuple[str, str, str], tuple[Preview, Brief | None]] = OrderedDict()
         self._lock = threading.Lock()
 
-    # -- lint, cached by content hash: the list page must stay cheap
-    def _findings(self, content_hash: str, source: bytes, path: str) -> tuple[Finding, ...]:
+    # -- lint, cached by (content hash, path): the list page must stay cheap
+    def _findings(self, conn: sa.Connection, slug: str, content_hash: str, path: str) -> tuple[Finding, ...]:
+        key = f"{content_hash}:{path}"
         with self._lock:
-            hit = self._lint_cache.get(content_hash)
+            hit = self._lint_cache.get(key)
         if hit is not None:
             return hit
+        # Sources are only read on a cache miss: they are the big column.
+        source = conn.execute(sa.select(store.stories.c.source).where(store.stories.c.slug == slug)).scalar_one()
         try:
-            _, found = lint(source, path, base_url=self.cfg.site.base_url)
+            _, found = lint(bytes(source), path, base_url=self.cfg.site.base_url)
             findings = tuple(found)
         except BriefError as exc:
             findings = (Finding(exc.path, exc.line, "error", exc.message),)
         with self._lock:
-            self._lint_cache[content_hash] = findings
-            while len(self._lint_cache) > 2048:
+            self._lint_cache[key] = findings
+            while len(self._lint_cache) > 4096:
                 self._lint_cache.popitem(last=False)
         return findings
 
@@ -395,7 +398,7 @@ class Desk:
         s, i, f = store.stories, store.issues, store.files
         query = (
             sa.select(
-                s.c.slug, s.c.title, s.c.path, s.c.status, s.c.source, s.c.content_hash,
+                s.c.slug, s.c.title, s.c.path, s.c.status, s.c.content_hash,
                 s.c.updated_at, s.c.deleted_at, s.c.error, i.c.id, i.c.state, f.c.error.label("file_error"),
             )
             .select_from(
@@ -407,16 +410,15 @@ class Desk:
             query = query.where(s.c.slug == slug)
         rows: list[StoryRow] = []
         with self.engine.connect() as conn:
-            result = conn.execute(query).all()
-        for r in result:
-            state = r.state or ("draft" if r.status == "draft" else "published")
-            rows.append(
-                StoryRow(
-                    slug=r.slug, title=r.title, path=r.path, status=r.status, state=state, issue_id=r.id,
-                    updated_at=r.updated_at, deleted=r.deleted_at is not None, error=r.file_error or r.error,
-                    findings=self._findings(r.content_hash, bytes(r.source), r.path),
+            for r in conn.execute(query).all():
+                state = r.state or ("draft" if r.status == "draft" else "published")
+                rows.append(
+                    StoryRow(
+                        slug=r.slug, title=r.title, path=r.path, status=r.status, state=state, issue_id=r.id,
+                        updated_at=r.updated_at, deleted=r.deleted_at is not None, error=r.file_error or r.error,
+                        findings=self._findings(conn, r.slug, r.content_hash, r.path),
+                    )
                 )
-            )
         return rows
 
     def digests(self) -> list[Any]:
