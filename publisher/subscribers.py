@@ -71,7 +71,8 @@ def _parse_rows(reader: Iterable[list[str]], default_cadence: str, report: Impor
             first = False
             lowered = tuple(c.lower() for c in cells)
             if "email" in lowered:
-                unknown = [c for c in lowered if c and c not in COLUMNS]
+                # The export's extra columns are known and ignored: export → import round-trips.
+                unknown = [c for c in lowered if c and c not in COLUMNS and c not in EXPORT_COLUMNS]
                 if unknown:
                     report.problems.append(RowProblem(line, f"unknown column(s) {', '.join(unknown)} ignored"))
                 columns = lowered
