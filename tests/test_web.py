@@ -624,3 +624,16 @@ def test_digest_preview_without_pipeline_explains(client: TestClient) -> None:
     r = client.get("/desk/digest")
     assert r.status_code == 200
     assert "needs the pipeline" in r.text
+
+
+def test_serve_command_refuses_a_public_bind_without_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from publisher.cli import main
+
+    monkeypatch.delenv("PUBLISHER_DESK_PASSWORD", raising=False)
+    monkeypatch.setenv("PUBLISHER_SIGNING_KEY", "k" * 64)
+    (tmp_path / "config.toml").write_text('[paths]\nstate = "state"\npublic = "public"\n')
+    result = CliRunner().invoke(main, ["serve", "--config", str(tmp_path / "config.toml"), "--host", "0.0.0.0", "--port", "8999"])
+    assert result.exit_code != 0
+    assert "refusing to serve the desk on non-loopback address '0.0.0.0'" in result.output
