@@ -95,6 +95,15 @@ def desk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp: tuple[Inbox, int
     engine.dispose()
 
 
+def _frames_loaded(page: Any) -> None:
+    """Screenshots only once every email frame has painted its content."""
+    from playwright.sync_api import expect
+
+    for sel in ("iframe.w600", "iframe.w375"):
+        if page.locator(sel).count():
+            expect(page.frame_locator(sel).locator("body")).to_contain_text("nsubscribe")
+
+
 def _story_slug(engine: sa.Engine) -> str:
     with engine.connect() as conn:
         row = conn.execute(
@@ -135,18 +144,21 @@ def test_editor_previews_tests_and_approves(desk: tuple[LiveServer, Config, sa.E
             email_frame = page.frame_locator("iframe.w600")
             expect(email_frame.locator("body")).to_contain_text("Unsubscribe", ignore_case=True)
             expect(page.locator("#text-part")).to_contain_text("unsubscribe", ignore_case=True)
+            _frames_loaded(page)
             page.screenshot(path=str(ARTIFACTS / "02-preview.png"), full_page=True)
 
             # Mobile only.
             page.click("#view-mobile")
             expect(page.locator("iframe.w375")).to_be_visible()
             expect(page.locator("iframe.w600")).to_have_count(0)
+            _frames_loaded(page)
             page.screenshot(path=str(ARTIFACTS / "03-mobile.png"), full_page=True)
 
             # Dark: the email's own dark-mode rules take effect.
             page.click("#view-dark")
             dark_bg = page.frame_locator("iframe.w375").locator("body").evaluate("b => getComputedStyle(b).backgroundColor")
             light = browser.new_context().new_page()
+            _frames_loaded(page)
             page.screenshot(path=str(ARTIFACTS / "04-dark.png"), full_page=True)
             assert dark_bg == "rgb(21, 24, 28)", dark_bg
 
@@ -157,6 +169,7 @@ def test_editor_previews_tests_and_approves(desk: tuple[LiveServer, Config, sa.E
             expect(phone.locator("#subject")).not_to_be_empty()
             page_bg = phone.evaluate("() => getComputedStyle(document.body).backgroundColor")
             assert page_bg != "rgb(255, 255, 255)"
+            _frames_loaded(phone)
             phone.screenshot(path=str(ARTIFACTS / "05-phone-dark.png"), full_page=True)
             light.close()
 
