@@ -147,7 +147,8 @@ def run_sender(workdir: Path, issue_id: int, port: int, connections: int) -> dic
 def worker(workdir: Path, issue_id: int, port: int, connections: int) -> None:
     import sqlalchemy as sa
 
-    from publisher import delivery
+    from publisher import delivery, ledger
+    from publisher.clock import system_clock
     from publisher.store import connect, deliveries, issues
     from tests.test_delivery_support import make_cfg
 
@@ -159,7 +160,7 @@ def worker(workdir: Path, issue_id: int, port: int, connections: int) -> None:
     start = time.perf_counter()
     report = delivery.send_issue(cfg, engine, issue_id)
     elapsed = time.perf_counter() - start
-    size = len(delivery.build_template(delivery.ledger.get_issue(engine, issue_id), cfg, sent_at=delivery.system_clock())
+    size = len(delivery.build_template(ledger.get_issue(engine, issue_id), cfg, sent_at=system_clock())
                .personalize(to="x@example.net", unsubscribe_url="https://e.org/u?t=x", message_id="<a@b>"))
     with engine.connect() as conn:
         sent = conn.execute(sa.select(sa.func.count()).where(deliveries.c.state == "sent")).scalar_one()

@@ -16,7 +16,7 @@ from publisher import ledger
 from publisher.delivery import Sender
 from publisher.store import deliveries
 
-from .test_delivery_support import Sink, add_story_issue, add_subscribers, issue_state, make_store, smtp_server, wait_until
+from .test_delivery_support import Sink, add_issue, add_subscribers, issue_state, make_store, smtp_server, wait_until
 
 N = 5000
 
@@ -69,7 +69,7 @@ def test_kill_minus_9_mid_send_then_resume(tmp_path: Path) -> None:
         cfg = config_mod.load(str(cfg_path))
         engine = make_store(cfg)
         emails = add_subscribers(engine, N)
-        issue_id = add_story_issue(engine, cfg)
+        issue_id = add_issue(engine)
         slug = ledger.get_issue(engine, issue_id).key
 
         in_flight_at_kills: list[int] = []

@@ -14,12 +14,13 @@ import sqlalchemy as sa
 
 from publisher import delivery, ledger, tokens
 from publisher.delivery import RateLimiter, SendAborted, wire_data
-from publisher.errors import StateError
+from publisher.errors import DeliveryError, StateError
 from publisher.store import deliveries, subscribers
 
 from .test_delivery_support import (
     T0,
     Sink,
+    add_issue,
     add_story_issue,
     add_subscribers,
     free_port,
@@ -72,8 +73,9 @@ def test_message_as_received_and_one_click_unsubscribe(tmp_path: Path) -> None:
         sid, addr = tokens.read_token(key, "unsubscribe", _token_of(url))
         assert addr == rcpt
         assert ledger.get_subscriber(engine, sid) is not None
-        text = msg.get_body(("plain",)).get_content()
-        html = msg.get_body(("html",)).get_content()
+        text_part, html_part = msg.get_body(("plain",)), msg.get_body(("html",))
+        assert text_part is not None and html_part is not None
+        text, html = text_part.get_content(), html_part.get_content()
         assert url in text
         assert url.replace("&", "&amp;") in html
         ids.add(msg["Message-ID"])
@@ -96,7 +98,7 @@ def test_rate_limit_spaces_messages_on_the_wire(tmp_path: Path) -> None:
         cfg = make_cfg(tmp_path, port=port, connections=3, rate_per_second=20.0)
         engine = make_store(cfg)
         add_subscribers(engine, 21)
-        issue_id = add_story_issue(engine, cfg)
+        issue_id = add_issue(engine)
         delivery.send_issue(cfg, engine, issue_id)
     times = sorted(m.at for m in sink.messages)
     assert len(times) == 21
@@ -138,7 +140,7 @@ def test_4xx_is_retried_with_backoff_then_delivered(tmp_path: Path, pipelining: 
         engine = make_store(cfg)
         emails = add_subscribers(engine, 4)
         sink.temp_fail[emails[1]] = 2
-        issue_id = add_story_issue(engine, cfg)
+        issue_id = add_issue(engine)
         report = delivery.send_issue(cfg, engine, issue_id)
     assert sink.recipients() == {e: 1 for e in emails}
     assert report.retrying == 2 and report.sent == 4
@@ -155,7 +157,7 @@ def test_4xx_until_max_attempts_fails_without_bouncing(tmp_path: Path) -> None:
         engine = make_store(cfg)
         emails = add_subscribers(engine, 2)
         sink.temp_fail[emails[0]] = 99
-        issue_id = add_story_issue(engine, cfg)
+        issue_id = add_issue(engine)
         report = delivery.send_issue(cfg, engine, issue_id)
     assert report.failed == 1 and report.sent == 1
     state, attempts, error = _ledger_rows(engine, issue_id)[emails[0]]
@@ -172,7 +174,7 @@ def test_5xx_fails_at_once_and_bounces(tmp_path: Path, bounce_after: int, status
         engine = make_store(cfg)
         emails = add_subscribers(engine, 3)
         sink.permanent.add(emails[2])
-        issue_id = add_story_issue(engine, cfg)
+        issue_id = add_issue(engine)
         report = delivery.send_issue(cfg, engine, issue_id)
     assert sink.recipients() == {emails[0]: 1, emails[1]: 1}
     state, attempts, error = _ledger_rows(engine, issue_id)[emails[2]]
@@ -190,7 +192,7 @@ def test_server_dropping_connections_mid_batch_loses_no_one(tmp_path: Path, pipe
         cfg = make_cfg(tmp_path, port=port, connections=2, batch_size=10)
         engine = make_store(cfg)
         emails = add_subscribers(engine, 40)
-        issue_id = add_story_issue(engine, cfg)
+        issue_id = add_issue(engine)
         report = delivery.send_issue(cfg, engine, issue_id)
     # Each drop lost the message before the server kept it, so a resend on a
     # fresh connection makes it exactly once.
@@ -205,7 +207,7 @@ def test_smtp_outage_stops_the_send_and_a_rerun_resumes(tmp_path: Path) -> None:
     cfg = make_cfg(tmp_path, port=port)
     engine = make_store(cfg)
     emails = add_subscribers(engine, 12)
-    issue_id = add_story_issue(engine, cfg)
+    issue_id = add_issue(engine)
     with pytest.raises(SendAborted) as info:
         delivery.send_issue(cfg, engine, issue_id)
     assert info.value.report.queued == 12
@@ -232,7 +234,7 @@ def test_subscriber_who_leaves_mid_send_is_skipped(tmp_path: Path) -> None:
         cfg = make_cfg(tmp_path, port=port)
         engine = make_store(cfg)
         emails = add_subscribers(engine, 5)
-        issue_id = add_story_issue(engine, cfg)
+        issue_id = add_issue(engine)
         ledger.start_issue(engine, issue_id, now=T0)
         ledger.remove_subscriber(engine, emails[3], forget=False, now=T0)
         delivery.send_issue(cfg, engine, issue_id)
@@ -245,7 +247,7 @@ def test_unapproved_issue_cannot_be_sent(tmp_path: Path) -> None:
     cfg = make_cfg(tmp_path)
     engine = make_store(cfg)
     add_subscribers(engine, 2)
-    issue_id = add_story_issue(engine, cfg, state="awaiting_approval")
+    issue_id = add_issue(engine, state="awaiting_approval")
     with pytest.raises(StateError):
         delivery.send_issue(cfg, engine, issue_id)
     assert ledger.progress(engine, issue_id).total == 0
@@ -255,7 +257,7 @@ def test_maildir_outbox_is_the_default(tmp_path: Path) -> None:
     cfg = make_cfg(tmp_path)  # no smtp.host
     engine = make_store(cfg)
     emails = add_subscribers(engine, 3)
-    issue_id = add_story_issue(engine, cfg)
+    issue_id = add_issue(engine)
     report = delivery.drain(cfg, engine)
     assert report.sent == 3 and issue_state(engine, issue_id) == "sent"
     box = mailbox.Maildir(str(tmp_path / "state" / "outbox"), create=False)
@@ -275,7 +277,7 @@ def test_send_test_marks_subject_and_writes_no_ledger_rows(tmp_path: Path) -> No
         cfg = make_cfg(tmp_path, port=port)
         engine = make_store(cfg)
         add_subscribers(engine, 2)
-        issue_id = add_story_issue(engine, cfg, state="awaiting_approval")
+        issue_id = add_issue(engine, state="awaiting_approval")
         row = ledger.get_issue(engine, issue_id)
         delivery.send_test(cfg, engine, delivery.rendered_from_row(row), "Editor@Example.COM")
     assert sink.recipients() == {"editor@example.com": 1}
@@ -295,7 +297,7 @@ def test_wire_data_stuffs_dots_and_normalises_line_ends() -> None:
 def test_wire_template_equals_the_slow_path(tmp_path: Path) -> None:
     cfg = make_cfg(tmp_path)
     engine = make_store(cfg)
-    issue_id = add_story_issue(engine, cfg)
+    issue_id = add_issue(engine)
     template = delivery.build_template(ledger.get_issue(engine, issue_id), cfg, sent_at=T0)
     wire = delivery.WireTemplate(template)
     assert wire.fast  # the real newsletter template takes the fast path
@@ -307,7 +309,7 @@ def test_wire_template_equals_the_slow_path(tmp_path: Path) -> None:
     for to, url, mid in cases:
         expected = wire_data(template.personalize(to=to, unsubscribe_url=url, message_id=mid))
         assert wire.personalize(to=to, unsubscribe_url=url, message_id=mid) == expected
-    with pytest.raises(delivery.DeliveryError):  # the template's own validation still runs
+    with pytest.raises(DeliveryError):  # the template's own validation still runs
         wire.personalize(to="a@b.example\r\nBcc: x@y.z", unsubscribe_url=cases[0][1], message_id=cases[0][2])
 
 
@@ -319,7 +321,7 @@ def test_transport_pipelines_when_the_server_offers_it(tmp_path: Path) -> None:
         transport.send("briefs@news.example.org", "a@example.net", b"Subject: hi\r\n\r\n.dot line\r\n")
         assert transport._conn is not None and transport._conn.has_extn("pipelining")
         sink.permanent.add("b@example.net")
-        with pytest.raises(delivery.DeliveryError) as info:
+        with pytest.raises(DeliveryError) as info:
             transport.send("briefs@news.example.org", "b@example.net", b"Subject: hi\r\n\r\nx\r\n")
         assert info.value.permanent and info.value.code == 550
         # the connection is still in a clean state for the next message
@@ -327,3 +329,20 @@ def test_transport_pipelines_when_the_server_offers_it(tmp_path: Path) -> None:
         transport.close()
     assert [m.rcpt_tos for m in sink.messages] == [["a@example.net"], ["c@example.net"]]
     assert sink.messages[0].content.endswith(b"\r\n.dot line\r\n")  # the server undid the stuffing
+
+
+def test_drain_sends_digests_to_their_cadence(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path)  # Maildir outbox
+    engine = make_store(cfg)
+    add_subscribers(engine, 2, cadence="instant")
+    daily = add_subscribers(engine, 2, cadence="daily", start=10)
+    weekly = add_subscribers(engine, 3, cadence="weekly", start=20)
+    day = add_issue(engine, kind="digest", key="2026-11-28")
+    week = add_issue(engine, kind="digest", key="2026-W48")
+    held = add_issue(engine, kind="story", key="held-story", state="held")
+    report = delivery.drain(cfg, engine)
+    assert report.sent == 5 and sorted(report.issues) == ["digest:2026-11-28 sent", "digest:2026-W48 sent"]
+    assert {issue_state(engine, i) for i in (day, week)} == {"sent"} and issue_state(engine, held) == "held"
+    box = mailbox.Maildir(str(tmp_path / "state" / "outbox"), create=False)
+    got = sorted((m["X-Publisher-Issue"], m["To"]) for m in box)
+    assert got == sorted([("digest/2026-11-28", e) for e in daily] + [("digest/2026-W48", e) for e in weekly])

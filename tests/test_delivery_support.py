@@ -6,6 +6,7 @@ import asyncio
 import collections
 import dataclasses
 import datetime as dt
+import hashlib
 import socket
 import threading
 import time
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
@@ -21,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from publisher.briefs import load_brief
 from publisher.config import Config, SiteConfig, SmtpConfig
-from publisher.newsletter import render_story
+from publisher.newsletter import RenderedIssue, render_story, unsubscribe_placeholder
 from publisher.store import connect, issues, subscribers
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -159,6 +160,42 @@ def add_story_issue(engine: Engine, cfg: Config, *, state: str = "approved", bri
                 slugs=brief.slug,
                 created_at=T0,
                 updated_at=T0,
+            )
+        )
+        pk = result.inserted_primary_key
+        assert pk is not None
+        return int(pk[0])
+
+
+def synthetic_issue(*, kind: str = "story", key: str = "harbour-strike") -> RenderedIssue:
+    """A small issue built by hand: the delivery tests do not depend on the renderer.
+
+    It has what makes wire form tricky: HTML lines starting with a dot, non-ASCII
+    text, the unsubscribe placeholder in both bodies and an '&' next to it.
+    """
+    content_hash = hashlib.sha256(f"{kind}:{key}".encode()).hexdigest()
+    unsub = unsubscribe_placeholder(content_hash)
+    html = (
+        "<!doctype html><html><head><style>\n.lead { font-weight: bold }\n.foot{color:#666}\n</style></head>"
+        f"<body><p class=\"lead\">Harbour strike ends — Zürich, 東京 & São Paulo react</p>\n"
+        f".\n<p><a href=\"{unsub}\">Unsubscribe</a> &amp; <a href=\"https://news.example.org/\">home</a></p></body></html>\n"
+    )
+    text = f"Harbour strike ends — Zürich, 東京 & São Paulo react\n.\n..two dots\n\nUnsubscribe: {unsub}\n"
+    kind_lit: Literal["story", "digest"] = "digest" if kind == "digest" else "story"
+    return RenderedIssue(
+        kind=kind_lit, key=key, subject="Harbour strike ends: how the world covered it", preheader="Six regions",
+        mjml="", html=html, text=text, content_hash=content_hash,
+    )
+
+
+def add_issue(engine: Engine, *, state: str = "approved", kind: str = "story", key: str = "harbour-strike") -> int:
+    rendered = synthetic_issue(kind=kind, key=key)
+    with engine.begin() as conn:
+        result = conn.execute(
+            issues.insert().values(
+                kind=kind, key=key, state=state, subject=rendered.subject, preheader=rendered.preheader,
+                html=rendered.html, text=rendered.text, content_hash=rendered.content_hash,
+                slugs=key, created_at=T0, updated_at=T0,
             )
         )
         pk = result.inserted_primary_key

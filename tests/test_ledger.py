@@ -16,7 +16,7 @@ from publisher import ledger
 from publisher.errors import StateError
 from publisher.store import deliveries, issues
 
-from .test_delivery_support import T0, add_story_issue, add_subscribers, make_cfg, make_store
+from .test_delivery_support import T0, add_issue, add_subscribers, make_cfg, make_store
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def engine(tmp_path: Path) -> Engine:
 
 @pytest.fixture
 def issue_id(tmp_path: Path, engine: Engine) -> int:
-    return add_story_issue(engine, make_cfg(tmp_path))
+    return add_issue(engine)
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,7 @@ def test_digest_audience_by_period_kind() -> None:
 
 
 def test_only_approved_issues_start(engine: Engine, tmp_path: Path) -> None:
-    held = add_story_issue(engine, make_cfg(tmp_path), state="held")
+    held = add_issue(engine, state="held")
     with pytest.raises(StateError):
         ledger.start_issue(engine, held, now=T0)
     assert ledger.progress(engine, held).total == 0

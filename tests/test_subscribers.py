@@ -16,7 +16,7 @@ from publisher import ledger
 from publisher.cli import main
 from publisher.subscribers import export_csv, import_text
 
-from .test_delivery_support import T0, add_story_issue, make_cfg, make_store
+from .test_delivery_support import T0, add_issue, make_cfg, make_store
 
 CSV = """email,cadence,status
 good@example.org,daily,
@@ -109,7 +109,7 @@ def test_cli_subscribers_send_and_deliveries(tmp_path: Path, monkeypatch: pytest
 
     cfg = config_mod.load(str(cfg_path))
     engine = make_store(cfg)
-    issue_id = add_story_issue(engine, cfg)
+    issue_id = add_issue(engine)
     slug = ledger.get_issue(engine, issue_id).key
     code, out = run("send", slug, "--test", "editor@example.org")
     assert code == 0 and ledger.progress(engine, issue_id).total == 0
