@@ -372,6 +372,7 @@ class Desk:
         self.clock = clock
         self._lint_cache: OrderedDict[str, tuple[Finding, ...]] = OrderedDict()
         self._preview_cache: OrderedDict[tuple[str, str, str], tuple[Preview, Brief | None]] = OrderedDict()
+        self._flights: dict[tuple[str, str, str], threading.Lock] = {}
         self._lock = threading.Lock()
 
     # -- lint, cached by (content hash, path): the list page must stay cheap
@@ -443,20 +444,28 @@ class Desk:
     def story_preview(self, slug: str) -> tuple[Preview, Brief]:
         source, path, content_hash = self._source(slug)
         key = ("story", slug, content_hash)
-        with self._lock:
-            hit = self._preview_cache.get(key)
-        if hit is not None and hit[1] is not None:
-            return hit[0], hit[1]
-        brief = parse_brief(source, path, base_url=self.cfg.site.base_url)
-        if self.publisher is not None:
-            issue = self.publisher.preview_story(slug)
-        else:
-            from .newsletter import render_story
+        # The page and its frames ask at once; one renders, the others wait for it.
+        with self._flight(key):
+            with self._lock:
+                hit = self._preview_cache.get(key)
+            if hit is not None and hit[1] is not None:
+                return hit[0], hit[1]
+            brief = parse_brief(source, path, base_url=self.cfg.site.base_url)
+            if self.publisher is not None:
+                issue = self.publisher.preview_story(slug)
+            else:
+                from .newsletter import render_story
 
-            issue = render_story(brief, self.cfg)
-        preview = preview_from_issue(issue, self.cfg, sent_at=self.clock())
-        self._remember(key, (preview, brief))
-        return preview, brief
+                issue = render_story(brief, self.cfg)
+            preview = preview_from_issue(issue, self.cfg, sent_at=self.clock())
+            self._remember(key, (preview, brief))
+            return preview, brief
+
+    def _flight(self, key: tuple[str, str, str]) -> threading.Lock:
+        with self._lock:
+            if len(self._flights) > 256:
+                self._flights.clear()
+            return self._flights.setdefault(key, threading.Lock())
 
     def digest_preview(self) -> tuple[Preview, list[Brief]]:
         if self.publisher is None:
@@ -466,14 +475,15 @@ class Desk:
         period_key, briefs = self.publisher.next_digest()
         fingerprint = hashlib.sha256("\n".join(b.content_hash for b in briefs).encode()).hexdigest()
         key = ("digest", period_key, fingerprint)
-        with self._lock:
-            hit = self._preview_cache.get(key)
-        if hit is not None:
-            return hit[0], briefs
-        issue = render_digest(briefs, self.cfg, period_key=period_key, period_label=digest_label(period_key))
-        preview = preview_from_issue(issue, self.cfg, sent_at=self.clock())
-        self._remember(key, (preview, None))
-        return preview, briefs
+        with self._flight(key):
+            with self._lock:
+                hit = self._preview_cache.get(key)
+            if hit is not None:
+                return hit[0], briefs
+            issue = render_digest(briefs, self.cfg, period_key=period_key, period_label=digest_label(period_key))
+            preview = preview_from_issue(issue, self.cfg, sent_at=self.clock())
+            self._remember(key, (preview, None))
+            return preview, briefs
 
     def rendered_story(self, slug: str) -> RenderedIssue:
         if self.publisher is not None:
