@@ -109,9 +109,9 @@ def make_cfg(tmp: Path, *, port: int | None = None, **smtp: Any) -> Config:
     base = Config()
     smtp_cfg = dataclasses.replace(
         base.smtp,
-        host="127.0.0.1" if port else "",
+        host=smtp.pop("host", "127.0.0.1") if port else "",
         port=port or 25,
-        security="none",
+        security=smtp.pop("security", "none"),
         connections=smtp.pop("connections", 2),
         retry_backoff=smtp.pop("retry_backoff", 0.01),
         timeout=5.0,
