@@ -186,6 +186,8 @@ def main() -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         work = Path(tmp)
+        # nginx workers drop root for an unprivileged user, who must read public/.
+        work.chmod(0o755)
         cfg_path, how = build_public(work)
         ours_port, nginx_port = free_port(), free_port()
         procs: list[subprocess.Popen[bytes]] = []
