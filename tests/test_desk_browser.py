@@ -7,9 +7,9 @@ aiosmtpd server started here, approve. Screenshots go to tests/artifacts/
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
-import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -82,6 +82,8 @@ def desk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp: tuple[Inbox, int
     monkeypatch.setenv("PUBLISHER_DESK_PASSWORD", PASSWORD)
     monkeypatch.setenv("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
     cfg = _config(tmp_path, port)
+    # Publish an edit on the first scan that sees it.
+    cfg = dataclasses.replace(cfg, schedule=dataclasses.replace(cfg.schedule, quiet_period=0.0))
     write_public(cfg)
     for name in ("anthropic-alibaba-claude-distillation.txt", "india-upi-credit-lines.md"):
         shutil.copy(BRIEFS / name, cfg.paths.briefs / name)
@@ -89,6 +91,7 @@ def desk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp: tuple[Inbox, int
     publisher = Publisher(cfg, engine)
     publisher.build_all()
     srv = LiveServer(cfg, engine, publisher)
+    srv.publisher = publisher  # type: ignore[attr-defined]
     srv.start()
     yield srv, cfg, engine, inbox
     srv.stop()
@@ -204,11 +207,14 @@ def test_editor_previews_tests_and_approves(desk: tuple[LiveServer, Config, sa.E
     assert len(inbox.messages) == 1  # only the test; approval alone sends nothing here
 
 
-def test_open_preview_reloads_when_the_story_changes(desk: tuple[LiveServer, Config, sa.Engine, Inbox]) -> None:
+def test_open_preview_reloads_when_the_brief_changes_on_disk(desk: tuple[LiveServer, Config, sa.Engine, Inbox]) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     srv, cfg, engine, _ = desk
     slug = _story_slug(engine)
+    with engine.connect() as conn:
+        path, old_hash = conn.execute(sa.select(store.stories.c.path, store.stories.c.content_hash).where(store.stories.c.slug == slug)).one()
+    brief = cfg.paths.briefs / path if not Path(path).is_absolute() else Path(path)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         try:
@@ -217,12 +223,29 @@ def test_open_preview_reloads_when_the_story_changes(desk: tuple[LiveServer, Con
             page.goto(f"{srv.url}/desk/login")
             page.fill("input[name=password]", PASSWORD)
             page.click("form[action='/desk/login'] button")
+            expect(page.locator("table.stories")).to_be_visible()
             page.goto(f"{srv.url}/desk/story/{slug}")
-            page.evaluate("() => { window.__marker = 1 }")
-            with engine.begin() as conn:
-                conn.execute(sa.update(store.stories).where(store.stories.c.slug == slug).values(content_hash="f" * 64))
-            # A reload drops the marker set on the old document.
-            page.wait_for_function("() => window.__marker === undefined")
             expect(page.locator("#subject")).not_to_be_empty()
+            page.evaluate("() => { window.__marker = 1 }")
+            # An editor fixes a typo: the summary gains a sentence.
+            text = brief.read_text(encoding="utf-8")
+            marker = "Live-refresh marker sentence."
+            brief.write_text(text.replace("## Summary\n", f"## Summary\n{marker} ", 1), encoding="utf-8")
+            deadline_tries = 50
+            while deadline_tries:
+                srv.publisher.sync()  # type: ignore[attr-defined]
+                with engine.connect() as conn:
+                    new_hash = conn.execute(sa.select(store.stories.c.content_hash).where(store.stories.c.slug == slug)).scalar_one()
+                if new_hash != old_hash:
+                    break
+                deadline_tries -= 1
+                page.wait_for_timeout(200)
+            assert new_hash != old_hash, "the pipeline never picked up the edit"
+            # The open page reloads by itself (the marker on the old document is gone)...
+            page.wait_for_function("() => window.__marker === undefined")
+            # ...and shows the edited text, rendered through the send path.
+            expect(page.locator("#text-part")).to_contain_text(marker)
+            expect(page.frame_locator("iframe.w600").locator("body")).to_contain_text(marker)
+            page.screenshot(path=str(ARTIFACTS / "08-live-refresh.png"), full_page=True)
         finally:
             browser.close()
