@@ -700,7 +700,7 @@ def create_app(cfg: Config, engine: Engine, publisher: Publisher | None, *, cloc
 
     async def login(request: Request) -> Response:
         if webauth.desk_is_open(cfg):
-            return RedirectResponse("/desk", status_code=303)
+            return RedirectResponse("/desk/", status_code=303)
         client = request.client.host if request.client else "?"
         if request.method == "GET":
             return desk_page(request, "login.html")
@@ -715,11 +715,11 @@ def create_app(cfg: Config, engine: Engine, publisher: Publisher | None, *, cloc
         throttle.reset(client)
         webauth.start_session(request)
         log.info("desk: editor signed in from %s", client)
-        return RedirectResponse("/desk", status_code=303)
+        return RedirectResponse("/desk/", status_code=303)
 
     async def logout(request: Request) -> Response:
         request.session.clear()
-        return RedirectResponse("/desk/login" if not webauth.desk_is_open(cfg) else "/desk", status_code=303)
+        return RedirectResponse("/desk/login" if not webauth.desk_is_open(cfg) else "/desk/", status_code=303)
 
     async def desk_index(request: Request) -> Response:
         rows = await run_in_threadpool(desk.stories)

@@ -134,7 +134,7 @@ def sign_in(c: TestClient) -> str:
     page = c.get("/desk/login")
     assert page.status_code == 200
     r = c.post("/desk/login", data={"password": PASSWORD, "csrf": csrf_from(page.text)}, follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"] == "/desk"
+    assert r.status_code == 303 and r.headers["location"] == "/desk/"
     desk = c.get("/desk/")
     assert desk.status_code == 200
     return csrf_from(desk.text)
