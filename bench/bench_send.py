@@ -123,8 +123,13 @@ def smtp_source(tools: str, port: int, n: int, size: int, sessions: int) -> floa
 # ------------------------------------------------------------ the sender side
 
 
-def prepare(workdir: Path, n: int) -> tuple[Path, int]:
-    """A store with ``n`` instant subscribers and one approved story issue."""
+def prepare(workdir: Path, n: int) -> tuple[Path, int, bytes]:
+    """A store with ``n`` instant subscribers and one approved story issue (the reference brief).
+
+    Also returns one recipient's message, for the plain-smtplib reference row.
+    """
+    from publisher import delivery, ledger
+    from publisher.clock import system_clock
     from publisher.store import connect
     from tests.test_delivery_support import add_story_issue, add_subscribers, make_cfg
 
@@ -132,8 +137,34 @@ def prepare(workdir: Path, n: int) -> tuple[Path, int]:
     engine = connect(cfg.store_url)
     add_subscribers(engine, n)
     issue_id = add_story_issue(engine, cfg)
+    template = delivery.build_template(ledger.get_issue(engine, issue_id), cfg, sent_at=system_clock())
+    sample = template.personalize(
+        to="reader@example.net", unsubscribe_url=cfg.site.url("unsubscribe?t=" + "x" * 90), message_id="<1.1.x@example.org>"
+    )
     engine.dispose()
-    return workdir, issue_id
+    return workdir, issue_id, sample
+
+
+def plain_smtplib(port: int, n: int, message: bytes, threads: int = 10) -> float:
+    """The naive reference: smtplib.sendmail of one pre-serialised message from N threads."""
+    import itertools
+    import smtplib
+    import threading
+
+    counter = itertools.count()
+
+    def run() -> None:
+        with smtplib.SMTP("127.0.0.1", port) as conn:
+            while next(counter) < n:
+                conn.sendmail("briefs@news.example.org", ["reader@example.net"], message)
+
+    start = time.perf_counter()
+    pool = [threading.Thread(target=run) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return n / (time.perf_counter() - start)
 
 
 def run_sender(workdir: Path, issue_id: int, port: int, connections: int) -> dict[str, float]:
@@ -193,7 +224,7 @@ def main() -> None:
     tools = ensure_postfix_tools()
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-send-") as tmp:
-        small, issue_small = prepare(Path(tmp) / "small", args.n)
+        small, issue_small, sample = prepare(Path(tmp) / "small", args.n)
         probe = None
         for sink_name in ("aiosmtpd", "smtp-sink"):
             cm = aiosmtpd_sink() if sink_name == "aiosmtpd" else postfix_sink(tools)
@@ -202,14 +233,17 @@ def main() -> None:
                 probe = probe or one
                 size = int(one["size"])
                 ceiling = smtp_source(tools, port, args.n, size, 10)
+                naive = plain_smtplib(port, args.n, sample)
                 many = run_sender(small, issue_small, port, args.connections)
                 rows.append(Row(sink_name, f"smtp-source -s10 ({size // 1024} KB)", ceiling))
+                rows.append(Row(sink_name, "plain smtplib, 10 threads, 1 message", naive, None,
+                                f"{naive / ceiling:.0%} of ceiling"))
                 rows.append(Row(sink_name, "publisher, 1 connection", one["rate"], one["peak_mb"],
                                 f"{one['rate'] / ceiling:.0%} of ceiling"))
                 rows.append(Row(sink_name, f"publisher, {args.connections} connections", many["rate"], many["peak_mb"],
                                 f"{many['rate'] / ceiling:.0%} of ceiling"))
         if args.big:
-            big, issue_big = prepare(Path(tmp) / "big", args.big)
+            big, issue_big, _ = prepare(Path(tmp) / "big", args.big)
             with postfix_sink(tools) as port:
                 small_run = run_sender(small, issue_small, port, args.connections)
                 big_run = run_sender(big, issue_big, port, args.connections)
