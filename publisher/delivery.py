@@ -423,7 +423,7 @@ class SendReport:
     sent: int = 0
     failed: int = 0  # permanently, or out of attempts
     retrying: int = 0  # temporary failures put back with backoff
-    skipped: int = 0  # subscriber left before their turn
+    skipped: int = 0  # rows of the issue whose subscriber left before their turn (issue total)
     bounced: int = 0  # subscribers newly marked bounced
     recovered: int = 0  # rows taken back from dead workers
     queued: int = 0  # rows still waiting at the end (retries not yet due)
@@ -595,7 +595,7 @@ class Sender:
                             break
                         self.sleep(min(delay, 5.0))
                         continue
-                    claimed = ledger.claim(self.engine, issue.id, self.worker, self.batch, now=self.clock())
+                    claimed = ledger.claim(self.engine, issue.id, self.worker, self._claim_size(), now=self.clock())
                     if claimed:
                         pending.extend(claimed)
                         outstanding += len(claimed)
@@ -626,11 +626,20 @@ class Sender:
             report.elapsed = time.monotonic() - started
         left = ledger.progress(self.engine, issue.id)
         report.queued = left.queued
+        report.skipped = left.skipped
         if self.progress is not None:
             self.progress(left)
         if abort is not None and unavailable_streak >= self.n * 2:
             raise SendAborted(issue.key, f"transport unavailable, {left.queued} left queued: {abort}", report)
         return report
+
+    def _claim_size(self) -> int:
+        # Under a slow rate limit, claim about ten seconds' worth so no row
+        # sits claimed long enough to outlive its lease.
+        rate = self.cfg.smtp.rate_per_second
+        if rate > 0:
+            return max(1, min(self.batch, int(rate * 10)))
+        return self.batch
 
     def _job(self, issue: ledger.IssueRow, template: Personalizer, c: ledger.Claimed) -> _Job:
         message = template.personalize(
