@@ -11,6 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from publisher import delivery, ledger, tokens
 from publisher.delivery import RateLimiter, SendAborted, wire_data
@@ -346,3 +348,22 @@ def test_drain_sends_digests_to_their_cadence(tmp_path: Path) -> None:
     box = mailbox.Maildir(str(tmp_path / "state" / "outbox"), create=False)
     got = sorted((m["X-Publisher-Issue"], m["To"]) for m in box)
     assert got == sorted([("digest/2026-11-28", e) for e in daily] + [("digest/2026-W48", e) for e in weekly])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300) | st.lists(st.sampled_from([b".", b"\r", b"\n", b"\r\n", b"a", b"\r\n.\r\n"]), max_size=40).map(b"".join))
+def test_wire_data_can_never_end_the_message_early(message: bytes) -> None:
+    wire = wire_data(message)
+    assert wire.endswith(b"\r\n.\r\n")
+    body = wire[: -len(b".\r\n")]
+    # Only CRLF line ends (no bare CR or LF for a lenient server to split on) ...
+    assert body.count(b"\r") == body.count(b"\n") == body.count(b"\r\n")
+    # ... and no line that is a lone dot before the terminator (SMTP smuggling).
+    lines = body.split(b"\r\n")[:-1]
+    assert b"." not in lines
+    # Undoing the stuffing gives back the message with normalised line ends.
+    unstuffed = b"\r\n".join(line[1:] if line.startswith(b".") else line for line in lines) + b"\r\n"
+    expected = message.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+    if not expected.endswith(b"\r\n"):
+        expected += b"\r\n"
+    assert unstuffed == expected
