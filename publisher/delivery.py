@@ -752,7 +752,7 @@ def send_issue(
 ) -> SendReport:
     """Send an approved issue (or resume one that is ``sending``) to its audience."""
     now = clock()
-    recovered = ledger.recover(engine, now=now, lease=CLAIM_LEASE)
+    recovered = ledger.recover(engine, now=now, lease=CLAIM_LEASE, issue_id=issue_id)
     issue, created = ledger.start_issue(engine, issue_id, now=now)
     template = build_template(issue, cfg, sent_at=now)
     sender = Sender(cfg, engine, factory=factory, clock=clock, progress=progress)

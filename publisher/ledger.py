@@ -607,7 +607,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def recover(engine: Engine, *, now: dt.datetime, lease: float) -> int:
+def recover(engine: Engine, *, now: dt.datetime, lease: float, issue_id: int | None = None) -> int:
     """Requeue rows left in ``sending`` by a dead worker.
 
     A worker on this host whose process is gone is dead at once (so a
@@ -616,10 +616,13 @@ def recover(engine: Engine, *, now: dt.datetime, lease: float) -> int:
     """
     at = utc(now)
     host = socket.gethostname()
+    scope = [deliveries.c.state == "sending"]
+    if issue_id is not None:  # uses the (issue_id, state) index
+        scope.append(deliveries.c.issue_id == issue_id)
     with engine.connect() as conn:
         claims = conn.execute(
             sa.select(deliveries.c.claimed_by, sa.func.min(deliveries.c.claimed_at))
-            .where(deliveries.c.state == "sending")
+            .where(*scope)
             .group_by(deliveries.c.claimed_by)
         ).all()
     dead: list[str] = []
@@ -638,7 +641,7 @@ def recover(engine: Engine, *, now: dt.datetime, lease: float) -> int:
             cond = deliveries.c.claimed_by.is_(None) if tag is None else deliveries.c.claimed_by == tag
             result = conn.execute(
                 deliveries.update()
-                .where(deliveries.c.state == "sending", cond)
+                .where(*scope, cond)
                 .values(state="queued", claimed_by=None, claimed_at=None)
             )
             total += max(result.rowcount or 0, 0)
