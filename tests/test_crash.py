@@ -101,3 +101,23 @@ def test_kill_minus_9_mid_send_then_resume(tmp_path: Path) -> None:
     assert ledger.progress(engine, issue_id).sent == N
     assert issue_state(engine, issue_id) == "sent"
     assert b"recovered from a dead sender" in out
+
+
+@pytest.mark.slow
+def test_two_senders_at_once_never_send_twice(tmp_path: Path) -> None:
+    sink = Sink(keep_content=False)
+    with smtp_server(sink) as port:
+        cfg_path = _write_config(tmp_path, port)
+        cfg = config_mod.load(str(cfg_path))
+        engine = make_store(cfg)
+        emails = add_subscribers(engine, 2000)
+        issue_id = add_issue(engine)
+        slug = ledger.get_issue(engine, issue_id).key
+        procs = [_send(cfg_path, slug) for _ in range(2)]
+        outputs = [p.communicate(timeout=300) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], [e.decode() for _, e in outputs]
+    assert sink.recipients() == {e: 1 for e in emails}
+    sent_by = [int(out.decode().split(": ", 1)[1].split(" sent")[0]) for out, _ in outputs]
+    print(f"\ntwo concurrent senders sent {sent_by}")
+    assert sum(sent_by) == 2000  # whatever the split, no row went out twice
+    assert issue_state(engine, issue_id) == "sent"
