@@ -29,7 +29,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
@@ -57,7 +57,15 @@ if TYPE_CHECKING:
     import uvicorn
 
     from .newsletter import RenderedIssue
-    from .pipeline import Publisher
+
+
+class Publisher(Protocol):
+    """What the desk needs of :class:`publisher.pipeline.Publisher` (matched structurally)."""
+
+    def approve(self, slug: str) -> None: ...
+    def hold(self, slug: str) -> None: ...
+    def preview_story(self, slug: str) -> RenderedIssue: ...
+    def next_digest(self) -> tuple[str, list[Brief]]: ...
 
 log = logging.getLogger(__name__)
 
@@ -986,9 +994,9 @@ def make_server(
     if engine is None:
         engine = store.connect(cfg.store_url)
     if publisher is None:
-        from .pipeline import Publisher
+        from .pipeline import Publisher as Pipeline
 
-        publisher = Publisher(cfg, engine)
+        publisher = Pipeline(cfg, engine)
     app = create_app(dataclasses.replace(cfg, desk=dataclasses.replace(cfg.desk, host=bind)), engine, publisher)
     stopping: threading.Event = app.state.stopping
 
