@@ -637,3 +637,35 @@ def test_serve_command_refuses_a_public_bind_without_password(tmp_path: Path, mo
     result = CliRunner().invoke(main, ["serve", "--config", str(tmp_path / "config.toml"), "--host", "0.0.0.0", "--port", "8999"])
     assert result.exit_code != 0
     assert "refusing to serve the desk on non-loopback address '0.0.0.0'" in result.output
+
+
+def test_send_now_approves_then_sends_through_delivery(env: tuple[Config, sa.Engine], monkeypatch: pytest.MonkeyPatch) -> None:
+    from publisher import ledger
+
+    monkeypatch.setenv("PUBLISHER_DESK_PASSWORD", PASSWORD)
+    cfg, engine = env
+    add_story(engine, "alpha")
+    ledger.add_subscriber(engine, "instant@example.org", "instant", status="active", now=NOW)
+    ledger.add_subscriber(engine, "daily@example.org", "daily", status="active", now=NOW)
+
+    class Approving(FakePublisher):
+        def approve(self, slug: str) -> None:  # the pipeline's state change, for this test
+            super().approve(slug)
+            with engine.begin() as conn:
+                conn.execute(sa.update(store.issues).where(store.issues.c.key == slug).values(state="approved"))
+
+    fake = Approving()
+    with TestClient(web.create_app(cfg, engine, fake)) as c:  # type: ignore[arg-type]
+        token = sign_in(c)
+        r = c.post("/desk/story/alpha/send", data={"csrf": token, "confirm": "yes"}, follow_redirects=False)
+        assert r.status_code == 303
+    assert fake.calls == [("approve", "alpha")]
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(store.issues.c.state).where(store.issues.c.key == "alpha")).scalar_one() == "sent"
+    assert [str(m["To"]) for m in _outbox(cfg)] == ["instant@example.org"]
+
+
+def test_live_refresh_script_is_served(client: TestClient) -> None:
+    r = client.get("/_web/live.js")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
+    assert "EventSource" in r.text
