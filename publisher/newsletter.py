@@ -267,8 +267,7 @@ _BREAK_AFTER = tuple(f"</{t}>" for t in "td tr th div p table tbody thead li ul 
     "<tr>",
     "<![endif]-->",
 )
-_BREAK_RE = re.compile(b"|".join(re.escape(t.encode()) for t in _BREAK_AFTER))
-_TAG_OR_TEXT = re.compile(r"<[^>]*>|[^<]+")
+_BREAK_BYTES = tuple(t.encode() for t in _BREAK_AFTER)
 
 
 def _fold_html(html: str) -> str:
@@ -286,71 +285,74 @@ def _fold_html(html: str) -> str:
 
 
 def _fold_line(line: str) -> list[str]:
-    # Work on bytes: the limit is in octets, and the tags are ASCII, so a cut
-    # can never split a multi-byte character.
+    """Cut one over-long line into pieces of at most _FOLD_AT octets.
+
+    Works on bytes (the limit is in octets; every cut point is ASCII, so no
+    multi-byte character is split). In each window, cut after the last
+    block-level tag; else after the last space between words; else (CJK
+    prose, one huge word) inside the text through an empty comment, since a
+    bare newline between CJK characters would render as a space."""
     data = line.encode()
     pieces: list[bytes] = []
-    start = last = 0
-    for m in _BREAK_RE.finditer(data):
-        if m.end() - start > _FOLD_AT and last > start:
-            pieces.append(data[start:last])
-            start = last
-        last = m.end()
-    if len(data) - start > _FOLD_AT and last > start:
-        pieces.append(data[start:last])
-        start = last
-    pieces.append(data[start:])
-    out: list[str] = []
-    for piece in pieces:
-        text = piece.decode()
-        while len(text.encode()) > _FOLD_AT:
-            cut = _space_outside_tags(text, _FOLD_AT // 4)
-            if cut > 0:
-                out.append(text[:cut])
-                text = text[cut:]
-                continue
-            # No space at all (CJK prose, a huge word): an empty comment holds
-            # the newline, since one between CJK characters would render.
-            cut = _text_position(text, _FOLD_AT // 4)
-            if cut <= 0:
+    start = 0
+    while len(data) - start > _FOLD_AT:
+        end = start + _FOLD_AT
+        # Walk back over the '>' in the window to the last block-level tag end.
+        cut = -1
+        i = data.rfind(b">", start, end)
+        while i > start:
+            if data.endswith(_BREAK_BYTES, start, i + 1):
+                cut = i + 1
                 break
-            out.append(text[:cut] + "<!--")
-            text = "-->" + text[cut:]
-        out.append(text)
-    return out
+            i = data.rfind(b">", start, i)
+        if cut > start:
+            pieces.append(data[start:cut])
+            start = cut
+            continue
+        space, text_pos = _window_cut_points(data, start, end)
+        if space > start:
+            pieces.append(data[start:space])
+            start = space
+        elif text_pos > start:
+            pieces.append(data[start:text_pos] + b"<!--")
+            data = data[:text_pos] + b"-->" + data[text_pos:]
+            start = text_pos
+        else:
+            break  # nothing safe to cut: the caller reports the long line
+    pieces.append(data[start:])
+    return [piece.decode() for piece in pieces]
 
 
-def _text_position(line: str, limit: int) -> int:
-    """A position before ``limit`` inside element text (not a tag, an
-    entity, <title> or <style>), as late as possible; 0 if none."""
-    best = 0
-    previous_tag = ""
-    for m in _TAG_OR_TEXT.finditer(line, 0, limit):
+_TAG_OR_TEXT_B = re.compile(rb"<[^>]*>?|[^<]+")
+
+
+def _window_cut_points(data: bytes, start: int, end: int) -> tuple[int, int]:
+    """(just after the last space in element text, a late safe position in
+    element text) within data[start:end]; 0 where there is none. Text inside
+    <title>/<style> and character references are never cut."""
+    space = text_pos = 0
+    previous_tag = b""
+    for m in _TAG_OR_TEXT_B.finditer(data, start, end):
         chunk = m.group()
-        if chunk.startswith("<"):
+        if chunk.startswith(b"<"):
             previous_tag = chunk
             continue
-        if previous_tag[:6].lower() in ("<title", "<style"):
+        if previous_tag[:6].lower() in (b"<title", b"<style"):
             continue
-        pos = min(m.end(), limit) - 1
-        amp = chunk.rfind("&", 0, pos - m.start() + 1)
-        if amp >= 0 and ";" not in chunk[amp : pos - m.start() + 1]:
-            pos = m.start() + amp  # do not split "&amp;"
-        if pos > m.start():
-            best = pos
-    return best
-
-
-def _space_outside_tags(line: str, limit: int) -> int:
-    """Index just after the last space before ``limit`` that is not inside a tag."""
-    best = 0
-    for m in _TAG_OR_TEXT.finditer(line, 0, limit):
-        if m.group().startswith("<"):
-            continue
-        idx = m.group().rfind(" ")
+        idx = chunk.rfind(b" ")
         if idx >= 0:
-            best = m.start() + idx + 1
-    return best
+            space = m.start() + idx + 1
+        # Skip the "-->" a previous comment cut left, so each cut moves on.
+        lo = m.start() + (3 if chunk.startswith(b"-->") else 0) + 1
+        pos = m.end() - 1
+        while pos > lo and (0x80 <= data[pos] < 0xC0):
+            pos -= 1  # not inside a UTF-8 sequence
+        amp = data.rfind(b"&", m.start(), pos + 1)
+        if amp >= 0 and b";" not in data[amp:pos]:
+            pos = amp  # not inside "&amp;"
+        if pos > lo:
+            text_pos = pos
+    return space, text_pos
 
 
 def _compile_mjml(source: str, what: str) -> str:
