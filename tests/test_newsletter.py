@@ -16,6 +16,8 @@ from typing import Any
 import lxml.html  # type: ignore[import-untyped]
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from publisher import config as config_mod
 from publisher.briefs import parse_brief
@@ -25,6 +27,7 @@ from publisher.errors import DeliveryError, RenderError
 from publisher.model import Brief
 from publisher.newsletter import (
     MAX_LINE_OCTETS,
+    _fold_html,
     MessageTemplate,
     RenderedIssue,
     render_digest,
@@ -567,3 +570,30 @@ def test_cli_render(tmp_path: Path) -> None:
         assert out.exit_code == 0 and marker in out.output, out.output[:300]
     bad = runner.invoke(main, ["render", str(tmp_path / "missing.md"), "--config", str(conf)])
     assert bad.exit_code == 1 and "error:" in bad.output
+
+
+# ------------------------------------------------------------------ folding, adversarially
+
+_PIECES = st.sampled_from(
+    ["<td>", "</td>", "<p>", "</p>", "<a href=\"https://x.example/a?b=1&amp;c=2\">", "</a>", " ", "&amp;", "&#847;",
+     "日本語の文章", "word", "x" * 50, "<title>", "</title>", "-->", "<!--", "é", "😀", "<br>"]
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_PIECES, min_size=0, max_size=900))
+def test_fold_terminates_and_only_adds_invisible_breaks(pieces: list[str]) -> None:
+    html = "".join(pieces)
+    folded = _fold_html(html)
+    assert folded.replace("<!--\n-->", "").replace("\n", "") == html.replace("\n", "")
+    for line in folded.split("\n"):
+        # Lines stay short unless the input had nowhere safe to cut.
+        if len(line.encode()) > 900:
+            assert " " not in line and "</td>" not in line
+
+
+def test_fold_cjk_without_any_tag() -> None:
+    html = "<p>" + "東京" * 2000 + "</p>"
+    folded = _fold_html(html)
+    assert max(len(line.encode()) for line in folded.split("\n")) <= 904
+    assert folded.replace("<!--\n-->", "") == html
