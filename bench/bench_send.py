@@ -254,11 +254,11 @@ def main() -> None:
 
     print(f"\n{args.n:,} subscribers, message {probe['size'] if probe else 0:,} bytes, {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.2f}\n")
-    print(f"| {'sink':<10} | {'sender':<34} | {'msg/s':>8} | {'peak MB':>8} | note")
-    print(f"|{'-' * 12}|{'-' * 36}|{'-' * 10}|{'-' * 10}|------")
+    print(f"| {'sink':<10} | {'sender':<38} | {'msg/s':>8} | {'peak MB':>8} | note")
+    print(f"|{'-' * 12}|{'-' * 40}|{'-' * 10}|{'-' * 10}|------")
     for r in rows:
         mem = f"{r.peak_mb:8.1f}" if r.peak_mb is not None else " " * 8
-        print(f"| {r.sink:<10} | {r.what:<34} | {r.rate:8.0f} | {mem} | {r.note}")
+        print(f"| {r.sink:<10} | {r.what:<38} | {r.rate:8.0f} | {mem} | {r.note}")
 
 
 if __name__ == "__main__":
