@@ -17,6 +17,7 @@ pipeline when it is available, else the feeds are rendered from briefs/.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import shutil
@@ -102,8 +103,23 @@ def build_public(work: Path) -> tuple[Path, str]:
             out.write_bytes(data)
         """
     )
-    subprocess.run([py, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True)
-    return cfg_path, "feeds.render_feeds"
+    if importlib.util.find_spec("publisher.feeds") is not None:
+        subprocess.run([py, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True)
+        return cfg_path, "feeds.render_feeds"
+    # Neither the pipeline nor the feeds module is installed: serve a plain
+    # feedgen Atom feed of the briefs, so the servers still have a realistic file.
+    from feedgen.feed import FeedGenerator
+
+    from publisher.briefs import find_briefs, load_brief
+
+    fg = FeedGenerator()
+    fg.id("urn:bench"); fg.title("bench"); fg.link(href="http://127.0.0.1/"); fg.updated("2026-01-01T00:00:00Z")
+    for path in find_briefs([ROOT / "briefs"]):
+        b = load_brief(path)
+        fe = fg.add_entry()
+        fe.id(f"urn:{b.slug}"); fe.title(b.title); fe.updated("2026-01-01T00:00:00Z"); fe.content(b.summary.html + b.why_it_matters.html, type="html")
+    (work / "public" / "feed.atom").write_bytes(fg.atom_str(pretty=True))
+    return cfg_path, "bench-local feedgen Atom (publisher.feeds absent)"
 
 
 def start_ours(cfg_path: Path, port: int) -> subprocess.Popen[bytes]:
