@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import email
+import importlib
 import importlib.util
 import email.policy
 import shutil
@@ -135,9 +136,7 @@ class StoreDesk:
 def _pipeline(cfg: Config, engine: sa.Engine) -> Any:
     if importlib.util.find_spec("publisher.pipeline") is None:
         return StoreDesk(cfg, engine)
-    from publisher.pipeline import Publisher
-
-    return Publisher(cfg, engine)
+    return importlib.import_module("publisher.pipeline").Publisher(cfg, engine)
 
 
 @pytest.fixture
