@@ -757,7 +757,7 @@ def create_app(cfg: Config, engine: Engine, publisher: Publisher | None, *, cloc
         return desk_page(
             request, "preview.html", kind="story", key=slug, row=row, preview=preview, error=error, view=view,
             clip_limit=GMAIL_CLIP_BYTES, base=f"/desk/story/{slug}", has_pipeline=publisher is not None,
-            events=f"/desk/events?kind=story&key={slug}",
+            events=f"/desk/events?kind=story&key={slug}", has_feeds=importlib.util.find_spec("publisher.feeds") is not None,
         )
 
     async def story_email(request: Request) -> Response:
