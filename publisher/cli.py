@@ -296,3 +296,113 @@ def render(file: str, fmt: str, cfg: Config) -> None:
         return
     html, text = web_version(issue, cfg)
     click.echo({"html": html, "text": text, "mjml": issue.mjml}[fmt], nl=False)
+
+
+def _publisher(cfg: Config) -> Any:
+    from .pipeline import Publisher
+
+    return Publisher(cfg, _store(cfg))
+
+
+@main.command()
+@click.option("--briefs", "briefs_dir", type=click.Path(file_okay=False), default=None, help="Briefs folder (overrides config).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Output folder (overrides config).")
+@with_config
+def build(briefs_dir: str | None, out_dir: str | None, cfg: Config) -> None:
+    """Render every brief once into public/: feeds, tag feeds, web issues."""
+    overrides = {}
+    if briefs_dir:
+        if not Path(briefs_dir).is_dir():
+            click.echo(f"error: --briefs {briefs_dir}: no such folder", err=True)
+            sys.exit(2)
+        overrides["briefs"] = Path(briefs_dir).resolve()
+    if out_dir:
+        overrides["public"] = Path(out_dir).resolve()
+    if overrides:
+        cfg = cfg.with_paths(**overrides)
+    result = _publisher(cfg).build_all()
+    for error in result.errors:
+        click.echo(error, err=True)
+    click.echo(
+        f"{len(result.published)} published, {len(result.errors)} rejected, {len(result.removed)} removed, "
+        f"{len(result.written)} file(s) written to {cfg.paths.public}",
+        err=True,
+    )
+    sys.exit(1 if result.errors else 0)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Scan and publish once, then exit.")
+@click.option("--no-web", is_flag=True, help="Run the scheduler without the web app.")
+@click.option("--no-send", is_flag=True, help="Do not drain the delivery queue.")
+@with_config
+def run(once: bool, no_web: bool, no_send: bool, cfg: Config) -> None:
+    """The service: watch briefs/, publish, queue issues, make digests, serve the desk."""
+    import signal
+    import threading
+
+    from .schedule import Service
+
+    pub = _publisher(cfg)
+    if not pub._load_index():
+        # First start on this store: publish the folder in one parallel build.
+        # Existing briefs go to the feeds; email issues are made for briefs
+        # that arrive from now on (or when an editor approves one).
+        pub.build_all()
+    result = pub.sync()
+    if once:
+        for error in result.errors:
+            click.echo(error, err=True)
+        return
+    pub.catch_up_digest()
+    service = Service(cfg, pub.engine, pub, deliver=not no_send)
+    service.start()
+    try:
+        if no_web:
+            stop = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+            stop.wait()
+        else:
+            from .web import make_server
+
+            server = make_server(cfg, pub.engine, pub)
+            click.echo(f"desk and feeds at http://{cfg.desk.host}:{cfg.desk.port}/", err=True)
+            server.run()  # returns on SIGINT/SIGTERM
+    finally:
+        service.stop()
+
+
+@main.command()
+@click.argument("slug")
+@with_config
+def approve(slug: str, cfg: Config) -> None:
+    """Release a story issue for sending."""
+    _publisher(cfg).approve(slug)
+    click.echo(f"{slug}: approved")
+
+
+@main.command()
+@click.argument("slug")
+@with_config
+def hold(slug: str, cfg: Config) -> None:
+    """Hold a story issue back."""
+    _publisher(cfg).hold(slug)
+    click.echo(f"{slug}: held")
+
+
+@main.command()
+@with_config
+def status(cfg: Config) -> None:
+    """Stories by state, pending approvals, recent errors, next digest."""
+    st = _publisher(cfg).status()
+    click.echo(f"{st.stories} stories: " + ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in sorted(st.states.items())))
+    if st.awaiting:
+        click.echo("awaiting approval:")
+        for slug, title in st.awaiting:
+            click.echo(f"  {slug}  {title}")
+    if st.errors:
+        click.echo("errors:")
+        for _path, error in st.errors:
+            click.echo(f"  {error}")
+    click.echo(f"next digest: {st.next_digest.isoformat() if st.next_digest else 'none scheduled'}")

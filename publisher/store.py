@@ -7,6 +7,7 @@ delivery queries live in :mod:`publisher.ledger`, over the same tables.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,10 @@ stories = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),  # file gone
     sa.Column("error", sa.Text, nullable=True),
+    # Newline-framed tag and entity slugs ("\nai\nchips\n") so the pipeline
+    # can find a tag feed's newest stories without parsing every brief.
+    sa.Column("feed_tags", sa.Text, nullable=False, default=""),
+    sa.Index("ix_stories_published", "published_at"),
 )
 
 # Email issues: one per story (kind=story, key=slug) and one per digest
@@ -124,6 +129,20 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def aware(value: dt.datetime) -> dt.datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+
+
+def get_kv(conn: sa.Connection, key: str) -> str | None:
+    return conn.execute(sa.select(kv.c.value).where(kv.c.key == key)).scalar_one_or_none()
+
+
+def set_kv(conn: sa.Connection, key: str, value: str) -> None:
+    if conn.execute(sa.update(kv).where(kv.c.key == key).values(value=value)).rowcount == 0:
+        conn.execute(sa.insert(kv).values(key=key, value=value))
 
 
 def connect(url: str) -> Engine:

@@ -1,0 +1,117 @@
+"""APScheduler wiring only: the scan, digest and drain jobs of ``publisher run``.
+
+One BackgroundScheduler in the configured time zone, jobs registered by
+fixed ids. Filesystem events (watchfiles) only *nudge* the scan job to run
+now; polling stays the source of truth, so a missed event costs at most one
+scan interval.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.engine import Engine
+
+from .config import Config
+from .errors import PublisherError
+from .pipeline import Publisher
+
+log = logging.getLogger(__name__)
+
+SCAN, FOLLOW_UP, DIGEST, DRAIN = "scan", "scan-follow-up", "digest", "drain"
+
+
+class Service:
+    """The scheduler plus the file watcher; ``start``/``stop`` from the CLI or tests."""
+
+    def __init__(self, cfg: Config, engine: Engine, publisher: Publisher, *, deliver: bool = True) -> None:
+        self.cfg = cfg
+        self.engine = engine
+        self.publisher = publisher
+        self.deliver = deliver
+        self.scheduler = BackgroundScheduler(timezone=cfg.site.tz, job_defaults={"coalesce": True, "max_instances": 1})
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    # -- jobs (each logs and survives its own failures) ---------------------
+
+    def scan(self) -> None:
+        try:
+            result = self.publisher.sync()
+        except PublisherError as exc:
+            log.error("scan failed: %s", exc)
+            return
+        if result.retry_after is not None and not self._stop.is_set():
+            # A file is still being written: look again as soon as it can be stable.
+            when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=result.retry_after + 0.05)
+            self.scheduler.add_job(self.scan, "date", run_date=when, id=FOLLOW_UP, replace_existing=True)
+
+    def digest(self) -> None:
+        try:
+            self.publisher.run_digest()
+        except PublisherError as exc:
+            log.error("digest failed: %s", exc)
+
+    def drain(self) -> None:
+        from .delivery import drain
+
+        try:
+            drain(self.cfg, self.engine, clock=self.publisher.clock)
+        except PublisherError as exc:
+            log.error("delivery drain failed: %s", exc)
+
+    # -- lifecycle --------------------------------------------------------
+
+    def start(self) -> None:
+        sched = self.cfg.schedule
+        self.scheduler.add_job(self.scan, IntervalTrigger(seconds=sched.scan_interval), id=SCAN, replace_existing=True,
+                               next_run_time=dt.datetime.now(dt.timezone.utc))
+        if sched.digest_cron:
+            self.scheduler.add_job(self.digest, CronTrigger.from_crontab(sched.digest_cron, timezone=self.cfg.site.tz),
+                                   id=DIGEST, replace_existing=True, misfire_grace_time=int(sched.digest_max_lateness) or None)
+        if self.deliver:
+            self.scheduler.add_job(self.drain, IntervalTrigger(seconds=sched.drain_interval), id=DRAIN, replace_existing=True)
+        self.scheduler.start()
+        if sched.watch_events:
+            self._watcher = threading.Thread(target=self._watch, name="brief-watcher", daemon=True)
+            self._watcher.start()
+        nxt = self.publisher.next_digest_time()
+        log.info("service started: scanning %s every %.1fs; next digest %s", self.cfg.paths.briefs, sched.scan_interval,
+                 nxt.isoformat() if nxt else "never")
+
+    def _watch(self) -> None:
+        import watchfiles
+
+        try:
+            for _changes in watchfiles.watch(
+                self.cfg.paths.briefs, stop_event=self._stop, force_polling=self.cfg.schedule.force_polling,
+                debounce=50, step=20, rust_timeout=1000, yield_on_timeout=False, raise_interrupt=False,
+            ):
+                self.nudge()
+        except (OSError, RuntimeError) as exc:
+            log.warning("file events unavailable (%s); polling every %.1fs", exc, self.cfg.schedule.scan_interval)
+
+    def nudge(self) -> None:
+        """Run the scan job now (a filesystem event arrived)."""
+        try:
+            self.scheduler.modify_job(SCAN, next_run_time=dt.datetime.now(dt.timezone.utc))
+        except Exception as exc:  # the scheduler is shutting down: the poll covers it
+            log.debug("nudge ignored: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)  # waits for running jobs
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+        log.info("service stopped")
+
+
+def jobs(service: Service) -> dict[str, Any]:
+    return {job.id: job for job in service.scheduler.get_jobs()}
