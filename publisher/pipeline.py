@@ -206,8 +206,8 @@ class Publisher:
 
     # -- recording ------------------------------------------------------
 
-    def _record(self, conn: sa.Connection, parsed: Parsed, now: dt.datetime, index: dict[str, watch.Indexed]) -> tuple[str | None, set[str]]:
-        """Store one read file. Returns (slug whose story changed, tag keys touched)."""
+    def _record(self, conn: sa.Connection, parsed: Parsed, now: dt.datetime, index: dict[str, watch.Indexed]) -> tuple[str | None, set[str], str | None]:
+        """Store one read file. Returns (slug whose story changed, tag keys touched, error)."""
         f, s = store.files, store.stories
         previous = index.get(parsed.path)
         touched: set[str] = set()
@@ -237,7 +237,10 @@ class Publisher:
             )
             updated = (parsed.updated or now).astimezone(dt.timezone.utc)
             if row is None:
-                conn.execute(sa.insert(s).values(slug=slug, updated_at=updated, created_at=now, **values))
+                # First sight: the story is as new as its date says, so a build
+                # from a fresh store gives the same bytes as from an old one.
+                first = (parsed.updated or parsed.published_at).astimezone(dt.timezone.utc)
+                conn.execute(sa.insert(s).values(slug=slug, updated_at=first, created_at=now, **values))
                 changed_slug = slug
             elif row.content_hash != parsed.sha256 or row.deleted_at is not None or row.path != parsed.path:
                 if row.content_hash != parsed.sha256:
@@ -263,7 +266,7 @@ class Publisher:
         else:
             conn.execute(sa.update(f).where(f.c.path == parsed.path).values(**file_values))
         index[parsed.path] = new
-        return changed_slug, touched
+        return changed_slug, touched, error
 
     def _retire(self, conn: sa.Connection, slug: str, path: str, now: dt.datetime, touched: set[str]) -> bool:
         s = store.stories
@@ -415,10 +418,10 @@ class Publisher:
                         conn.execute(sa.update(store.files).where(store.files.c.path == path).values(mtime_ns=parsed.stat.mtime_ns, size=parsed.stat.size))
                         index[path] = watch.Indexed(parsed.stat, known.sha256, known.slug)
                         continue
-                    slug, tags = self._record(conn, parsed, now, index)
+                    slug, tags, error = self._record(conn, parsed, now, index)
                     touched |= tags
-                    if parsed.error is not None:
-                        result.errors.append(parsed.error)
+                    if error is not None:
+                        result.errors.append(error)
                     if slug is not None:
                         changed.add(slug)
                         result.published.append(slug)
@@ -453,10 +456,10 @@ class Publisher:
             with self.engine.begin() as conn:
                 for parsed_chunk in self._map_chunks(chunks, n_workers):
                     for parsed in parsed_chunk:
-                        slug, tags = self._record(conn, parsed, now, index)
+                        slug, tags, error = self._record(conn, parsed, now, index)
                         touched |= tags
-                        if parsed.error is not None:
-                            result.errors.append(parsed.error)
+                        if error is not None:
+                            result.errors.append(error)
                         elif parsed.slug:
                             result.published.append(parsed.slug)
                             touched |= set(parsed.tags)
