@@ -1,0 +1,416 @@
+"""Stories → Atom 1.0, RSS 2.0 and JSON Feed 1.1 bytes. Pure: no clock, no I/O
+beyond reading the entry template once per process.
+
+Feed readers key their "unread" state on the entry id and ``updated``, so
+both come from the story itself, never from the build:
+
+* Entry id: ``tag:<host of site.base_url>,<YYYY-MM-DD>:<slug>`` (RFC 4151),
+  the date being the story's publication date in the site time zone. It does
+  not depend on the file name or the text, so renaming or editing a brief
+  never makes it reappear as new. (The canonical URL was not chosen because
+  editors do fix canonical URLs after publication.)
+* Entry ``updated`` is :attr:`FeedStory.updated`, which the caller changes
+  only when the story's content changes; feed ``updated`` is the newest
+  entry's, never the build time.
+
+Atom and RSS are produced with feedgen, then corrected in one place,
+:func:`_fix_feedgen_atom` / :func:`_fix_feedgen_rss`, for the feedgen
+pitfalls the W3C Feed Validator reports. JSON Feed is written with json.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from feedgen.feed import FeedGenerator
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, Template, TemplateError
+from lxml import etree  # type: ignore[import-untyped]
+from markupsafe import escape
+
+from . import __version__
+from .briefs import slugify
+from .config import Config
+from .errors import RenderError
+from .model import Brief
+
+log = logging.getLogger(__name__)
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+ENTRY_TEMPLATE = "feed/entry.html.j2"
+GENERATOR = "publisher"
+JSONFEED_VERSION = "https://jsonfeed.org/version/1.1"
+ATOM_NS = "http://www.w3.org/2005/Atom"
+_A = "{%s}" % ATOM_NS
+FORMATS = ("atom", "rss", "json")
+MEDIA_TYPES = {
+    "atom": "application/atom+xml",
+    "rss": "application/rss+xml",
+    "json": "application/feed+json",
+}
+# A feed with no entry still needs an ``updated``; the epoch keeps it stable.
+EMPTY_FEED_UPDATED = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class FeedStory:
+    brief: Brief
+    published: dt.datetime  # aware
+    updated: dt.datetime  # aware; changes only when the story's content changes
+
+
+# ------------------------------------------------------------------ sanitising
+
+# Characters XML 1.0 forbids (C0 controls except TAB/LF/CR, surrogates,
+# U+FFFE/U+FFFF). The parser strips them from bodies, but front matter and
+# config values can still carry them; lxml would refuse them outright.
+_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def clean(text: str) -> str:
+    """``text`` without the characters XML 1.0 cannot carry."""
+    return _XML_FORBIDDEN.sub("", text)
+
+
+def _line(text: str) -> str:
+    """A one-line plain-text value (titles, names): clean, whitespace folded."""
+    return " ".join(clean(text).split())
+
+
+# ------------------------------------------------------------------ entry HTML
+
+
+@functools.lru_cache(maxsize=8)
+def _search_path(user: Path) -> tuple[str, ...]:
+    """The user's template override folder (if any) before the built-in one."""
+    dirs = []
+    if user.is_dir() and user.resolve() != TEMPLATES_DIR:
+        dirs.append(str(user.resolve()))
+    dirs.append(str(TEMPLATES_DIR))
+    return tuple(dirs)
+
+
+@functools.lru_cache(maxsize=8)
+def _entry_template(dirs: tuple[str, ...]) -> Template:
+    # Compiled once per process: entry_html runs for every story of a build.
+    env = Environment(
+        loader=ChoiceLoader([FileSystemLoader(d) for d in dirs]),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
+    try:
+        return env.get_template(ENTRY_TEMPLATE)
+    except TemplateError as exc:
+        raise RenderError(ENTRY_TEMPLATE, str(exc)) from exc
+
+
+def entry_html(brief: Brief, cfg: Config) -> str:
+    """The full story as HTML (feed content and the desk's feed preview)."""
+    template = _entry_template(_search_path(cfg.paths.templates))
+    try:
+        html = template.render(brief=brief)
+    except TemplateError as exc:
+        raise RenderError(f"{brief.slug}: {ENTRY_TEMPLATE}", str(exc)) from exc
+    return clean(html)
+
+
+# ------------------------------------------------------------------ entry data
+
+
+def entry_id(brief: Brief, published: dt.datetime, cfg: Config) -> str:
+    """``tag:host,YYYY-MM-DD:slug`` (RFC 4151); see the module docstring."""
+    host = (urlsplit(cfg.site.base_url).hostname or "localhost").lower()
+    day = published.astimezone(cfg.site.tz).date().isoformat()
+    return f"tag:{host},{day}:{brief.slug}"
+
+
+def entry_link(brief: Brief, cfg: Config) -> str:
+    """The story's canonical URL, else its web issue page on this site."""
+    return brief.canonical or cfg.site.url(f"issues/{brief.slug}.html")
+
+
+def categories(brief: Brief) -> list[str]:
+    """Tags, entities, then lens names; first spelling wins, case-insensitively."""
+    seen: dict[str, str] = {}
+    for name in (*brief.tags, *brief.entities, *(lens.name for lens in brief.lenses)):
+        value = _line(name)
+        if value:
+            seen.setdefault(value.casefold(), value)
+    return list(seen.values())
+
+
+def summary_text(brief: Brief) -> str:
+    return clean(brief.dek or brief.summary.text).strip()
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """Everything a feed entry needs, computed once per story for all feeds."""
+
+    slug: str
+    id: str
+    title: str
+    link: str
+    published: dt.datetime
+    updated: dt.datetime
+    categories: tuple[str, ...]
+    summary: str
+    html: str
+    keys: tuple[tuple[str, str], ...]  # (tag slug, display name) of tags+entities
+
+
+def _aware(value: dt.datetime, what: str, slug: str) -> dt.datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise RenderError(f"feed entry {slug}", f"{what} must be timezone-aware, got {value.isoformat()}")
+    return value
+
+
+def _entry(story: FeedStory, cfg: Config) -> _Entry:
+    brief, tz = story.brief, cfg.site.tz
+    published = _aware(story.published, "published", brief.slug).astimezone(tz).replace(microsecond=0)
+    updated = _aware(story.updated, "updated", brief.slug).astimezone(tz).replace(microsecond=0)
+    keys: dict[str, str] = {}
+    for name in (*brief.tags, *brief.entities):
+        slug = slugify(name)
+        if slug:
+            keys.setdefault(slug, _line(name))
+    return _Entry(
+        slug=brief.slug,
+        id=entry_id(brief, published, cfg),
+        title=_line(brief.title) or brief.slug,
+        link=entry_link(brief, cfg),
+        published=published,
+        # An entry cannot have been updated before it was published.
+        updated=max(updated, published),
+        categories=tuple(categories(brief)),
+        summary=summary_text(brief),
+        html=entry_html(brief, cfg),
+        keys=tuple(keys.items()),
+    )
+
+
+# ------------------------------------------------------------------ one feed
+
+
+@dataclass(frozen=True)
+class _FeedInfo:
+    path: str  # output folder prefix: "" or "tags/<slug>/"
+    title: str
+    subtitle: str
+
+    def url(self, cfg: Config, fmt: str) -> str:
+        return cfg.site.url(f"{self.path}feed.{fmt}")
+
+
+def _feed_updated(entries: Sequence[_Entry]) -> dt.datetime:
+    return max((e.updated for e in entries), default=EMPTY_FEED_UPDATED)
+
+
+def _feedgen(info: _FeedInfo, entries: Sequence[_Entry], cfg: Config, fmt: str) -> FeedGenerator:
+    site = cfg.site
+    fg = FeedGenerator()
+    fg.load_extension("dc", atom=False, rss=True)
+    fg.id(info.url(cfg, "atom"))
+    fg.title(info.title)
+    fg.subtitle(info.subtitle or info.title)  # also the RSS channel description
+    fg.link(href=site.url(""), rel="alternate", type="text/html")
+    fg.link(href=info.url(cfg, fmt), rel="self", type=MEDIA_TYPES[fmt])
+    if cfg.feeds.hub:
+        fg.link(href=cfg.feeds.hub, rel="hub")
+    fg.language(site.language)
+    author = {"name": _line(site.author) or GENERATOR}
+    if site.author_email:
+        author["email"] = site.author_email
+    fg.author(author)
+    fg.generator(GENERATOR, version=__version__)
+    if site.icon:
+        fg.icon(site.icon)
+    if site.logo:
+        fg.logo(site.logo)
+    # feedgen pitfall: updated/lastBuildDate default to now(); always set.
+    fg.updated(_feed_updated(entries))
+    for e in entries:
+        fe = fg.add_entry(order="append")
+        fe.id(e.id)  # also the RSS guid, isPermaLink="false" (a tag: URI is no URL)
+        fe.title(e.title)
+        fe.link(href=e.link, rel="alternate", type="text/html")
+        fe.published(e.published)
+        fe.updated(e.updated)  # feedgen pitfall: entries default to now() too
+        fe.author(author)
+        if "email" not in author:
+            fe.dc.dc_creator(author["name"])  # RSS <author> must be an email
+        for term in e.categories:
+            fe.category(term=term)
+        if e.summary:
+            # RSS description is HTML by convention: escape the plain text
+            # once here; Atom gets the plain text in a type="text" summary.
+            fe.summary(e.summary if fmt == "atom" else str(escape(e.summary)))
+        # feedgen pitfall: type="CDATA" yields an invalid Atom type attribute
+        # and breaks on "]]>"; type="html" escapes once and is valid in both.
+        fe.content(e.html, type="html")
+    return fg
+
+
+def _serialize(root: etree._Element) -> bytes:
+    out: bytes = etree.tostring(root, pretty_print=True, xml_declaration=True, encoding="UTF-8")
+    return out
+
+
+def _fix_feedgen_atom(data: bytes) -> bytes:
+    """The one place that corrects feedgen's Atom output."""
+    root = etree.fromstring(data)
+    for entry in root.iterfind(_A + "entry"):
+        for link in entry.iterfind(_A + "link"):
+            # feedgen pitfall: FeedEntry.atom_entry shadows its link dict with
+            # the new element, so rel and type are dropped.
+            link.set("rel", "alternate")
+            link.set("type", "text/html")
+        summary = entry.find(_A + "summary")
+        if summary is not None and summary.get("type") is None:
+            summary.set("type", "text")
+        content = entry.find(_A + "content")
+        if content is not None and content.get("type") != "html":
+            raise RenderError("atom feed", f"unexpected content type {content.get('type')!r}")
+    return _serialize(root)
+
+
+# An RSS <title> is plain text; the W3C validator (CharacterData) wants a
+# literal "<" or "&" there as a hexadecimal character reference.
+_RSS_TITLE = re.compile(rb"<title>([^<]*)</title>")
+
+
+def _hex_refs(match: re.Match[bytes]) -> bytes:
+    text = match.group(1).replace(b"&amp;", b"&#x26;").replace(b"&lt;", b"&#x3C;")
+    return b"<title>" + text + b"</title>"
+
+
+def _fix_feedgen_rss(data: bytes, cfg: Config) -> bytes:
+    """The one place that corrects feedgen's RSS output."""
+    root = etree.fromstring(data)
+    channel = root.find("channel")
+    link = None if channel is None else channel.find("link")
+    if channel is None or link is None:
+        raise RenderError("rss feed", "feedgen wrote no channel link")
+    # feedgen pitfall: the channel <link> is the *last* link added (self or
+    # hub), not the site's home page.
+    link.text = cfg.site.url("")
+    if cfg.feeds.hub:
+        # feedgen pitfall: RSS keeps only the rel=self atom:link; hub is dropped.
+        self_link = channel.find(_A + "link")
+        hub = etree.Element(_A + "link", href=cfg.feeds.hub, rel="hub")
+        if self_link is not None:
+            self_link.addnext(hub)
+        else:
+            channel.append(hub)
+    return _RSS_TITLE.sub(_hex_refs, _serialize(root))
+
+
+def _atom(info: _FeedInfo, entries: Sequence[_Entry], cfg: Config) -> bytes:
+    return _fix_feedgen_atom(_feedgen(info, entries, cfg, "atom").atom_str(pretty=False))
+
+
+def _rss(info: _FeedInfo, entries: Sequence[_Entry], cfg: Config) -> bytes:
+    return _fix_feedgen_rss(_feedgen(info, entries, cfg, "rss").rss_str(pretty=False), cfg)
+
+
+def _rfc3339(value: dt.datetime) -> str:
+    return value.isoformat()
+
+
+def _json(info: _FeedInfo, entries: Sequence[_Entry], cfg: Config) -> bytes:
+    site = cfg.site
+    author = {"name": _line(site.author) or GENERATOR}
+    feed: dict[str, Any] = {
+        "version": JSONFEED_VERSION,
+        "title": info.title,
+        "description": info.subtitle or info.title,
+        "home_page_url": site.url(""),
+        "feed_url": info.url(cfg, "json"),
+        "language": site.language,
+        "authors": [author],
+        "items": [
+            {
+                "id": e.id,
+                "url": e.link,
+                "title": e.title,
+                "summary": e.summary,
+                "content_html": e.html,
+                "date_published": _rfc3339(e.published),
+                "date_modified": _rfc3339(e.updated),
+                "authors": [author],
+                "tags": list(e.categories),
+            }
+            for e in entries
+        ],
+    }
+    if site.icon:
+        feed["icon"] = site.icon
+        feed["favicon"] = site.icon
+    if cfg.feeds.hub:
+        feed["hubs"] = [{"type": "WebSub", "url": cfg.feeds.hub}]
+    return (json.dumps(feed, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def _render_one(info: _FeedInfo, entries: Sequence[_Entry], cfg: Config, out: dict[str, bytes]) -> None:
+    out[f"{info.path}feed.atom"] = _atom(info, entries, cfg)
+    out[f"{info.path}feed.rss"] = _rss(info, entries, cfg)
+    out[f"{info.path}feed.json"] = _json(info, entries, cfg)
+
+
+# ------------------------------------------------------------------ all feeds
+
+
+def _newest_first(stories: Iterable[FeedStory], cfg: Config) -> list[_Entry]:
+    published = [s for s in stories if not s.brief.is_draft]
+    published.sort(key=lambda s: (_aware(s.published, "published", s.brief.slug), s.brief.slug), reverse=True)
+    entries: list[_Entry] = []
+    seen: set[str] = set()
+    for story in published:
+        if story.brief.slug in seen:
+            log.warning("feeds: duplicate slug %s (%s) left out", story.brief.slug, story.brief.path)
+            continue
+        seen.add(story.brief.slug)
+        entries.append(_entry(story, cfg))
+    return entries
+
+
+def render_feeds(stories: Sequence[FeedStory], cfg: Config) -> dict[str, bytes]:
+    """Relative output path → bytes for the main feeds and, if enabled, one
+    feed per tag/entity under ``tags/<tag-slug>/``. Drafts are left out."""
+    size = cfg.feeds.size
+    site = cfg.site
+    title = _line(site.title)
+    out: dict[str, bytes] = {}
+    # Only the newest ``size`` entries of any feed are rendered, so stop
+    # rendering entry HTML once no feed can still use an older story.
+    entries = _newest_first(stories, cfg)
+    _render_one(_FeedInfo("", title, _line(site.subtitle)), entries[:size], cfg, out)
+    if cfg.feeds.tag_feeds:
+        # One pass over the stories, newest first: linear in stories × tags.
+        by_tag: dict[str, list[_Entry]] = {}
+        names: dict[str, str] = {}
+        for e in entries:
+            for slug, name in e.keys:
+                bucket = by_tag.setdefault(slug, [])
+                names.setdefault(slug, name)
+                if len(bucket) < size:
+                    bucket.append(e)
+        for slug in sorted(by_tag):
+            info = _FeedInfo(f"tags/{slug}/", f"{title}: {names[slug]}", f"Stories tagged {names[slug]}")
+            _render_one(info, by_tag[slug], cfg, out)
+    log.info("feeds: %d stories, %d files", len(entries), len(out))
+    return out
+
+
+__all__ = ["FeedStory", "render_feeds", "entry_html", "entry_id", "entry_link", "categories", "clean"]
