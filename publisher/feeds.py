@@ -25,7 +25,7 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,6 +158,8 @@ def summary_text(brief: Brief) -> str:
 class _Entry:
     """Everything a feed entry needs, computed once per story for all feeds."""
 
+    brief: Brief
+    cfg: Config
     slug: str
     id: str
     title: str
@@ -166,8 +168,13 @@ class _Entry:
     updated: dt.datetime
     categories: tuple[str, ...]
     summary: str
-    html: str
     keys: tuple[tuple[str, str], ...]  # (tag slug, display name) of tags+entities
+
+    @functools.cached_property
+    def html(self) -> str:
+        # Lazy: of thousands of stories only those in some feed's newest
+        # ``size`` are ever rendered, and each only once for all its feeds.
+        return entry_html(self.brief, self.cfg)
 
 
 def _aware(value: dt.datetime, what: str, slug: str) -> dt.datetime:
@@ -186,6 +193,8 @@ def _entry(story: FeedStory, cfg: Config) -> _Entry:
         if slug:
             keys.setdefault(slug, _line(name))
     return _Entry(
+        brief=brief,
+        cfg=cfg,
         slug=brief.slug,
         id=entry_id(brief, published, cfg),
         title=_line(brief.title) or brief.slug,
@@ -195,7 +204,6 @@ def _entry(story: FeedStory, cfg: Config) -> _Entry:
         updated=max(updated, published),
         categories=tuple(categories(brief)),
         summary=summary_text(brief),
-        html=entry_html(brief, cfg),
         keys=tuple(keys.items()),
     )
 
@@ -385,17 +393,25 @@ def _newest_first(stories: Iterable[FeedStory], cfg: Config) -> list[_Entry]:
     return entries
 
 
-def render_feeds(stories: Sequence[FeedStory], cfg: Config) -> dict[str, bytes]:
+MAIN_FEED = ""  # the key of the main feed in ``render_feeds(only=...)``
+
+
+def render_feeds(
+    stories: Sequence[FeedStory], cfg: Config, *, only: Collection[str] | None = None
+) -> dict[str, bytes]:
     """Relative output path → bytes for the main feeds and, if enabled, one
-    feed per tag/entity under ``tags/<tag-slug>/``. Drafts are left out."""
+    feed per tag/entity under ``tags/<tag-slug>/``. Drafts are left out.
+
+    ``only`` limits the output to some feeds: ``MAIN_FEED`` ("") for the main
+    one, a tag slug for ``tags/<slug>/`` (an incremental build re-renders
+    just the feeds a change touched)."""
     size = cfg.feeds.size
     site = cfg.site
     title = _line(site.title)
     out: dict[str, bytes] = {}
-    # Only the newest ``size`` entries of any feed are rendered, so stop
-    # rendering entry HTML once no feed can still use an older story.
     entries = _newest_first(stories, cfg)
-    _render_one(_FeedInfo("", title, _line(site.subtitle)), entries[:size], cfg, out)
+    if only is None or MAIN_FEED in only:
+        _render_one(_FeedInfo("", title, _line(site.subtitle)), entries[:size], cfg, out)
     if cfg.feeds.tag_feeds:
         # One pass over the stories, newest first: linear in stories × tags.
         by_tag: dict[str, list[_Entry]] = {}
@@ -407,10 +423,12 @@ def render_feeds(stories: Sequence[FeedStory], cfg: Config) -> dict[str, bytes]:
                 if len(bucket) < size:
                     bucket.append(e)
         for slug in sorted(by_tag):
+            if only is not None and slug not in only:
+                continue
             info = _FeedInfo(f"tags/{slug}/", f"{title}: {names[slug]}", f"Stories tagged {names[slug]}")
             _render_one(info, by_tag[slug], cfg, out)
     log.info("feeds: %d stories, %d files", len(entries), len(out))
     return out
 
 
-__all__ = ["FeedStory", "render_feeds", "entry_html", "entry_id", "entry_link", "categories", "clean"]
+__all__ = ["FeedStory", "render_feeds", "MAIN_FEED", "entry_html", "entry_id", "entry_link", "categories", "clean"]
