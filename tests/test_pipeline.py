@@ -26,7 +26,7 @@ def brief(n: int, extra: str = "", fm: str = "") -> bytes:
 
 def make_cfg(tmp_path: Path, **schedule: object) -> Config:
     cfg = Config().with_paths(briefs=tmp_path / "briefs", public=tmp_path / "public", state=tmp_path / "state")
-    sched = dataclasses.replace(cfg.schedule, quiet_period=0.05, **schedule)  # type: ignore[arg-type]
+    sched = dataclasses.replace(cfg.schedule, **{"quiet_period": 0.05, **schedule})  # type: ignore[arg-type]
     return dataclasses.replace(cfg, schedule=sched)
 
 
