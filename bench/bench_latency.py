@@ -149,7 +149,7 @@ class Service:
 
     def stop(self) -> None:
         if self.alive():
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
