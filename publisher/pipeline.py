@@ -301,6 +301,7 @@ class Publisher:
             # The feeds engineer's module is not installed yet: publish web issues only.
             log.warning("publisher.feeds is not available: feeds not written")
             return written
+        feed_stories: dict[str, Any] = {}
         for tag in sorted(set(tags)):
             if tag != MAIN_FEED and not self.cfg.feeds.tag_feeds:
                 continue
@@ -311,15 +312,17 @@ class Publisher:
                     if remove(self.cfg.paths.public / prefix / name):
                         written.append(prefix + name)
                 continue
-            stories = [
-                FeedStory(
-                    self._brief_from(bytes(r.source), str(self.cfg.paths.briefs / r.path), r.content_hash),
-                    store.aware(r.published_at),
-                    store.aware(r.updated_at),
-                )
-                for r in rows
-            ]
-            files = render_feeds(stories, self.cfg)
+            stories = []
+            for r in rows:
+                # One FeedStory per slug across all feeds of this pass, so entry HTML is rendered once.
+                if r.slug not in feed_stories:
+                    feed_stories[r.slug] = FeedStory(
+                        self._brief_from(bytes(r.source), str(self.cfg.paths.briefs / r.path), r.content_hash),
+                        store.aware(r.published_at),
+                        store.aware(r.updated_at),
+                    )
+                stories.append(feed_stories[r.slug])
+            files = render_feeds(stories, self.cfg, only={tag})
             for rel, data in files.items():
                 if tag == MAIN_FEED:
                     keep = not rel.startswith("tags/")
