@@ -20,6 +20,7 @@ pitfalls the W3C Feed Validator reports. JSON Feed is written with json.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -216,9 +217,12 @@ class _FeedInfo:
     path: str  # output folder prefix: "" or "tags/<slug>/"
     title: str
     subtitle: str
+    name: str = "feed"  # file name without the format suffix
+    links: tuple[tuple[str, str], ...] = ()  # extra Atom (rel, href): RFC 5005 paging
+    archive: bool = False  # an RFC 5005 archive document (fh:archive)
 
     def url(self, cfg: Config, fmt: str) -> str:
-        return cfg.site.url(f"{self.path}feed.{fmt}")
+        return cfg.site.url(f"{self.path}{self.name}.{fmt}")
 
 
 def _feed_updated(entries: Sequence[_Entry]) -> dt.datetime:
@@ -236,6 +240,9 @@ def _feedgen(info: _FeedInfo, entries: Sequence[_Entry], cfg: Config, fmt: str) 
     fg.link(href=info.url(cfg, fmt), rel="self", type=MEDIA_TYPES[fmt])
     if cfg.feeds.hub:
         fg.link(href=cfg.feeds.hub, rel="hub")
+    if fmt == "atom":
+        for rel, href in info.links:
+            fg.link(href=href, rel=rel, type=MEDIA_TYPES["atom"])
     fg.language(site.language)
     author = {"name": _line(site.author) or GENERATOR}
     if site.author_email:
@@ -275,9 +282,20 @@ def _serialize(root: etree._Element) -> bytes:
     return out
 
 
-def _fix_feedgen_atom(data: bytes) -> bytes:
+FH_NS = "http://purl.org/syndication/history/1.0"  # RFC 5005
+
+
+def _fix_feedgen_atom(data: bytes, archive: bool = False) -> bytes:
     """The one place that corrects feedgen's Atom output."""
     root = etree.fromstring(data)
+    if archive:
+        # feedgen has no RFC 5005 support: mark the archive document here.
+        # A fresh root declares the fh prefix once, at the top.
+        marked = etree.Element(root.tag, nsmap={None: ATOM_NS, "fh": FH_NS})
+        marked.attrib.update(root.attrib)
+        marked.append(etree.Element(f"{{{FH_NS}}}archive"))
+        marked.extend(list(root))
+        root = marked
     for entry in root.iterfind(_A + "entry"):
         for link in entry.iterfind(_A + "link"):
             # feedgen pitfall: FeedEntry.atom_entry shadows its link dict with
@@ -325,7 +343,7 @@ def _fix_feedgen_rss(data: bytes, cfg: Config) -> bytes:
 
 
 def _atom(info: _FeedInfo, entries: Sequence[_Entry], cfg: Config) -> bytes:
-    return _fix_feedgen_atom(_feedgen(info, entries, cfg, "atom").atom_str(pretty=False))
+    return _fix_feedgen_atom(_feedgen(info, entries, cfg, "atom").atom_str(pretty=False), info.archive)
 
 
 def _rss(info: _FeedInfo, entries: Sequence[_Entry], cfg: Config) -> bytes:
@@ -396,11 +414,45 @@ def _newest_first(stories: Iterable[FeedStory], cfg: Config) -> list[_Entry]:
 MAIN_FEED = ""  # the key of the main feed in ``render_feeds(only=...)``
 
 
+def archive_url(cfg: Config, number: int) -> str:
+    return cfg.site.url(f"archive/{number}.atom")
+
+
+def _archives(main: _FeedInfo, older: Sequence[_Entry], cfg: Config, out: dict[str, bytes]) -> _FeedInfo:
+    """RFC 5005 archive pages (Atom) of the stories older than the main feed.
+
+    Pages are cut oldest first, so page 1 is always the oldest stories and a
+    full page never changes when new stories arrive; only the newest page
+    fills up. Returns the main feed info with its ``prev-archive`` link."""
+    page_size = cfg.feeds.archive_page_size
+    oldest_first = list(reversed(older))
+    pages = [oldest_first[i : i + page_size] for i in range(0, len(oldest_first), page_size)]
+    current = main.url(cfg, "atom")
+    for number, page in enumerate(pages, start=1):
+        links = [("current", current)]
+        if number > 1:
+            links.append(("prev-archive", archive_url(cfg, number - 1)))
+        if number < len(pages):
+            links.append(("next-archive", archive_url(cfg, number + 1)))
+        info = _FeedInfo(
+            "archive/", f"{main.title} (archive {number})", main.subtitle, name=str(number), links=tuple(links), archive=True
+        )
+        # Within a page, newest first like every other feed.
+        out[f"archive/{number}.atom"] = _atom(info, list(reversed(page)), cfg)
+    if not pages:
+        return main
+    return dataclasses.replace(main, links=(("prev-archive", archive_url(cfg, len(pages))),))
+
+
 def render_feeds(
     stories: Sequence[FeedStory], cfg: Config, *, only: Collection[str] | None = None
 ) -> dict[str, bytes]:
     """Relative output path → bytes for the main feeds and, if enabled, one
     feed per tag/entity under ``tags/<tag-slug>/``. Drafts are left out.
+
+    With ``feeds.archive``, stories older than the main feed's newest
+    ``feeds.size`` go to RFC 5005 archive pages ``archive/<n>.atom`` (so the
+    caller must pass *all* stories for the main feed, not just the newest).
 
     ``only`` limits the output to some feeds: ``MAIN_FEED`` ("") for the main
     one, a tag slug for ``tags/<slug>/`` (an incremental build re-renders
@@ -411,7 +463,10 @@ def render_feeds(
     out: dict[str, bytes] = {}
     entries = _newest_first(stories, cfg)
     if only is None or MAIN_FEED in only:
-        _render_one(_FeedInfo("", title, _line(site.subtitle)), entries[:size], cfg, out)
+        main = _FeedInfo("", title, _line(site.subtitle))
+        if cfg.feeds.archive:
+            main = _archives(main, entries[size:], cfg, out)
+        _render_one(main, entries[:size], cfg, out)
     if cfg.feeds.tag_feeds:
         # One pass over the stories, newest first: linear in stories × tags.
         by_tag: dict[str, list[_Entry]] = {}

@@ -376,3 +376,36 @@ def test_golden_feeds(tmp_path: Path, fmt: str) -> None:
     cfg = make_cfg(tmp_path, tag_feeds=False)
     out = render_feeds(golden_stories(), cfg)
     assert_golden(GOLDEN / "feeds" / f"feed.{fmt}", out[f"feed.{fmt}"])
+
+
+def test_rfc5005_archive_pages(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path, archive=True, size=3, archive_page_size=2, tag_feeds=False)
+    items = [story(f"s-{i:02d}", f"Story {i}", dt.datetime(2026, 1, 1 + i, 12, tzinfo=UTC)) for i in range(8)]
+    out = render_feeds(items, cfg)
+    assert sorted(p for p in out if p.startswith("archive/")) == ["archive/1.atom", "archive/2.atom", "archive/3.atom"]
+
+    def links(path: str) -> dict[str, str]:
+        return {link.rel: link.href for link in parse(out[path]).feed.links if link.rel != "alternate"}
+
+    def slugs(path: str) -> list[str]:
+        return [e.id.rsplit(":", 1)[1] for e in parse(out[path]).entries]
+
+    assert slugs("feed.atom") == ["s-07", "s-06", "s-05"]
+    assert links("feed.atom")["prev-archive"] == BASE + "archive/3.atom"
+    # Walking prev-archive from the feed visits every older story exactly once.
+    seen, page = [], links("feed.atom")["prev-archive"]
+    while page:
+        path = page.removeprefix(BASE)
+        assert b"<fh:archive/>" in out[path]
+        assert links(path)["current"] == BASE + "feed.atom"
+        assert links(path)["self"] == page
+        seen += slugs(path)
+        page = links(path).get("prev-archive", "")
+    assert seen == ["s-04", "s-03", "s-02", "s-01", "s-00"]
+    assert links("archive/1.atom")["next-archive"] == BASE + "archive/2.atom"
+    # A new story leaves full archive pages byte-identical (readers cache them).
+    more = render_feeds([*items, story("s-08", "Story 8", dt.datetime(2026, 1, 9, 12, tzinfo=UTC))], cfg)
+    assert more["archive/1.atom"] == out["archive/1.atom"]
+    assert more["archive/2.atom"] == out["archive/2.atom"]
+    # Archives are off by default.
+    assert not any(p.startswith("archive/") for p in render_feeds(items, make_cfg(tmp_path, size=3)))
