@@ -13,9 +13,14 @@ both come from the story itself, never from the build:
   only when the story's content changes; feed ``updated`` is the newest
   entry's, never the build time.
 
-Atom and RSS are produced with feedgen, then corrected in one place,
-:func:`_fix_feedgen_atom` / :func:`_fix_feedgen_rss`, for the feedgen
-pitfalls the W3C Feed Validator reports. JSON Feed is written with json.
+Atom and RSS are produced with feedgen. Its pitfalls are handled in this
+file only, each at a comment starting "feedgen pitfall:": ``updated`` and
+``lastBuildDate`` default to now() (always set from the entries); entry links
+lose ``rel``/``type``; ``type="CDATA"`` is invalid Atom (we use ``html``);
+the RSS channel ``<link>`` is the last link added; RSS drops ``rel=hub``;
+RSS dates flip the process locale. :func:`_fix_feedgen_atom` and
+:func:`_fix_feedgen_rss` post-process the XML; they also write the hex
+character references an RSS title needs. JSON Feed 1.1 is written with json.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import functools
 import json
 import logging
 import re
+import threading
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -346,8 +352,17 @@ def _atom(info: _FeedInfo, entries: Sequence[_Entry], cfg: Config) -> bytes:
     return _fix_feedgen_atom(_feedgen(info, entries, cfg, "atom").atom_str(pretty=False), info.archive)
 
 
+# feedgen pitfall: its RSS date formatting switches the process-wide locale
+# to "C" and back (feedgen.util.formatRFC2822); two threads doing it at once
+# can leave the wrong locale behind. Parallel builds serialise on this lock.
+_RSS_LOCALE_LOCK = threading.Lock()
+
+
 def _rss(info: _FeedInfo, entries: Sequence[_Entry], cfg: Config) -> bytes:
-    return _fix_feedgen_rss(_feedgen(info, entries, cfg, "rss").rss_str(pretty=False), cfg)
+    fg = _feedgen(info, entries, cfg, "rss")
+    with _RSS_LOCALE_LOCK:
+        data: bytes = fg.rss_str(pretty=False)
+    return _fix_feedgen_rss(data, cfg)
 
 
 def _rfc3339(value: dt.datetime) -> str:
