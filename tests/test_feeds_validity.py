@@ -597,3 +597,69 @@ def test_any_title_gives_well_formed_feeds_that_round_trip(title: str) -> None:
 
 def _squash(text: str) -> str:
     return "".join(XML_FORBIDDEN.sub("", text).split())
+
+
+# ---------------------------------------------------------------- RFC 5005 archives
+
+FH = "{http://purl.org/syndication/history/1.0}"
+
+
+def _archive_cfg() -> Config:
+    return make_cfg(feeds={"archive": True, "size": 2, "archive_page_size": 2, "tag_feeds": False})
+
+
+def _links(doc: etree._Element) -> dict[str, str]:
+    return {ln.get("rel"): ln.get("href") for ln in doc.findall(A + "link")}
+
+
+def _ids(doc: etree._Element) -> list[str]:
+    return [e.findtext(A + "id") for e in doc.findall(A + "entry")]
+
+
+def test_archive_pages_give_readers_the_whole_history() -> None:
+    cfg = _archive_cfg()
+    stories = stories_for(cfg)
+    out = render_feeds(stories, cfg)
+    pages = sorted((p for p in out if p.startswith("archive/")), key=lambda p: int(p.split("/")[1].split(".")[0]))
+    assert pages and all(re.fullmatch(r"archive/\d+\.atom", p) for p in pages)
+    main = xml(out["feed.atom"])
+    assert main.find(FH + "archive") is None
+    # Walk back from the subscription document as a reader does (RFC 5005 section 4).
+    seen: list[str] = _ids(main)
+    url = _links(main).get("prev-archive")
+    walked = []
+    while url:
+        path = url.removeprefix(cfg.site.base_url)
+        doc = xml(out[path])
+        assert ATOM_SCHEMA.validate(doc), ATOM_SCHEMA.error_log
+        assert doc.find(FH + "archive") is not None, path
+        links = _links(doc)
+        assert links["current"] == cfg.site.url("feed.atom")
+        assert links["self"] == url
+        seen += _ids(doc)
+        walked.append(path)
+        url = links.get("prev-archive")
+    assert sorted(walked) == sorted(pages)
+    published = {s.brief.slug for s in stories if not s.brief.is_draft}
+    assert sorted(i.rsplit(":", 1)[1] for i in seen) == sorted(published)  # each story exactly once
+
+
+def test_archive_pages_never_change_once_published() -> None:
+    """RFC 5005 section 4: the entries of an archive document SHOULD NOT
+    change. A reader walks prev-archive links back until it meets a page it
+    has already fetched and stops there, so a page that later gains a story
+    hides that story from it. (Links such as next-archive may be added.)"""
+    cfg = _archive_cfg()
+    stories = stories_for(cfg)
+    newest = max(s.published for s in stories)
+    seen_pages: dict[str, list[tuple[str, str]]] = {}
+    for n in range(4):  # publish new stories one at a time, as editors do
+        if n:
+            when = newest + dt.timedelta(days=n)
+            fresh = dataclasses.replace(_BASE_BRIEF, slug=f"fresh-{n}", title=f"Fresh {n}", canonical=None)
+            stories = [*stories, FeedStory(fresh, when, when)]
+        out = render_feeds(stories, cfg)
+        for path, data in out.items():
+            if path.startswith("archive/"):
+                entries = [(e.findtext(A + "id"), e.findtext(A + "updated")) for e in xml(data).findall(A + "entry")]
+                assert seen_pages.setdefault(path, entries) == entries, f"{path} changed after {n} new stories"
