@@ -35,6 +35,8 @@ class Service:
         self.engine = engine
         self.publisher = publisher
         self.deliver = deliver
+        # APScheduler logs two lines per job run; a scan every 2 s would drown the events that matter.
+        logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
         self.scheduler = BackgroundScheduler(timezone=cfg.site.tz, job_defaults={"coalesce": True, "max_instances": 1})
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
