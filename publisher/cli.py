@@ -368,6 +368,10 @@ def run(once: bool, no_web: bool, no_send: bool, cfg: Config) -> None:
 
             server = make_server(cfg, pub.engine, pub)
             click.echo(f"desk and feeds at http://{cfg.desk.host}:{cfg.desk.port}/", err=True)
+            # uvicorn re-raises the signal it caught once it has stopped; with the
+            # default SIGTERM action that would kill us before the scheduler's
+            # jobs finish, so the re-raised signal lands on a no-op instead.
+            signal.signal(signal.SIGTERM, lambda *_: None)
             server.run()  # returns on SIGINT/SIGTERM
     finally:
         service.stop()
