@@ -77,9 +77,10 @@ class FeedStory:
 # ------------------------------------------------------------------ sanitising
 
 # Characters XML 1.0 forbids (C0 controls except TAB/LF/CR, surrogates,
-# U+FFFE/U+FFFF). The parser strips them from bodies, but front matter and
-# config values can still carry them; lxml would refuse them outright.
-_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# U+FFFE/U+FFFF), plus DEL and the C1 controls it discourages and feed
+# validators reject. The parser strips them from bodies, but front matter
+# and config values can still carry them; lxml would refuse most outright.
+_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 
 
 def clean(text: str) -> str:
@@ -308,13 +309,27 @@ def _fix_feedgen_atom(data: bytes, archive: bool = False) -> bytes:
             # the new element, so rel and type are dropped.
             link.set("rel", "alternate")
             link.set("type", "text/html")
-        summary = entry.find(_A + "summary")
-        if summary is not None and summary.get("type") is None:
-            summary.set("type", "text")
         content = entry.find(_A + "content")
         if content is not None and content.get("type") != "html":
             raise RenderError("atom feed", f"unexpected content type {content.get('type')!r}")
+    for el in root.iter(_A + "title", _A + "subtitle", _A + "summary"):
+        _declare_text_construct(el)
     return _serialize(root)
+
+
+# The W3C validator's ContainsUndeclaredHTML heuristic (a tag or an entity
+# reference), slightly wider: plain text that looks like HTML.
+_HTMLISH = re.compile(r"<[A-Za-z/!?]|&#?\w+;")
+
+
+def _declare_text_construct(el: etree._Element) -> None:
+    """Plain text that reads as HTML goes out as escaped ``type="html"`` so
+    no reader (or validator) mistakes it for markup; the rest stays the
+    default ``type="text"``."""
+    text = el.text or ""
+    if el.get("type") in (None, "text") and _HTMLISH.search(text):
+        el.set("type", "html")
+        el.text = str(escape(text))
 
 
 # An RSS <title> is plain text; the W3C validator (CharacterData) wants a
@@ -337,6 +352,10 @@ def _fix_feedgen_rss(data: bytes, cfg: Config) -> bytes:
     # feedgen pitfall: the channel <link> is the *last* link added (self or
     # hub), not the site's home page.
     link.text = cfg.site.url("")
+    # Readers render the channel description as HTML, like item descriptions.
+    description = channel.find("description")
+    if description is not None:
+        description.text = str(escape(description.text or ""))
     if cfg.feeds.hub:
         # feedgen pitfall: RSS keeps only the rel=self atom:link; hub is dropped.
         self_link = channel.find(_A + "link")
