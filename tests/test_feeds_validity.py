@@ -583,16 +583,25 @@ def test_any_title_gives_well_formed_feeds_that_round_trip(title: str) -> None:
     # Whether a stripped control character also separated two words is the
     # renderer's choice; compare the visible characters and insist on one line.
     want = _squash(title)
+    shown = json.loads(out["feed.json"])["items"][0]["title"]
+    assert _squash(shown) == want and shown == _one_line(shown)
     for path in ("feed.atom", "feed.rss"):
         assert ATOM_SCHEMA.validate(xml(out[path])) if path.endswith(".atom") else xml(out[path]) is not None
         d = feedparser.parse(out[path])
         assert d.bozo == 0, d.get("bozo_exception")
         if path.endswith(".atom"):
             # Atom declares what it carries, so readers get the exact text back.
-            got = _plain(d.entries[0].title_detail)
-            assert _squash(got) == want and got == _one_line(got)
-    got = json.loads(out["feed.json"])["items"][0]["title"]
-    assert _squash(got) == want and got == _one_line(got)
+            assert _plain(d.entries[0].title_detail) == _as_feedparser_reads(shown)
+
+
+def _as_feedparser_reads(text: str) -> str:
+    """feedparser "repairs" text that looks like UTF-8 decoded as Latin-1
+    ("Â¡" becomes "¡") whatever the feed says: a client heuristic no feed
+    can opt out of, so the round trip expects it."""
+    try:
+        return text.encode("iso-8859-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return text
 
 
 def _squash(text: str) -> str:
