@@ -452,30 +452,38 @@ def archive_url(cfg: Config, number: int) -> str:
     return cfg.site.url(f"archive/{number}.atom")
 
 
-def _archives(main: _FeedInfo, older: Sequence[_Entry], cfg: Config, out: dict[str, bytes]) -> _FeedInfo:
-    """RFC 5005 archive pages (Atom) of the stories older than the main feed.
+def _archives(main: _FeedInfo, entries: Sequence[_Entry], cfg: Config, out: dict[str, bytes]) -> tuple[_FeedInfo, int]:
+    """RFC 5005 archive pages (Atom) ``archive/<n>.atom``.
 
-    Pages are cut oldest first, so page 1 is always the oldest stories and a
-    full page never changes when new stories arrive; only the newest page
-    fills up. Returns the main feed info with its ``prev-archive`` link."""
+    Stories older than the main feed's newest ``feeds.size`` are cut into
+    pages oldest first, and only *full* pages are published, so a page never
+    changes once written: readers walk ``prev-archive`` back until a page
+    they already have, and a page that later gained a story would hide it
+    from them. Older stories not yet on a full page stay in the main feed,
+    which therefore holds ``feeds.size`` stories plus fewer than
+    ``archive_page_size`` waiting for a page; every story is in exactly one
+    document. Returns the main feed info (with its ``prev-archive`` link)
+    and how many entries it must hold."""
     page_size = cfg.feeds.archive_page_size
-    oldest_first = list(reversed(older))
-    pages = [oldest_first[i : i + page_size] for i in range(0, len(oldest_first), page_size)]
+    oldest_first = list(reversed(entries[cfg.feeds.size :]))
+    full = len(oldest_first) // page_size
     current = main.url(cfg, "atom")
-    for number, page in enumerate(pages, start=1):
+    for number in range(1, full + 1):
+        page = oldest_first[(number - 1) * page_size : number * page_size]
         links = [("current", current)]
         if number > 1:
             links.append(("prev-archive", archive_url(cfg, number - 1)))
-        if number < len(pages):
+        if number < full:
             links.append(("next-archive", archive_url(cfg, number + 1)))
         info = _FeedInfo(
             "archive/", f"{main.title} (archive {number})", main.subtitle, name=str(number), links=tuple(links), archive=True
         )
         # Within a page, newest first like every other feed.
-        out[f"archive/{number}.atom"] = _atom(info, list(reversed(page)), cfg)
-    if not pages:
-        return main
-    return dataclasses.replace(main, links=(("prev-archive", archive_url(cfg, len(pages))),))
+        out[f"archive/{number}.atom"] = _atom(info, page[::-1], cfg)
+    keep = len(entries) - full * page_size
+    if not full:
+        return main, keep
+    return dataclasses.replace(main, links=(("prev-archive", archive_url(cfg, full)),)), keep
 
 
 def render_feeds(
@@ -484,9 +492,9 @@ def render_feeds(
     """Relative output path → bytes for the main feeds and, if enabled, one
     feed per tag/entity under ``tags/<tag-slug>/``. Drafts are left out.
 
-    With ``feeds.archive``, stories older than the main feed's newest
-    ``feeds.size`` go to RFC 5005 archive pages ``archive/<n>.atom`` (so the
-    caller must pass *all* stories for the main feed, not just the newest).
+    With ``feeds.archive``, all stories also go to RFC 5005 archive pages
+    ``archive/<n>.atom`` (see :func:`_archives`), so the caller must then
+    pass *all* stories for the main feed, not just the newest.
 
     ``only`` limits the output to some feeds: ``MAIN_FEED`` ("") for the main
     one, a tag slug for ``tags/<slug>/`` (an incremental build re-renders
@@ -497,10 +505,10 @@ def render_feeds(
     out: dict[str, bytes] = {}
     entries = _newest_first(stories, cfg)
     if only is None or MAIN_FEED in only:
-        main = _FeedInfo("", title, _line(site.subtitle))
+        main, keep = _FeedInfo("", title, _line(site.subtitle)), size
         if cfg.feeds.archive:
-            main = _archives(main, entries[size:], cfg, out)
-        _render_one(main, entries[:size], cfg, out)
+            main, keep = _archives(main, entries, cfg, out)
+        _render_one(main, entries[:keep], cfg, out)
     if cfg.feeds.tag_feeds:
         # One pass over the stories, newest first: linear in stories × tags.
         by_tag: dict[str, list[_Entry]] = {}

@@ -387,32 +387,47 @@ def test_golden_feeds(tmp_path: Path, fmt: str) -> None:
 
 def test_rfc5005_archive_pages(tmp_path: Path) -> None:
     cfg = make_cfg(tmp_path, archive=True, size=3, archive_page_size=2, tag_feeds=False)
-    items = [story(f"s-{i:02d}", f"Story {i}", dt.datetime(2026, 1, 1 + i, 12, tzinfo=UTC)) for i in range(8)]
-    out = render_feeds(items, cfg)
-    assert sorted(p for p in out if p.startswith("archive/")) == ["archive/1.atom", "archive/2.atom", "archive/3.atom"]
+    items = [story(f"s-{i:02d}", f"Story {i}", dt.datetime(2026, 1, 1 + i, 12, tzinfo=UTC)) for i in range(9)]
 
-    def links(path: str) -> dict[str, str]:
+    def links(out: dict[str, bytes], path: str) -> dict[str, str]:
         return {link.rel: link.href for link in parse(out[path]).feed.links if link.rel != "alternate"}
 
-    def slugs(path: str) -> list[str]:
+    def slugs(out: dict[str, bytes], path: str) -> list[str]:
         return [e.id.rsplit(":", 1)[1] for e in parse(out[path]).entries]
 
-    assert slugs("feed.atom") == ["s-07", "s-06", "s-05"]
-    assert links("feed.atom")["prev-archive"] == BASE + "archive/3.atom"
-    # Walking prev-archive from the feed visits every older story exactly once.
-    seen, page = [], links("feed.atom")["prev-archive"]
-    while page:
-        path = page.removeprefix(BASE)
-        assert b"<fh:archive/>" in out[path]
-        assert links(path)["current"] == BASE + "feed.atom"
-        assert links(path)["self"] == page
-        seen += slugs(path)
-        page = links(path).get("prev-archive", "")
-    assert seen == ["s-04", "s-03", "s-02", "s-01", "s-00"]
-    assert links("archive/1.atom")["next-archive"] == BASE + "archive/2.atom"
-    # A new story leaves full archive pages byte-identical (readers cache them).
-    more = render_feeds([*items, story("s-08", "Story 8", dt.datetime(2026, 1, 9, 12, tzinfo=UTC))], cfg)
-    assert more["archive/1.atom"] == out["archive/1.atom"]
-    assert more["archive/2.atom"] == out["archive/2.atom"]
+    def walk(out: dict[str, bytes]) -> list[str]:
+        """Every story a reader back-fills from the feed via prev-archive."""
+        seen = slugs(out, "feed.atom")
+        page = links(out, "feed.atom").get("prev-archive", "")
+        while page:
+            path = page.removeprefix(BASE)
+            assert b"<fh:archive/>" in out[path]
+            assert links(out, path)["current"] == BASE + "feed.atom"
+            assert links(out, path)["self"] == page
+            seen += slugs(out, path)
+            page = links(out, path).get("prev-archive", "")
+        return seen
+
+    pages: dict[str, list[tuple[str, str]]] = {}
+    for n in range(6, 10):  # stories arrive one at a time
+        out = render_feeds(items[:n], cfg)
+        # Every story exactly once, in order, across the feed and its pages.
+        assert walk(out) == [f"s-{i:02d}" for i in reversed(range(n))], n
+        for path, data in out.items():
+            if path.startswith("archive/"):
+                # Only full pages are published, and their entries never
+                # change (a next-archive link may be added later).
+                entries = [(e.id, e.updated) for e in parse(data).entries]
+                assert len(entries) == 2
+                assert pages.setdefault(path, entries) == entries, (n, path)
+        # The main feed: the newest three, plus at most one waiting for a page.
+        main = slugs(out, "feed.atom")
+        assert main[:3] == [f"s-{i:02d}" for i in (n - 1, n - 2, n - 3)] and len(main) in (3, 4)
+    assert sorted(pages) == ["archive/1.atom", "archive/2.atom", "archive/3.atom"]
+    assert links(out, "archive/1.atom")["next-archive"] == BASE + "archive/2.atom"
+    # A page bigger than the feed leaves no gap either.
+    wide = make_cfg(tmp_path, archive=True, size=1, archive_page_size=3, tag_feeds=False)
+    out = render_feeds(items[:5], wide)
+    assert walk(out) == ["s-04", "s-03", "s-02", "s-01", "s-00"]
     # Archives are off by default.
     assert not any(p.startswith("archive/") for p in render_feeds(items, make_cfg(tmp_path, size=3)))
