@@ -495,6 +495,36 @@ def test_byte_identical_whatever_the_input_order() -> None:
     assert render_feeds(tuple(reversed(stories)), cfg) == first
 
 
+_DIGEST_SCRIPT = """
+import hashlib, sys
+sys.path.insert(0, {tests!r})
+import test_feeds_validity as t
+cfg = t.CONFIGS["full"]
+out = t.render_feeds(t.stories_for(cfg), cfg)
+h = hashlib.sha256()
+for path in sorted(out):
+    h.update(path.encode() + b"\\0" + out[path] + b"\\0")
+print(h.hexdigest())
+"""
+
+
+@pytest.mark.slow
+def test_byte_identical_across_processes_hash_seeds_and_machine_time_zones() -> None:
+    """Set order, the machine's TZ and locale must not leak into the bytes."""
+    import os
+    import subprocess
+    import sys
+
+    script = _DIGEST_SCRIPT.format(tests=str(ROOT / "tests"))
+    digests = set()
+    for seed, tz in (("1", "UTC"), ("2", "America/New_York"), ("3", "Asia/Kolkata")):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "TZ": tz, "LC_ALL": "C.UTF-8"}
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert done.returncode == 0, done.stderr[-2000:]
+        digests.add(done.stdout.strip())
+    assert len(digests) == 1 and all(re.fullmatch(r"[0-9a-f]{64}", d) for d in digests), digests
+
+
 def test_id_survives_rename_and_edit_and_updated_moves_only_on_edit() -> None:
     cfg = CONFIGS["plain"]
     original = parse_brief(HOSTILE_YAML.encode(), "2026/hostile.md", base_url=BASE)
