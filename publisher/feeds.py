@@ -332,14 +332,15 @@ def _declare_text_construct(el: etree._Element) -> None:
         el.text = str(escape(text))
 
 
-# An RSS <title> is plain text; the W3C validator (CharacterData) wants a
-# literal "<" or "&" there as a hexadecimal character reference.
-_RSS_TITLE = re.compile(rb"<title>([^<]*)</title>")
+# RSS titles, categories and creators are plain text; the W3C validator
+# (CharacterData) wants a literal "<" or "&" there as a hexadecimal
+# character reference rather than "&lt;"/"&amp;".
+_RSS_PLAIN = re.compile(rb"(<(title|category|dc:creator)>)([^<]*)(</\2>)")
 
 
 def _hex_refs(match: re.Match[bytes]) -> bytes:
-    text = match.group(1).replace(b"&amp;", b"&#x26;").replace(b"&lt;", b"&#x3C;")
-    return b"<title>" + text + b"</title>"
+    text = match.group(3).replace(b"&amp;", b"&#x26;").replace(b"&lt;", b"&#x3C;")
+    return match.group(1) + text + match.group(4)
 
 
 def _fix_feedgen_rss(data: bytes, cfg: Config) -> bytes:
@@ -364,7 +365,7 @@ def _fix_feedgen_rss(data: bytes, cfg: Config) -> bytes:
             self_link.addnext(hub)
         else:
             channel.append(hub)
-    return _RSS_TITLE.sub(_hex_refs, _serialize(root))
+    return _RSS_PLAIN.sub(_hex_refs, _serialize(root))
 
 
 def _atom(info: _FeedInfo, entries: Sequence[_Entry], cfg: Config) -> bytes:

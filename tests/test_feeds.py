@@ -351,6 +351,9 @@ def test_rss_title_uses_hex_character_references(cfg: Config, stories: list[Feed
     assert b"<title>Briefs &#x26; &#x3C;Co&gt;</title>" in rss
     assert b"<title>Beta &#x3C;quoted&gt; \"story\"</title>" in rss
     assert b"&amp;" not in b"".join(line for line in rss.splitlines() if b"<title>" in line)
+    lens = render_feeds([story("lensy", "Lensy", t(3), tags=("R&D <lab>",))], cfg)["feed.rss"]
+    assert b"<category>R&#x26;D &#x3C;lab&gt;</category>" in lens
+    assert [c.term for c in parse(lens).entries[0].tags][0] == "R&D <lab>"
 
 
 def test_entry_html_has_every_part_and_only_absolute_links(cfg: Config, stories: list[FeedStory]) -> None:
