@@ -31,6 +31,7 @@ noisy: read the ratios, taken in the same run.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
@@ -330,6 +331,17 @@ def bench_size(n: int, args: argparse.Namespace, report: Report) -> None:
             shutil.rmtree(base / f"cold-{r}", ignore_errors=True)
 
 
+def exclusive(lock_path: Path) -> object:
+    """Hold a lock on ``lock_path`` for the life of the process: two runs would share one scratch folder."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    handle = lock_path.open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.exit(f"another run of this benchmark holds {lock_path}; wait for it to finish")
+    return handle
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="1000,10000", help="comma-separated brief counts")
@@ -348,6 +360,7 @@ def main() -> None:
         import publisher.feeds  # noqa: F401
     except ImportError:
         print("note: publisher.feeds is not installed: our build writes web issues only, no feeds", file=sys.stderr)
+    lock = exclusive(WORK / "run.lock")  # noqa: F841  (held until exit)
     report = Report()
     for n in [int(x) for x in args.sizes.split(",") if x]:
         bench_size(n, args, report)

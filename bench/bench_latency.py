@@ -28,6 +28,7 @@ rebuilt site at 10,000 pages); idle CPU < 1 % of a core.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import dataclasses
 import datetime as dt
 import json
@@ -207,6 +208,17 @@ def percentile(values: list[float], q: float) -> float:
     return s[max(0, math.ceil(q * len(s)) - 1)]
 
 
+def exclusive(lock_path: Path) -> object:
+    """Hold a lock on ``lock_path`` for the life of the process: two runs would share one scratch folder."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    handle = lock_path.open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.exit(f"another run of this benchmark holds {lock_path}; wait for it to finish")
+    return handle
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--briefs", type=int, default=10_000, help="briefs in the folder")
@@ -217,6 +229,7 @@ def main() -> None:
     ap.add_argument("--start-timeout", type=float, default=1800.0, help="seconds allowed for the initial build")
     args = ap.parse_args()
 
+    lock = exclusive(WORK / "run.lock")  # noqa: F841  (held until exit)
     port = free_port()
     folder, run = prepare(args.briefs, args.seed, port)
     feed = run / "public" / "feed.atom"
