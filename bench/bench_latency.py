@@ -91,6 +91,27 @@ def cpu_ticks(pid: int, *, with_reaped: bool) -> int:
     return utime + stime + (cutime + cstime if with_reaped else 0)
 
 
+def thread_ticks(pid: int) -> dict[str, int]:
+    """CPU ticks per thread name of one process, to say where idle time goes."""
+    out: dict[str, int] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        # Python does not name its OS threads, so the thread id tells them apart.
+        key = f"{name}:{tid}"
+        out[key] = out.get(key, 0) + int(fields[11]) + int(fields[12])
+    return out
+
+
 def tree_ticks(pid: int) -> int:
     return sum(cpu_ticks(p, with_reaped=(p == pid)) for p in tree(pid))
 
@@ -255,9 +276,13 @@ def main() -> None:
             time.sleep(rng.uniform(0.3, 1.0))
         time.sleep(3.0)  # let the last publish and any follow-up scan finish
         before = tree_ticks(svc.proc.pid)
+        threads_before = thread_ticks(svc.proc.pid)
         t0 = time.perf_counter()
         time.sleep(args.idle)
         idle_cpu = (tree_ticks(svc.proc.pid) - before) / TICK / (time.perf_counter() - t0) * 100
+        spent = {k: v - threads_before.get(k, 0) for k, v in thread_ticks(svc.proc.pid).items()}
+        busiest = sorted(((v, k) for k, v in spent.items() if v), reverse=True)[:6]
+        print("  idle CPU by thread: " + ", ".join(f"{k} {v / TICK:.2f}s" for v, k in busiest), file=sys.stderr)
         if not svc.alive():
             sys.exit(f"publisher run died:\n{svc.text()[-3000:]}")
     finally:
