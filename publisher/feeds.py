@@ -272,8 +272,8 @@ def _feedgen(info: _FeedInfo, entries: Sequence[_Entry], cfg: Config, fmt: str) 
         fe.author(author)
         if "email" not in author:
             fe.dc.dc_creator(author["name"])  # RSS <author> must be an email
-        for term in e.categories:
-            fe.category(term=term)
+        if e.categories:
+            fe.category([{"term": term} for term in e.categories])  # one call: feedgen validates per call
         if e.summary:
             # RSS description is HTML by convention: escape the plain text
             # once here; Atom gets the plain text in a type="text" summary.
