@@ -34,7 +34,6 @@ import re
 import threading
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,12 +45,12 @@ from markupsafe import escape
 from . import __version__
 from .briefs import slugify
 from .config import Config
+from .templating import search_path
 from .errors import RenderError
 from .model import Brief
 
 log = logging.getLogger(__name__)
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 ENTRY_TEMPLATE = "feed/entry.html.j2"
 GENERATOR = "publisher"
 JSONFEED_VERSION = "https://jsonfeed.org/version/1.1"
@@ -97,16 +96,6 @@ def _line(text: str) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _search_path(user: Path) -> tuple[str, ...]:
-    """The user's template override folder (if any) before the built-in one."""
-    dirs = []
-    if user.is_dir() and user.resolve() != TEMPLATES_DIR:
-        dirs.append(str(user.resolve()))
-    dirs.append(str(TEMPLATES_DIR))
-    return tuple(dirs)
-
-
-@functools.lru_cache(maxsize=8)
 def _entry_template(dirs: tuple[str, ...]) -> Template:
     # Compiled once per process: entry_html runs for every story of a build.
     env = Environment(
@@ -125,7 +114,7 @@ def _entry_template(dirs: tuple[str, ...]) -> Template:
 
 def entry_html(brief: Brief, cfg: Config) -> str:
     """The full story as HTML (feed content and the desk's feed preview)."""
-    template = _entry_template(_search_path(cfg.paths.templates))
+    template = _entry_template(search_path(cfg.paths.templates))
     try:
         html = template.render(brief=brief)
     except TemplateError as exc:

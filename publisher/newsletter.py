@@ -35,7 +35,6 @@ from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
-from pathlib import Path
 from typing import Any, Literal
 
 import mjml
@@ -44,13 +43,13 @@ from markupsafe import Markup
 
 from .briefs import is_http_url
 from .config import Config
+from .templating import search_path
 from .errors import DeliveryError, RenderError
 from .model import Brief, Rich, Take
 
 log = logging.getLogger(__name__)
 
 RENDERER_VERSION = "newsletter/1"
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 TEXT_WIDTH = 72
 MAX_LINE_OCTETS = 998  # RFC 5322 hard limit, excluding CRLF
@@ -214,17 +213,7 @@ def _rich_text(refs: _Refs) -> Callable[..., str]:
 
 
 def _template_dirs(cfg: Config) -> tuple[str, ...]:
-    return _search_path(cfg.paths.templates)
-
-
-@functools.lru_cache(maxsize=8)
-def _search_path(user: Path) -> tuple[str, ...]:
-    """The user's override folder (if it exists) before the built-in one."""
-    dirs = []
-    if user.is_dir() and user.resolve() != TEMPLATES_DIR:
-        dirs.append(str(user.resolve()))
-    dirs.append(str(TEMPLATES_DIR))
-    return tuple(dirs)
+    return search_path(cfg.paths.templates)
 
 
 @functools.lru_cache(maxsize=8)
