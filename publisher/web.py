@@ -757,7 +757,7 @@ def create_app(cfg: Config, engine: Engine, publisher: Publisher | None, *, cloc
         return desk_page(
             request, "preview.html", kind="story", key=slug, row=row, preview=preview, error=error, view=view,
             clip_limit=GMAIL_CLIP_BYTES, base=f"/desk/story/{slug}", has_pipeline=publisher is not None,
-            events=f"/desk/events?kind=story&key={slug}", has_feeds=importlib.util.find_spec("publisher.feeds") is not None,
+            events=f"/desk/events?kind=story&key={slug}",
         )
 
     async def story_email(request: Request) -> Response:
@@ -788,9 +788,8 @@ def create_app(cfg: Config, engine: Engine, publisher: Publisher | None, *, cloc
             return not_found(request)
         except PublisherError as exc:
             return PlainTextResponse(str(exc), status_code=500)
-        entry_html = _optional("publisher.feeds", "entry_html")
-        if entry_html is None:
-            return PlainTextResponse("The feed entry preview needs publisher.feeds, which is not installed.", status_code=501)
+        from .feeds import entry_html
+
         body = env.get_template("feed_entry.html").render(brief=brief, entry=str(entry_html(brief, cfg)))
         return HTMLResponse(body, headers={"Content-Security-Policy": CSP_EMAIL, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
 
@@ -995,11 +994,9 @@ def make_server(
     if engine is None:
         engine = store.connect(cfg.store_url)
     if publisher is None:
-        pipeline_cls = _optional("publisher.pipeline", "Publisher")
-        if pipeline_cls is None:
-            log.warning("publisher.pipeline is not available: the desk previews, but cannot approve, hold or preview digests")
-        else:
-            publisher = pipeline_cls(cfg, engine)
+        from .pipeline import Publisher as Pipeline
+
+        publisher = Pipeline(cfg, engine)
     app = create_app(dataclasses.replace(cfg, desk=dataclasses.replace(cfg.desk, host=bind)), engine, publisher)
     stopping: threading.Event = app.state.stopping
 
@@ -1027,21 +1024,6 @@ def make_server(
         server_header=False,
     )
     return _Server(config)
-
-
-def _optional(module: str, name: str) -> Any:
-    """``module.name`` if that sibling module is installed, else None.
-
-    The desk degrades (no feed-entry frame, no approve) rather than refusing
-    to serve when a part of the service is absent.
-    """
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise  # the module exists but is broken: that must be loud
-        return None
-    return getattr(mod, name)
 
 
 def _http_impl() -> str:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import email
-import importlib
-import importlib.util
 import email.policy
 import shutil
 import threading
@@ -23,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from publisher import store
+from publisher.pipeline import Publisher
 from publisher.config import Config
 
 from tests.test_web import PASSWORD, make_config, write_public
@@ -76,67 +75,8 @@ def _config(tmp: Path, smtp_port: int) -> Config:
     return dataclasses.replace(cfg, smtp=smtp_cfg)
 
 
-class StoreDesk:
-    """Used only while publisher.pipeline is absent from the tree: records briefs
-    in the store as the pipeline does and moves issue states, so the web layer
-    can be driven end to end. The real Publisher is used whenever it exists."""
-
-    def __init__(self, cfg: Config, engine: sa.Engine) -> None:
-        self.cfg, self.engine = cfg, engine
-
-    def _record(self, path: Path) -> None:
-        import hashlib
-
-        from publisher.briefs import parse_brief
-        from publisher.newsletter import render_story
-
-        data = path.read_bytes()
-        brief = parse_brief(data, path.name, base_url=self.cfg.site.base_url)
-        digest = hashlib.sha256(data).hexdigest()
-        issue = render_story(brief, self.cfg)
-        now = dt.datetime.now(dt.timezone.utc)
-        s, i = store.stories, store.issues
-        with self.engine.begin() as conn:
-            if conn.execute(sa.select(s.c.slug).where(s.c.slug == brief.slug)).first():
-                conn.execute(sa.update(s).where(s.c.slug == brief.slug).values(source=data, content_hash=digest, title=brief.title, updated_at=now))
-                conn.execute(sa.update(i).where(i.c.key == brief.slug).values(html=issue.html, text=issue.text, content_hash=issue.content_hash, updated_at=now))
-                return
-            conn.execute(s.insert().values(slug=brief.slug, path=path.name, title=brief.title, status=brief.status, source=data, content_hash=digest, published_at=now, updated_at=now, created_at=now))
-            if brief.status == "published":
-                conn.execute(i.insert().values(kind="story", key=brief.slug, state="awaiting_approval", subject=issue.subject, preheader=issue.preheader, html=issue.html, text=issue.text, content_hash=issue.content_hash, slugs=brief.slug, created_at=now, updated_at=now))
-
-    def build_all(self) -> None:
-        for path in sorted(self.cfg.paths.briefs.iterdir()):
-            self._record(path)
-
-    sync = build_all
-
-    def _state(self, slug: str, state: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(sa.update(store.issues).where(store.issues.c.kind == "story", store.issues.c.key == slug).values(state=state))
-
-    def approve(self, slug: str) -> None:
-        self._state(slug, "approved")
-
-    def hold(self, slug: str) -> None:
-        self._state(slug, "held")
-
-    def preview_story(self, slug: str) -> Any:
-        from publisher.briefs import parse_brief
-        from publisher.newsletter import render_story
-
-        with self.engine.connect() as conn:
-            source = conn.execute(sa.select(store.stories.c.source).where(store.stories.c.slug == slug)).scalar_one()
-        return render_story(parse_brief(bytes(source), slug, base_url=self.cfg.site.base_url), self.cfg)
-
-    def next_digest(self) -> tuple[str, list[Any]]:
-        return "next", []
-
-
-def _pipeline(cfg: Config, engine: sa.Engine) -> Any:
-    if importlib.util.find_spec("publisher.pipeline") is None:
-        return StoreDesk(cfg, engine)
-    return importlib.import_module("publisher.pipeline").Publisher(cfg, engine)
+def _pipeline(cfg: Config, engine: sa.Engine) -> Publisher:
+    return Publisher(cfg, engine)
 
 
 @pytest.fixture
@@ -149,11 +89,14 @@ def desk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp: tuple[Inbox, int
     # Publish an edit on the first scan that sees it.
     cfg = dataclasses.replace(cfg, schedule=dataclasses.replace(cfg.schedule, quiet_period=0.0))
     write_public(cfg)
-    for name in ("anthropic-alibaba-claude-distillation.txt", "india-upi-credit-lines.md"):
-        shutil.copy(BRIEFS / name, cfg.paths.briefs / name)
+    shutil.copy(BRIEFS / "india-upi-credit-lines.md", cfg.paths.briefs / "india-upi-credit-lines.md")
     engine = store.connect(cfg.store_url)
     publisher = _pipeline(cfg, engine)
     publisher.build_all()
+    # The first build publishes what is already there; a brief that arrives
+    # afterwards gets an email issue awaiting approval, as in the service.
+    shutil.copy(BRIEFS / "anthropic-alibaba-claude-distillation.txt", cfg.paths.briefs / "anthropic-alibaba-claude-distillation.txt")
+    publisher.sync()
     srv = LiveServer(cfg, engine, publisher)
     srv.publisher = publisher  # type: ignore[attr-defined]
     srv.start()

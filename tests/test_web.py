@@ -672,15 +672,9 @@ def test_live_refresh_script_is_served(client: TestClient) -> None:
 
 
 def test_feed_entry_frame(client: TestClient, env: tuple[Config, sa.Engine]) -> None:
-    import importlib.util
-
     _, engine = env
     add_story(engine, "alpha")
     r = client.get("/desk/story/alpha/feed")
-    if importlib.util.find_spec("publisher.feeds") is None:
-        assert r.status_code == 501  # the desk degrades, it does not crash
-        assert "not installed" in client.get("/desk/story/alpha").text
-    else:
-        assert r.status_code == 200
-        assert "default-src 'none'" in r.headers["content-security-policy"]
-        assert "Anthropic" in r.text and "<script" not in r.text.lower()
+    assert r.status_code == 200
+    assert "default-src 'none'" in r.headers["content-security-policy"]
+    assert "Anthropic" in r.text and "<script" not in r.text.lower()
