@@ -57,8 +57,9 @@ DC_CREATOR = "{http://purl.org/dc/elements/1.1/}creator"
 # XML 1.0 Char production, negated (what must never reach a feed), plus the
 # C1 controls XML 1.0 merely discourages: the W3C validator reports them as
 # BadCharacters and feedparser reads them as windows-1252 (U+0080 becomes "€"),
-# so readers would disagree about the text.
-XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# so readers would disagree about the text. U+FFFD (a decoding accident) is a
+# BadCharacters warning too.
+XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffd\ufffe\uffff]")
 # The W3C validator's own tests for "this plain text is really HTML":
 # an end tag of an HTML element, or an entity/character reference.
 HTML_END_TAG = re.compile(r"</(\w+)>")
@@ -76,7 +77,7 @@ JSONFEED = jsonschema.Draft202012Validator(JSONFEED_SCHEMA)
 # Front matter can carry what the body parser strips: YAML escapes decode to
 # control characters after the parser's own clean-up has run.
 HOSTILE_YAML = '''---
-title: "Ctrl \\x01 and \\x1f, ]]> & <b>bold</b> </script> &amp; \\"q\\" end"
+title: "Ctrl \\x01 and \\x1f, C1 \\x80\\x9f, \\ufffd, ]]> & <b>bold</b> </script> &amp; \\"q\\" end"
 slug: hostile-yaml
 date: 2026-05-01T09:30:00+02:00
 tags: ["C++ & <Rust>", "tab\\tsep", "Ünïcödé"]
@@ -142,6 +143,9 @@ CONFIGS = {
               "logo": "https://news.example.org/logo.png", "language": "de-CH"},
         feeds={"hub": "https://hub.example.org/"},
     ),
+    # A zone whose offset is not a whole or half hour: RFC 822 dates written
+    # in it (+0545) fail the validator's RSS date rule.
+    "kathmandu": make_cfg(site={"timezone": "Asia/Kathmandu", "language": "ne"}),
 }
 
 
@@ -393,6 +397,62 @@ def test_missing_dc_language(rendered: tuple[Config, list[FeedStory], dict[str, 
         assert xml(data).get(XML_LANG) == cfg.site.language, path
     for path, data in by_ext(out, "json"):
         assert json.loads(data)["language"] == cfg.site.language, path
+
+
+# The rules below are the validator's own (rubys/feedvalidator, the code behind
+# the W3C service: validators.py and entry.py), restated.
+FV_TAG = re.compile(
+    r"^tag:([a-z0-9\-\._]+?@)?[a-z0-9\.\-]+?,\d{4}(-\d{2}(-\d{2})?)?:[0-9a-zA-Z;/\?:@&=+$\.\-_!~*'\(\)%,]*"
+    r"(#[0-9a-zA-Z;/\?:@&=+$\.\-_!~*'\(\)%,]*)?$"
+)
+FV_RFC3339 = re.compile(r"^\d\d\d\d-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d*)?(Z|([+-]\d\d:\d\d))$")
+FV_RFC2822 = re.compile(
+    r"(((Mon)|(Tue)|(Wed)|(Thu)|(Fri)|(Sat)|(Sun)), )?\d\d? ((Jan)|(Feb)|(Mar)|(Apr)|(May)|(Jun)|(Jul)|(Aug)|(Sep)|(Oct)|"
+    r"(Nov)|(Dec)) \d\d\d\d \d\d:\d\d(:\d\d)? (([+-]?\d\d[03]0)|(UT)|(GMT)|(EST)|(EDT)|(CST)|(CDT)|(MST)|(MDT)|(PST)|(PDT)|Z)$"
+)
+FV_FULL_URI = re.compile(r"[a-zA-Z][0-9a-zA-Z+\-\.]*:(//)?[0-9a-zA-Z;/?:@&=+$\.\-_!~*'()%,#]+$")
+# HTML character references the validator reports as BadCharacters.
+FV_BAD_CHARREF = re.compile(r"&#(?:[xX]0*(?:[89][0-9a-fA-F]|[fF]{3}[dD])|0*(?:12[89]|1[3-5][0-9]|65533));")
+
+
+def test_ids_dates_and_uris_pass_the_validators_own_patterns(rendered: tuple[Config, list[FeedStory], dict[str, bytes]]) -> None:
+    """InvalidTAG, NonCanonicalURI, InvalidRFC3339Date, InvalidRFC2822Date,
+    UnexpectedWhitespace (ids, dates, icon and logo carry no padding)."""
+    _, _, out = rendered
+    for path, data in by_ext(out, "atom"):
+        doc = xml(data)
+        for entry in doc.findall(A + "entry"):
+            entry_id = entry.findtext(A + "id")
+            assert FV_TAG.match(entry_id), (path, entry_id)
+            host = entry_id[4:].split(",", 1)[0]
+            assert host == host.lower(), (path, entry_id)  # canonical form: lower-case authority
+        assert FV_FULL_URI.match(doc.findtext(A + "id")), path
+        for el in doc.iter(A + "updated", A + "published"):
+            assert FV_RFC3339.match(el.text or ""), (path, el.text)
+        for el in doc.iter(A + "id", A + "updated", A + "published", A + "icon", A + "logo"):
+            assert el.text == (el.text or "").strip(), (path, el.text)
+    for path, data in by_ext(out, "rss"):
+        doc = xml(data)
+        for el in doc.iter("pubDate", "lastBuildDate"):
+            assert FV_RFC2822.match(el.text or ""), (path, el.text)
+        for guid in doc.iter("guid"):
+            assert FV_TAG.match(guid.text or "") and guid.get("isPermaLink") == "false", path
+
+
+def test_feed_links_are_unique_per_type_rel_and_hreflang(rendered: tuple[Config, list[FeedStory], dict[str, bytes]]) -> None:
+    """DuplicateAtomLink as the validator applies it at feed level: every
+    (type, rel, hreflang) at most once, whatever the rel."""
+    _, _, out = rendered
+    for path, data in by_ext(out, "atom"):
+        triples = [(ln.get("type"), ln.get("rel", "alternate"), ln.get("hreflang")) for ln in xml(data).findall(A + "link")]
+        assert len(triples) == len(set(triples)), (path, triples)
+
+
+def test_no_bad_character_references_in_html(rendered: tuple[Config, list[FeedStory], dict[str, bytes]]) -> None:
+    """BadCharacters inside escaped HTML: &#128;-&#159; and &#xFFFD;."""
+    _, _, out = rendered
+    for path, fragment in _entry_html(out):
+        assert not FV_BAD_CHARREF.search(fragment), path
 
 
 # ---------------------------------------------------------------- hostile input
