@@ -32,6 +32,7 @@ import json
 import logging
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -79,7 +80,8 @@ class FeedStory:
 # U+FFFE/U+FFFF), plus DEL and the C1 controls it discourages and feed
 # validators reject. The parser strips them from bodies, but front matter
 # and config values can still carry them; lxml would refuse most outright.
-_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# U+FFFD (a decoding accident upstream) is a validator warning too.
+_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffd\ufffe\uffff]")
 
 
 def clean(text: str) -> str:
@@ -112,14 +114,55 @@ def _entry_template(dirs: tuple[str, ...]) -> Template:
         raise RenderError(ENTRY_TEMPLATE, str(exc)) from exc
 
 
+class _Memo:
+    """A small thread-safe LRU keyed by the identity of (config, brief, ...).
+
+    An incremental build re-renders only the feeds a change touched, but each
+    of those holds up to ``feeds.size`` stories that did not change: their
+    entry HTML and XML fragments come from here instead of being rendered
+    again. The pipeline hands the same Brief object for unchanged content, so
+    identity is the key (hashing a whole Brief costs more than the lookup
+    saves); a value keeps its owners alive, so their ids cannot be reused by
+    other objects while the entry exists.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[tuple[Any, ...], tuple[tuple[object, ...], Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, owners: tuple[object, ...], extra: tuple[Any, ...] = ()) -> Any:
+        key = (*map(id, owners), *extra)
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is None or any(a is not b for a, b in zip(hit[0], owners)):
+                return None
+            self._data.move_to_end(key)
+            return hit[1]
+
+    def put(self, owners: tuple[object, ...], extra: tuple[Any, ...], value: Any) -> None:
+        key = (*map(id, owners), *extra)
+        with self._lock:
+            self._data[key] = (owners, value)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+
+_HTML_MEMO = _Memo(1024)
+
+
 def entry_html(brief: Brief, cfg: Config) -> str:
     """The full story as HTML (feed content and the desk's feed preview)."""
+    hit = _HTML_MEMO.get((cfg, brief))
+    if hit is not None:
+        return str(hit)
     template = _entry_template(search_path(cfg.paths.templates))
     try:
-        html = template.render(brief=brief)
+        html = clean(template.render(brief=brief))
     except TemplateError as exc:
         raise RenderError(f"{brief.slug}: {ENTRY_TEMPLATE}", str(exc)) from exc
-    return clean(html)
+    _HTML_MEMO.put((cfg, brief), (), html)
+    return html
 
 
 # ------------------------------------------------------------------ entry data
@@ -225,7 +268,16 @@ def _feed_updated(entries: Sequence[_Entry]) -> dt.datetime:
     return max((e.updated for e in entries), default=EMPTY_FEED_UPDATED)
 
 
-def _feedgen(info: _FeedInfo, entries: Sequence[_Entry], cfg: Config, fmt: str) -> FeedGenerator:
+def _rss_time(value: dt.datetime) -> dt.datetime:
+    """RFC 822 zones as the W3C validator reads them are whole or half hours
+    (it rejects +0545): such a zone's times go out in UTC in RSS."""
+    offset = value.utcoffset() or dt.timedelta(0)
+    return value if offset % dt.timedelta(minutes=30) == dt.timedelta(0) else value.astimezone(dt.timezone.utc)
+
+
+def _feedgen(
+    info: _FeedInfo, entries: Sequence[_Entry], cfg: Config, fmt: str, updated: dt.datetime | None = None
+) -> FeedGenerator:
     site = cfg.site
     fg = FeedGenerator()
     fg.load_extension("dc", atom=False, rss=True)
@@ -250,14 +302,15 @@ def _feedgen(info: _FeedInfo, entries: Sequence[_Entry], cfg: Config, fmt: str) 
     if site.logo:
         fg.logo(site.logo)
     # feedgen pitfall: updated/lastBuildDate default to now(); always set.
-    fg.updated(_feed_updated(entries))
+    feed_updated = updated or _feed_updated(entries)
+    fg.updated(_rss_time(feed_updated) if fmt == "rss" else feed_updated)
     for e in entries:
         fe = fg.add_entry(order="append")
         fe.id(e.id)  # also the RSS guid, isPermaLink="false" (a tag: URI is no URL)
         fe.title(e.title)
         fe.link(href=e.link, rel="alternate", type="text/html")
-        fe.published(e.published)
-        fe.updated(e.updated)  # feedgen pitfall: entries default to now() too
+        fe.published(_rss_time(e.published) if fmt == "rss" else e.published)
+        fe.updated(_rss_time(e.updated) if fmt == "rss" else e.updated)  # feedgen pitfall: entries default to now() too
         fe.author(author)
         if "email" not in author:
             fe.dc.dc_creator(author["name"])  # RSS <author> must be an email
@@ -281,7 +334,7 @@ def _serialize(root: etree._Element) -> bytes:
 FH_NS = "http://purl.org/syndication/history/1.0"  # RFC 5005
 
 
-def _fix_feedgen_atom(data: bytes, archive: bool = False) -> bytes:
+def _fix_feedgen_atom(data: bytes, archive: bool = False) -> etree._Element:
     """The one place that corrects feedgen's Atom output."""
     root = etree.fromstring(data)
     if archive:
@@ -303,7 +356,7 @@ def _fix_feedgen_atom(data: bytes, archive: bool = False) -> bytes:
             raise RenderError("atom feed", f"unexpected content type {content.get('type')!r}")
     for el in root.iter(_A + "title", _A + "subtitle", _A + "summary"):
         _declare_text_construct(el)
-    return _serialize(root)
+    return root
 
 
 # The W3C validator's ContainsUndeclaredHTML heuristic (a tag or an entity
@@ -332,7 +385,7 @@ def _hex_refs(match: re.Match[bytes]) -> bytes:
     return match.group(1) + text + match.group(4)
 
 
-def _fix_feedgen_rss(data: bytes, cfg: Config) -> bytes:
+def _fix_feedgen_rss(data: bytes, cfg: Config) -> etree._Element:
     """The one place that corrects feedgen's RSS output."""
     root = etree.fromstring(data)
     channel = root.find("channel")
@@ -354,11 +407,61 @@ def _fix_feedgen_rss(data: bytes, cfg: Config) -> bytes:
             self_link.addnext(hub)
         else:
             channel.append(hub)
-    return _RSS_PLAIN.sub(_hex_refs, _serialize(root))
+    return root
+
+
+# Entries are rendered once each, by feedgen, as one-entry feeds corrected
+# like any other; their XML is cut out and cached. A feed is then its
+# header (feedgen, no entries) with the cached entries spliced in, which
+# makes re-rendering a feed whose stories did not change nearly free.
+_FRAGMENT_INFO = _FeedInfo("", "fragment", "fragment")
+_FRAGMENT_MEMO = _Memo(1024)
+# Declarations the feed's root element already makes; a cut-out element
+# repeats them, harmlessly but needlessly.
+_ATOM_DECLS = (b' xmlns="http://www.w3.org/2005/Atom"',)
+_RSS_DECLS = (
+    b' xmlns:dc="http://purl.org/dc/elements/1.1/"',
+    b' xmlns:atom="http://www.w3.org/2005/Atom"',
+    b' xmlns:content="http://purl.org/rss/1.0/modules/content/"',
+)
+
+
+def _cut(element: etree._Element | None, decls: tuple[bytes, ...]) -> bytes:
+    if element is None:
+        raise RenderError("feed entry", "feedgen wrote no entry")
+    data: bytes = etree.tostring(element, pretty_print=True, encoding="UTF-8", xml_declaration=False, with_tail=False)
+    end = data.index(b">")
+    head = data[:end]
+    for decl in decls:
+        head = head.replace(decl, b"")
+    return head + data[end:]
+
+
+def _fragments(e: _Entry, cfg: Config) -> tuple[bytes, bytes]:
+    """(Atom <entry>, RSS <item>) of one entry, from cache when its story is unchanged."""
+    owners, extra = (cfg, e.brief), (e.published, e.updated)
+    hit = _FRAGMENT_MEMO.get(owners, extra)
+    if hit is not None:
+        return tuple(hit)
+    atom_root = _fix_feedgen_atom(_feedgen(_FRAGMENT_INFO, [e], cfg, "atom").atom_str(pretty=False))
+    fg = _feedgen(_FRAGMENT_INFO, [e], cfg, "rss")
+    with _RSS_LOCALE_LOCK:
+        rss_data: bytes = fg.rss_str(pretty=False)
+    rss_root = _fix_feedgen_rss(rss_data, cfg)
+    value = (_cut(atom_root.find(_A + "entry"), _ATOM_DECLS), _cut(rss_root.find("channel/item"), _RSS_DECLS))
+    _FRAGMENT_MEMO.put(owners, extra, value)
+    return value
+
+
+def _splice(head: bytes, close: bytes, parts: Iterable[bytes]) -> bytes:
+    at = head.rindex(close)
+    return head[:at] + b"".join(parts) + head[at:]
 
 
 def _atom(info: _FeedInfo, entries: Sequence[_Entry], cfg: Config) -> bytes:
-    return _fix_feedgen_atom(_feedgen(info, entries, cfg, "atom").atom_str(pretty=False), info.archive)
+    fg = _feedgen(info, [], cfg, "atom", updated=_feed_updated(entries))
+    head = _serialize(_fix_feedgen_atom(fg.atom_str(pretty=False), info.archive))
+    return _splice(head, b"</feed>", (_fragments(e, cfg)[0] for e in entries))
 
 
 # feedgen pitfall: its RSS date formatting switches the process-wide locale
@@ -368,10 +471,12 @@ _RSS_LOCALE_LOCK = threading.Lock()
 
 
 def _rss(info: _FeedInfo, entries: Sequence[_Entry], cfg: Config) -> bytes:
-    fg = _feedgen(info, entries, cfg, "rss")
+    fg = _feedgen(info, [], cfg, "rss", updated=_feed_updated(entries))
     with _RSS_LOCALE_LOCK:
         data: bytes = fg.rss_str(pretty=False)
-    return _fix_feedgen_rss(data, cfg)
+    head = _serialize(_fix_feedgen_rss(data, cfg))
+    # Hex character references last: lxml would turn them back into &lt;.
+    return _RSS_PLAIN.sub(_hex_refs, _splice(head, b"</channel>", (_fragments(e, cfg)[1] for e in entries)))
 
 
 def _rfc3339(value: dt.datetime) -> str:
