@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -34,9 +34,12 @@ from . import store, watch
 from .briefs import parse_brief, slugify
 from .clock import Clock, system_clock
 from .config import Config
-from .errors import BriefError, NotFound, StateError
+from .errors import BriefError, NotFound, PublisherError, StateError
 from .model import Brief
 from .outputs import remove, write_atomic
+
+if TYPE_CHECKING:
+    from .newsletter import RenderedIssue
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +152,11 @@ def _build_chunk(paths: Sequence[tuple[str, watch.Stat]]) -> list[Parsed]:
     return out
 
 
-def write_web_issue(brief: Brief, cfg: Config) -> list[str]:
+def write_web_issue(brief: Brief, cfg: Config, issue: RenderedIssue | None = None) -> list[str]:
     """public/issues/<slug>.html and .txt: the page the email's "view in browser" opens."""
     from .newsletter import render_story, web_version
 
-    html, text = web_version(render_story(brief, cfg), cfg)
+    html, text = web_version(issue or render_story(brief, cfg), cfg)
     written = []
     base = cfg.paths.public / "issues"
     for suffix, content in ((".html", html), (".txt", text)):
@@ -172,6 +175,7 @@ class Publisher:
         self._lock = threading.RLock()
         self._index: dict[str, watch.Indexed] | None = None
         self._briefs: OrderedDict[str, Brief] = OrderedDict()  # content hash → parsed brief
+        self._feed_members: dict[str, tuple[Any, ...]] = {}  # tag → what its files were last rendered from
 
     # -- helpers --------------------------------------------------------
 
@@ -280,9 +284,10 @@ class Publisher:
     # -- outputs --------------------------------------------------------
 
     def _newest(self, conn: sa.Connection, tag: str) -> list[Any]:
+        """The feed's newest stories, without their sources (the big column)."""
         s = store.stories
         query = (
-            sa.select(s.c.slug, s.c.path, s.c.source, s.c.content_hash, s.c.published_at, s.c.updated_at)
+            sa.select(s.c.slug, s.c.path, s.c.content_hash, s.c.published_at, s.c.updated_at)
             .where(s.c.status == "published", s.c.deleted_at.is_(None))
             .order_by(s.c.published_at.desc(), s.c.slug.desc())
             .limit(self.cfg.feeds.size)
@@ -291,63 +296,61 @@ class Publisher:
             query = query.where(s.c.feed_tags.contains(f"\n{tag}\n", autoescape=True))
         return list(conn.execute(query).all())
 
+    def _cached_brief(self, conn: sa.Connection, row: Any) -> Brief:
+        hit = self._briefs.get(row.content_hash)
+        if hit is not None:
+            self._briefs.move_to_end(row.content_hash)
+            return hit
+        source = conn.execute(sa.select(store.stories.c.source).where(store.stories.c.slug == row.slug)).scalar_one()
+        return self._brief_from(bytes(source), str(self.cfg.paths.briefs / row.path), row.content_hash)
+
     def _write_feeds(self, conn: sa.Connection, tags: Iterable[str]) -> list[str]:
+        from .feeds import FeedStory, render_feeds
+
         written: list[str] = []
-        try:
-            from .feeds import FeedStory, render_feeds  # type: ignore[import-not-found,unused-ignore]
-        except ModuleNotFoundError as exc:
-            if exc.name != "publisher.feeds":
-                raise
-            # The feeds engineer's module is not installed yet: publish web issues only.
-            log.warning("publisher.feeds is not available: feeds not written")
-            return written
         feed_stories: dict[str, Any] = {}
         for tag in sorted(set(tags)):
             if tag != MAIN_FEED and not self.cfg.feeds.tag_feeds:
                 continue
             prefix = "" if tag == MAIN_FEED else f"tags/{tag}/"
+            folder = self.cfg.paths.public / prefix
             rows = self._newest(conn, tag)
             if not rows and tag != MAIN_FEED:
                 for name in FEED_NAMES:
-                    if remove(self.cfg.paths.public / prefix / name):
+                    if remove(folder / name):
                         written.append(prefix + name)
+                self._feed_members.pop(tag, None)
+                continue
+            # An edit to a story outside this feed's newest N changes nothing
+            # in it: skip the render (this is most of an incremental build).
+            members = tuple((r.slug, r.content_hash, r.updated_at) for r in rows)
+            if self._feed_members.get(tag) == members and all((folder / name).exists() for name in FEED_NAMES):
                 continue
             stories = []
             for r in rows:
                 # One FeedStory per slug across all feeds of this pass, so entry HTML is rendered once.
                 if r.slug not in feed_stories:
                     feed_stories[r.slug] = FeedStory(
-                        self._brief_from(bytes(r.source), str(self.cfg.paths.briefs / r.path), r.content_hash),
-                        store.aware(r.published_at),
-                        store.aware(r.updated_at),
+                        self._cached_brief(conn, r), store.aware(r.published_at), store.aware(r.updated_at)
                     )
                 stories.append(feed_stories[r.slug])
-            files = render_feeds(stories, self.cfg, only={tag})
-            for rel, data in files.items():
-                if tag == MAIN_FEED:
-                    keep = not rel.startswith("tags/")
-                else:
-                    keep = rel.startswith(prefix)
+            for rel, data in render_feeds(stories, self.cfg, only={tag}).items():
+                keep = not rel.startswith("tags/") if tag == MAIN_FEED else rel.startswith(prefix)
                 if keep and write_atomic(self.cfg.paths.public / rel, data):
                     written.append(rel)
+            self._feed_members[tag] = members
         if written:
             log.info("feeds written: %s", ", ".join(written[:6]) + (" …" if len(written) > 6 else ""))
-            self._ping_hub(written)
         return written
 
     def _ping_hub(self, written: Sequence[str]) -> None:
-        if not self.cfg.feeds.hub:
-            return
+        """WebSub publish pings for changed feeds; after the transaction, never fatal."""
+        from . import websub
+
         try:
-            from . import websub  # type: ignore[attr-defined]
-        except ImportError:
-            log.warning("feeds.hub is set but WebSub pings are not available in this build")
-            return
-        urls = [self.cfg.site.url(rel) for rel in written if rel.endswith(FEED_NAMES)]
-        try:
-            websub.ping(self.cfg.feeds.hub, urls)
-        except Exception as exc:  # a hub outage must never stop publishing
-            log.warning("WebSub ping to %s failed: %s", self.cfg.feeds.hub, exc)
+            websub.ping_changed(self.cfg, written)
+        except PublisherError as exc:  # a hub outage only delays readers
+            log.warning("WebSub ping failed: %s", exc)
 
     def _story_outputs(self, conn: sa.Connection, slug: str, now: dt.datetime, *, make_issue: bool) -> list[str]:
         """Web issue files and the story's email issue, after its story row changed."""
@@ -359,13 +362,19 @@ class Publisher:
             if row is not None and row.status == "draft" and row.deleted_at is None and make_issue:
                 self._upsert_issue(conn, slug, now, draft=True)
             return removed
+        from .newsletter import render_story
+
         brief = self._story_brief(conn, slug)
-        written = write_web_issue(brief, self.cfg)
+        # One render serves both the web version and the email issue.
+        issue = render_story(brief, self.cfg)
+        written = write_web_issue(brief, self.cfg, issue)
         if make_issue:
-            self._upsert_issue(conn, slug, now, draft=False)
+            self._upsert_issue(conn, slug, now, draft=False, issue=issue)
         return written
 
-    def _upsert_issue(self, conn: sa.Connection, slug: str, now: dt.datetime, *, draft: bool) -> None:
+    def _upsert_issue(
+        self, conn: sa.Connection, slug: str, now: dt.datetime, *, draft: bool, issue: RenderedIssue | None = None
+    ) -> None:
         from .newsletter import render_story
 
         i = store.issues
@@ -373,7 +382,8 @@ class Publisher:
         if row is not None and row.state not in ISSUE_OPEN_STATES:
             log.info("story %s changed after its issue was %s: not re-sent", slug, row.state)
             return
-        issue = render_story(self._story_brief(conn, slug), self.cfg)
+        if issue is None:
+            issue = render_story(self._story_brief(conn, slug), self.cfg)
         values = dict(
             subject=issue.subject, preheader=issue.preheader, html=issue.html, text=issue.text,
             content_hash=issue.content_hash, updated_at=now,
@@ -441,6 +451,7 @@ class Publisher:
                         log.info("published %s", slug)
                 if changed:
                     result.written += self._write_feeds(conn, {MAIN_FEED, *touched})
+            self._ping_hub(result.written)
             return result
 
     def build_all(self, *, workers: int | None = None) -> BuildResult:
@@ -479,6 +490,7 @@ class Publisher:
                 for (tags_text,) in conn.execute(sa.select(store.stories.c.feed_tags).where(store.stories.c.deleted_at.is_(None))):
                     touched |= _unframe(tags_text)
                 result.written += self._write_feeds(conn, touched)
+            self._ping_hub(result.written)
             log.info("build: %d published, %d rejected, %d removed", len(result.published), len(result.errors), len(result.removed))
             return result
 
@@ -533,7 +545,7 @@ class Publisher:
             conn.execute(sa.update(store.issues).where(store.issues.c.id == row.id).values(state="held", updated_at=self._now()))
             log.info("issue %s held", slug)
 
-    def preview_story(self, slug: str) -> Any:
+    def preview_story(self, slug: str) -> RenderedIssue:
         from .newsletter import render_story
 
         with self.engine.connect() as conn:
