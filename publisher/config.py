@@ -102,6 +102,7 @@ class ScheduleConfig:
     scan_interval: float = _doc("Seconds between scans of the briefs folder.", default=2.0)
     quiet_period: float = _doc("Seconds a file must stay unchanged before it is published.", default=0.5)
     watch_events: bool = _doc("Use filesystem events to trigger scans early.", default=True)
+    full_scan_interval: float = _doc("With file events working, seconds between safety-net full scans (each event scans at once).", default=30.0)
     force_polling: bool = _doc("Poll instead of OS events (network mounts).", default=False)
     require_approval: bool = _doc("Story issues wait for an editor's approval before sending.", default=True)
     digest_cron: str = _doc("Crontab (min hour day month weekday) for digests; empty for none.", default="0 7 * * *")
@@ -254,6 +255,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "smtp.batch_size": _positive,
     "smtp.timeout": _positive,
     "schedule.scan_interval": _positive,
+    "schedule.full_scan_interval": _positive,
     "schedule.quiet_period": _non_negative,
     "schedule.digest_cron": _check_cron,
     "schedule.digest_max_lateness": _non_negative,

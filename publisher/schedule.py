@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -40,10 +41,21 @@ class Service:
         self.scheduler = BackgroundScheduler(timezone=cfg.site.tz, job_defaults={"coalesce": True, "max_instances": 1})
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._events_live = threading.Event()  # the watcher is running
+        self._dirty = threading.Event()  # an event arrived since the last scan
+        self._last_full = 0.0
 
     # -- jobs (each logs and survives its own failures) ---------------------
 
-    def scan(self) -> None:
+    def scan(self, force: bool = False) -> None:
+        """The scan job. With file events live, a tick with no event since the
+        last scan only scans when the safety-net interval is up: stat-ing ten
+        thousand briefs every two seconds would be most of the idle CPU."""
+        if not force and self._events_live.is_set() and not self._dirty.is_set():
+            if time.monotonic() - self._last_full < self.cfg.schedule.full_scan_interval:
+                return
+        self._dirty.clear()
+        self._last_full = time.monotonic()
         try:
             result = self.publisher.sync()
         except PublisherError as exc:
@@ -52,7 +64,7 @@ class Service:
         if result.retry_after is not None and not self._stop.is_set():
             # A file is still being written: look again as soon as it can be stable.
             when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=result.retry_after + 0.05)
-            self.scheduler.add_job(self.scan, "date", run_date=when, id=FOLLOW_UP, replace_existing=True)
+            self.scheduler.add_job(self.scan, "date", run_date=when, id=FOLLOW_UP, replace_existing=True, kwargs={"force": True})
 
     def digest(self) -> None:
         try:
@@ -90,6 +102,7 @@ class Service:
     def _watch(self) -> None:
         import watchfiles
 
+        self._events_live.set()
         try:
             for _changes in watchfiles.watch(
                 self.cfg.paths.briefs, stop_event=self._stop, force_polling=self.cfg.schedule.force_polling,
@@ -98,9 +111,13 @@ class Service:
                 self.nudge()
         except (OSError, RuntimeError) as exc:
             log.warning("file events unavailable (%s); polling every %.1fs", exc, self.cfg.schedule.scan_interval)
+        finally:
+            # Without events, every tick of the scan job scans again.
+            self._events_live.clear()
 
     def nudge(self) -> None:
         """Run the scan job now (a filesystem event arrived)."""
+        self._dirty.set()
         try:
             self.scheduler.modify_job(SCAN, next_run_time=dt.datetime.now(dt.timezone.utc))
         except Exception as exc:  # the scheduler is shutting down: the poll covers it

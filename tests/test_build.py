@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from pathlib import Path
 
 import feedparser
@@ -119,45 +118,6 @@ def test_duplicate_slug_is_rejected_with_both_paths(tmp_path: Path) -> None:
     (cfg.paths.briefs / "copy.md").write_bytes((cfg.paths.briefs / "tsmc-arizona-n2-yields.md").read_bytes())
     result = pub.sync()
     assert len(result.errors) == 1 and "already used by tsmc-arizona-n2-yields.md" in result.errors[0]
-
-
-def test_readers_never_see_half_a_feed(tmp_path: Path) -> None:
-    cfg = make_project(tmp_path, schedule={"quiet_period": 0.0})
-    pub = publisher_for(cfg)
-    pub.build_all()
-    stop = threading.Event()
-    failures: list[str] = []
-    reads = 0
-
-    def writer() -> None:
-        path = cfg.paths.briefs / "tsmc-arizona-n2-yields.md"
-        text = path.read_text()
-        i = 0
-        while not stop.is_set():
-            i += 1
-            path.write_text(text.replace("three months early", f"three months early ({i})"))
-            pub.sync()
-
-    def reader() -> None:
-        nonlocal reads
-        while not stop.is_set():
-            for name in ("feed.atom", "feed.rss"):
-                data = (cfg.paths.public / name).read_bytes()
-                try:
-                    etree.fromstring(data)
-                except etree.XMLSyntaxError as exc:
-                    failures.append(f"{name}: {exc}")
-                reads += 1
-
-    threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
-    for t in threads:
-        t.start()
-    threading.Event().wait(3.0)
-    stop.set()
-    for t in threads:
-        t.join()
-    assert failures == []
-    assert reads > 50
 
 
 def test_build_cli_exit_codes(tmp_path: Path) -> None:

@@ -117,3 +117,28 @@ def test_readers_never_see_half_a_feed(tmp_path: Path) -> None:
         stop.set()
         writer.join()
     assert reads > 10 and not failures
+
+
+def test_idle_ticks_skip_the_full_scan_while_events_work(tmp_path: Path) -> None:
+    cfg, svc = service(tmp_path)
+    calls: list[bool] = []
+    real_sync = svc.publisher.sync
+
+    def counting_sync() -> object:
+        calls.append(True)
+        return real_sync()
+
+    svc.publisher.sync = counting_sync  # type: ignore[method-assign]
+    svc._events_live.set()  # as if the watcher thread were running
+    svc.scan()  # the first tick always scans
+    svc.scan()
+    svc.scan()
+    assert len(calls) == 1  # idle ticks within full_scan_interval do nothing
+    svc.nudge()  # a file event arrived
+    svc.scan()
+    assert len(calls) == 2
+    svc.scan(force=True)  # the quiet-period follow-up always scans
+    assert len(calls) == 3
+    svc._events_live.clear()  # events died: every tick polls again
+    svc.scan()
+    assert len(calls) == 4
