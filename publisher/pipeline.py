@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from . import store, watch
+from . import __version__, store, watch
 from .briefs import parse_brief, slugify
 from .clock import Clock, system_clock
 from .config import Config
@@ -175,7 +175,7 @@ class Publisher:
         self._lock = threading.RLock()
         self._index: dict[str, watch.Indexed] | None = None
         self._briefs: OrderedDict[str, Brief] = OrderedDict()  # content hash → parsed brief
-        self._feed_members: dict[str, tuple[Any, ...]] = {}  # tag → what its files were last rendered from
+        self._feed_settings = repr((cfg.site, cfg.feeds, __version__))
 
     # -- helpers --------------------------------------------------------
 
@@ -304,7 +304,7 @@ class Publisher:
         source = conn.execute(sa.select(store.stories.c.source).where(store.stories.c.slug == row.slug)).scalar_one()
         return self._brief_from(bytes(source), str(self.cfg.paths.briefs / row.path), row.content_hash)
 
-    def _write_feeds(self, conn: sa.Connection, tags: Iterable[str]) -> list[str]:
+    def _write_feeds(self, conn: sa.Connection, tags: Iterable[str], *, force: bool = False) -> list[str]:
         from .feeds import FeedStory, render_feeds
 
         written: list[str] = []
@@ -319,12 +319,19 @@ class Publisher:
                 for name in FEED_NAMES:
                     if remove(folder / name):
                         written.append(prefix + name)
-                self._feed_members.pop(tag, None)
+                conn.execute(sa.delete(store.kv).where(store.kv.c.key == f"feed.members:{tag}"))
                 continue
             # An edit to a story outside this feed's newest N changes nothing
             # in it: skip the render (this is most of an incremental build).
-            members = tuple((r.slug, r.content_hash, r.updated_at) for r in rows)
-            if self._feed_members.get(tag) == members and all((folder / name).exists() for name in FEED_NAMES):
+            # The digest of what each feed was rendered from is kept in the
+            # store, so a fresh process skips untouched feeds too.
+            # The settings that shape a feed are part of the digest; a full
+            # build (force) renders everything, so template edits show too.
+            members = hashlib.sha256(
+                repr((self._feed_settings, [(r.slug, r.content_hash, store.aware(r.updated_at).isoformat()) for r in rows])).encode()
+            ).hexdigest()
+            kv_key = f"feed.members:{tag}"
+            if not force and store.get_kv(conn, kv_key) == members and all((folder / name).exists() for name in FEED_NAMES):
                 continue
             stories = []
             for r in rows:
@@ -338,7 +345,7 @@ class Publisher:
                 keep = not rel.startswith("tags/") if tag == MAIN_FEED else rel.startswith(prefix)
                 if keep and write_atomic(self.cfg.paths.public / rel, data):
                     written.append(rel)
-            self._feed_members[tag] = members
+            store.set_kv(conn, kv_key, members)
         if written:
             log.info("feeds written: %s", ", ".join(written[:6]) + (" …" if len(written) > 6 else ""))
         return written
@@ -489,7 +496,7 @@ class Publisher:
                 # Every tag any live story has, so a deleted public/ is rebuilt whole.
                 for (tags_text,) in conn.execute(sa.select(store.stories.c.feed_tags).where(store.stories.c.deleted_at.is_(None))):
                     touched |= _unframe(tags_text)
-                result.written += self._write_feeds(conn, touched)
+                result.written += self._write_feeds(conn, touched, force=True)
             self._ping_hub(result.written)
             log.info("build: %d published, %d rejected, %d removed", len(result.published), len(result.errors), len(result.removed))
             return result

@@ -102,13 +102,19 @@ class Service:
     def _watch(self) -> None:
         import watchfiles
 
-        self._events_live.set()
         try:
-            for _changes in watchfiles.watch(
+            # yield_on_timeout: the first (possibly empty) yield proves the
+            # watch is in place; only then may idle ticks rely on events. One
+            # scan at that moment covers anything written while it was set up.
+            for changes in watchfiles.watch(
                 self.cfg.paths.briefs, stop_event=self._stop, force_polling=self.cfg.schedule.force_polling,
-                debounce=50, step=20, rust_timeout=1000, yield_on_timeout=False, raise_interrupt=False,
+                debounce=50, step=20, rust_timeout=1000, yield_on_timeout=True, raise_interrupt=False,
             ):
-                self.nudge()
+                if not self._events_live.is_set():
+                    self._events_live.set()
+                    self.nudge()
+                elif changes:
+                    self.nudge()
         except (OSError, RuntimeError) as exc:
             log.warning("file events unavailable (%s); polling every %.1fs", exc, self.cfg.schedule.scan_interval)
         finally:

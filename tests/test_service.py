@@ -52,7 +52,8 @@ def test_service_publishes_dropped_and_chunked_briefs(tmp_path: Path) -> None:
         assert {SCAN, DIGEST} <= set(jobs(svc))
         (cfg.paths.briefs / "story-1.txt").write_bytes(brief(1))
         wait_for(lambda: any("story-1" in i for i in atom_ids(cfg.paths.public)))
-        assert issue_state(svc.engine, "story-1") == "awaiting_approval"
+        # Files are written inside the publishing transaction; its rows commit just after.
+        wait_for(lambda: issue_state(svc.engine, "story-1") == "awaiting_approval")
         # Written slowly in chunks: never published half-written, published once.
         data = brief(2)
         with (cfg.paths.briefs / "story-2.txt").open("wb") as fh:
