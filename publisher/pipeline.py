@@ -411,12 +411,23 @@ class Publisher:
 
     # -- the public API ---------------------------------------------------
 
-    def sync(self) -> SyncResult:
-        """One scan, plan and publish cycle; only what changed is read or written."""
+    def sync(self, paths: Iterable[str] | None = None) -> SyncResult:
+        """One scan, plan and publish cycle; only what changed is read or written.
+
+        ``paths`` (relative to the briefs folder) limits the scan to files a
+        filesystem event named, so the cost follows the change, not the
+        folder; None walks the whole folder.
+        """
         with self._lock:
             index = self._load_index()
-            seen = watch.scan(self.cfg.paths.briefs)
-            plan = watch.plan(index, seen, now_ns=time.time_ns(), quiet=self.cfg.schedule.quiet_period)
+            if paths is None:
+                seen = watch.scan(self.cfg.paths.briefs)
+                subset = index
+            else:
+                wanted = sorted(set(paths))
+                seen = {p: st for p in wanted if watch.is_watched(Path(p).name) and (st := watch.scan_one(self.cfg.paths.briefs / p))}
+                subset = {p: index[p] for p in wanted if p in index}
+            plan = watch.plan(subset, seen, now_ns=time.time_ns(), quiet=self.cfg.schedule.quiet_period)
             result = SyncResult(waiting=list(plan.waiting), retry_after=plan.retry_after)
             if not plan.read and not plan.removed:
                 return result

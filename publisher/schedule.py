@@ -12,6 +12,8 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -42,7 +44,9 @@ class Service:
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._events_live = threading.Event()  # the watcher is running
-        self._dirty = threading.Event()  # an event arrived since the last scan
+        self._paths_lock = threading.Lock()
+        self._paths: set[str] = set()  # brief files named by events since the last scan
+        self._full_needed = False  # an event the path list cannot express (a folder moved...)
         self._last_full = 0.0
 
     # -- jobs (each logs and survives its own failures) ---------------------
@@ -51,20 +55,32 @@ class Service:
         """The scan job. With file events live, a tick with no event since the
         last scan only scans when the safety-net interval is up: stat-ing ten
         thousand briefs every two seconds would be most of the idle CPU."""
-        if not force and self._events_live.is_set() and not self._dirty.is_set():
-            if time.monotonic() - self._last_full < self.cfg.schedule.full_scan_interval:
+        paths: list[str] | None = None
+        if not force and self._events_live.is_set():
+            due = time.monotonic() - self._last_full >= self.cfg.schedule.full_scan_interval
+            with self._paths_lock:
+                named, self._paths = self._paths, set()
+                full = self._full_needed or due
+                self._full_needed = False
+            if not named and not full:
                 return
-        self._dirty.clear()
-        self._last_full = time.monotonic()
+            # Events named these files: look at them alone (cost follows the change).
+            paths = None if full else sorted(named)
+        if paths is None:
+            self._last_full = time.monotonic()
+        self._scan_paths(paths)
+
+    def _scan_paths(self, paths: list[str] | None) -> None:
         try:
-            result = self.publisher.sync()
+            result = self.publisher.sync(paths)
         except PublisherError as exc:
             log.error("scan failed: %s", exc)
             return
         if result.retry_after is not None and not self._stop.is_set():
-            # A file is still being written: look again as soon as it can be stable.
+            # A file is still being written: look at it again as soon as it can be stable.
             when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=result.retry_after + 0.05)
-            self.scheduler.add_job(self.scan, "date", run_date=when, id=FOLLOW_UP, replace_existing=True, kwargs={"force": True})
+            self.scheduler.add_job(self._scan_paths, "date", run_date=when, id=FOLLOW_UP, replace_existing=True,
+                                   args=[sorted(result.waiting) if paths is not None else None])
 
     def digest(self) -> None:
         try:
@@ -112,18 +128,31 @@ class Service:
             ):
                 if not self._events_live.is_set():
                     self._events_live.set()
-                    self.nudge()
+                    self.nudge(None)  # one full scan covers the watch's set-up
                 elif changes:
-                    self.nudge()
+                    self.nudge([path for _change, path in changes])
         except (OSError, RuntimeError) as exc:
             log.warning("file events unavailable (%s); polling every %.1fs", exc, self.cfg.schedule.scan_interval)
         finally:
             # Without events, every tick of the scan job scans again.
             self._events_live.clear()
 
-    def nudge(self) -> None:
-        """Run the scan job now (a filesystem event arrived)."""
-        self._dirty.set()
+    def nudge(self, changed: Iterable[str] | None = None) -> None:
+        """Run the scan job now: files (absolute paths) changed, or None for "scan everything"."""
+        root = self.cfg.paths.briefs.resolve()
+        with self._paths_lock:
+            for raw in changed if changed is not None else ():
+                path = Path(raw)
+                try:
+                    rel = path.resolve().relative_to(root)
+                except ValueError:
+                    continue  # outside the folder (a symlink target, say)
+                if path.is_dir() or not path.suffix:
+                    self._full_needed = True  # a folder appeared, moved or went
+                elif not any(part.startswith(".") for part in rel.parts):
+                    self._paths.add(rel.as_posix())
+            if changed is None:
+                self._full_needed = True
         try:
             self.scheduler.modify_job(SCAN, next_run_time=dt.datetime.now(dt.timezone.utc))
         except Exception as exc:  # the scheduler is shutting down: the poll covers it

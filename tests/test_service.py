@@ -122,24 +122,28 @@ def test_readers_never_see_half_a_feed(tmp_path: Path) -> None:
 
 def test_idle_ticks_skip_the_full_scan_while_events_work(tmp_path: Path) -> None:
     cfg, svc = service(tmp_path)
-    calls: list[bool] = []
+    calls: list[list[str] | None] = []
     real_sync = svc.publisher.sync
 
-    def counting_sync() -> object:
-        calls.append(True)
-        return real_sync()
+    def counting_sync(paths: list[str] | None = None) -> object:
+        calls.append(None if paths is None else list(paths))
+        return real_sync(paths)
 
     svc.publisher.sync = counting_sync  # type: ignore[method-assign]
     svc._events_live.set()  # as if the watcher thread were running
-    svc.scan()  # the first tick always scans
+    svc.scan()  # the first tick always scans the whole folder
     svc.scan()
     svc.scan()
-    assert len(calls) == 1  # idle ticks within full_scan_interval do nothing
-    svc.nudge()  # a file event arrived
+    assert calls == [None]  # idle ticks within full_scan_interval do nothing
+    (cfg.paths.briefs / "story-9.txt").write_bytes(brief(9))
+    svc.nudge([str(cfg.paths.briefs / "story-9.txt"), str(cfg.paths.briefs / ".hidden.txt")])
     svc.scan()
-    assert len(calls) == 2
-    svc.scan(force=True)  # the quiet-period follow-up always scans
-    assert len(calls) == 3
-    svc._events_live.clear()  # events died: every tick polls again
+    assert calls[-1] == ["story-9.txt"]  # only the file the event named
+    (cfg.paths.briefs / "sub").mkdir()
+    svc.nudge([str(cfg.paths.briefs / "sub")])  # a folder: only a full scan can tell
     svc.scan()
-    assert len(calls) == 4
+    assert calls[-1] is None
+    svc._events_live.clear()  # events died: every tick polls the whole folder again
+    svc.scan()
+    svc.scan()
+    assert calls[-2:] == [None, None]
