@@ -124,7 +124,10 @@ class Service:
             # scan at that moment covers anything written while it was set up.
             for changes in watchfiles.watch(
                 self.cfg.paths.briefs, stop_event=self._stop, force_polling=self.cfg.schedule.force_polling,
-                debounce=50, step=20, rust_timeout=1000, yield_on_timeout=True, raise_interrupt=False,
+                # A quiet folder wakes Python only every 10 s (idle CPU); events
+                # still arrive within the 50 ms debounce, and stop_event is
+                # checked every step.
+                debounce=50, step=50, rust_timeout=10_000, yield_on_timeout=True, raise_interrupt=False,
             ):
                 if not self._events_live.is_set():
                     self._events_live.set()
