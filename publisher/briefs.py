@@ -109,6 +109,23 @@ def slugify(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", norm.lower()).strip("-")[:MAX_SLUG].strip("-")
 
 
+def tag_slug(name: str) -> str:
+    """The path-safe key of a tag or entity (its feed lives at ``tags/<key>/``).
+
+    ASCII-able names slugify ("Alibaba Qwen" → ``alibaba-qwen``); names in
+    other scripts ("東京", "الجزيرة") keep a stable key from a hash of their
+    case-folded text, so they still get a feed. '' only when the name has no
+    letter or digit at all.
+    """
+    slug = slugify(name)
+    if slug:
+        return slug
+    folded = unicodedata.normalize("NFKC", name).casefold().strip()
+    if not any(ch.isalnum() for ch in folded):
+        return ""
+    return "u-" + hashlib.sha256(folded.encode("utf-8")).hexdigest()[:12]
+
+
 def is_http_url(url: str) -> bool:
     try:
         parts = urlsplit(url)
@@ -428,7 +445,7 @@ def _read_front_matter(data: dict[str, Any], key_lines: dict[str, int], ctx: _Ct
         clean = []
         for t in tags:
             t = _FORBIDDEN_CONTROLS.sub("", str(t)).strip()
-            if not slugify(t):
+            if not tag_slug(t):
                 ctx.warn(line("tags"), f"tag {_short(t)} has no letters or digits; ignored")
             elif t not in clean:
                 clean.append(t)

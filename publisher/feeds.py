@@ -44,7 +44,7 @@ from lxml import etree  # type: ignore[import-untyped]
 from markupsafe import escape
 
 from . import __version__
-from .briefs import slugify
+from .briefs import tag_slug
 from .config import Config
 from .templating import search_path
 from .errors import RenderError
@@ -229,7 +229,7 @@ def _entry(story: FeedStory, cfg: Config) -> _Entry:
     updated = _aware(story.updated, "updated", brief.slug).astimezone(tz).replace(microsecond=0)
     keys: dict[str, str] = {}
     for name in (*brief.tags, *brief.entities):
-        slug = slugify(name)
+        slug = tag_slug(name)
         if slug:
             keys.setdefault(slug, _line(name))
     return _Entry(

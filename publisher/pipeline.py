@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from . import __version__, store, watch
-from .briefs import parse_brief, slugify
+from .briefs import parse_brief, tag_slug
 from .clock import Clock, system_clock
 from .config import Config
 from .errors import BriefError, NotFound, PublisherError, StateError
@@ -52,7 +52,7 @@ def feed_tags(brief: Brief) -> tuple[str, ...]:
     """Tag-feed keys of a story: its tags and entities, as path-safe slugs."""
     seen: dict[str, None] = {}
     for name in (*brief.tags, *brief.entities):
-        key = slugify(name)
+        key = tag_slug(name)
         if key:
             seen.setdefault(key, None)
     return tuple(seen)

@@ -190,3 +190,16 @@ def test_sample_briefs_are_clean() -> None:
     report = check_paths([ROOT / "briefs"], base_url="http://127.0.0.1:8000/")
     assert report.files >= 5
     assert report.findings == ()
+
+
+def test_tag_slug_keeps_non_latin_tags() -> None:
+    from publisher.briefs import tag_slug
+
+    assert tag_slug("Alibaba Qwen") == "alibaba-qwen"
+    tokyo = tag_slug("東京")
+    assert tokyo.startswith("u-") and len(tokyo) == 14 and tokyo == tag_slug(" 東京 ")
+    assert tag_slug("الجزيرة") != tokyo
+    assert tag_slug("·—·") == ""
+    data = "---\ntags: [東京, 'ok']\n---\n# T\n**Meta:** date: 2026-01-01\n## Summary\nx\n".encode()
+    brief, findings = lint(data, "t.md")
+    assert brief is not None and brief.tags == ("東京", "ok") and findings == []
