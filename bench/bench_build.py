@@ -31,7 +31,6 @@ noisy: read the ratios, taken in the same run.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import shutil
@@ -48,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import corpus  # noqa: E402
+from common import exclusive, pss_bytes, tree  # noqa: E402
 
 WORK = ROOT / "bench" / ".work" / "build"
 PYTHON = sys.executable
@@ -55,41 +55,6 @@ MB = 1024 * 1024
 
 
 # -- process-tree memory ----------------------------------------------------
-
-
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                out += [int(x) for x in f.read().split()]
-        except OSError:
-            continue
-    return out
-
-
-def tree(pid: int) -> list[int]:
-    pids, stack = [], [pid]
-    while stack:
-        p = stack.pop()
-        pids.append(p)
-        stack += _children(p)
-    return pids
-
-
-def pss_bytes(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 @dataclass
@@ -213,7 +178,10 @@ def child_edits(config_path: str, edits: int) -> None:
         pub.sync()
         idle.append(time.perf_counter() - t0)
     files = sorted(p for p in cfg.paths.briefs.iterdir() if p.suffix == ".txt")
-    times, full_times, written, missed = [], [], [], 0
+    times: list[float] = []
+    full_times: list[float] = []
+    written: list[int] = []
+    missed = 0
     for k in range(edits * 2):
         path = files[(k * 7919) % len(files)]
         text = path.read_text(encoding="utf-8")
@@ -334,17 +302,6 @@ def bench_size(n: int, args: argparse.Namespace, report: Report) -> None:
     if not args.keep:
         for r in range(args.repeat):
             shutil.rmtree(base / f"cold-{r}", ignore_errors=True)
-
-
-def exclusive(lock_path: Path) -> object:
-    """Hold a lock on ``lock_path`` for the life of the process: two runs would share one scratch folder."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    handle = lock_path.open("w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        sys.exit(f"another run of this benchmark holds {lock_path}; wait for it to finish")
-    return handle
 
 
 def main() -> None:

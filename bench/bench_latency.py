@@ -28,7 +28,6 @@ rebuilt site at 10,000 pages); idle CPU < 1 % of a core.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import dataclasses
 import datetime as dt
 import json
@@ -37,7 +36,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,34 +47,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 import corpus  # noqa: E402
+from common import exclusive, free_port, tree  # noqa: E402
 
 WORK = ROOT / "bench" / ".work" / "latency"
 TICK = os.sysconf("SC_CLK_TCK")
 PUBLISHER = Path(sys.executable).parent / "publisher"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def tree(pid: int) -> list[int]:
-    pids, stack = [], [pid]
-    while stack:
-        p = stack.pop()
-        pids.append(p)
-        try:
-            tasks = os.listdir(f"/proc/{p}/task")
-        except OSError:
-            continue
-        for tid in tasks:
-            try:
-                with open(f"/proc/{p}/task/{tid}/children") as f:
-                    stack += [int(x) for x in f.read().split()]
-            except OSError:
-                continue
-    return pids
 
 
 def cpu_ticks(pid: int, *, with_reaped: bool) -> int:
@@ -227,17 +202,6 @@ def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile."""
     s = sorted(values)
     return s[max(0, math.ceil(q * len(s)) - 1)]
-
-
-def exclusive(lock_path: Path) -> object:
-    """Hold a lock on ``lock_path`` for the life of the process: two runs would share one scratch folder."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    handle = lock_path.open("w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        sys.exit(f"another run of this benchmark holds {lock_path}; wait for it to finish")
-    return handle
 
 
 def main() -> None:

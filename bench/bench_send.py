@@ -37,6 +37,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import free_port  # noqa: E402
 sys.path.insert(0, str(ROOT))
 
 SINK_SCRIPT = r"""
@@ -54,12 +57,6 @@ signal.sigwait({signal.SIGTERM, signal.SIGINT})
 c.stop()
 print(Count.n, flush=True)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, timeout: float = 10.0) -> None:
