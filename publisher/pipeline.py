@@ -284,14 +284,19 @@ class Publisher:
     # -- outputs --------------------------------------------------------
 
     def _newest(self, conn: sa.Connection, tag: str) -> list[Any]:
-        """The feed's newest stories, without their sources (the big column)."""
+        """The feed's newest stories, without their sources (the big column).
+
+        With RFC 5005 archives the main feed needs every story (the feeds
+        module pages the older ones), so a change re-renders the archive too.
+        """
         s = store.stories
         query = (
             sa.select(s.c.slug, s.c.path, s.c.content_hash, s.c.published_at, s.c.updated_at)
             .where(s.c.status == "published", s.c.deleted_at.is_(None))
             .order_by(s.c.published_at.desc(), s.c.slug.desc())
-            .limit(self.cfg.feeds.size)
         )
+        if not (tag == MAIN_FEED and self.cfg.feeds.archive):
+            query = query.limit(self.cfg.feeds.size)
         if tag != MAIN_FEED:
             query = query.where(s.c.feed_tags.contains(f"\n{tag}\n", autoescape=True))
         return list(conn.execute(query).all())

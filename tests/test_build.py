@@ -133,3 +133,22 @@ def test_build_cli_exit_codes(tmp_path: Path) -> None:
     assert (out / "feed.atom").exists() and (out / "issues" / "tsmc-arizona-n2-yields.html").exists()
     usage = runner.invoke(main, ["build", "--config", str(tmp_path / "config.toml"), "--briefs", str(tmp_path / "nope")])
     assert usage.exit_code == 2
+
+
+def test_archive_pages_are_written_by_the_pipeline(tmp_path: Path) -> None:
+    cfg = make_project(tmp_path, samples=False, feeds={"size": 2, "archive": True, "archive_page_size": 2},
+                       schedule={"quiet_period": 0.0})
+    for n in range(7):
+        (cfg.paths.briefs / f"s{n}.md").write_text(brief_text(f"s{n}", f"Story {n}", date=f"2026-11-{10 + n}"))
+    pub = publisher_for(cfg)
+    pub.build_all()
+    public = cfg.paths.public
+    assert (public / "archive" / "1.atom").exists() and (public / "archive" / "2.atom").exists()
+    assert not (public / "archive" / "3.atom").exists()  # only full pages are published
+    seen = []
+    for name in ("feed.atom", "archive/1.atom", "archive/2.atom"):
+        seen += [e.link.rsplit("/", 1)[-1] for e in feedparser.parse((public / name).read_bytes()).entries]
+    assert sorted(seen) == sorted(f"s{n}" for n in range(7))  # every story in exactly one document
+    (cfg.paths.briefs / "s7.md").write_text(brief_text("s7", "Story 7", date="2026-11-20"))
+    pub.sync()
+    assert (public / "archive" / "3.atom").exists()
