@@ -190,23 +190,29 @@ class Publisher:
             self._index = {r.path: watch.Indexed(watch.Stat(r.mtime_ns, r.size), r.sha256, r.slug) for r in rows}
         return self._index
 
-    def _brief_from(self, source: bytes, path: str, content_hash: str) -> Brief:
-        hit = self._briefs.get(content_hash)
-        if hit is not None:
-            self._briefs.move_to_end(content_hash)
-            return hit
-        brief = parse_brief(source, path, base_url=self.cfg.site.base_url)
+    def _remember(self, content_hash: str, brief: Brief) -> Brief:
         self._briefs[content_hash] = brief
+        self._briefs.move_to_end(content_hash)
         while len(self._briefs) > 4096:
             self._briefs.popitem(last=False)
         return brief
 
+    def _stored_brief(self, conn: sa.Connection, slug: str, path: str, content_hash: str) -> Brief:
+        """A stored story as a Brief; its source (the big column) is read only on a cache miss."""
+        hit = self._briefs.get(content_hash)
+        if hit is not None:
+            self._briefs.move_to_end(content_hash)
+            return hit
+        source = conn.execute(sa.select(store.stories.c.source).where(store.stories.c.slug == slug)).scalar_one()
+        brief = parse_brief(bytes(source), str(self.cfg.paths.briefs / path), base_url=self.cfg.site.base_url)
+        return self._remember(content_hash, brief)
+
     def _story_brief(self, conn: sa.Connection, slug: str) -> Brief:
         s = store.stories
-        row = conn.execute(sa.select(s.c.source, s.c.path, s.c.content_hash).where(s.c.slug == slug)).first()
+        row = conn.execute(sa.select(s.c.path, s.c.content_hash).where(s.c.slug == slug)).first()
         if row is None:
             raise NotFound("story", slug)
-        return self._brief_from(bytes(row.source), str(self.cfg.paths.briefs / row.path), row.content_hash)
+        return self._stored_brief(conn, slug, row.path, row.content_hash)
 
     # -- recording ------------------------------------------------------
 
@@ -301,14 +307,6 @@ class Publisher:
             query = query.where(s.c.feed_tags.contains(f"\n{tag}\n", autoescape=True))
         return list(conn.execute(query).all())
 
-    def _cached_brief(self, conn: sa.Connection, row: Any) -> Brief:
-        hit = self._briefs.get(row.content_hash)
-        if hit is not None:
-            self._briefs.move_to_end(row.content_hash)
-            return hit
-        source = conn.execute(sa.select(store.stories.c.source).where(store.stories.c.slug == row.slug)).scalar_one()
-        return self._brief_from(bytes(source), str(self.cfg.paths.briefs / row.path), row.content_hash)
-
     def _write_feeds(self, conn: sa.Connection, tags: Iterable[str], *, force: bool = False) -> list[str]:
         from .feeds import FeedStory, render_feeds
 
@@ -343,7 +341,9 @@ class Publisher:
                 # One FeedStory per slug across all feeds of this pass, so entry HTML is rendered once.
                 if r.slug not in feed_stories:
                     feed_stories[r.slug] = FeedStory(
-                        self._cached_brief(conn, r), store.aware(r.published_at), store.aware(r.updated_at)
+                        self._stored_brief(conn, r.slug, r.path, r.content_hash),
+                        store.aware(r.published_at),
+                        store.aware(r.updated_at),
                     )
                 stories.append(feed_stories[r.slug])
             for rel, data in render_feeds(stories, self.cfg, only={tag}).items():
@@ -443,7 +443,7 @@ class Publisher:
                 for path in plan.read:
                     parsed, brief = _read_and_parse(self.cfg.paths.briefs, path, seen[path], self.cfg.site.base_url, self.cfg.site.tz)
                     if brief is not None:
-                        self._briefs[parsed.sha256] = brief
+                        self._remember(parsed.sha256, brief)
                     after = watch.scan_one(self.cfg.paths.briefs / path)
                     if after != seen[path]:
                         result.waiting.append(path)  # changed while we read it: next scan
@@ -617,7 +617,7 @@ class Publisher:
     def _digest_rows(self, conn: sa.Connection, since: dt.datetime | None, until: dt.datetime) -> list[Any]:
         s = store.stories
         query = (
-            sa.select(s.c.slug, s.c.path, s.c.source, s.c.content_hash)
+            sa.select(s.c.slug, s.c.path, s.c.content_hash)
             .where(s.c.status == "published", s.c.deleted_at.is_(None), s.c.created_at <= until.astimezone(dt.timezone.utc))
             .order_by(s.c.published_at.desc(), s.c.slug)
         )
@@ -629,7 +629,7 @@ class Publisher:
         fire = self.next_digest_time() or self.clock()
         with self.engine.connect() as conn:
             rows = self._digest_rows(conn, self._cutoff(conn), self.clock())
-            briefs = [self._brief_from(bytes(r.source), r.path, r.content_hash) for r in rows]
+            briefs = [self._stored_brief(conn, r.slug, r.path, r.content_hash) for r in rows]
         return self.period_key(fire), briefs
 
     def make_digest(self, fire: dt.datetime) -> int | None:
@@ -647,7 +647,7 @@ class Publisher:
                 store.set_kv(conn, "digest.cutoff", fire.astimezone(dt.timezone.utc).isoformat())
                 log.info("digest %s: no new stories, nothing to send", key)
                 return None
-            briefs = [self._brief_from(bytes(r.source), r.path, r.content_hash) for r in rows]
+            briefs = [self._stored_brief(conn, r.slug, r.path, r.content_hash) for r in rows]
             label = fire.astimezone(self.cfg.site.tz).strftime("%A %d %B %Y")
             issue = render_digest(briefs, self.cfg, period_key=key, period_label=label)
             now = self._now()
