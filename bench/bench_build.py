@@ -11,7 +11,7 @@ one run and interleaved so load bursts hit both sides:
 
 * our cold full build (``Publisher.build_all``: web issues, feeds, tag
   feeds) in a fresh subprocess per run, into an empty public/ and an empty
-  store. Time is measured inside the child around ``Publisher(...)`` +
+  store. Time is measured inside the child around ``Pipeline(...)`` +
   ``build_all()`` (Python start-up is not counted; wall time is shown too);
 * ``hugo --quiet`` into a fresh destination per run (pages, list pages,
   tag taxonomy and RSS feeds), wall time;
@@ -151,24 +151,26 @@ watch_events = false
 
 
 def child_build(config_path: str) -> None:
-    from publisher import config, store
-    from publisher.pipeline import Publisher
+    from publisher.core import config
+    from publisher import store
+    from publisher.publish.pipeline import Pipeline
 
     cfg = config.load(config_path)
     t0 = time.perf_counter()
     engine = store.connect(cfg.store_url)
-    result = Publisher(cfg, engine).build_all()
+    result = Pipeline(cfg, engine).build_all()
     seconds = time.perf_counter() - t0
     print(json.dumps({"seconds": seconds, "published": len(result.published), "errors": result.errors[:5],
                       "n_errors": len(result.errors), "written": len(result.written)}))
 
 
 def child_edits(config_path: str, edits: int) -> None:
-    from publisher import config, store
-    from publisher.pipeline import Publisher
+    from publisher.core import config
+    from publisher import store
+    from publisher.publish.pipeline import Pipeline
 
     cfg = config.load(config_path)
-    pub = Publisher(cfg, store.connect(cfg.store_url))
+    pub = Pipeline(cfg, store.connect(cfg.store_url))
     t0 = time.perf_counter()
     first = pub.sync()  # nothing changed since the cold build: loads and compares the index
     first_s = time.perf_counter() - t0

@@ -80,9 +80,9 @@ def build_public(work: Path) -> tuple[Path, str]:
         f"""
         import datetime as dt
         from pathlib import Path
-        from publisher import config
+        from publisher.core import config
         from publisher.briefs import find_briefs, load_brief
-        from publisher.feeds import FeedStory, render_feeds
+        from publisher.render.feeds import FeedStory, render_feeds
         cfg = config.load({str(cfg_path)!r})
         stories = []
         for p in find_briefs([cfg.paths.briefs]):
@@ -122,10 +122,14 @@ def start_ours(cfg_path: Path, port: int) -> subprocess.Popen[bytes]:
     code = textwrap.dedent(
         f"""
         import logging, uvicorn
-        from publisher import config, store, web
+        from publisher.core import config
+        from publisher import store
+        from publisher.publish.pipeline import Pipeline
+        from publisher.web import app as web_app, server as web_server
         cfg = config.load({str(cfg_path)!r})
-        app = web.create_app(cfg, store.connect(cfg.store_url), None)
-        uvicorn.run(app, host="127.0.0.1", port={port}, http=web._http_impl(), access_log=False, log_level="warning")
+        engine = store.connect(cfg.store_url)
+        app = web_app.create_app(cfg, engine, Pipeline(cfg, engine))
+        uvicorn.run(app, host="127.0.0.1", port={port}, http=web_server._http_impl(), access_log=False, log_level="warning")
         """
     )
     env = dict(os.environ, PUBLISHER_SIGNING_KEY="b" * 64)

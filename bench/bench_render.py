@@ -41,11 +41,11 @@ sys.path.insert(0, str(ROOT))
 import mjml  # noqa: E402
 from jinja2 import Environment  # noqa: E402
 
-from publisher import config as config_mod  # noqa: E402
-from publisher import newsletter  # noqa: E402
+from publisher.core import config as config_mod
 from publisher.briefs import parse_brief  # noqa: E402
-from publisher.model import Brief  # noqa: E402
-from publisher.newsletter import MessageTemplate  # noqa: E402
+from publisher.briefs.model import Brief  # noqa: E402
+from publisher.mail.message import MessageTemplate  # noqa: E402
+from publisher.render import email as email_render
 
 WORK = ROOT / "bench" / ".work"
 BASE = "https://briefs.example.org/"
@@ -118,9 +118,9 @@ def timed(fn: Callable[[], object], n: int, warmup: int = 10) -> list[float]:
     return samples
 
 
-def naive_message(issue: newsletter.RenderedIssue, cfg: config_mod.Config, to: str, url: str, mid: str) -> bytes:
+def naive_message(issue: email_render.RenderedIssue, cfg: config_mod.Config, to: str, url: str, mid: str) -> bytes:
     """What a per-recipient EmailMessage build costs (the approach we avoid)."""
-    token = newsletter.unsubscribe_placeholder(issue.content_hash)
+    token = email_render.unsubscribe_placeholder(issue.content_hash)
     msg = EmailMessage()
     msg["From"] = Address(cfg.email.sender_name, addr_spec=cfg.email.sender_address)
     msg["To"] = to
@@ -143,7 +143,7 @@ def main() -> None:
     cfg = config_mod.from_mapping({"site": {"base_url": BASE}}, base=ROOT, source="<bench>")
     data = Path(args.brief).read_bytes()
     brief = parse_brief(data, args.brief, base_url=BASE)
-    issue = newsletter.render_story(brief, cfg)
+    issue = email_render.render_story(brief, cfg)
 
     try:
         # Imported by name: the feeds module is another engineer's, and the
@@ -157,9 +157,9 @@ def main() -> None:
         b = parse_brief(data, args.brief, base_url=BASE)
         if have_feeds:
             entry_html(b, cfg)
-        return newsletter.render_story(b, cfg)
+        return email_render.render_story(b, cfg)
 
-    env, _ = newsletter._environment(newsletter._template_dirs(cfg))
+    env, _ = email_render._environment(email_render._template_dirs(cfg))
     story_ctx = capture_story_context(brief, cfg)
     results: dict[str, list[float]] = {}
     module = ensure_node_mjml()
@@ -177,7 +177,7 @@ def main() -> None:
     results["  parse"] = timed(lambda: parse_brief(data, args.brief, base_url=BASE), args.n)
     if have_feeds:
         results["  feed entry (feeds.entry_html)"] = timed(lambda: entry_html(brief, cfg), args.n)
-    results["  email: html + text (render_story)"] = timed(lambda: newsletter.render_story(brief, cfg), args.n)
+    results["  email: html + text (render_story)"] = timed(lambda: email_render.render_story(brief, cfg), args.n)
     results["    mjml-python only"] = timed(lambda: mjml.mjml2html(issue.mjml, disable_comments=True, fonts={}), args.n)
     results["    jinja2 story.mjml only"] = timed(lambda: env.get_template("email/story.mjml.j2").render(story_ctx), args.n)
 
@@ -224,18 +224,18 @@ def main() -> None:
 def capture_story_context(brief: Brief, cfg: config_mod.Config) -> dict[str, Any]:
     """The context render_story hands to story.mjml.j2, so Jinja2 can be timed alone."""
     captured: dict[str, Any] = {}
-    original = newsletter._render_template
+    original = email_render._render_template
 
     def spy(env: Environment, name: str, context: dict[str, Any], what: str) -> str:
         if name == "email/story.mjml.j2":
             captured.update(context)
         return original(env, name, context, what)
 
-    newsletter._render_template = spy
+    email_render._render_template = spy
     try:
-        newsletter.render_story(brief, cfg)
+        email_render.render_story(brief, cfg)
     finally:
-        newsletter._render_template = original
+        email_render._render_template = original
     return captured
 
 

@@ -125,16 +125,17 @@ def prepare(workdir: Path, n: int) -> tuple[Path, int, bytes]:
 
     Also returns one recipient's message, for the plain-smtplib reference row.
     """
-    from publisher import delivery, ledger
-    from publisher.clock import system_clock
+    from publisher.core.clock import system_clock
+    from publisher.delivery import send as delivery
     from publisher.store import connect
+    from publisher.store import issues as issues_store
     from tests.test_delivery_support import add_story_issue, add_subscribers, make_cfg
 
     cfg = make_cfg(workdir)
     engine = connect(cfg.store_url)
     add_subscribers(engine, n)
     issue_id = add_story_issue(engine, cfg)
-    template = delivery.build_template(ledger.get_issue(engine, issue_id), cfg, sent_at=system_clock())
+    template = delivery.build_template(issues_store.get_issue(engine, issue_id), cfg, sent_at=system_clock())
     sample = template.personalize(
         to="reader@example.net", unsubscribe_url=cfg.site.url("unsubscribe?t=" + "x" * 90), message_id="<1.1.x@example.org>"
     )
@@ -175,9 +176,11 @@ def run_sender(workdir: Path, issue_id: int, port: int, connections: int) -> dic
 def worker(workdir: Path, issue_id: int, port: int, connections: int) -> None:
     import sqlalchemy as sa
 
-    from publisher import delivery, ledger
-    from publisher.clock import system_clock
-    from publisher.store import connect, deliveries, issues
+    from publisher.core.clock import system_clock
+    from publisher.delivery import send as delivery
+    from publisher.store import connect
+    from publisher.store import issues as issues_store
+    from publisher.store.schema import deliveries, issues
     from tests.test_delivery_support import make_cfg
 
     cfg = make_cfg(workdir, port=port, connections=connections, batch_size=200)
@@ -188,7 +191,7 @@ def worker(workdir: Path, issue_id: int, port: int, connections: int) -> None:
     start = time.perf_counter()
     report = delivery.send_issue(cfg, engine, issue_id)
     elapsed = time.perf_counter() - start
-    size = len(delivery.build_template(ledger.get_issue(engine, issue_id), cfg, sent_at=system_clock())
+    size = len(delivery.build_template(issues_store.get_issue(engine, issue_id), cfg, sent_at=system_clock())
                .personalize(to="x@example.net", unsubscribe_url="https://e.org/u?t=x", message_id="<a@b>"))
     with engine.connect() as conn:
         sent = conn.execute(sa.select(sa.func.count()).where(deliveries.c.state == "sent")).scalar_one()

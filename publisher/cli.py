@@ -15,9 +15,10 @@ from typing import Any, TypeVar
 
 import click
 
-from . import config as config_mod
-from .config import Config
-from .errors import ConfigError, PublisherError
+from .core import config as config_mod
+from .core.config import Config
+from .core.errors import ConfigError, PublisherError
+from .core.states import CADENCES, SUBSCRIBER_STATUSES, Cadence, IssueState, SENDABLE_STATES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,7 +80,7 @@ def parse(file: str, cfg: Config) -> None:
     import json
 
     from .briefs import load_brief
-    from .serialize import brief_to_dict
+    from .briefs.serialize import brief_to_dict
 
     brief = load_brief(file, base_url=cfg.site.base_url)
     click.echo(json.dumps(brief_to_dict(brief), ensure_ascii=False, indent=2))
@@ -90,7 +91,7 @@ def parse(file: str, cfg: Config) -> None:
 @with_config
 def check(paths: tuple[str, ...], cfg: Config) -> None:
     """Lint briefs like a compiler: file:line: error|warning: message."""
-    from .lint import check_paths
+    from .briefs.lint import check_paths
 
     report = check_paths(_paths_arg(paths), base_url=cfg.site.base_url)
     for finding in report.findings:
@@ -106,7 +107,7 @@ def check(paths: tuple[str, ...], cfg: Config) -> None:
 
 
 def _store(cfg: Config) -> Any:
-    from .store import connect
+    from .store.engine import connect
 
     return connect(cfg.store_url)
 
@@ -118,20 +119,22 @@ def subscribers_group() -> None:
 
 @subscribers_group.command("add")
 @click.argument("email")
-@click.option("--cadence", type=click.Choice(["instant", "daily", "weekly"]), default="instant", show_default=True)
+@click.option("--cadence", type=click.Choice(CADENCES), default=Cadence.INSTANT.value, show_default=True)
 @click.option("--double-opt-in", is_flag=True, help="Store as pending and send a confirmation email.")
 @with_config
 def subscribers_add(email: str, cadence: str, double_opt_in: bool, cfg: Config) -> None:
     """Add one subscriber (active at once unless --double-opt-in)."""
-    from . import delivery, ledger
-    from .clock import system_clock
+    from .core.addresses import normalize_email
+    from .core.clock import system_clock
+    from .delivery.subscriptions import subscribe
+    from .store import subscribers as subscribers_store
 
     engine = _store(cfg)
     if double_opt_in:
-        delivery.subscribe(cfg, engine, email, cadence)
-        click.echo(f"confirmation sent to {ledger.normalize_email(email)}")
+        subscribe(cfg, engine, email, cadence)
+        click.echo(f"confirmation sent to {normalize_email(email)}")
         return
-    sub, created = ledger.add_subscriber(engine, email, cadence, status="active", now=system_clock())
+    sub, created = subscribers_store.add_subscriber(engine, email, cadence, status="active", now=system_clock())
     click.echo(f"{'added' if created else 'exists'}: {sub.email} ({sub.status}, {sub.cadence})")
 
 
@@ -141,39 +144,39 @@ def subscribers_add(email: str, cadence: str, double_opt_in: bool, cfg: Config) 
 @with_config
 def subscribers_remove(email: str, forget: bool, cfg: Config) -> None:
     """Unsubscribe an address (or erase it with --forget)."""
-    from . import ledger
-    from .clock import system_clock
+    from .core.clock import system_clock
+    from .store import subscribers as subscribers_store
 
-    sub = ledger.remove_subscriber(_store(cfg), email, forget=forget, now=system_clock())
+    sub = subscribers_store.remove_subscriber(_store(cfg), email, forget=forget, now=system_clock())
     click.echo(f"{'erased' if forget else 'unsubscribed'}: {sub.email}")
 
 
 @subscribers_group.command("list")
-@click.option("--status", type=click.Choice(["pending", "active", "unsubscribed", "bounced"]))
-@click.option("--cadence", type=click.Choice(["instant", "daily", "weekly"]))
+@click.option("--status", type=click.Choice(SUBSCRIBER_STATUSES))
+@click.option("--cadence", type=click.Choice(CADENCES))
 @with_config
 def subscribers_list(status: str | None, cadence: str | None, cfg: Config) -> None:
     """One subscriber per line: email, status, cadence, since."""
-    from . import ledger
+    from .store import subscribers as subscribers_store
 
     engine = _store(cfg)
     n = 0
-    for s in ledger.list_subscribers(engine, status=status, cadence=cadence):
+    for s in subscribers_store.list_subscribers(engine, status=status, cadence=cadence):
         click.echo(f"{s.email}\t{s.status}\t{s.cadence}\t{s.created_at.date().isoformat()}")
         n += 1
-    counts = ledger.count_subscribers(engine)
+    counts = subscribers_store.count_subscribers(engine)
     click.echo(f"{n} listed; " + ", ".join(f"{k} {v}" for k, v in counts.items()), err=True)
 
 
 @subscribers_group.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--cadence", type=click.Choice(["instant", "daily", "weekly"]), default="instant", show_default=True,
+@click.option("--cadence", type=click.Choice(CADENCES), default=Cadence.INSTANT.value, show_default=True,
               help="Cadence for rows without one.")
 @with_config
 def subscribers_import(file: str, cadence: str, cfg: Config) -> None:
     """Import a CSV (email[,cadence[,status]]); bad rows are reported by line, the rest imported."""
-    from .clock import system_clock
-    from .subscribers import import_csv
+    from .core.clock import system_clock
+    from .delivery.csv_io import import_csv
 
     with open(file, encoding="utf-8-sig", newline="") as fh:
         report = import_csv(_store(cfg), fh, source=file, now=system_clock(), default_cadence=cadence)
@@ -184,22 +187,22 @@ def subscribers_import(file: str, cadence: str, cfg: Config) -> None:
 
 
 @subscribers_group.command("export")
-@click.option("--status", type=click.Choice(["pending", "active", "unsubscribed", "bounced"]))
+@click.option("--status", type=click.Choice(SUBSCRIBER_STATUSES))
 @with_config
 def subscribers_export(status: str | None, cfg: Config) -> None:
     """Write every subscriber as CSV to standard output."""
-    from .subscribers import export_csv
+    from .delivery.csv_io import export_csv
 
     n = export_csv(_store(cfg), sys.stdout, status=status)
     click.echo(f"{n} subscriber(s) exported", err=True)
 
 
 def _issue_for(engine: Any, target: str, states: tuple[str, ...]) -> Any:
-    from . import ledger
+    from .store import issues
 
     if target == "digest":
-        return ledger.latest_digest(engine, states)
-    return ledger.find_issue(engine, "story", target)
+        return issues.latest_digest(engine, states)
+    return issues.find_issue(engine, "story", target)
 
 
 @main.command("send")
@@ -208,15 +211,16 @@ def _issue_for(engine: Any, target: str, states: tuple[str, ...]) -> Any:
 @with_config
 def send(target: str, test_address: str | None, cfg: Config) -> None:
     """Send an approved story issue (or the latest approved digest); resumes an interrupted send."""
-    from . import delivery
+    from .delivery import send as delivery
+    from .delivery.sender import SendAborted
 
     engine = _store(cfg)
     if test_address:
-        issue = _issue_for(engine, target, ("draft", "awaiting_approval", "approved", "held", "sending", "sent"))
+        issue = _issue_for(engine, target, tuple(s for s in IssueState if s is not IssueState.ERROR))
         delivery.send_test(cfg, engine, delivery.rendered_from_row(issue), test_address)
         click.echo(f"test of {issue.kind} {issue.key} sent to {test_address}")
         return
-    issue = _issue_for(engine, target, ("approved", "sending"))
+    issue = _issue_for(engine, target, SENDABLE_STATES)
     bar: Any = None
     progress: Callable[[Any], None] | None = None
     if sys.stdout.isatty():
@@ -229,7 +233,7 @@ def send(target: str, test_address: str | None, cfg: Config) -> None:
         progress = _progress
     try:
         report = delivery.send_issue(cfg, engine, issue.id, progress=progress)
-    except delivery.SendAborted as exc:
+    except SendAborted as exc:
         report = exc.report
         click.echo(f"error: {exc}", err=True)
     finally:
@@ -248,10 +252,10 @@ def send(target: str, test_address: str | None, cfg: Config) -> None:
 @with_config
 def deliveries_cmd(target: str, cfg: Config) -> None:
     """Delivery progress of an issue: queued / sending / sent / failed, and the failures."""
-    from . import ledger
+    from .store import deliveries as ledger
 
     engine = _store(cfg)
-    issue = _issue_for(engine, target, ("approved", "sending", "sent", "held", "error"))
+    issue = _issue_for(engine, target, (IssueState.APPROVED, IssueState.SENDING, IssueState.SENT, IssueState.HELD, IssueState.ERROR))
     p = ledger.progress(engine, issue.id)
     click.echo(
         f"{issue.kind} {issue.key} ({issue.state}): {p.total} recipients: {p.queued} queued, "
@@ -267,7 +271,7 @@ def deliveries_cmd(target: str, cfg: Config) -> None:
 @with_config
 def serve(host: str | None, port: int | None, cfg: Config) -> None:
     """Serve the editors' desk (/desk) and public/ (feeds, issues, subscribe) without the scheduler."""
-    from .web import serve as serve_web
+    from .web.server import serve as serve_web
 
     serve_web(cfg, host=host, port=port)
 
@@ -286,7 +290,8 @@ def serve(host: str | None, port: int | None, cfg: Config) -> None:
 def render(file: str, fmt: str, cfg: Config) -> None:
     """Print the story issue one brief would make."""
     from .briefs import load_brief
-    from .newsletter import example_message, render_story, web_version
+    from .mail.message import example_message
+    from .render.email import render_story, web_version
 
     brief = load_brief(file, base_url=cfg.site.base_url)
     issue = render_story(brief, cfg)
@@ -298,10 +303,10 @@ def render(file: str, fmt: str, cfg: Config) -> None:
     click.echo({"html": html, "text": text, "mjml": issue.mjml}[fmt], nl=False)
 
 
-def _publisher(cfg: Config) -> Any:
-    from .pipeline import Publisher
+def _pipeline(cfg: Config) -> Any:
+    from .publish.pipeline import Pipeline
 
-    return Publisher(cfg, _store(cfg))
+    return Pipeline(cfg, _store(cfg))
 
 
 @main.command()
@@ -320,7 +325,7 @@ def build(briefs_dir: str | None, out_dir: str | None, cfg: Config) -> None:
         overrides["public"] = Path(out_dir).resolve()
     if overrides:
         cfg = cfg.with_paths(**overrides)
-    result = _publisher(cfg).build_all()
+    result = _pipeline(cfg).build_all()
     for error in result.errors:
         click.echo(error, err=True)
     click.echo(
@@ -341,10 +346,10 @@ def run(once: bool, no_web: bool, no_send: bool, cfg: Config) -> None:
     import signal
     import threading
 
-    from .schedule import Service
+    from .service import Service
 
-    pub = _publisher(cfg)
-    if not pub._load_index():
+    pub = _pipeline(cfg)
+    if not pub.load_index():
         # First start on this store: publish the folder in one parallel build.
         # Existing briefs go to the feeds; email issues are made for briefs
         # that arrive from now on (or when an editor approves one).
@@ -364,7 +369,7 @@ def run(once: bool, no_web: bool, no_send: bool, cfg: Config) -> None:
                 signal.signal(sig, lambda *_: stop.set())
             stop.wait()
         else:
-            from .web import make_server
+            from .web.server import make_server
 
             server = make_server(cfg, pub.engine, pub)
             click.echo(f"desk and feeds at http://{cfg.desk.host}:{cfg.desk.port}/", err=True)
@@ -382,7 +387,7 @@ def run(once: bool, no_web: bool, no_send: bool, cfg: Config) -> None:
 @with_config
 def approve(slug: str, cfg: Config) -> None:
     """Release a story issue for sending."""
-    _publisher(cfg).approve(slug)
+    _pipeline(cfg).approve(slug)
     click.echo(f"{slug}: approved")
 
 
@@ -391,7 +396,7 @@ def approve(slug: str, cfg: Config) -> None:
 @with_config
 def hold(slug: str, cfg: Config) -> None:
     """Hold a story issue back."""
-    _publisher(cfg).hold(slug)
+    _pipeline(cfg).hold(slug)
     click.echo(f"{slug}: held")
 
 
@@ -399,7 +404,7 @@ def hold(slug: str, cfg: Config) -> None:
 @with_config
 def status(cfg: Config) -> None:
     """Stories by state, pending approvals, recent errors, next digest."""
-    st = _publisher(cfg).status()
+    st = _pipeline(cfg).status()
     click.echo(f"{st.stories} stories: " + ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in sorted(st.states.items())))
     if st.awaiting:
         click.echo("awaiting approval:")

@@ -7,10 +7,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from publisher import config, store
-from publisher.clock import Clock, system_clock
-from publisher.config import Config
-from publisher.pipeline import Publisher
+from publisher.core import config
+from publisher import store
+from publisher.core.clock import Clock, system_clock
+from publisher.core.config import Config
+from publisher.publish.pipeline import Pipeline
 
 from .conftest import ROOT
 
@@ -42,7 +43,7 @@ def make_project(tmp: Path, *, samples: bool = True, **sections: dict[str, objec
 
 
 def publisher_for(cfg: Config, clock: Clock = system_clock) -> Publisher:
-    return Publisher(cfg, store.connect(cfg.store_url), clock=clock)
+    return Pipeline(cfg, store.connect(cfg.store_url), clock=clock)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from publisher.briefs import lint, parse_brief, slugify
-from publisher.errors import BriefError
-from publisher.serialize import brief_to_dict
+from publisher.core.errors import BriefError
+from publisher.briefs.serialize import brief_to_dict
 
 from .conftest import DATA, GOLDEN, ROOT, assert_golden
 
@@ -185,7 +185,7 @@ def test_slugify() -> None:
 
 
 def test_sample_briefs_are_clean() -> None:
-    from publisher.lint import check_paths
+    from publisher.briefs.lint import check_paths
 
     report = check_paths([ROOT / "briefs"], base_url="http://127.0.0.1:8000/")
     assert report.files >= 5

@@ -6,8 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from publisher.briefs import lint, parse_brief
-from publisher.errors import BriefError
-from publisher.model import Brief
+from publisher.core.errors import BriefError
+from publisher.briefs.model import Brief
 
 from .conftest import DATA, ROOT
 
@@ -101,7 +101,7 @@ def test_lint_never_raises_other_errors(data: bytes) -> None:
 def test_inline_fast_paths_match_markdown_it(source: str) -> None:
     # The plain-text and simple-link shortcuts must give exactly what the
     # general markdown-it path gives, or output would depend on the path taken.
-    from publisher.briefs import _Ctx
+    from publisher.briefs.inline import Context as _Ctx
 
     source = "\n".join(line.strip() for line in source.strip().split("\n"))
     fast = _Ctx("p", "https://base.example/").rich_inline(source, 1)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from lxml import etree  # type: ignore[import-untyped]
 
 from publisher.cli import main
-from publisher.clock import FixedClock
+from publisher.core.clock import FixedClock
 
 from .service_support import brief_text, make_project, publisher_for
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from publisher import config
-from publisher.errors import ConfigError
+from publisher.core import config
+from publisher.core.errors import ConfigError
 
 from .conftest import ROOT
 

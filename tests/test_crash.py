@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from publisher import config as config_mod
-from publisher import ledger
-from publisher.delivery import Sender
-from publisher.store import deliveries
+from publisher.core import config as config_mod
+from publisher.delivery.sender import Sender
+from publisher.store.schema import deliveries
+from publisher.store import deliveries as ledger
+from publisher.store import issues as issues_store
 
 from .test_delivery_support import Sink, add_issue, add_subscribers, issue_state, make_store, smtp_server, wait_until
 
@@ -70,7 +71,7 @@ def test_kill_minus_9_mid_send_then_resume(tmp_path: Path) -> None:
         engine = make_store(cfg)
         emails = add_subscribers(engine, N)
         issue_id = add_issue(engine)
-        slug = ledger.get_issue(engine, issue_id).key
+        slug = issues_store.get_issue(engine, issue_id).key
 
         in_flight_at_kills: list[int] = []
         for kill_at in (1200, 3200):
@@ -112,7 +113,7 @@ def test_two_senders_at_once_never_send_twice(tmp_path: Path) -> None:
         engine = make_store(cfg)
         emails = add_subscribers(engine, 2000)
         issue_id = add_issue(engine)
-        slug = ledger.get_issue(engine, issue_id).key
+        slug = issues_store.get_issue(engine, issue_id).key
         procs = [_send(cfg_path, slug) for _ in range(2)]
         outputs = [p.communicate(timeout=300) for p in procs]
         assert [p.returncode for p in procs] == [0, 0], [e.decode() for _, e in outputs]

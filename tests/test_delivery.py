@@ -14,10 +14,17 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from publisher import delivery, ledger, tokens
-from publisher.delivery import RateLimiter, SendAborted, wire_data
-from publisher.errors import DeliveryError, StateError
-from publisher.store import deliveries, subscribers
+from publisher.mail import tokens
+from publisher.delivery.sender import RateLimiter, SendAborted
+from publisher.mail.transports import wire_data
+from publisher.core.errors import DeliveryError, StateError
+from publisher.store.schema import deliveries, subscribers
+from publisher.delivery import send as delivery
+from publisher.delivery import subscriptions
+from publisher.mail import transports
+from publisher.store import deliveries as ledger
+from publisher.store import issues as issues_store
+from publisher.store import subscribers as subscribers_store
 
 from .test_delivery_support import (
     T0,
@@ -74,7 +81,7 @@ def test_message_as_received_and_one_click_unsubscribe(tmp_path: Path) -> None:
         url = m.group(1)
         sid, addr = tokens.read_token(key, "unsubscribe", _token_of(url))
         assert addr == rcpt
-        assert ledger.get_subscriber(engine, sid) is not None
+        assert subscribers_store.get_subscriber(engine, sid) is not None
         text_part, html_part = msg.get_body(("plain",)), msg.get_body(("html",))
         assert text_part is not None and html_part is not None
         text, html = text_part.get_content(), html_part.get_content()
@@ -87,11 +94,11 @@ def test_message_as_received_and_one_click_unsubscribe(tmp_path: Path) -> None:
     # RFC 8058: the token from the header unsubscribes at once; a replay is harmless.
     first = email.message_from_bytes(sink.messages[0].content, policy=email.policy.default)
     token = _token_of(first["List-Unsubscribe"].strip("<>"))
-    assert delivery.unsubscribe(cfg, engine, token) is True
-    assert delivery.unsubscribe(cfg, engine, token) is False
-    sub = ledger.find_subscriber(engine, first["To"])
+    assert subscriptions.unsubscribe(cfg, engine, token) is True
+    assert subscriptions.unsubscribe(cfg, engine, token) is False
+    sub = subscribers_store.find_subscriber(engine, first["To"])
     assert sub is not None and sub.status == "unsubscribed"
-    assert ledger.count_subscribers(engine)["active"] == 4
+    assert subscribers_store.count_subscribers(engine)["active"] == 4
 
 
 def test_rate_limit_spaces_messages_on_the_wire(tmp_path: Path) -> None:
@@ -164,7 +171,7 @@ def test_4xx_until_max_attempts_fails_without_bouncing(tmp_path: Path) -> None:
     assert report.failed == 1 and report.sent == 1
     state, attempts, error = _ledger_rows(engine, issue_id)[emails[0]]
     assert (state, attempts) == ("failed", 3) and error and "451" in error
-    sub = ledger.find_subscriber(engine, emails[0])
+    sub = subscribers_store.find_subscriber(engine, emails[0])
     assert sub is not None and sub.status == "active"
 
 
@@ -181,7 +188,7 @@ def test_5xx_fails_at_once_and_bounces(tmp_path: Path, bounce_after: int, status
     assert sink.recipients() == {emails[0]: 1, emails[1]: 1}
     state, attempts, error = _ledger_rows(engine, issue_id)[emails[2]]
     assert (state, attempts) == ("failed", 1) and error and "550" in error
-    sub = ledger.find_subscriber(engine, emails[2])
+    sub = subscribers_store.find_subscriber(engine, emails[2])
     assert sub is not None and sub.status == status and sub.bounces == 1
     assert report.bounced == (1 if status == "bounced" else 0)
     assert issue_state(engine, issue_id) == "sent"  # a failed row does not hold the issue open
@@ -237,8 +244,8 @@ def test_subscriber_who_leaves_mid_send_is_skipped(tmp_path: Path) -> None:
         engine = make_store(cfg)
         emails = add_subscribers(engine, 5)
         issue_id = add_issue(engine)
-        ledger.start_issue(engine, issue_id, now=T0)
-        ledger.remove_subscriber(engine, emails[3], forget=False, now=T0)
+        issues_store.start_issue(engine, issue_id, now=T0)
+        subscribers_store.remove_subscriber(engine, emails[3], forget=False, now=T0)
         delivery.send_issue(cfg, engine, issue_id)
     assert set(sink.recipients()) == set(emails) - {emails[3]}
     assert _ledger_rows(engine, issue_id)[emails[3]][0] == "skipped"
@@ -280,7 +287,7 @@ def test_send_test_marks_subject_and_writes_no_ledger_rows(tmp_path: Path) -> No
         engine = make_store(cfg)
         add_subscribers(engine, 2)
         issue_id = add_issue(engine, state="awaiting_approval")
-        row = ledger.get_issue(engine, issue_id)
+        row = issues_store.get_issue(engine, issue_id)
         delivery.send_test(cfg, engine, delivery.rendered_from_row(row), "Editor@Example.COM")
     assert sink.recipients() == {"editor@example.com": 1}
     msg = email.message_from_bytes(sink.messages[0].content, policy=email.policy.default)
@@ -300,8 +307,8 @@ def test_wire_template_equals_the_slow_path(tmp_path: Path) -> None:
     cfg = make_cfg(tmp_path)
     engine = make_store(cfg)
     issue_id = add_issue(engine)
-    template = delivery.build_template(ledger.get_issue(engine, issue_id), cfg, sent_at=T0)
-    wire = delivery.WireTemplate(template)
+    template = delivery.build_template(issues_store.get_issue(engine, issue_id), cfg, sent_at=T0)
+    wire = transports.WireTemplate(template)
     assert wire.fast  # the real newsletter template takes the fast path
     cases = [
         ("a@b.example", "https://news.example.org/unsubscribe?t=1~YQ.x.y", "<1.1.ab@news.example.org>"),
@@ -319,7 +326,7 @@ def test_transport_pipelines_when_the_server_offers_it(tmp_path: Path) -> None:
     sink = Sink(pipelining=True)
     with smtp_server(sink) as port:
         cfg = make_cfg(tmp_path, port=port)
-        transport = delivery.SmtpTransport(cfg.smtp, None)
+        transport = transports.SmtpTransport(cfg.smtp, None)
         transport.send("briefs@news.example.org", "a@example.net", b"Subject: hi\r\n\r\n.dot line\r\n")
         assert transport._conn is not None and transport._conn.has_extn("pipelining")
         sink.permanent.add("b@example.net")

@@ -21,9 +21,10 @@ from aiosmtpd.controller import Controller
 from sqlalchemy.engine import Engine
 
 from publisher.briefs import load_brief
-from publisher.config import Config, SiteConfig, SmtpConfig
-from publisher.newsletter import RenderedIssue, render_story, unsubscribe_placeholder
-from publisher.store import connect, issues, subscribers
+from publisher.core.config import Config, SiteConfig, SmtpConfig
+from publisher.render.email import RenderedIssue, render_story, unsubscribe_placeholder
+from publisher.store import connect
+from publisher.store.schema import issues, subscribers
 
 DATA = Path(__file__).resolve().parent / "data"
 T0 = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
@@ -157,7 +158,6 @@ def add_story_issue(engine: Engine, cfg: Config, *, state: str = "approved", bri
                 html=rendered.html,
                 text=rendered.text,
                 content_hash=rendered.content_hash,
-                slugs=brief.slug,
                 created_at=T0,
                 updated_at=T0,
             )
@@ -195,7 +195,7 @@ def add_issue(engine: Engine, *, state: str = "approved", kind: str = "story", k
             issues.insert().values(
                 kind=kind, key=key, state=state, subject=rendered.subject, preheader=rendered.preheader,
                 html=rendered.html, text=rendered.text, content_hash=rendered.content_hash,
-                slugs=key, created_at=T0, updated_at=T0,
+                created_at=T0, updated_at=T0,
             )
         )
         pk = result.inserted_primary_key

@@ -13,9 +13,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from publisher import delivery, ledger
 
 from .test_delivery_support import Sink, add_issue, add_subscribers, free_port, issue_state, make_cfg, make_store
+from publisher.delivery import send as delivery
+from publisher.delivery import sender as delivery_sender
+from publisher.store import deliveries as ledger
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 
@@ -107,7 +109,7 @@ def test_wrong_password_aborts_without_spending_attempts(
     engine = make_store(cfg)
     add_subscribers(engine, 4)
     issue_id = add_issue(engine)
-    with pytest.raises(delivery.SendAborted, match="535"):
+    with pytest.raises(delivery_sender.SendAborted, match="535"):
         delivery.send_issue(cfg, engine, issue_id)
     assert sink.messages == []
     assert ledger.progress(engine, issue_id) == ledger.Progress(queued=4)

@@ -21,8 +21,9 @@ import pytest
 import sqlalchemy as sa
 
 from publisher import store
-from publisher.pipeline import Publisher
-from publisher.config import Config
+from publisher.publish.pipeline import Pipeline
+from publisher.core.config import Config
+from publisher.store import schema
 
 from tests.test_web import PASSWORD, make_config, write_public
 from tests.test_web_live import LiveServer, free_port
@@ -76,7 +77,7 @@ def _config(tmp: Path, smtp_port: int) -> Config:
 
 
 def _pipeline(cfg: Config, engine: sa.Engine) -> Publisher:
-    return Publisher(cfg, engine)
+    return Pipeline(cfg, engine)
 
 
 @pytest.fixture
@@ -117,7 +118,7 @@ def _frames_loaded(page: Any) -> None:
 def _story_slug(engine: sa.Engine) -> str:
     with engine.connect() as conn:
         row = conn.execute(
-            sa.select(store.issues.c.key).where(store.issues.c.kind == "story", store.issues.c.state == "awaiting_approval").order_by(store.issues.c.key)
+            sa.select(schema.issues.c.key).where(schema.issues.c.kind == "story", schema.issues.c.state == "awaiting_approval").order_by(schema.issues.c.key)
         ).first()
     assert row is not None, "the build left no story awaiting approval"
     return str(row.key)
@@ -209,7 +210,7 @@ def test_editor_previews_tests_and_approves(desk: tuple[LiveServer, Config, sa.E
         finally:
             browser.close()
     with engine.connect() as conn:
-        state = conn.execute(sa.select(store.issues.c.state).where(store.issues.c.kind == "story", store.issues.c.key == slug)).scalar_one()
+        state = conn.execute(sa.select(schema.issues.c.state).where(schema.issues.c.kind == "story", schema.issues.c.key == slug)).scalar_one()
     assert state == "approved"
     assert len(inbox.messages) == 1  # only the test; approval alone sends nothing here
 
@@ -220,7 +221,7 @@ def test_open_preview_reloads_when_the_brief_changes_on_disk(desk: tuple[LiveSer
     srv, cfg, engine, _ = desk
     slug = _story_slug(engine)
     with engine.connect() as conn:
-        path, old_hash = conn.execute(sa.select(store.stories.c.path, store.stories.c.content_hash).where(store.stories.c.slug == slug)).one()
+        path, old_hash = conn.execute(sa.select(schema.stories.c.path, schema.stories.c.content_hash).where(schema.stories.c.slug == slug)).one()
     brief = cfg.paths.briefs / path if not Path(path).is_absolute() else Path(path)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
@@ -242,7 +243,7 @@ def test_open_preview_reloads_when_the_brief_changes_on_disk(desk: tuple[LiveSer
             while deadline_tries:
                 srv.publisher.sync()  # type: ignore[attr-defined]
                 with engine.connect() as conn:
-                    new_hash = conn.execute(sa.select(store.stories.c.content_hash).where(store.stories.c.slug == slug)).scalar_one()
+                    new_hash = conn.execute(sa.select(schema.stories.c.content_hash).where(schema.stories.c.slug == slug)).scalar_one()
                 if new_hash != old_hash:
                     break
                 deadline_tries -= 1

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from publisher.newsletter import render_digest, render_story, web_version
+from publisher.render.email import render_digest, render_story, web_version
 from tests.conftest import ROOT
 from tests.test_newsletter import big_brief, digest_briefs, load, make_config
 

@@ -20,11 +20,12 @@ import lxml.html  # type: ignore[import-untyped]
 import pytest
 from lxml import etree
 
-from publisher import config
+from publisher.core import config
 from publisher.briefs import parse_brief
-from publisher.config import Config
-from publisher.feeds import MAIN_FEED, FeedStory, categories, entry_html, entry_id, render_feeds
-from publisher.model import Brief
+from publisher.core.config import Config
+from publisher.render.feeds import MAIN_FEED, FeedStory, render_feeds
+from publisher.render.feed_entries import categories, entry_html, entry_id
+from publisher.briefs.model import Brief
 
 from .conftest import DATA, GOLDEN, assert_golden
 
@@ -300,7 +301,7 @@ def test_entry_html_rendered_once_and_only_for_feeds_that_use_it(tmp_path: Path,
         for i in range(400)
     ]
     calls = 0
-    import publisher.feeds as feeds
+    import publisher.render.feed_entries as feeds
 
     real = feeds.entry_html
 
@@ -339,7 +340,7 @@ def test_hub_icon_logo_from_config(tmp_path: Path, stories: list[FeedStory]) -> 
 
 
 def test_naive_datetimes_are_rejected(cfg: Config, stories: list[FeedStory]) -> None:
-    from publisher.errors import RenderError
+    from publisher.core.errors import RenderError
 
     naive = dataclasses.replace(stories[0], published=dt.datetime(2026, 1, 1))
     with pytest.raises(RenderError, match="timezone-aware"):

@@ -25,8 +25,8 @@ import pytest
 from lxml import etree
 from lxml import html as lxml_html
 
-from publisher.config import Config
-from publisher.feeds import render_feeds
+from publisher.core.config import Config
+from publisher.render.feeds import render_feeds
 from tests.test_feeds_validity import CONFIGS, A, stories_for, xml
 
 

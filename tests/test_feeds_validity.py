@@ -37,11 +37,11 @@ from hypothesis import strategies as st
 from lxml import etree
 from lxml import html as lxml_html
 
-from publisher import config
+from publisher.core import config
 from publisher.briefs import load_brief, parse_brief, slugify
-from publisher.config import Config
-from publisher.feeds import FeedStory, render_feeds
-from publisher.model import Brief
+from publisher.core.config import Config
+from publisher.render.feeds import FeedStory, render_feeds
+from publisher.briefs.model import Brief
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "tests" / "schemas"

@@ -12,8 +12,9 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from publisher import config, websub
-from publisher.websub import WebSubError
+from publisher.core import config
+from publisher.publish import websub
+from publisher.publish.websub import WebSubError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,9 +12,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from publisher import ledger
-from publisher.errors import StateError
-from publisher.store import deliveries, issues
+from publisher.core.errors import StateError
+from publisher.store.schema import deliveries, issues
+from publisher.core import addresses
+from publisher.store import deliveries as ledger
+from publisher.store import issues as issues_store
 
 from .test_delivery_support import T0, add_issue, add_subscribers, make_cfg, make_store
 
@@ -34,7 +36,7 @@ def issue_id(tmp_path: Path, engine: Engine) -> int:
     [("Reader@Example.ORG", "reader@example.org"), ("  a.b+tag@sub.example.net\t", "a.b+tag@sub.example.net")],
 )
 def test_normalize_email(raw: str, normal: str) -> None:
-    assert ledger.normalize_email(raw) == normal
+    assert addresses.normalize_email(raw) == normal
 
 
 @pytest.mark.parametrize(
@@ -43,8 +45,8 @@ def test_normalize_email(raw: str, normal: str) -> None:
      "a@example.org, b@example.org", ".a@example.org", "a" * 250 + "@example.org"],
 )
 def test_invalid_addresses_are_refused(raw: str) -> None:
-    with pytest.raises(ledger.InvalidAddress):
-        ledger.normalize_email(raw)
+    with pytest.raises(addresses.InvalidAddress):
+        addresses.normalize_email(raw)
 
 
 def test_start_issue_creates_rows_once_for_the_right_audience(engine: Engine, issue_id: int) -> None:
@@ -52,28 +54,28 @@ def test_start_issue_creates_rows_once_for_the_right_audience(engine: Engine, is
     add_subscribers(engine, 3, cadence="daily", start=10)
     add_subscribers(engine, 2, status="pending", start=20)
     add_subscribers(engine, 2, status="unsubscribed", start=30)
-    issue, created = ledger.start_issue(engine, issue_id, now=T0)
+    issue, created = issues_store.start_issue(engine, issue_id, now=T0)
     assert (issue.state, created) == ("sending", 5)
     add_subscribers(engine, 1, start=40)  # joins mid-send: waits for the next issue
-    assert ledger.start_issue(engine, issue_id, now=T0)[1] == 0
+    assert issues_store.start_issue(engine, issue_id, now=T0)[1] == 0
     assert ledger.progress(engine, issue_id).queued == 5
 
 
 def test_digest_audience_by_period_kind() -> None:
-    assert ledger.digest_cadence("2026-11-28") == "daily"
-    assert ledger.digest_cadence("2026-W48") == "weekly"
+    assert issues_store.digest_cadence("2026-11-28") == "daily"
+    assert issues_store.digest_cadence("2026-W48") == "weekly"
 
 
 def test_only_approved_issues_start(engine: Engine, tmp_path: Path) -> None:
     held = add_issue(engine, state="held")
     with pytest.raises(StateError):
-        ledger.start_issue(engine, held, now=T0)
+        issues_store.start_issue(engine, held, now=T0)
     assert ledger.progress(engine, held).total == 0
 
 
 def test_concurrent_claims_never_share_a_row(engine: Engine, issue_id: int) -> None:
     add_subscribers(engine, 600)
-    ledger.start_issue(engine, issue_id, now=T0)
+    issues_store.start_issue(engine, issue_id, now=T0)
     got: dict[str, list[int]] = {}
 
     def worker(name: str) -> None:
@@ -96,7 +98,7 @@ def test_concurrent_claims_never_share_a_row(engine: Engine, issue_id: int) -> N
 
 def test_failures_back_off_then_fail(engine: Engine, issue_id: int) -> None:
     (email,) = add_subscribers(engine, 1)
-    ledger.start_issue(engine, issue_id, now=T0)
+    issues_store.start_issue(engine, issue_id, now=T0)
     now = T0
     for attempt in range(1, 4):
         (c,) = ledger.claim(engine, issue_id, "h:1:x", 10, now=now)
@@ -114,7 +116,7 @@ def test_failures_back_off_then_fail(engine: Engine, issue_id: int) -> None:
             assert (retrying, failed) == (0, 1)
     assert ledger.progress(engine, issue_id).failed == 1
     assert ledger.next_retry(engine, issue_id) is None
-    assert ledger.finish_issue(engine, issue_id, now=now) is True
+    assert issues_store.finish_issue(engine, issue_id, now=now) is True
 
 
 def _dead_pid() -> int:
@@ -127,7 +129,7 @@ def test_recover_requeues_dead_local_workers_at_once_and_others_after_the_lease(
     import socket
 
     add_subscribers(engine, 30)
-    ledger.start_issue(engine, issue_id, now=T0)
+    issues_store.start_issue(engine, issue_id, now=T0)
     host = socket.gethostname()
     dead = f"{host}:{_dead_pid()}:aaaa"
     alive = ledger.worker_id()  # this very process
@@ -142,13 +144,13 @@ def test_recover_requeues_dead_local_workers_at_once_and_others_after_the_lease(
 
 def test_mark_sent_and_finish(engine: Engine, issue_id: int) -> None:
     add_subscribers(engine, 3)
-    ledger.start_issue(engine, issue_id, now=T0)
+    issues_store.start_issue(engine, issue_id, now=T0)
     claimed = ledger.claim(engine, issue_id, "h:1:x", 2, now=T0)
     ledger.mark_sent(engine, [c.delivery_id for c in claimed], now=T0)
-    assert ledger.finish_issue(engine, issue_id, now=T0) is False
+    assert issues_store.finish_issue(engine, issue_id, now=T0) is False
     (last,) = ledger.claim(engine, issue_id, "h:1:x", 2, now=T0)
     ledger.mark_sent(engine, [last.delivery_id], now=T0)
-    assert ledger.finish_issue(engine, issue_id, now=T0) is True
+    assert issues_store.finish_issue(engine, issue_id, now=T0) is True
     with engine.connect() as conn:
         row = conn.execute(sa.select(issues.c.state, issues.c.sent_at).where(issues.c.id == issue_id)).one()
         attempts = conn.execute(sa.select(deliveries.c.attempts)).scalars().all()

@@ -19,22 +19,15 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from publisher import config as config_mod
+from publisher.core import config as config_mod
 from publisher.briefs import parse_brief
 from publisher.cli import main
-from publisher.config import Config
-from publisher.errors import DeliveryError, RenderError
-from publisher.model import Brief
-from publisher.newsletter import (
-    MAX_LINE_OCTETS,
-    _fold_html,
-    MessageTemplate,
-    RenderedIssue,
-    render_digest,
-    render_story,
-    unsubscribe_placeholder,
-    web_version,
-)
+from publisher.core.config import Config
+from publisher.core.errors import DeliveryError, RenderError
+from publisher.briefs.model import Brief
+from publisher.render.mjml import MAX_LINE_OCTETS, _fold_html
+from publisher.mail.message import MessageTemplate
+from publisher.render.email import RenderedIssue, render_digest, render_story, unsubscribe_placeholder, web_version
 from tests.conftest import DATA, GOLDEN, assert_golden
 
 BASE = "https://briefs.example.org/"

@@ -12,9 +12,10 @@ import pytest
 import sqlalchemy as sa
 
 from publisher import store
-from publisher.clock import FixedClock
-from publisher.config import Config
-from publisher.pipeline import Publisher
+from publisher.core.clock import FixedClock
+from publisher.core.config import Config
+from publisher.publish.pipeline import Pipeline
+from publisher.store import schema
 
 REF = (Path(__file__).parent / "data" / "reference.txt").read_bytes()
 
@@ -49,36 +50,16 @@ def snapshot(public: Path) -> dict[str, tuple[bytes, int]]:
 
 
 def issue_state(engine: sa.Engine, slug: str) -> str | None:
-    i = store.issues
+    i = schema.issues
     with engine.connect() as conn:
         return conn.execute(sa.select(i.c.state).where(i.c.kind == "story", i.c.key == slug)).scalar_one_or_none()
-
-
-@pytest.fixture(autouse=True)
-def _feeds_or_none(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run against the feeds module when it renders the reference brief; else without it.
-
-    The feeds module is developed in parallel; the pipeline degrades to web
-    issues only without it, and these tests are about the pipeline.
-    """
-    import sys
-
-    try:
-        from publisher import feeds
-        from publisher.briefs import parse_brief
-
-        b = parse_brief(brief(0), "story-0.txt")
-        feeds.render_feeds([feeds.FeedStory(brief=b, published=b.published_at(dt.timezone.utc),
-                                            updated=b.published_at(dt.timezone.utc))], Config())
-    except Exception:
-        monkeypatch.setitem(sys.modules, "publisher.feeds", None)
 
 
 @pytest.fixture
 def setup(tmp_path: Path) -> tuple[Config, sa.Engine, Publisher]:
     cfg = make_cfg(tmp_path)
     engine = store.connect(cfg.store_url)
-    return cfg, engine, Publisher(cfg, engine)
+    return cfg, engine, Pipeline(cfg, engine)
 
 
 def test_build_twice_is_byte_identical_and_keeps_mtimes(setup: tuple[Config, sa.Engine, Publisher], tmp_path: Path) -> None:
@@ -89,12 +70,12 @@ def test_build_twice_is_byte_identical_and_keeps_mtimes(setup: tuple[Config, sa.
     assert sorted(first.published) == ["story-0", "story-1", "story-2"] and not first.errors
     before = snapshot(cfg.paths.public)
     assert "issues/story-1.html" in before
-    again = Publisher(cfg, engine).build_all(workers=1)
+    again = Pipeline(cfg, engine).build_all(workers=1)
     assert not again.written
     assert snapshot(cfg.paths.public) == before
     # A fresh store (state lost) must produce the very same bytes too.
     fresh = dataclasses.replace(cfg, paths=dataclasses.replace(cfg.paths, state=tmp_path / "state2"))
-    Publisher(fresh, store.connect(fresh.store_url)).build_all(workers=2)
+    Pipeline(fresh, store.connect(fresh.store_url)).build_all(workers=2)
     assert snapshot(cfg.paths.public) == before
 
 
@@ -111,7 +92,7 @@ def test_edit_rewrites_only_that_story(setup: tuple[Config, sa.Engine, Publisher
     changed = {k for k in after if after[k] != before.get(k)}
     assert {"issues/story-1.html", "issues/story-1.txt"} <= changed
     assert not any("story-0" in k or "story-2" in k for k in changed)
-    s = store.stories
+    s = schema.stories
     with engine.connect() as conn:
         rows = dict(conn.execute(sa.select(s.c.slug, s.c.updated_at)).all())
         pub_at = dict(conn.execute(sa.select(s.c.slug, s.c.published_at)).all())
@@ -136,7 +117,7 @@ def test_without_approval_issue_is_queued_at_once(tmp_path: Path) -> None:
     cfg = make_cfg(tmp_path, require_approval=False)
     engine = store.connect(cfg.store_url)
     put(cfg.paths.briefs, "story-1.txt", brief(1))
-    Publisher(cfg, engine).sync()
+    Pipeline(cfg, engine).sync()
     assert issue_state(engine, "story-1") == "approved"
 
 
@@ -191,7 +172,7 @@ def test_restart_repeats_nothing(setup: tuple[Config, sa.Engine, Publisher]) -> 
     pub.sync()
     pub.approve("story-1")
     before = snapshot(cfg.paths.public)
-    restarted = Publisher(cfg, store.connect(cfg.store_url))
+    restarted = Pipeline(cfg, store.connect(cfg.store_url))
     result = restarted.sync()
     assert not result.published and not result.written
     assert snapshot(cfg.paths.public) == before
@@ -211,14 +192,14 @@ def test_late_digest_rule(tmp_path: Path, late_minutes: int, made: bool) -> None
     cfg = make_cfg(tmp_path, digest_cron="0 7 * * *", digest_max_lateness=3600.0)
     engine = store.connect(cfg.store_url)
     clock = FixedClock(dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc))
-    pub = Publisher(cfg, engine, clock=clock)
+    pub = Pipeline(cfg, engine, clock=clock)
     assert pub.catch_up_digest() is None  # first start: records the cut-off
     clock.advance(3 * 3600)
     put(cfg.paths.briefs, "story-1.txt", brief(1))
     pub.sync()
     # The service was down over the 07:00 run and restarts later.
     clock.advance(dt.timedelta(hours=16, minutes=late_minutes).total_seconds())
-    restarted = Publisher(cfg, engine, clock=clock)
+    restarted = Pipeline(cfg, engine, clock=clock)
     got = restarted.catch_up_digest()
     assert (got is not None) is made
     assert restarted.catch_up_digest() is None  # once per period

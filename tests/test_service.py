@@ -13,9 +13,9 @@ import pytest
 from lxml import etree  # type: ignore[import-untyped]
 
 from publisher import store
-from publisher.config import Config
-from publisher.pipeline import Publisher
-from publisher.schedule import DIGEST, SCAN, Service, jobs
+from publisher.core.config import Config
+from publisher.publish.pipeline import Pipeline
+from publisher.service import DIGEST, SCAN, Service, jobs
 from tests.test_pipeline import brief, issue_state, make_cfg, put
 
 
@@ -40,7 +40,7 @@ def service(tmp_path: Path) -> tuple[Config, Service]:
     cfg = make_cfg(tmp_path, scan_interval=0.2, quiet_period=0.3, drain_interval=60.0)
     cfg.paths.briefs.mkdir(parents=True, exist_ok=True)
     engine = store.connect(cfg.store_url)
-    svc = Service(cfg, engine, Publisher(cfg, engine), deliver=False)
+    svc = Service(cfg, engine, Pipeline(cfg, engine), deliver=False)
     return cfg, svc
 
 
@@ -62,14 +62,14 @@ def test_service_publishes_dropped_and_chunked_briefs(tmp_path: Path) -> None:
                 fh.flush()
                 time.sleep(0.15)  # shorter than the quiet period
         wait_for(lambda: any("story-2" in i for i in atom_ids(cfg.paths.public)))
-        st = svc.publisher.status()
+        st = svc.pipeline.status()
         assert not st.errors
         assert (cfg.paths.public / "issues" / "story-2.html").read_bytes().count(b"</html>") == 1
         # A broken brief among good ones: recorded, nothing stops.
         (cfg.paths.briefs / "broken.txt").write_bytes(b"no heading\n")
         (cfg.paths.briefs / "story-3.txt").write_bytes(brief(3))
         wait_for(lambda: any("story-3" in i for i in atom_ids(cfg.paths.public)))
-        wait_for(lambda: any("broken.txt" in e for _, e in svc.publisher.status().errors))
+        wait_for(lambda: any("broken.txt" in e for _, e in svc.pipeline.status().errors))
         (cfg.paths.briefs / "story-1.txt").unlink()
         wait_for(lambda: not any("story-1" in i for i in atom_ids(cfg.paths.public)))
     finally:
@@ -78,7 +78,7 @@ def test_service_publishes_dropped_and_chunked_briefs(tmp_path: Path) -> None:
     # Restart: nothing repeated.
     before = {p: p.stat().st_mtime_ns for p in cfg.paths.public.rglob("*") if p.is_file()}
     engine = store.connect(cfg.store_url)
-    again = Publisher(cfg, engine).sync()
+    again = Pipeline(cfg, engine).sync()
     assert not again.published and not again.written
     assert before == {p: p.stat().st_mtime_ns for p in cfg.paths.public.rglob("*") if p.is_file()}
 
@@ -89,7 +89,7 @@ def test_readers_never_see_half_a_feed(tmp_path: Path) -> None:
     for n in range(20):
         put(cfg.paths.briefs, f"story-{n}.txt", brief(n))
     engine = store.connect(cfg.store_url)
-    pub = Publisher(cfg, engine)
+    pub = Pipeline(cfg, engine)
     pub.build_all(workers=1)
     stop = threading.Event()
     failures: list[str] = []
@@ -123,13 +123,13 @@ def test_readers_never_see_half_a_feed(tmp_path: Path) -> None:
 def test_idle_ticks_skip_the_full_scan_while_events_work(tmp_path: Path) -> None:
     cfg, svc = service(tmp_path)
     calls: list[list[str] | None] = []
-    real_sync = svc.publisher.sync
+    real_sync = svc.pipeline.sync
 
     def counting_sync(paths: list[str] | None = None) -> object:
         calls.append(None if paths is None else list(paths))
         return real_sync(paths)
 
-    svc.publisher.sync = counting_sync  # type: ignore[method-assign]
+    svc.pipeline.sync = counting_sync  # type: ignore[method-assign]
     svc._events_live.set()  # as if the watcher thread were running
     svc.scan()  # the first tick always scans the whole folder
     svc.scan()

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from publisher import ledger
 from publisher.cli import main
-from publisher.subscribers import export_csv, import_text
+from publisher.delivery.csv_io import export_csv, import_text
+from publisher.store import deliveries as ledger
+from publisher.store import issues as issues_store
+from publisher.store import subscribers as subscribers_store
 
 from .test_delivery_support import T0, add_issue, make_cfg, make_store
 
@@ -42,7 +44,7 @@ def test_import_reports_bad_rows_by_line_and_imports_the_rest(tmp_path: Path) ->
         "list.csv:9: status 'banned': expected active/pending/unsubscribed/bounced",
     ]
     assert (report.added, report.existing) == (5, 1)
-    subs = {s.email: s for s in ledger.list_subscribers(engine)}
+    subs = {s.email: s for s in subscribers_store.list_subscribers(engine)}
     assert set(subs) == {"good@example.org", "second@example.org", "dup@example.org", "gone@example.org", "fifth@example.org"}
     assert subs["good@example.org"].cadence == "daily" and subs["good@example.org"].status == "active"
     assert subs["gone@example.org"].status == "unsubscribed"
@@ -50,10 +52,10 @@ def test_import_reports_bad_rows_by_line_and_imports_the_rest(tmp_path: Path) ->
 
 def test_reimport_never_resubscribes_someone_who_left(tmp_path: Path) -> None:
     engine = make_store(make_cfg(tmp_path))
-    ledger.add_subscriber(engine, "left@example.org", "instant", status="unsubscribed", now=T0)
+    subscribers_store.add_subscriber(engine, "left@example.org", "instant", status="unsubscribed", now=T0)
     report = import_text(engine, "left@example.org\nnew@example.org\n", source="x.csv", now=T0)
     assert (report.added, report.existing, report.problems) == (1, 1, [])
-    assert ledger.find_subscriber(engine, "left@example.org").status == "unsubscribed"  # type: ignore[union-attr]
+    assert subscribers_store.find_subscriber(engine, "left@example.org").status == "unsubscribed"  # type: ignore[union-attr]
 
 
 def test_export_round_trips(tmp_path: Path) -> None:
@@ -66,8 +68,8 @@ def test_export_round_trips(tmp_path: Path) -> None:
     other = make_store(make_cfg(tmp_path / "other"))
     again = import_text(other, out.getvalue(), source="export.csv", now=T0)
     assert again.problems == [] and again.added == 5
-    assert [(s.email, s.status, s.cadence) for s in ledger.list_subscribers(other)] == [
-        (s.email, s.status, s.cadence) for s in ledger.list_subscribers(engine)
+    assert [(s.email, s.status, s.cadence) for s in subscribers_store.list_subscribers(other)] == [
+        (s.email, s.status, s.cadence) for s in subscribers_store.list_subscribers(engine)
     ]
 
 
@@ -105,12 +107,12 @@ def test_cli_subscribers_send_and_deliveries(tmp_path: Path, monkeypatch: pytest
     assert len(result.stdout.splitlines()) == 4
 
     # an approved issue, sent to the Maildir outbox (no smtp.host configured)
-    from publisher import config as config_mod
+    from publisher.core import config as config_mod
 
     cfg = config_mod.load(str(cfg_path))
     engine = make_store(cfg)
     issue_id = add_issue(engine)
-    slug = ledger.get_issue(engine, issue_id).key
+    slug = issues_store.get_issue(engine, issue_id).key
     code, out = run("send", slug, "--test", "editor@example.org")
     assert code == 0 and ledger.progress(engine, issue_id).total == 0
     code, out = run("send", slug)

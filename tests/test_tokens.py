@@ -13,10 +13,12 @@ from hypothesis import strategies as st
 
 from sqlalchemy.engine import Engine
 
-from publisher import delivery, ledger, tokens
-from publisher.clock import FixedClock
-from publisher.config import Config
-from publisher.errors import TokenError
+from publisher.mail import tokens
+from publisher.core.clock import FixedClock
+from publisher.core.config import Config
+from publisher.core.errors import TokenError
+from publisher.delivery import subscriptions
+from publisher.store import subscribers as subscribers_store
 
 from .test_delivery_support import T0, make_cfg, make_store
 
@@ -90,13 +92,13 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Config, Engine
 
 
 def _status(engine: Engine, email: str) -> str:
-    sub = ledger.find_subscriber(engine, email)
+    sub = subscribers_store.find_subscriber(engine, email)
     assert sub is not None
     return sub.status
 
 
 def _status_id(engine: Engine, sid: int) -> str:
-    sub = ledger.get_subscriber(engine, sid)
+    sub = subscribers_store.get_subscriber(engine, sid)
     assert sub is not None
     return sub.status
 
@@ -123,8 +125,8 @@ def _confirm_token(message: bytes) -> str:
 def test_double_opt_in(env: tuple[Config, Engine]) -> None:
     cfg, engine = env
     clock = FixedClock(T0)
-    delivery.subscribe(cfg, engine, "  New.Reader@Example.ORG ", "daily", clock=clock)
-    sub = ledger.find_subscriber(engine, "new.reader@example.org")
+    subscriptions.subscribe(cfg, engine, "  New.Reader@Example.ORG ", "daily", clock=clock)
+    sub = subscribers_store.find_subscriber(engine, "new.reader@example.org")
     assert sub is not None and sub.status == "pending" and sub.cadence == "daily"
     (mail,) = _outbox(cfg)
     assert b"To: new.reader@example.org" in mail and b"Subject: Confirm your subscription" in mail
@@ -132,27 +134,27 @@ def test_double_opt_in(env: tuple[Config, Engine]) -> None:
     # the link itself confirms nothing: that takes the web page's POST, which calls confirm()
     assert _status(engine, sub.email) == "pending"
     with pytest.raises(TokenError):
-        delivery.confirm(cfg, engine, token[:-2], clock=clock)
-    assert delivery.confirm(cfg, engine, token, clock=clock) is True
-    assert delivery.confirm(cfg, engine, token, clock=clock) is False
+        subscriptions.confirm(cfg, engine, token[:-2], clock=clock)
+    assert subscriptions.confirm(cfg, engine, token, clock=clock) is True
+    assert subscriptions.confirm(cfg, engine, token, clock=clock) is False
     assert _status(engine, sub.email) == "active"
     # asking again while active sends nothing (the form reveals nothing either)
-    delivery.subscribe(cfg, engine, "new.reader@example.org", "daily", clock=clock)
+    subscriptions.subscribe(cfg, engine, "new.reader@example.org", "daily", clock=clock)
     assert len(_outbox(cfg)) == 1
 
 
 def test_confirm_link_expires(env: tuple[Config, Engine]) -> None:
     cfg, engine = env
     clock = FixedClock(T0)
-    delivery.subscribe(cfg, engine, "late@example.org", "instant", clock=clock)
+    subscriptions.subscribe(cfg, engine, "late@example.org", "instant", clock=clock)
     token = _confirm_token(_outbox(cfg)[0])
     import time
 
     real = time.time
     try:
-        time.time = lambda: real() + delivery.CONFIRM_MAX_AGE + 60  # itsdangerous reads time.time
+        time.time = lambda: real() + subscriptions.CONFIRM_MAX_AGE + 60  # itsdangerous reads time.time
         with pytest.raises(TokenError):
-            delivery.confirm(cfg, engine, token)
+            subscriptions.confirm(cfg, engine, token)
     finally:
         time.time = real
     assert _status(engine, "late@example.org") == "pending"
@@ -160,8 +162,8 @@ def test_confirm_link_expires(env: tuple[Config, Engine]) -> None:
 
 def test_unsubscribe_forged_tokens_change_nothing_and_replay_is_harmless(env: tuple[Config, Engine]) -> None:
     cfg, engine = env
-    sub, _ = ledger.add_subscriber(engine, "a@example.net", "instant", status="active", now=T0)
-    other, _ = ledger.add_subscriber(engine, "b@example.net", "instant", status="active", now=T0)
+    sub, _ = subscribers_store.add_subscriber(engine, "a@example.net", "instant", status="active", now=T0)
+    other, _ = subscribers_store.add_subscriber(engine, "b@example.net", "instant", status="active", now=T0)
     token = tokens.make_token(KEY, "unsubscribe", sub.id, sub.email)
     forged = [
         *_mutations(token),
@@ -170,18 +172,18 @@ def test_unsubscribe_forged_tokens_change_nothing_and_replay_is_harmless(env: tu
     ]
     for bad in forged:
         with pytest.raises(TokenError):
-            delivery.unsubscribe(cfg, engine, bad)
-    assert ledger.count_subscribers(engine)["active"] == 2
+            subscriptions.unsubscribe(cfg, engine, bad)
+    assert subscribers_store.count_subscribers(engine)["active"] == 2
     # a valid token for an id whose address changed does nothing either
     stale = tokens.make_token(KEY, "unsubscribe", other.id, "old@example.net")
-    assert delivery.unsubscribe(cfg, engine, stale) is False
-    assert delivery.unsubscribe(cfg, engine, token) is True
-    assert delivery.unsubscribe(cfg, engine, token) is False  # a replay is harmless
+    assert subscriptions.unsubscribe(cfg, engine, stale) is False
+    assert subscriptions.unsubscribe(cfg, engine, token) is True
+    assert subscriptions.unsubscribe(cfg, engine, token) is False  # a replay is harmless
     assert _status_id(engine, sub.id) == "unsubscribed"
     assert _status_id(engine, other.id) == "active"
     # and a confirm link replayed after unsubscribing does not resubscribe
     confirm_token = tokens.make_token(KEY, "confirm", sub.id, sub.email)
-    assert delivery.confirm(cfg, engine, confirm_token) is False
+    assert subscriptions.confirm(cfg, engine, confirm_token) is False
     assert _status_id(engine, sub.id) == "unsubscribed"
 
 

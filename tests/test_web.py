@@ -12,7 +12,6 @@ import email.policy
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,18 @@ import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
-from publisher import config as config_mod
-from publisher import store, web, webauth
-from publisher.config import Config
-from publisher.errors import ConfigError, StateError
+from publisher.core import config as config_mod
+from publisher.web import auth as webauth
+from publisher import store
+from publisher.core.config import Config
+from publisher.core.errors import ConfigError
+from publisher.publish.pipeline import Pipeline
+from publisher.store import schema
+from publisher.store import subscribers as subscribers_store
+from publisher.web import app as web_app
+from publisher.web import preview as web_preview
+from publisher.web import public as web_public
+from publisher.web import server as web_server
 
 REFERENCE = Path(__file__).parent / "data" / "reference.txt"
 PASSWORD = "correct horse battery staple"
@@ -65,34 +72,44 @@ def add_story(engine: sa.Engine, slug: str, *, source: bytes | None = None, stat
     digest = hashlib.sha256(source).hexdigest()
     with engine.begin() as conn:
         conn.execute(
-            store.stories.insert().values(
+            schema.stories.insert().values(
                 slug=slug, path=path or f"{slug}.txt", title=f"Title of {slug}", status=status, source=source,
                 content_hash=digest, published_at=NOW, updated_at=NOW, created_at=NOW, error=error,
             )
         )
         if state is not None:
             conn.execute(
-                store.issues.insert().values(
+                schema.issues.insert().values(
                     kind="story", key=slug, state=state, subject=f"Subject {slug}", preheader="pre", html="<p>x</p>",
-                    text="x", content_hash=digest, slugs=slug, created_at=NOW, updated_at=NOW,
+                    text="x", content_hash=digest, created_at=NOW, updated_at=NOW,
                 )
             )
 
 
-@dataclass
-class FakePublisher:
-    """Stands in for pipeline.Publisher where only the web layer is under test."""
+class RecordingPipeline(Pipeline):
+    """The real pipeline, noting which editors' actions reached it."""
 
-    calls: list[tuple[str, str]] = field(default_factory=list)
-    fail_with: Exception | None = None
+    def __init__(self, cfg: Config, engine: sa.Engine) -> None:
+        super().__init__(cfg, engine)
+        self.calls: list[tuple[str, str]] = []
 
     def approve(self, slug: str) -> None:
         self.calls.append(("approve", slug))
-        if self.fail_with:
-            raise self.fail_with
+        super().approve(slug)
 
     def hold(self, slug: str) -> None:
         self.calls.append(("hold", slug))
+        super().hold(slug)
+
+
+def set_issue_state(engine: sa.Engine, slug: str, state: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.update(schema.issues).where(schema.issues.c.key == slug).values(state=state))
+
+
+def issue_state(engine: sa.Engine, slug: str) -> str:
+    with engine.connect() as conn:
+        return str(conn.execute(sa.select(schema.issues.c.state).where(schema.issues.c.key == slug)).scalar_one())
 
 
 @pytest.fixture
@@ -109,19 +126,19 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Confi
 @pytest.fixture
 def client(env: tuple[Config, sa.Engine]) -> Iterator[TestClient]:
     cfg, engine = env
-    with TestClient(web.create_app(cfg, engine, None), base_url="http://127.0.0.1:8000") as c:
+    with TestClient(web_app.create_app(cfg, engine, Pipeline(cfg, engine)), base_url="http://127.0.0.1:8000") as c:
         yield c
 
 
 @pytest.fixture
-def locked(env: tuple[Config, sa.Engine], monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, FakePublisher]]:
-    """A desk with a password set and a fake pipeline behind it."""
+def locked(env: tuple[Config, sa.Engine], monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, RecordingPipeline]]:
+    """A desk with a password set and the pipeline behind it."""
     monkeypatch.setenv("PUBLISHER_DESK_PASSWORD", PASSWORD)
     cfg, engine = env
-    fake = FakePublisher()
+    pipeline = RecordingPipeline(cfg, engine)
     add_story(engine, "alpha")
-    with TestClient(web.create_app(cfg, engine, fake), base_url="http://127.0.0.1:8000") as c:  # type: ignore[arg-type]
-        yield c, fake
+    with TestClient(web_app.create_app(cfg, engine, pipeline), base_url="http://127.0.0.1:8000") as c:
+        yield c, pipeline
 
 
 def csrf_from(html: str) -> str:
@@ -168,7 +185,7 @@ def test_public_files_have_type_validators_and_cache_control(client: TestClient,
 def test_feed_body_is_the_file(client: TestClient, env: tuple[Config, sa.Engine]) -> None:
     cfg, _ = env
     assert client.get("/feed.atom").content == (cfg.paths.public / "feed.atom").read_bytes()
-    assert client.get("/feed.atom").headers["cache-control"] == web.CACHE_FEED
+    assert client.get("/feed.atom").headers["cache-control"] == web_public.CACHE_FEED
 
 
 def test_conditional_get_etag_gives_304_without_body(client: TestClient) -> None:
@@ -178,7 +195,7 @@ def test_conditional_get_etag_gives_304_without_body(client: TestClient) -> None
     assert r.status_code == 304
     assert r.content == b""
     assert r.headers["etag"] == etag
-    assert r.headers["cache-control"] == web.CACHE_FEED
+    assert r.headers["cache-control"] == web_public.CACHE_FEED
     # A list of tags and the weak form both match (RFC 9110 weak comparison).
     assert client.get("/feed.atom", headers={"If-None-Match": f'"nope", W/{etag}'}).status_code == 304
     assert client.get("/feed.atom", headers={"If-None-Match": '"other"'}).status_code == 200
@@ -264,7 +281,7 @@ def test_public_file_requests_do_not_touch_the_database(env: tuple[Config, sa.En
     cfg, engine = env
     seen: list[str] = []
     sa.event.listen(engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
-    with TestClient(web.create_app(cfg, engine, None)) as c:
+    with TestClient(web_app.create_app(cfg, engine, Pipeline(cfg, engine))) as c:
         etag = c.get("/feed.atom").headers["etag"]
         c.get("/feed.atom", headers={"If-None-Match": etag})
         c.get("/issues/some-story")
@@ -285,10 +302,11 @@ def test_refuses_non_loopback_without_password(tmp_path: Path, monkeypatch: pyte
     with pytest.raises(ConfigError) as exc:
         webauth.check_bind(cfg, "0.0.0.0")
     assert "desk.host" in str(exc.value) and "PUBLISHER_DESK_PASSWORD" in str(exc.value)
+    engine = store.connect("sqlite://")
     with pytest.raises(ConfigError):
-        web.create_app(cfg, store.connect("sqlite://"), None)
+        web_app.create_app(cfg, engine, Pipeline(cfg, engine))
     with pytest.raises(ConfigError):
-        web.make_server(cfg, store.connect("sqlite://"), FakePublisher(), host="192.168.1.5")  # type: ignore[arg-type]
+        web_server.make_server(cfg, engine, Pipeline(cfg, engine), host="192.168.1.5")
     monkeypatch.setenv("PUBLISHER_DESK_PASSWORD", PASSWORD)
     webauth.check_bind(cfg, "0.0.0.0")  # credentials configured: allowed
 
@@ -307,7 +325,7 @@ def test_open_desk_on_loopback_says_so(client: TestClient, env: tuple[Config, sa
     assert "Title of alpha" in r.text
 
 
-def test_desk_requires_sign_in(locked: tuple[TestClient, FakePublisher]) -> None:
+def test_desk_requires_sign_in(locked: tuple[TestClient, RecordingPipeline]) -> None:
     c, _ = locked
     for path in ("/desk/", "/desk/story/alpha", "/desk/digest", "/desk/story/alpha/email"):
         r = c.get(path, follow_redirects=False)
@@ -318,7 +336,7 @@ def test_desk_requires_sign_in(locked: tuple[TestClient, FakePublisher]) -> None
     assert c.get("/desk", follow_redirects=False).status_code == 308
 
 
-def test_wrong_password_is_refused_and_throttled(locked: tuple[TestClient, FakePublisher]) -> None:
+def test_wrong_password_is_refused_and_throttled(locked: tuple[TestClient, RecordingPipeline]) -> None:
     c, _ = locked
     token = csrf_from(c.get("/desk/login").text)
     for _ in range(webauth.MAX_FAILURES):
@@ -328,7 +346,7 @@ def test_wrong_password_is_refused_and_throttled(locked: tuple[TestClient, FakeP
     assert c.get("/desk/", follow_redirects=False).status_code == 303
 
 
-def test_sign_in_sets_signed_session_cookie(locked: tuple[TestClient, FakePublisher]) -> None:
+def test_sign_in_sets_signed_session_cookie(locked: tuple[TestClient, RecordingPipeline]) -> None:
     c, _ = locked
     sign_in(c)
     cookie = next(ck for ck in c.cookies.jar if ck.name == webauth.SESSION_COOKIE)
@@ -341,14 +359,14 @@ def test_sign_in_sets_signed_session_cookie(locked: tuple[TestClient, FakePublis
     assert c.get("/desk/", follow_redirects=False).status_code == 303
 
 
-def test_login_post_needs_csrf(locked: tuple[TestClient, FakePublisher]) -> None:
+def test_login_post_needs_csrf(locked: tuple[TestClient, RecordingPipeline]) -> None:
     c, _ = locked
     c.get("/desk/login")
     assert c.post("/desk/login", data={"password": PASSWORD}).status_code == 403
     assert c.post("/desk/login", data={"password": PASSWORD, "csrf": "forged"}).status_code == 403
 
 
-def test_session_is_renewed_on_sign_in(locked: tuple[TestClient, FakePublisher]) -> None:
+def test_session_is_renewed_on_sign_in(locked: tuple[TestClient, RecordingPipeline]) -> None:
     c, _ = locked
     before = csrf_from(c.get("/desk/login").text)
     after = sign_in(c)
@@ -356,7 +374,7 @@ def test_session_is_renewed_on_sign_in(locked: tuple[TestClient, FakePublisher])
 
 
 @pytest.mark.parametrize("action", ["approve", "hold", "send", "test"])
-def test_every_desk_post_rejects_missing_or_wrong_csrf(locked: tuple[TestClient, FakePublisher], action: str) -> None:
+def test_every_desk_post_rejects_missing_or_wrong_csrf(locked: tuple[TestClient, RecordingPipeline], action: str) -> None:
     c, fake = locked
     sign_in(c)
     assert c.post(f"/desk/story/alpha/{action}", data={"address": "a@example.org", "confirm": "yes"}).status_code == 403
@@ -364,7 +382,7 @@ def test_every_desk_post_rejects_missing_or_wrong_csrf(locked: tuple[TestClient,
     assert fake.calls == []
 
 
-def test_logout_needs_csrf_and_ends_the_session(locked: tuple[TestClient, FakePublisher]) -> None:
+def test_logout_needs_csrf_and_ends_the_session(locked: tuple[TestClient, RecordingPipeline]) -> None:
     c, _ = locked
     token = sign_in(c)
     assert c.post("/desk/logout").status_code == 403
@@ -372,25 +390,27 @@ def test_logout_needs_csrf_and_ends_the_session(locked: tuple[TestClient, FakePu
     assert c.get("/desk/", follow_redirects=False).status_code == 303
 
 
-def test_approve_and_hold_call_the_pipeline(locked: tuple[TestClient, FakePublisher]) -> None:
+def test_approve_and_hold_call_the_pipeline(locked: tuple[TestClient, RecordingPipeline]) -> None:
     c, fake = locked
     token = sign_in(c)
     r = c.post("/desk/story/alpha/approve", data={"csrf": token}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/desk/story/alpha"
+    assert issue_state(fake.engine, "alpha") == "approved"
     c.post("/desk/story/alpha/hold", data={"csrf": token}, follow_redirects=False)
     assert fake.calls == [("approve", "alpha"), ("hold", "alpha")]
+    assert issue_state(fake.engine, "alpha") == "held"
 
 
-def test_state_errors_come_back_as_a_message(locked: tuple[TestClient, FakePublisher]) -> None:
+def test_state_errors_come_back_as_a_message(locked: tuple[TestClient, RecordingPipeline]) -> None:
     c, fake = locked
     token = sign_in(c)
-    fake.fail_with = StateError("already sent")
+    set_issue_state(fake.engine, "alpha", "sent")
     c.post("/desk/story/alpha/approve", data={"csrf": token}, follow_redirects=False)
     r = c.get("/desk/")
-    assert "Not possible now: already sent" in r.text
+    assert "Not possible now: story alpha issue is sent" in r.text
 
 
-def test_send_now_needs_the_confirm_box(locked: tuple[TestClient, FakePublisher]) -> None:
+def test_send_now_needs_the_confirm_box(locked: tuple[TestClient, RecordingPipeline]) -> None:
     c, fake = locked
     token = sign_in(c)
     c.post("/desk/story/alpha/send", data={"csrf": token}, follow_redirects=False)
@@ -398,7 +418,7 @@ def test_send_now_needs_the_confirm_box(locked: tuple[TestClient, FakePublisher]
     assert "tick the box" in c.get("/desk/").text
 
 
-def test_bearer_token_works_without_cookie_or_csrf(locked: tuple[TestClient, FakePublisher]) -> None:
+def test_bearer_token_works_without_cookie_or_csrf(locked: tuple[TestClient, RecordingPipeline]) -> None:
     c, fake = locked
     assert c.get("/desk/", headers={"Authorization": f"Bearer {PASSWORD}"}).status_code == 200
     assert c.get("/desk/", headers={"Authorization": "Bearer nope"}, follow_redirects=False).status_code == 303
@@ -407,7 +427,7 @@ def test_bearer_token_works_without_cookie_or_csrf(locked: tuple[TestClient, Fak
     assert fake.calls == [("hold", "alpha")]
 
 
-def test_bad_slugs_are_404(locked: tuple[TestClient, FakePublisher]) -> None:
+def test_bad_slugs_are_404(locked: tuple[TestClient, RecordingPipeline]) -> None:
     c, _ = locked
     sign_in(c)
     assert c.get("/desk/story/nope").status_code == 404
@@ -416,7 +436,7 @@ def test_bad_slugs_are_404(locked: tuple[TestClient, FakePublisher]) -> None:
     assert c.get("/desk/events?kind=story&key=../x").status_code == 400
 
 
-def test_desk_list_shows_states_and_lint_findings(locked: tuple[TestClient, FakePublisher], env: tuple[Config, sa.Engine]) -> None:
+def test_desk_list_shows_states_and_lint_findings(locked: tuple[TestClient, RecordingPipeline], env: tuple[Config, sa.Engine]) -> None:
     c, _ = locked
     _, engine = env
     add_story(engine, "beta", state="sent")
@@ -455,7 +475,7 @@ def test_bad_tokens_on_get(client: TestClient, path: str) -> None:
 
 
 def test_unsubscribe_token_is_not_a_confirm_token(client: TestClient, env: tuple[Config, sa.Engine]) -> None:
-    from publisher.tokens import make_token, signing_key
+    from publisher.mail.tokens import make_token, signing_key
 
     cfg, _ = env
     token = make_token(signing_key(cfg), "unsubscribe", 1, "a@example.org")
@@ -470,12 +490,12 @@ def test_unsubscribe_token_is_not_a_confirm_token(client: TestClient, env: tuple
 def test_resolver_refuses_raw_traversal(env: tuple[Config, sa.Engine], raw: str) -> None:
     # httpx normalises "..", so the resolver is also fed raw, un-normalised paths.
     cfg, _ = env
-    assert web.PublicFiles(cfg.paths.public).resolve(raw) is None
+    assert web_public.PublicFiles(cfg.paths.public).resolve(raw) is None
 
 
 def test_resolver_finds_known_files(env: tuple[Config, sa.Engine]) -> None:
     cfg, _ = env
-    files = web.PublicFiles(cfg.paths.public)
+    files = web_public.PublicFiles(cfg.paths.public)
     st = files.resolve("/tags/energy/feed.atom")
     assert st is not None and st.path.name == "feed.atom"
     assert files.read(st) == b"<feed/>"
@@ -484,22 +504,21 @@ def test_resolver_finds_known_files(env: tuple[Config, sa.Engine]) -> None:
 def _outbox(cfg: Config) -> list[Any]:
     import mailbox
 
-    from publisher.delivery import outbox_path
+    from publisher.mail.transports import outbox_path
 
     box = mailbox.Maildir(str(outbox_path(cfg)), create=False)
     return [email.message_from_bytes(box.get_bytes(k), policy=email.policy.default) for k in sorted(box.keys())]
 
 
 def test_subscribe_confirm_unsubscribe_round_trip(client: TestClient, env: tuple[Config, sa.Engine]) -> None:
-    from publisher import ledger
-    from publisher.tokens import make_token, signing_key
+    from publisher.mail.tokens import make_token, signing_key
 
     cfg, engine = env
     form = client.get("/subscribe").text
     token = re.search(r'name="form_token" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
     r = client.post("/subscribe", data={"email": "Reader@Example.org", "cadence": "weekly", "form_token": token})
     assert r.status_code == 200 and "Check your inbox" in r.text
-    sub = ledger.find_subscriber(engine, "reader@example.org")
+    sub = subscribers_store.find_subscriber(engine, "reader@example.org")
     assert sub is not None and sub.status == "pending" and sub.cadence == "weekly"
     # The confirmation mail links to /confirm; GET only shows a button.
     [mail] = _outbox(cfg)
@@ -508,16 +527,16 @@ def test_subscribe_confirm_unsubscribe_round_trip(client: TestClient, env: tuple
     path = url.removeprefix("http://127.0.0.1:8000")
     page = client.get(path)
     assert page.status_code == 200 and "<form" in page.text
-    assert ledger.find_subscriber(engine, "reader@example.org").status == "pending"  # type: ignore[union-attr]
+    assert subscribers_store.find_subscriber(engine, "reader@example.org").status == "pending"  # type: ignore[union-attr]
     t = re.search(r'name="t" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
     assert client.post("/confirm", data={"t": t}).status_code == 200
-    assert ledger.find_subscriber(engine, "reader@example.org").status == "active"  # type: ignore[union-attr]
+    assert subscribers_store.find_subscriber(engine, "reader@example.org").status == "active"  # type: ignore[union-attr]
     # RFC 8058 one-click: no cookie, no CSRF, the token in the URL.
     unsub = make_token(signing_key(cfg), "unsubscribe", sub.id, sub.email)
     fresh = TestClient(client.app)
     r = fresh.post(f"/unsubscribe?t={unsub}", content=b"List-Unsubscribe=One-Click", headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 200 and "Unsubscribed" in r.text
-    assert ledger.find_subscriber(engine, "reader@example.org").status == "unsubscribed"  # type: ignore[union-attr]
+    assert subscribers_store.find_subscriber(engine, "reader@example.org").status == "unsubscribed"  # type: ignore[union-attr]
     # A replay is harmless and says the same.
     assert fresh.post(f"/unsubscribe?t={unsub}", content=b"List-Unsubscribe=One-Click", headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 200
 
@@ -529,18 +548,17 @@ def test_bad_tokens_on_post(client: TestClient, token: str) -> None:
 
 
 def test_tampered_unsubscribe_token_changes_nothing(client: TestClient, env: tuple[Config, sa.Engine]) -> None:
-    from publisher import ledger
-    from publisher.tokens import make_token, signing_key
+    from publisher.mail.tokens import make_token, signing_key
 
     cfg, engine = env
-    ledger.request_subscription(engine, "x@example.org", "daily", now=NOW)
-    sub = ledger.find_subscriber(engine, "x@example.org")
+    subscribers_store.request_subscription(engine, "x@example.org", "daily", now=NOW)
+    sub = subscribers_store.find_subscriber(engine, "x@example.org")
     assert sub is not None
     other = make_token(b"another key entirely, 32 bytes long!", "unsubscribe", sub.id, sub.email)
     assert client.post(f"/unsubscribe?t={other}").status_code == 400
     good = make_token(signing_key(cfg), "unsubscribe", sub.id, sub.email)
     assert client.post(f"/unsubscribe?t={good[:-2]}").status_code == 400
-    assert ledger.find_subscriber(engine, "x@example.org").status == "pending"  # type: ignore[union-attr]
+    assert subscribers_store.find_subscriber(engine, "x@example.org").status == "pending"  # type: ignore[union-attr]
 
 
 # ------------------------------------------------------------------ preview
@@ -589,7 +607,7 @@ def test_preview_shows_text_part_inbox_line_and_size(client: TestClient, env: tu
 def test_preview_warns_past_the_gmail_clip(client: TestClient, env: tuple[Config, sa.Engine], monkeypatch: pytest.MonkeyPatch) -> None:
     _, engine = env
     add_story(engine, "alpha")
-    monkeypatch.setattr(web, "GMAIL_CLIP_BYTES", 1000)
+    monkeypatch.setattr(web_preview, "GMAIL_CLIP_BYTES", 1000)
     assert "Gmail will clip this message" in client.get("/desk/story/alpha").text
 
 
@@ -605,7 +623,7 @@ def test_dark_frame_forces_the_dark_rules(client: TestClient, env: tuple[Config,
 
 def test_force_dark_rewrites_media_queries() -> None:
     html = "<html><head><style>@media (prefers-color-scheme: dark){a{color:red}} @media (prefers-color-scheme:light){a{color:blue}}</style></head></html>"
-    out = web.force_dark(html)
+    out = web_preview.force_dark(html)
     assert "@media (min-width: 0px){a{color:red}}" in out
     assert "@media (max-width: 0px){a{color:blue}}" in out
     assert out.index('content="dark"') < out.index("<style>@media")
@@ -620,10 +638,10 @@ def test_broken_story_source_shows_an_error_not_a_crash(client: TestClient, env:
     assert client.get("/desk/story/broken/email").status_code == 500
 
 
-def test_digest_preview_without_pipeline_explains(client: TestClient) -> None:
+def test_digest_preview_with_no_stories_explains(client: TestClient) -> None:
     r = client.get("/desk/digest")
     assert r.status_code == 200
-    assert "needs the pipeline" in r.text
+    assert "no published stories to send" in r.text
 
 
 def test_serve_command_refuses_a_public_bind_without_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -640,28 +658,21 @@ def test_serve_command_refuses_a_public_bind_without_password(tmp_path: Path, mo
 
 
 def test_send_now_approves_then_sends_through_delivery(env: tuple[Config, sa.Engine], monkeypatch: pytest.MonkeyPatch) -> None:
-    from publisher import ledger
 
     monkeypatch.setenv("PUBLISHER_DESK_PASSWORD", PASSWORD)
     cfg, engine = env
     add_story(engine, "alpha")
-    ledger.add_subscriber(engine, "instant@example.org", "instant", status="active", now=NOW)
-    ledger.add_subscriber(engine, "daily@example.org", "daily", status="active", now=NOW)
+    subscribers_store.add_subscriber(engine, "instant@example.org", "instant", status="active", now=NOW)
+    subscribers_store.add_subscriber(engine, "daily@example.org", "daily", status="active", now=NOW)
 
-    class Approving(FakePublisher):
-        def approve(self, slug: str) -> None:  # the pipeline's state change, for this test
-            super().approve(slug)
-            with engine.begin() as conn:
-                conn.execute(sa.update(store.issues).where(store.issues.c.key == slug).values(state="approved"))
-
-    fake = Approving()
-    with TestClient(web.create_app(cfg, engine, fake)) as c:  # type: ignore[arg-type]
+    fake = RecordingPipeline(cfg, engine)
+    with TestClient(web_app.create_app(cfg, engine, fake)) as c:
         token = sign_in(c)
         r = c.post("/desk/story/alpha/send", data={"csrf": token, "confirm": "yes"}, follow_redirects=False)
         assert r.status_code == 303
     assert fake.calls == [("approve", "alpha")]
     with engine.connect() as conn:
-        assert conn.execute(sa.select(store.issues.c.state).where(store.issues.c.key == "alpha")).scalar_one() == "sent"
+        assert conn.execute(sa.select(schema.issues.c.state).where(schema.issues.c.key == "alpha")).scalar_one() == "sent"
     assert [str(m["To"]) for m in _outbox(cfg)] == ["instant@example.org"]
 
 

@@ -19,10 +19,12 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from publisher import store, web
-from publisher.config import Config
+from publisher import store
+from publisher.core.config import Config
+from publisher.store import schema
+from publisher.web import server as web_server
 
-from tests.test_web import FakePublisher, add_story, make_config, write_public
+from tests.test_web import RecordingPipeline, add_story, make_config, write_public
 
 
 def free_port() -> int:
@@ -34,7 +36,7 @@ def free_port() -> int:
 class LiveServer:
     def __init__(self, cfg: Config, engine: sa.Engine, publisher: object) -> None:
         self.port = free_port()
-        self.server = web.make_server(cfg, engine, publisher, host="127.0.0.1", port=self.port, access_log=False)  # type: ignore[arg-type]
+        self.server = web_server.make_server(cfg, engine, publisher, host="127.0.0.1", port=self.port, access_log=False)  # type: ignore[arg-type]
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -58,7 +60,7 @@ def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Live
     write_public(cfg)
     engine = store.connect(cfg.store_url)
     add_story(engine, "alpha")
-    srv = LiveServer(cfg, engine, FakePublisher())
+    srv = LiveServer(cfg, engine, RecordingPipeline(cfg, engine))
     srv.start()
     yield srv, cfg, engine
     srv.stop()
@@ -78,7 +80,7 @@ def read_events(resp: httpx.Response, want: int) -> list[str]:
 
 def touch_story(engine: sa.Engine, slug: str, content_hash: str) -> None:
     with engine.begin() as conn:
-        conn.execute(sa.update(store.stories).where(store.stories.c.slug == slug).values(content_hash=content_hash))
+        conn.execute(sa.update(schema.stories).where(schema.stories.c.slug == slug).values(content_hash=content_hash))
 
 
 def test_event_stream_announces_a_changed_story(live: tuple[LiveServer, Config, sa.Engine]) -> None:

@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from .errors import ConfigError, ConfigProblem
+from .urls import is_http_url
 
 
 def _doc(text: str, **kw: Any) -> Any:
@@ -169,17 +169,12 @@ SECTIONS: dict[str, type[Any]] = {
 }
 
 
-def _is_http_url(value: str) -> bool:
-    parts = urlsplit(value)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
 _EMAILISH = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
 _CRON_FIELD = re.compile(r"^[\d*/,\-a-zA-Z]+$")
 
 
 def _check_url(v: str) -> str | None:
-    return None if _is_http_url(v) else "must be an absolute http(s) URL"
+    return None if is_http_url(v) else "must be an absolute http(s) URL"
 
 
 def _check_optional_url(v: str) -> str | None:

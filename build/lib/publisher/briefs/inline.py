@@ -1,0 +1,240 @@
+"""Inline Markdown for the short fields of a brief, and the per-file parse context.
+
+Only inline fields (paragraphs, takes, watch items) run through Markdown;
+plain prose, the common case, is escaped directly, and a plain
+``[text](url)`` link takes a fast path that gives markdown-it's output.
+Every link is checked by :meth:`Context.safe_url`: only http(s) survives.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+from urllib.parse import urljoin, urlsplit
+
+from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml
+from markdown_it.token import Token
+
+from ..core.urls import is_http_url
+from .model import Finding, Link, Rich, Severity
+
+# Most source URLs look like this; they need no urlsplit (slow) to be trusted.
+_PLAIN_HTTP_URL = re.compile(r"^https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\d{1,5})?(?:[/?#][^\s]*)?$")
+_WS = re.compile(r"\s+")
+_WS_RUN = re.compile(r"\s\s|[^\S ]")  # any whitespace other than single spaces
+
+
+# Inline Markdown is only needed when one of these appears; otherwise the
+# text is escaped directly (most takes are plain prose). CommonMark has no
+# bare-URL autolinks, so plain URLs need no parser.
+_MARKDOWN_CHARS = re.compile(r"[\\`*_\[\]<>&!]")
+# The one construct common enough to deserve its own fast path: a plain
+# [text](url) link whose text and URL hold no other Markdown. Anything
+# fancier (titles, nesting, parentheses in URLs) goes to markdown-it.
+_SIMPLE_LINK = re.compile(r"\[([^\[\]\\`*_<>&!]*)\]\(([^()\s\\<>]+)\)")
+_NOT_SIMPLE = re.compile(r"[\\`*_<>&!\[\]]")
+
+_md = MarkdownIt("commonmark", {"html": False, "typographer": False})
+# markdown-it silently turns javascript:/data: links into literal text; we
+# want to see every link so that _Ctx.safe_url can drop it *with a warning*.
+_md.validateLink = lambda url: True  # type: ignore[method-assign]
+
+
+def origin(url: str | None) -> str | None:
+    if not url or not is_http_url(url):
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/"
+
+
+@dataclass
+class Context:
+    """Per-file parsing state: where we are and what we found."""
+
+    path: str
+    base: str | None  # origin used to resolve relative links
+    findings: list[Finding] = field(default_factory=list)
+
+    def add(self, line: int | None, severity: Severity, message: str) -> None:
+        self.findings.append(Finding(self.path, line, severity, message))
+
+    def warn(self, line: int | None, message: str) -> None:
+        self.add(line, "warning", message)
+
+    def error(self, line: int | None, message: str) -> None:
+        self.add(line, "error", message)
+
+    def safe_url(self, raw: str, line: int, what: str) -> str | None:
+        """Absolute http(s) URL for ``raw``, or None (with a warning)."""
+        raw = raw.strip()
+        if not raw:
+            return None
+        if _PLAIN_HTTP_URL.match(raw):
+            return raw
+        try:
+            parts = urlsplit(raw)
+        except ValueError:
+            self.warn(line, f"dropped malformed {what} {short(raw)}")
+            return None
+        if parts.scheme:
+            if parts.scheme.lower() in ("http", "https") and parts.hostname:
+                return raw
+            self.warn(line, f"dropped unsafe {what} {short(raw)}")
+            return None
+        if raw.startswith("//"):
+            self.warn(line, f"dropped protocol-relative {what} {short(raw)}")
+            return None
+        if self.base is None:
+            self.warn(line, f"dropped relative {what} {short(raw)}: no canonical URL or base_url to resolve it")
+            return None
+        return urljoin(self.base, raw)
+
+    # -- inline Markdown ------------------------------------------------
+
+    def rich_inline(self, source: str, line: int) -> Rich:
+        source = source.strip()
+        if not source:
+            return Rich("", "")
+        if not _MARKDOWN_CHARS.search(source):
+            return Rich(escapeHtml(source), source.replace("\n", " "))
+        if not _NOT_SIMPLE.search(_SIMPLE_LINK.sub("", source)):
+            return self._simple_links(source, line)
+        return self.markdown_inline(source, line)
+
+    def markdown_inline(self, source: str, line: int) -> Rich:
+        """The general path: markdown-it's inline parser, then link checks."""
+        tokens = _md.parseInline(source)
+        html_out, text, links = self._render_inline(tokens[0].children or [], line)
+        return Rich(html_out, text, links)
+
+    def _simple_links(self, source: str, line: int) -> Rich:
+        """[text](url) links in otherwise plain text, rendered as markdown-it would."""
+        html_parts: list[str] = []
+        text_parts: list[str] = []
+        links: list[Link] = []
+        pos = 0
+        for m in _SIMPLE_LINK.finditer(source):
+            before = source[pos : m.start()]
+            html_parts.append(escapeHtml(before))
+            text_parts.append(before)
+            label = m.group(1)
+            url = self.safe_url(m.group(2), line, "link")
+            if url is None:
+                html_parts.append(escapeHtml(label))
+            else:
+                href = _md.normalizeLink(url)
+                html_parts.append(f'<a href="{escapeHtml(href)}">{escapeHtml(label)}</a>')
+                links.append(Link(label.replace("\n", " ").strip(), href))
+            text_parts.append(label)
+            pos = m.end()
+        html_parts.append(escapeHtml(source[pos:]))
+        text_parts.append(source[pos:])
+        return Rich("".join(html_parts), "".join(text_parts).replace("\n", " ").strip(), tuple(links))
+
+    def rich_paragraphs(self, paragraphs: Sequence[tuple[str, int]]) -> Rich:
+        html_parts: list[str] = []
+        text_parts: list[str] = []
+        links: list[Link] = []
+        for source, line in paragraphs:
+            rich = self.rich_inline(source, line)
+            if not rich:
+                continue
+            html_parts.append(f"<p>{rich.html}</p>")
+            text_parts.append(rich.text)
+            links.extend(rich.links)
+        return Rich("\n".join(html_parts), "\n\n".join(text_parts), tuple(links))
+
+    def rich_block(self, source: str, line: int) -> Rich:
+        """Generic Markdown for unknown sections (lists, paragraphs...)."""
+        tokens = _md.parse(source)
+        links: list[Link] = []
+        texts: list[str] = []
+        for tok in tokens:
+            if tok.type == "inline":
+                h, t, ls = self._render_inline(tok.children or [], line + (tok.map[0] if tok.map else 0))
+                tok.children = [Token("html_inline", "", 0, content=h)]
+                texts.append(t)
+                links.extend(ls)
+            elif tok.type in ("fence", "code_block"):
+                texts.append(tok.content.rstrip("\n"))
+        # html_inline tokens are only ever our own, already-escaped output
+        # (the renderer emits their content as is; html=False only affects parsing).
+        rendered = _md.renderer.render(tokens, _md.options, {})
+        return Rich(rendered.strip(), "\n\n".join(t for t in texts if t), tuple(links))
+
+    def _render_inline(self, children: list[Token], line: int) -> tuple[str, str, tuple[Link, ...]]:
+        out: list[Token] = []
+        text_parts: list[str] = []
+        links: list[Link] = []
+        link_stack: list[tuple[bool, int, str]] = []  # (kept, start index in text_parts, url)
+        for tok in children:
+            if tok.type == "link_open":
+                url = self.safe_url(str(tok.attrs.get("href", "")), line, "link")
+                if url is not None:
+                    tok.attrs = {"href": url}
+                    out.append(tok)
+                link_stack.append((url is not None, len(text_parts), url or ""))
+                continue
+            if tok.type == "link_close":
+                kept, start, url = link_stack.pop() if link_stack else (False, 0, "")
+                if kept:
+                    out.append(tok)
+                    links.append(Link("".join(text_parts[start:]).strip(), url))
+                continue
+            if tok.type == "image":
+                # Images never survive into emails or feeds: keep their alt text.
+                alt = tok.content or "".join(c.content for c in tok.children or [])
+                out.append(Token("text", "", 0, content=alt))
+                text_parts.append(alt)
+                continue
+            if tok.type in ("html_inline", "html_block"):
+                # html=False means this cannot happen; keep the guarantee anyway.
+                out.append(Token("text", "", 0, content=tok.content))
+                text_parts.append(tok.content)
+                continue
+            out.append(tok)
+            if tok.type in ("text", "code_inline"):
+                text_parts.append(tok.content)
+            elif tok.type == "softbreak":
+                text_parts.append(" ")
+            elif tok.type == "hardbreak":
+                text_parts.append("\n")
+        rendered = cast(Any, _md.renderer).renderInline(out, _md.options, {})
+        return rendered, "".join(text_parts).strip(), tuple(links)
+
+
+def short(text: str, limit: int = 60) -> str:
+    text = text.replace("\n", " ")
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def plain(text: str) -> str:
+    """Plain form of a one-line Markdown-ish field (title, outlet, dek)."""
+    text = text.strip()
+    if "*" in text or "_" in text or "`" in text or "\\" in text or "&" in text or "[" in text:
+        tokens = _md.parseInline(text)
+        parts: list[str] = []
+        for tok in tokens[0].children or []:
+            if tok.type in ("text", "code_inline"):
+                parts.append(tok.content)
+            elif tok.type in ("softbreak", "hardbreak"):
+                parts.append(" ")
+            elif tok.type == "image":
+                parts.append(tok.content)
+        text = "".join(parts).strip()
+    return _WS.sub(" ", text) if _WS_RUN.search(text) else text
+
+
+def strip_quotes(text: str) -> str:
+    text = text.strip()
+    pairs = (('"', '"'), ("“", "”"), ("«", "»"), ("„", "“"), ("「", "」"), ("'", "'"), ("‘", "’"))
+    for left, right in pairs:
+        if len(text) >= 2 and text.startswith(left) and text.endswith(right):
+            return text[len(left) : -len(right)].strip()
+    return text
+
+
+# -- front matter ---------------------------------------------------------

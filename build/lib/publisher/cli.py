@@ -1,0 +1,412 @@
+"""The ``publisher`` command: thin click wrappers, one library call each.
+
+Exit codes: 0 success, 1 the work found problems (bad briefs, failed
+sends), 2 usage or configuration errors.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import config as config_mod
+from .config import Config
+from .errors import ConfigError, PublisherError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _load_config(path: str | None) -> Config:
+    try:
+        cfg = config_mod.load(path)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    for warning in cfg.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    return cfg
+
+
+def with_config(func: F) -> F:
+    """Adds ``--config PATH`` and passes the loaded Config as ``cfg``."""
+
+    @click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Config file (default: ./config.toml).",
+    )
+    @functools.wraps(func)
+    def wrapper(*args: Any, config_path: str | None, **kwargs: Any) -> Any:
+        cfg = _load_config(config_path)
+        try:
+            return func(*args, cfg=cfg, **kwargs)
+        except PublisherError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group()
+@click.version_option(package_name="publisher")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """Publish news briefs as feeds and newsletters."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _paths_arg(paths: tuple[str, ...]) -> list[Path]:
+    return [Path(p) for p in paths]
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@with_config
+def parse(file: str, cfg: Config) -> None:
+    """Print one parsed brief as JSON."""
+    import json
+
+    from .briefs import load_brief
+    from .serialize import brief_to_dict
+
+    brief = load_brief(file, base_url=cfg.site.base_url)
+    click.echo(json.dumps(brief_to_dict(brief), ensure_ascii=False, indent=2))
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@with_config
+def check(paths: tuple[str, ...], cfg: Config) -> None:
+    """Lint briefs like a compiler: file:line: error|warning: message."""
+    from .lint import check_paths
+
+    report = check_paths(_paths_arg(paths), base_url=cfg.site.base_url)
+    for finding in report.findings:
+        click.echo(str(finding))
+    click.echo(
+        f"{report.files} file(s): {report.errors} error(s), {report.warnings} warning(s)",
+        err=True,
+    )
+    sys.exit(1 if report.errors else 0)
+
+
+# ---------------------------------------------------------------- subscribers and delivery
+
+
+def _store(cfg: Config) -> Any:
+    from .store import connect
+
+    return connect(cfg.store_url)
+
+
+@main.group("subscribers")
+def subscribers_group() -> None:
+    """Manage subscribers: add, remove, list, import, export."""
+
+
+@subscribers_group.command("add")
+@click.argument("email")
+@click.option("--cadence", type=click.Choice(["instant", "daily", "weekly"]), default="instant", show_default=True)
+@click.option("--double-opt-in", is_flag=True, help="Store as pending and send a confirmation email.")
+@with_config
+def subscribers_add(email: str, cadence: str, double_opt_in: bool, cfg: Config) -> None:
+    """Add one subscriber (active at once unless --double-opt-in)."""
+    from . import delivery, ledger
+    from .clock import system_clock
+
+    engine = _store(cfg)
+    if double_opt_in:
+        delivery.subscribe(cfg, engine, email, cadence)
+        click.echo(f"confirmation sent to {ledger.normalize_email(email)}")
+        return
+    sub, created = ledger.add_subscriber(engine, email, cadence, status="active", now=system_clock())
+    click.echo(f"{'added' if created else 'exists'}: {sub.email} ({sub.status}, {sub.cadence})")
+
+
+@subscribers_group.command("remove")
+@click.argument("email")
+@click.option("--forget", is_flag=True, help="Erase the row and its delivery history instead of marking it unsubscribed.")
+@with_config
+def subscribers_remove(email: str, forget: bool, cfg: Config) -> None:
+    """Unsubscribe an address (or erase it with --forget)."""
+    from . import ledger
+    from .clock import system_clock
+
+    sub = ledger.remove_subscriber(_store(cfg), email, forget=forget, now=system_clock())
+    click.echo(f"{'erased' if forget else 'unsubscribed'}: {sub.email}")
+
+
+@subscribers_group.command("list")
+@click.option("--status", type=click.Choice(["pending", "active", "unsubscribed", "bounced"]))
+@click.option("--cadence", type=click.Choice(["instant", "daily", "weekly"]))
+@with_config
+def subscribers_list(status: str | None, cadence: str | None, cfg: Config) -> None:
+    """One subscriber per line: email, status, cadence, since."""
+    from . import ledger
+
+    engine = _store(cfg)
+    n = 0
+    for s in ledger.list_subscribers(engine, status=status, cadence=cadence):
+        click.echo(f"{s.email}\t{s.status}\t{s.cadence}\t{s.created_at.date().isoformat()}")
+        n += 1
+    counts = ledger.count_subscribers(engine)
+    click.echo(f"{n} listed; " + ", ".join(f"{k} {v}" for k, v in counts.items()), err=True)
+
+
+@subscribers_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--cadence", type=click.Choice(["instant", "daily", "weekly"]), default="instant", show_default=True,
+              help="Cadence for rows without one.")
+@with_config
+def subscribers_import(file: str, cadence: str, cfg: Config) -> None:
+    """Import a CSV (email[,cadence[,status]]); bad rows are reported by line, the rest imported."""
+    from .clock import system_clock
+    from .subscribers import import_csv
+
+    with open(file, encoding="utf-8-sig", newline="") as fh:
+        report = import_csv(_store(cfg), fh, source=file, now=system_clock(), default_cadence=cadence)
+    for line in report.lines():
+        click.echo(line, err=True)
+    click.echo(f"{report.added} added, {report.existing} already present, {len(report.problems)} bad row(s)")
+    sys.exit(1 if report.problems else 0)
+
+
+@subscribers_group.command("export")
+@click.option("--status", type=click.Choice(["pending", "active", "unsubscribed", "bounced"]))
+@with_config
+def subscribers_export(status: str | None, cfg: Config) -> None:
+    """Write every subscriber as CSV to standard output."""
+    from .subscribers import export_csv
+
+    n = export_csv(_store(cfg), sys.stdout, status=status)
+    click.echo(f"{n} subscriber(s) exported", err=True)
+
+
+def _issue_for(engine: Any, target: str, states: tuple[str, ...]) -> Any:
+    from . import ledger
+
+    if target == "digest":
+        return ledger.latest_digest(engine, states)
+    return ledger.find_issue(engine, "story", target)
+
+
+@main.command("send")
+@click.argument("target", metavar="SLUG|digest")
+@click.option("--test", "test_address", metavar="ADDRESS", help="Send one copy to ADDRESS, subject marked [TEST]; no ledger rows.")
+@with_config
+def send(target: str, test_address: str | None, cfg: Config) -> None:
+    """Send an approved story issue (or the latest approved digest); resumes an interrupted send."""
+    from . import delivery
+
+    engine = _store(cfg)
+    if test_address:
+        issue = _issue_for(engine, target, ("draft", "awaiting_approval", "approved", "held", "sending", "sent"))
+        delivery.send_test(cfg, engine, delivery.rendered_from_row(issue), test_address)
+        click.echo(f"test of {issue.kind} {issue.key} sent to {test_address}")
+        return
+    issue = _issue_for(engine, target, ("approved", "sending"))
+    bar: Any = None
+    progress: Callable[[Any], None] | None = None
+    if sys.stdout.isatty():
+        bar = click.progressbar(length=1, label=f"{issue.kind} {issue.key}")
+
+        def _progress(p: Any) -> None:
+            bar.length = max(p.total, 1)
+            bar.update(p.done - bar.pos)
+
+        progress = _progress
+    try:
+        report = delivery.send_issue(cfg, engine, issue.id, progress=progress)
+    except delivery.SendAborted as exc:
+        report = exc.report
+        click.echo(f"error: {exc}", err=True)
+    finally:
+        if bar is not None:
+            bar.render_finish()
+    click.echo(
+        f"{issue.kind} {issue.key}: {report.sent} sent, {report.failed} failed, {report.retrying} retried, "
+        f"{report.skipped} skipped, {report.queued} still queued, {report.recovered} recovered from a dead sender "
+        f"({report.elapsed:.1f}s)"
+    )
+    sys.exit(1 if report.failed or report.queued else 0)
+
+
+@main.command("deliveries")
+@click.argument("target", metavar="SLUG|digest")
+@with_config
+def deliveries_cmd(target: str, cfg: Config) -> None:
+    """Delivery progress of an issue: queued / sending / sent / failed, and the failures."""
+    from . import ledger
+
+    engine = _store(cfg)
+    issue = _issue_for(engine, target, ("approved", "sending", "sent", "held", "error"))
+    p = ledger.progress(engine, issue.id)
+    click.echo(
+        f"{issue.kind} {issue.key} ({issue.state}): {p.total} recipients: {p.queued} queued, "
+        f"{p.sending} sending, {p.sent} sent, {p.failed} failed, {p.skipped} skipped"
+    )
+    for row in ledger.failures(engine, issue.id):
+        click.echo(f"  failed {row.email} after {row.attempts} attempt(s): {row.last_error}")
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (default: desk.host, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default: desk.port, 8000).")
+@with_config
+def serve(host: str | None, port: int | None, cfg: Config) -> None:
+    """Serve the editors' desk (/desk) and public/ (feeds, issues, subscribe) without the scheduler."""
+    from .web import serve as serve_web
+
+    serve_web(cfg, host=host, port=port)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--as",
+    "fmt",
+    type=click.Choice(["html", "text", "mjml", "eml"]),
+    default="html",
+    show_default=True,
+    help="html/text: the public web version; mjml: the compiled template; eml: the full message for an example reader.",
+)
+@with_config
+def render(file: str, fmt: str, cfg: Config) -> None:
+    """Print the story issue one brief would make."""
+    from .briefs import load_brief
+    from .newsletter import example_message, render_story, web_version
+
+    brief = load_brief(file, base_url=cfg.site.base_url)
+    issue = render_story(brief, cfg)
+    if fmt == "eml":
+        # The brief's own publication time keeps the example reproducible.
+        sys.stdout.buffer.write(example_message(issue, cfg, sent_at=brief.published_at(cfg.site.tz)))
+        return
+    html, text = web_version(issue, cfg)
+    click.echo({"html": html, "text": text, "mjml": issue.mjml}[fmt], nl=False)
+
+
+def _publisher(cfg: Config) -> Any:
+    from .pipeline import Publisher
+
+    return Publisher(cfg, _store(cfg))
+
+
+@main.command()
+@click.option("--briefs", "briefs_dir", type=click.Path(file_okay=False), default=None, help="Briefs folder (overrides config).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Output folder (overrides config).")
+@with_config
+def build(briefs_dir: str | None, out_dir: str | None, cfg: Config) -> None:
+    """Render every brief once into public/: feeds, tag feeds, web issues."""
+    overrides = {}
+    if briefs_dir:
+        if not Path(briefs_dir).is_dir():
+            click.echo(f"error: --briefs {briefs_dir}: no such folder", err=True)
+            sys.exit(2)
+        overrides["briefs"] = Path(briefs_dir).resolve()
+    if out_dir:
+        overrides["public"] = Path(out_dir).resolve()
+    if overrides:
+        cfg = cfg.with_paths(**overrides)
+    result = _publisher(cfg).build_all()
+    for error in result.errors:
+        click.echo(error, err=True)
+    click.echo(
+        f"{len(result.published)} published, {len(result.errors)} rejected, {len(result.removed)} removed, "
+        f"{len(result.written)} file(s) written to {cfg.paths.public}",
+        err=True,
+    )
+    sys.exit(1 if result.errors else 0)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Scan and publish once, then exit.")
+@click.option("--no-web", is_flag=True, help="Run the scheduler without the web app.")
+@click.option("--no-send", is_flag=True, help="Do not drain the delivery queue.")
+@with_config
+def run(once: bool, no_web: bool, no_send: bool, cfg: Config) -> None:
+    """The service: watch briefs/, publish, queue issues, make digests, serve the desk."""
+    import signal
+    import threading
+
+    from .schedule import Service
+
+    pub = _publisher(cfg)
+    if not pub._load_index():
+        # First start on this store: publish the folder in one parallel build.
+        # Existing briefs go to the feeds; email issues are made for briefs
+        # that arrive from now on (or when an editor approves one).
+        pub.build_all()
+    result = pub.sync()
+    if once:
+        for error in result.errors:
+            click.echo(error, err=True)
+        return
+    pub.catch_up_digest()
+    service = Service(cfg, pub.engine, pub, deliver=not no_send)
+    service.start()
+    try:
+        if no_web:
+            stop = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+            stop.wait()
+        else:
+            from .web import make_server
+
+            server = make_server(cfg, pub.engine, pub)
+            click.echo(f"desk and feeds at http://{cfg.desk.host}:{cfg.desk.port}/", err=True)
+            # uvicorn re-raises the signal it caught once it has stopped; with the
+            # default SIGTERM action that would kill us before the scheduler's
+            # jobs finish, so the re-raised signal lands on a no-op instead.
+            signal.signal(signal.SIGTERM, lambda *_: None)
+            server.run()  # returns on SIGINT/SIGTERM
+    finally:
+        service.stop()
+
+
+@main.command()
+@click.argument("slug")
+@with_config
+def approve(slug: str, cfg: Config) -> None:
+    """Release a story issue for sending."""
+    _publisher(cfg).approve(slug)
+    click.echo(f"{slug}: approved")
+
+
+@main.command()
+@click.argument("slug")
+@with_config
+def hold(slug: str, cfg: Config) -> None:
+    """Hold a story issue back."""
+    _publisher(cfg).hold(slug)
+    click.echo(f"{slug}: held")
+
+
+@main.command()
+@with_config
+def status(cfg: Config) -> None:
+    """Stories by state, pending approvals, recent errors, next digest."""
+    st = _publisher(cfg).status()
+    click.echo(f"{st.stories} stories: " + ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in sorted(st.states.items())))
+    if st.awaiting:
+        click.echo("awaiting approval:")
+        for slug, title in st.awaiting:
+            click.echo(f"  {slug}  {title}")
+    if st.errors:
+        click.echo("errors:")
+        for _path, error in st.errors:
+            click.echo(f"  {error}")
+    click.echo(f"next digest: {st.next_digest.isoformat() if st.next_digest else 'none scheduled'}")

@@ -1,0 +1,141 @@
+"""MJML → HTML with mjml-python, and the HTML made safe for a MIME body.
+
+Every line stays under RFC 5322's 998 octets (folded at tag boundaries
+where a newline renders as nothing), and an unknown ``mj-`` tag is an
+error rather than a silent pass-through.
+"""
+
+from __future__ import annotations
+
+import re
+
+import mjml
+
+from ..core.errors import RenderError
+
+MAX_LINE_OCTETS = 998  # RFC 5322 hard limit, excluding CRLF
+_FOLD_AT = 900  # fold HTML lines well before the hard limit
+
+_LEFTOVER_MJ = re.compile(r"<\s*/?\s*mj-[\w-]*", re.IGNORECASE)
+# Tags after which a newline renders as nothing.
+_BREAK_AFTER = tuple(f"</{t}>" for t in "td tr th div p table tbody thead li ul ol h1 h2 h3 caption colgroup".split()) + (
+    "<tbody>",
+    "<tr>",
+    "<![endif]-->",
+)
+_BREAK_BYTES = tuple(t.encode() for t in _BREAK_AFTER)
+
+
+def _fold_html(html: str) -> str:
+    """Keep every line under the 8bit limit. Over-long lines (mjml-python
+    writes the body as one) are cut after block-level tags, where a newline
+    renders as nothing, as few times as needed; a paragraph still too long
+    is cut at spaces between words."""
+    out: list[str] = []
+    for line in html.split("\n"):
+        if len(line) <= _FOLD_AT // 4 or len(line.encode()) <= _FOLD_AT:
+            out.append(line)
+        else:
+            out.extend(_fold_line(line))
+    return "\n".join(out)
+
+
+def _fold_line(line: str) -> list[str]:
+    """Cut one over-long line into pieces of at most _FOLD_AT octets.
+
+    Works on bytes (the limit is in octets; every cut point is ASCII, so no
+    multi-byte character is split). In each window, cut after the last
+    block-level tag; else after the last space between words; else (CJK
+    prose, one huge word) inside the text through an empty comment, since a
+    bare newline between CJK characters would render as a space."""
+    data = line.encode()
+    pieces: list[bytes] = []
+    start = 0
+    while len(data) - start > _FOLD_AT:
+        end = start + _FOLD_AT
+        # Walk back over the '>' in the window to the last block-level tag end.
+        cut = -1
+        i = data.rfind(b">", start, end)
+        while i > start:
+            if data.endswith(_BREAK_BYTES, start, i + 1):
+                cut = i + 1
+                break
+            i = data.rfind(b">", start, i)
+        if cut > start:
+            pieces.append(data[start:cut])
+            start = cut
+            continue
+        space, text_pos = _window_cut_points(data, start, end)
+        if space > start:
+            pieces.append(data[start:space])
+            start = space
+        elif text_pos > start:
+            pieces.append(data[start:text_pos] + b"<!--")
+            data = data[:text_pos] + b"-->" + data[text_pos:]
+            start = text_pos
+        else:
+            break  # nothing safe to cut: the caller reports the long line
+    pieces.append(data[start:])
+    return [piece.decode() for piece in pieces]
+
+
+_TAG_OR_TEXT_B = re.compile(rb"<[^>]*>?|[^<]+")
+
+
+def _window_cut_points(data: bytes, start: int, end: int) -> tuple[int, int]:
+    """(just after the last space in element text, a late safe position in
+    element text) within data[start:end]; 0 where there is none. Text inside
+    <title>/<style> and character references are never cut."""
+    space = text_pos = 0
+    previous_tag = b""
+    for m in _TAG_OR_TEXT_B.finditer(data, start, end):
+        chunk = m.group()
+        if chunk.startswith(b"<"):
+            previous_tag = chunk
+            continue
+        if previous_tag[:6].lower() in (b"<title", b"<style"):
+            continue
+        idx = chunk.rfind(b" ")
+        if idx >= 0:
+            space = m.start() + idx + 1
+        # Skip the "-->" a previous comment cut left, so each cut moves on.
+        lo = m.start() + (3 if chunk.startswith(b"-->") else 0) + 1
+        pos = m.end() - 1
+        while pos > lo and (0x80 <= data[pos] < 0xC0):
+            pos -= 1  # not inside a UTF-8 sequence
+        amp = data.rfind(b"&", m.start(), pos + 1)
+        if amp >= 0 and b";" not in data[amp:pos]:
+            pos = amp  # not inside "&amp;"
+        if pos > lo:
+            text_pos = pos
+    return space, text_pos
+
+
+def compile_mjml(source: str, what: str) -> str:
+    try:
+        # fonts={}: no web-font <link>, an outside fetch that would track readers.
+        out = mjml.mjml2html(source, disable_comments=True, fonts={})
+    except Exception as exc:  # mjml-python raises bare Python errors from Rust
+        raise RenderError(what, f"MJML did not compile: {exc}") from exc
+    # mjml-python passes unknown tags through silently: a typo would ship.
+    leftover = _LEFTOVER_MJ.search(out)
+    if leftover:
+        raise RenderError(what, f"MJML left {leftover.group()!r} in the HTML (unknown or misplaced tag)")
+    out = _fold_html(out)
+    longest = longest_line(out)
+    if longest > MAX_LINE_OCTETS:
+        raise RenderError(what, f"HTML has an unbreakable {longest}-octet line (an over-long URL?)")
+    # A MIME body ends in a newline; ending with one keeps web and mail copies identical.
+    return out if out.endswith("\n") else out + "\n"
+
+
+def longest_line(text: str) -> int:
+    """Octets in the longest line (only lines that could be long are encoded)."""
+    return max((len(line.encode()) if len(line) > _FOLD_AT // 4 else len(line) for line in text.split("\n")), default=0)
+
+
+def check_text_lines(text: str, what: str) -> None:
+    longest = longest_line(text)
+    if longest > MAX_LINE_OCTETS:
+        raise RenderError(what, f"text has a {longest}-octet line (an over-long URL?)")
+

@@ -1,0 +1,140 @@
+"""Plain text for the email's text part: one-line hygiene, wrapping by display width, link references.
+
+Wrapping is done by a regex per width (many times faster than textwrap for
+the dozens of paragraphs an issue has), with a slower path only for East
+Asian wide characters, which take two columns and may break anywhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Callable
+from typing import Any
+
+from ..briefs.model import Rich
+
+TEXT_WIDTH = 72
+
+_PARA_BREAK = re.compile(r"\n[ \t]*\n")
+
+
+def clean_line(value: str, limit: int | None = None) -> str:
+    """One line of display text: control, format and line-separator characters
+    become spaces (they could break a header or spoof direction), whitespace
+    collapses, and an over-long value is cut with an ellipsis."""
+    # isprintable() is False for exactly the Cc/Cf/Zl/Zp/Zs families, so the
+    # per-character scan only runs on the rare strings that need it.
+    if not value.isprintable():
+        value = "".join(
+            " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Zs") else ch for ch in value
+        )
+    out = " ".join(value.split()) if "  " in value or value[:1] == " " or value[-1:] == " " else value
+    if limit is not None and len(out) > limit:
+        out = out[: limit - 1].rstrip() + "…"
+    return out
+
+
+
+@functools.lru_cache(maxsize=32)
+def _line_pattern(width: int) -> re.Pattern[str]:
+    # Up to ``width`` characters ending at a space, else one whole long word
+    # (a URL keeps its own line): greedy filling done by the regex engine,
+    # many times faster than textwrap for the dozens of paragraphs per issue.
+    return re.compile(r"(?:.{1,%d}|\S+)(?: +|$)" % width)
+
+
+def wrap(value: str, width: int = TEXT_WIDTH, indent: str = "", subsequent: str | None = None) -> str:
+    """Fill each paragraph of ``value`` to ``width`` columns.
+
+    The indents used by the templates are the same length on every line
+    ("* " then "  "), so one pattern serves the whole paragraph."""
+    sub = indent if subsequent is None else subsequent
+    pattern = _line_pattern(max(width - max(len(indent), len(sub)), 20))
+    out = []
+    first = True
+    for para in _PARA_BREAK.split(str(value)):
+        words = " ".join(para.split())
+        if not words:
+            continue
+        if _WIDE.search(words):
+            lines = fill_wide(words, width, indent if first else sub, sub)
+        else:
+            pieces = pattern.findall(words)
+            lines = [(indent if first else sub) + pieces[0].rstrip()]
+            lines.extend(sub + piece.rstrip() for piece in pieces[1:])
+        out.append("\n".join(lines))
+        first = False
+    return "\n\n".join(out)
+
+
+# East Asian wide characters take two columns and may break anywhere.
+_WIDE = re.compile(
+    "[\u1100-\u115f\u2e80-\u303e\u3041-\u33ff\u3400-\u4dbf\u4e00-\u9fff\ua000-\ua4cf"
+    "\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6\U00020000-\U0003fffd]"
+)
+_WIDE_TOKENS = re.compile(_WIDE.pattern + "|[^\\s" + _WIDE.pattern[1:] + "+|\\s+")
+
+
+def columns(text: str) -> int:
+    """Display width in a monospace terminal or mail client."""
+    return len(text) + len(_WIDE.findall(text))
+
+
+def fill_wide(text: str, width: int, indent: str, subsequent: str) -> list[str]:
+    """Greedy fill by display columns, breaking between wide characters too."""
+    lines: list[str] = []
+    line, cols, empty, space = indent, columns(indent), True, False
+    for tok in _WIDE_TOKENS.findall(text):
+        if tok.isspace():
+            space = True
+            continue
+        sep = " " if space and not empty else ""
+        tw = columns(tok)
+        if not empty and cols + len(sep) + tw > width:
+            lines.append(line)
+            line, cols = subsequent + tok, columns(subsequent) + tw
+        else:
+            line, cols = line + sep + tok, cols + len(sep) + tw
+        empty, space = False, False
+    lines.append(line)
+    return lines
+
+
+def underline(value: str, char: str) -> str:
+    first = wrap(value).splitlines()
+    longest = max((columns(line) for line in first), default=0)
+    return char * min(max(longest, 3), TEXT_WIDTH)
+
+
+class Refs:
+    """Numbered link references for the plain-text version ("[3]")."""
+
+    def __init__(self) -> None:
+        self._numbers: dict[str, int] = {}
+
+    def ref(self, url: str | None) -> str:
+        if not url:
+            return ""
+        n = self._numbers.setdefault(url, len(self._numbers) + 1)
+        return f"[{n}]"
+
+    def __iter__(self) -> Any:
+        return iter((n, url) for url, n in self._numbers.items())
+
+    def __bool__(self) -> bool:
+        return bool(self._numbers)
+
+
+def rich_text(refs: Refs) -> Callable[..., str]:
+    def rich(value: Rich, indent: str = "", subsequent: str | None = None) -> str:
+        body = wrap(value.text, indent=indent, subsequent=subsequent)
+        if value.links:
+            sub = indent if subsequent is None else subsequent
+            marks = ", ".join(f"{link.text} {refs.ref(link.url)}" for link in value.links)
+            body += "\n" + wrap(f"(Links: {marks})", indent=sub, subsequent=sub)
+        return body
+
+    return rich
+

@@ -1,0 +1,297 @@
+"""The delivery ledger: one row per (issue, recipient), claimed, marked, recovered.
+
+The ledger is what makes sending resumable: its rows are created before
+the first message goes out. Workers *claim* rows (queued → sending) in one
+UPDATE, so several workers and processes never take the same row, and mark
+a row sent only after the server accepted the message. A worker that dies
+leaves its rows in ``sending``; :func:`recover` puts them back in the queue,
+which is where the bounded duplicates come from (at most what was claimed
+and not yet recorded).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from ..core.states import DeliveryState, SubscriberStatus
+from .schema import deliveries, subscribers
+from .subscribers import record_bounce, utc
+
+log = logging.getLogger(__name__)
+
+
+def worker_id() -> str:
+    """``host:pid:random``: recovery can tell a dead local worker from a live one."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    delivery_id: int
+    subscriber_id: int
+    email: str
+    attempts: int
+
+
+def claim(engine: Engine, issue_id: int, worker: str, limit: int, *, now: dt.datetime) -> list[Claimed]:
+    """Take up to ``limit`` due queued rows for this worker, atomically.
+
+    Rows whose subscriber is no longer active are marked ``skipped`` here, so
+    someone who unsubscribes mid-send gets nothing more.
+    """
+    at = utc(now)
+    tag = f"{worker}#{uuid.uuid4().hex[:8]}"
+    due = sa.or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= at)
+    picked = (
+        sa.select(deliveries.c.id)
+        .where(deliveries.c.issue_id == issue_id, deliveries.c.state == DeliveryState.QUEUED, due)
+        .order_by(deliveries.c.id)
+        .limit(limit)
+        .scalar_subquery()
+    )
+    with engine.begin() as conn:
+        # state='queued' is repeated outside the subquery so that a server
+        # that re-checks rows after a lock wait (PostgreSQL) skips rows a
+        # concurrent claimer took first.
+        conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id.in_(picked), deliveries.c.state == DeliveryState.QUEUED)
+            .values(state=DeliveryState.SENDING, claimed_by=tag, claimed_at=at)
+        )
+        rows = conn.execute(
+            sa.select(
+                deliveries.c.id,
+                deliveries.c.subscriber_id,
+                deliveries.c.attempts,
+                subscribers.c.email,
+                subscribers.c.status,
+            )
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .where(deliveries.c.claimed_by == tag, deliveries.c.state == DeliveryState.SENDING)
+            .order_by(deliveries.c.id)
+        ).all()
+        gone = [r.id for r in rows if r.status != SubscriberStatus.ACTIVE]
+        if gone:
+            conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id.in_(gone))
+                .values(state=DeliveryState.SKIPPED, last_error="subscriber no longer active", claimed_by=None)
+            )
+    return [Claimed(r.id, r.subscriber_id, r.email, r.attempts) for r in rows if r.status == SubscriberStatus.ACTIVE]
+
+
+def mark_sent(engine: Engine, delivery_ids: Sequence[int], *, now: dt.datetime) -> None:
+    if not delivery_ids:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id.in_(list(delivery_ids)))
+            .values(
+                state=DeliveryState.SENT,
+                sent_at=utc(now),
+                attempts=deliveries.c.attempts + 1,
+                last_error=None,
+                claimed_by=None,
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    delivery_id: int
+    subscriber_id: int
+    error: str
+    permanent: bool
+    attempts: int  # attempts before this one
+
+
+def mark_failed(
+    engine: Engine,
+    failures: Sequence[Failure],
+    *,
+    now: dt.datetime,
+    max_attempts: int,
+    backoff: float,
+    bounce_after: int,
+) -> tuple[int, int, list[int]]:
+    """Record failed attempts: ``(retrying, failed, bounced subscriber ids)``.
+
+    A temporary failure goes back to the queue with exponential backoff
+    until ``max_attempts``; a permanent one fails the row and counts a
+    bounce against the subscriber.
+    """
+    at = utc(now)
+    retrying = failed = 0
+    bounced: list[int] = []
+    with engine.begin() as conn:
+        for f in failures:
+            attempts = f.attempts + 1
+            values: dict[str, Any] = {"attempts": attempts, "last_error": f.error[:500], "claimed_by": None}
+            if f.permanent or attempts >= max_attempts:
+                values["state"] = DeliveryState.FAILED
+                failed += 1
+            else:
+                values["state"] = DeliveryState.QUEUED
+                values["next_attempt_at"] = at + dt.timedelta(seconds=backoff * 2 ** (attempts - 1))
+                retrying += 1
+            conn.execute(deliveries.update().where(deliveries.c.id == f.delivery_id).values(**values))
+            if f.permanent and record_bounce(conn, f.subscriber_id, bounce_after=bounce_after):
+                bounced.append(f.subscriber_id)
+    return retrying, failed, bounced
+
+
+def release(engine: Engine, worker: str, delivery_ids: Sequence[int] | None = None) -> int:
+    """Give claimed rows back to the queue (a clean stop); all of ``worker``'s if no ids."""
+    where = [deliveries.c.state == DeliveryState.SENDING, deliveries.c.claimed_by.like(f"{worker}#%")]
+    if delivery_ids is not None:
+        if not delivery_ids:
+            return 0
+        where.append(deliveries.c.id.in_(list(delivery_ids)))
+    with engine.begin() as conn:
+        result = conn.execute(
+            deliveries.update().where(*where).values(state=DeliveryState.QUEUED, claimed_by=None, claimed_at=None)
+        )
+    return max(result.rowcount or 0, 0)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover(engine: Engine, *, now: dt.datetime, lease: float, issue_id: int | None = None) -> int:
+    """Requeue rows left in ``sending`` by a dead worker.
+
+    A worker on this host whose process is gone is dead at once (so a
+    restart after kill -9 resumes immediately); any other claim is presumed
+    dead after ``lease`` seconds.
+    """
+    at = utc(now)
+    host = socket.gethostname()
+    scope = [deliveries.c.state == DeliveryState.SENDING]
+    if issue_id is not None:  # uses the (issue_id, state) index
+        scope.append(deliveries.c.issue_id == issue_id)
+    with engine.connect() as conn:
+        claims = conn.execute(
+            sa.select(deliveries.c.claimed_by, sa.func.min(deliveries.c.claimed_at))
+            .where(*scope)
+            .group_by(deliveries.c.claimed_by)
+        ).all()
+    dead: list[str] = []
+    for tag, claimed_at in claims:
+        parts = (tag or "").split("#", 1)[0].split(":")
+        local_dead = (
+            len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not _pid_alive(int(parts[1]))
+        )
+        started = claimed_at
+        expired = started is None or started < at - dt.timedelta(seconds=lease)
+        if local_dead or expired or tag is None:
+            dead.append(tag)
+    total = 0
+    with engine.begin() as conn:
+        for tag in dead:
+            cond = deliveries.c.claimed_by.is_(None) if tag is None else deliveries.c.claimed_by == tag
+            result = conn.execute(
+                deliveries.update()
+                .where(*scope, cond)
+                .values(state=DeliveryState.QUEUED, claimed_by=None, claimed_at=None)
+            )
+            total += max(result.rowcount or 0, 0)
+    if total:
+        log.warning("requeued %d deliveries left in flight by dead workers", total)
+    return total
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    queued: int = 0
+    sending: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.queued + self.sending + self.sent + self.failed + self.skipped
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.failed + self.skipped
+
+
+def progress(engine: Engine, issue_id: int) -> Progress:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(deliveries.c.state, sa.func.count())
+            .where(deliveries.c.issue_id == issue_id)
+            .group_by(deliveries.c.state)
+        ).all()
+    counts = {state: n for state, n in rows if state in {s.value for s in DeliveryState}}
+    return Progress(**counts)
+
+
+def next_retry(engine: Engine, issue_id: int) -> dt.datetime | None:
+    """When the earliest queued row becomes due (None: nothing queued)."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(sa.func.count(), sa.func.min(deliveries.c.next_attempt_at)).where(
+                deliveries.c.issue_id == issue_id, deliveries.c.state == DeliveryState.QUEUED
+            )
+        ).one()
+    if not row[0]:
+        return None
+    return row[1] or dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    email: str
+    state: str
+    attempts: int
+    last_error: str | None
+    sent_at: dt.datetime | None
+
+
+def failures(engine: Engine, issue_id: int, *, limit: int = 50) -> list[DeliveryRow]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                subscribers.c.email,
+                deliveries.c.state,
+                deliveries.c.attempts,
+                deliveries.c.last_error,
+                deliveries.c.sent_at,
+            )
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .where(deliveries.c.issue_id == issue_id, deliveries.c.state == DeliveryState.FAILED)
+            .order_by(deliveries.c.id)
+            .limit(limit)
+        ).all()
+    return [DeliveryRow(r.email, r.state, r.attempts, r.last_error, r.sent_at) for r in rows]
+
+
+def sent_since(engine: Engine, since: dt.datetime) -> list[dt.datetime]:
+    """Send times after ``since`` across all issues (seeds the hourly rate window)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(deliveries.c.sent_at)
+            .where(deliveries.c.state == DeliveryState.SENT, deliveries.c.sent_at > utc(since))
+            .order_by(deliveries.c.sent_at)
+        ).scalars()
+        return [t for t in (r for r in rows) if t is not None]

@@ -1,0 +1,82 @@
+"""Opening the store: an engine with the schema in place, and the small key/value facts.
+
+SQLite by default (a file in the state folder, WAL mode so the web app can
+read while the scheduler writes); any SQLAlchemy URL works.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..core.errors import StoreError
+from .schema import kv, metadata
+
+# The types the rooms above hold and pass back in, without importing SQLAlchemy.
+Engine = sa.Engine
+Connection = sa.Connection
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL lets the desk read while the scheduler writes; busy_timeout waits
+    # out a concurrent writer instead of failing with "database is locked".
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _drop_legacy_columns(engine: Engine) -> None:
+    # issues.slugs (comma-separated digest members) was written and never
+    # read; stores made before it went still carry it as NOT NULL, which
+    # would refuse every new issue row.
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("issues")}
+    if "slugs" in columns:
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE issues DROP COLUMN slugs"))
+
+
+def connect(url: str) -> Engine:
+    """An engine for ``url`` with the schema created; SQLite folders made as needed."""
+    try:
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url)
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+        metadata.create_all(engine)
+        _drop_legacy_columns(engine)
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreError(f"cannot open store {url}: {exc}") from exc
+    return engine
+
+
+def upsert(conn: Connection, table: sa.Table, values: dict[str, Any], key: list[str], update: list[str]) -> None:
+    """INSERT … ON CONFLICT (key) DO UPDATE: one statement, no read-then-write race."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        stmt: Any = sqlite.insert(table).values(**values)
+    elif dialect == "postgresql":
+        stmt = postgresql.insert(table).values(**values)
+    else:  # pragma: no cover - other backends keep the portable two-step form
+        if conn.execute(sa.update(table).where(*[table.c[k] == values[k] for k in key]).values({c: values[c] for c in update})).rowcount == 0:
+            conn.execute(sa.insert(table).values(**values))
+        return
+    conn.execute(stmt.on_conflict_do_update(index_elements=key, set_={c: stmt.excluded[c] for c in update}))
+
+
+def get_kv(conn: Connection, key: str) -> str | None:
+    return conn.execute(sa.select(kv.c.value).where(kv.c.key == key)).scalar_one_or_none()
+
+
+def set_kv(conn: Connection, key: str, value: str) -> None:
+    upsert(conn, kv, {"key": key, "value": value}, ["key"], ["value"])
+
+
+def delete_kv(conn: Connection, key: str) -> None:
+    conn.execute(sa.delete(kv).where(kv.c.key == key))

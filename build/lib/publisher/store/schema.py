@@ -1,0 +1,135 @@
+"""The schema (SQLAlchemy Core): every table of the state database, in one place."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+
+
+class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend.
+
+    SQLite keeps no zone and hands back naive values; everything stored here
+    is UTC by construction, so reading attaches UTC and writing refuses a
+    naive value (which would be a bug in the caller, not a time zone guess).
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to the store")
+        return value.astimezone(dt.timezone.utc)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+
+
+metadata = sa.MetaData()
+
+# One row per file seen in briefs/: what the scanner knows, so a restart
+# does not republish anything unchanged.
+files = sa.Table(
+    "files",
+    metadata,
+    sa.Column("path", sa.String, primary_key=True),  # relative to the briefs folder
+    sa.Column("mtime_ns", sa.BigInteger, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("slug", sa.String, nullable=True),  # None while the file fails to parse
+    sa.Column("error", sa.Text, nullable=True),  # "path:line: message" of the last failure
+    sa.Column("seen_at", UTCDateTime, nullable=False),
+)
+
+# One row per story (slug). The last good source stays here when a later
+# edit breaks the brief, so the story stays published.
+stories = sa.Table(
+    "stories",
+    metadata,
+    sa.Column("slug", sa.String, primary_key=True),
+    sa.Column("path", sa.String, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # draft | published
+    sa.Column("source", sa.LargeBinary, nullable=False),  # raw bytes of the last good brief
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("published_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),  # last content change
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("deleted_at", UTCDateTime, nullable=True),  # file gone
+    sa.Column("error", sa.Text, nullable=True),
+    # Newline-framed tag and entity slugs ("\nai\nchips\n") so the pipeline
+    # can find a tag feed's newest stories without parsing every brief.
+    sa.Column("feed_tags", sa.Text, nullable=False, default=""),
+    sa.Index("ix_stories_published", "published_at"),
+)
+
+# Email issues: one per story (kind=story, key=slug) and one per digest
+# period (kind=digest, key=period). (kind, key) is unique, which makes
+# creating an issue idempotent. States: core.states.IssueState.
+issues = sa.Table(
+    "issues",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # story | digest
+    sa.Column("key", sa.String, nullable=False),  # slug, or digest period key
+    sa.Column("state", sa.String(24), nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("preheader", sa.Text, nullable=False, default=""),
+    sa.Column("html", sa.Text, nullable=False),  # personalisation placeholders left in
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("approved_at", UTCDateTime, nullable=True),
+    sa.Column("sent_at", UTCDateTime, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.UniqueConstraint("kind", "key", name="uq_issue_kind_key"),
+)
+
+subscribers = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String, nullable=False, unique=True),  # normalised
+    sa.Column("status", sa.String(16), nullable=False),  # core.states.SubscriberStatus
+    sa.Column("cadence", sa.String(16), nullable=False),  # core.states.Cadence
+    sa.Column("bounces", sa.Integer, nullable=False, default=0),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("confirmed_at", UTCDateTime, nullable=True),
+    sa.Column("unsubscribed_at", UTCDateTime, nullable=True),
+)
+
+# The ledger: one row per (issue, recipient). A row is marked sent only
+# after the transport accepted the message, so a crash resumes from here.
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), nullable=False),
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # core.states.DeliveryState
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=True),
+    sa.Column("claimed_at", UTCDateTime, nullable=True),
+    sa.Column("claimed_by", sa.String, nullable=True),
+    sa.Column("sent_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery"),
+    sa.Index("ix_deliveries_issue_state", "issue_id", "state"),
+)
+
+# Small key/value facts the service keeps (e.g. the last digest period).
+kv = sa.Table(
+    "kv",
+    metadata,
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)

@@ -1,0 +1,258 @@
+"""Subscriber queries: one row per address, in one of the SubscriberStatus states.
+
+Functions that are a whole transaction take the engine; those that are a
+step of the caller's transaction take a connection. Every timestamp is
+aware UTC (the schema's UTCDateTime).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from ..core.addresses import normalize_email
+from ..core.errors import NotFound, PublisherError
+from ..core.states import CADENCES, SUBSCRIBER_STATUSES, SubscriberStatus
+from .schema import deliveries, subscribers
+
+log = logging.getLogger(__name__)
+
+
+def check_cadence(value: str) -> str:
+    cadence = value.strip().lower()
+    if cadence not in CADENCES:
+        raise PublisherError(f"cadence {value!r}: expected one of {', '.join(CADENCES)}")
+    return cadence
+
+
+
+def utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime passed to the store")
+    return value.astimezone(dt.timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    id: int
+    email: str
+    status: str
+    cadence: str
+    bounces: int
+    created_at: dt.datetime
+    confirmed_at: dt.datetime | None
+    unsubscribed_at: dt.datetime | None
+
+
+def _subscriber(row: Any) -> Subscriber:
+    created = row.created_at
+    assert created is not None
+    return Subscriber(
+        id=row.id,
+        email=row.email,
+        status=row.status,
+        cadence=row.cadence,
+        bounces=row.bounces or 0,
+        created_at=created,
+        confirmed_at=row.confirmed_at,
+        unsubscribed_at=row.unsubscribed_at,
+    )
+
+
+def get_subscriber(engine: Engine, subscriber_id: int) -> Subscriber | None:
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(subscribers).where(subscribers.c.id == subscriber_id)).first()
+    return _subscriber(row) if row else None
+
+
+def find_subscriber(engine: Engine, email: str) -> Subscriber | None:
+    address = normalize_email(email)
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(subscribers).where(subscribers.c.email == address)).first()
+    return _subscriber(row) if row else None
+
+
+def add_subscriber(
+    engine: Engine, email: str, cadence: str, *, status: str, now: dt.datetime
+) -> tuple[Subscriber, bool]:
+    """Insert a subscriber; ``(subscriber, created)``. An existing row is returned untouched."""
+    address = normalize_email(email)
+    cadence = check_cadence(cadence)
+    if status not in SUBSCRIBER_STATUSES:
+        raise PublisherError(f"status {status!r}: expected one of {', '.join(SUBSCRIBER_STATUSES)}")
+    at = utc(now)
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(subscribers).where(subscribers.c.email == address)).first()
+        if row is not None:
+            return _subscriber(row), False
+        conn.execute(
+            subscribers.insert().values(
+                email=address,
+                status=status,
+                cadence=cadence,
+                bounces=0,
+                created_at=at,
+                confirmed_at=at if status == SubscriberStatus.ACTIVE else None,
+                unsubscribed_at=at if status == SubscriberStatus.UNSUBSCRIBED else None,
+            )
+        )
+        row = conn.execute(sa.select(subscribers).where(subscribers.c.email == address)).one()
+    log.info("subscriber added: %s (%s, %s)", address, status, cadence)
+    return _subscriber(row), True
+
+
+def request_subscription(engine: Engine, email: str, cadence: str, *, now: dt.datetime) -> Subscriber | None:
+    """Record a sign-up as pending; the subscriber to send a confirmation to, or None.
+
+    Someone already active gets no new email (and the form says the same
+    thing either way, so it does not reveal who is subscribed). A person who
+    left or bounced may sign up again: they go back to pending.
+    """
+    address = normalize_email(email)
+    cadence = check_cadence(cadence)
+    at = utc(now)
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(subscribers).where(subscribers.c.email == address)).first()
+        if row is None:
+            conn.execute(
+                subscribers.insert().values(
+                    email=address, status=SubscriberStatus.PENDING, cadence=cadence, bounces=0, created_at=at
+                )
+            )
+        elif row.status == SubscriberStatus.ACTIVE:
+            return None
+        else:
+            conn.execute(
+                subscribers.update()
+                .where(subscribers.c.id == row.id)
+                .values(status=SubscriberStatus.PENDING, cadence=cadence, bounces=0)
+            )
+        row = conn.execute(sa.select(subscribers).where(subscribers.c.email == address)).one()
+    return _subscriber(row)
+
+
+def confirm_subscriber(engine: Engine, subscriber_id: int, email: str, *, now: dt.datetime) -> bool:
+    """pending → active; False when nothing changed (already active, gone, or left since)."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            subscribers.update()
+            .where(
+                subscribers.c.id == subscriber_id,
+                subscribers.c.email == email,
+                subscribers.c.status == SubscriberStatus.PENDING,
+            )
+            .values(status=SubscriberStatus.ACTIVE, confirmed_at=utc(now))
+        )
+    changed = result.rowcount == 1
+    if changed:
+        log.info("subscriber confirmed: id=%d", subscriber_id)
+    return changed
+
+
+def unsubscribe_subscriber(engine: Engine, subscriber_id: int, email: str, *, now: dt.datetime) -> bool:
+    """Any state → unsubscribed; False when it already was (a replayed link) or is gone."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            subscribers.update()
+            .where(
+                subscribers.c.id == subscriber_id,
+                subscribers.c.email == email,
+                subscribers.c.status != SubscriberStatus.UNSUBSCRIBED,
+            )
+            .values(status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=utc(now))
+        )
+    changed = result.rowcount == 1
+    if changed:
+        log.info("subscriber unsubscribed: id=%d", subscriber_id)
+    return changed
+
+
+def remove_subscriber(engine: Engine, email: str, *, forget: bool, now: dt.datetime) -> Subscriber:
+    """Unsubscribe by address (kept, so a later import cannot re-add them), or erase with ``forget``."""
+    address = normalize_email(email)
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(subscribers).where(subscribers.c.email == address)).first()
+        if row is None:
+            raise NotFound("subscriber", address)
+        if forget:
+            conn.execute(deliveries.delete().where(deliveries.c.subscriber_id == row.id))
+            conn.execute(subscribers.delete().where(subscribers.c.id == row.id))
+        else:
+            conn.execute(
+                subscribers.update()
+                .where(subscribers.c.id == row.id, subscribers.c.status != SubscriberStatus.UNSUBSCRIBED)
+                .values(status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=utc(now))
+            )
+    log.info("subscriber %s: %s", "erased" if forget else "removed", address)
+    return _subscriber(row)
+
+
+def list_subscribers(
+    engine: Engine, *, status: str | None = None, cadence: str | None = None, chunk: int = 1000
+) -> Iterator[Subscriber]:
+    """All subscribers by id, fetched in chunks so memory stays flat."""
+    last = 0
+    while True:
+        query = sa.select(subscribers).where(subscribers.c.id > last).order_by(subscribers.c.id).limit(chunk)
+        if status:
+            query = query.where(subscribers.c.status == status)
+        if cadence:
+            query = query.where(subscribers.c.cadence == cadence)
+        with engine.connect() as conn:
+            rows = conn.execute(query).all()
+        if not rows:
+            return
+        for row in rows:
+            yield _subscriber(row)
+        last = rows[-1].id
+
+
+def count_subscribers(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(subscribers.c.status, sa.func.count()).group_by(subscribers.c.status)
+        ).all()
+    counts = {s: 0 for s in SUBSCRIBER_STATUSES}
+    counts.update({r[0]: r[1] for r in rows})
+    return counts
+
+
+def insert_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Bulk insert of already-normalised subscriber rows (import, benchmarks)."""
+    if rows:
+        conn.execute(subscribers.insert(), list(rows))
+
+
+def existing_emails(conn: Connection, emails: Iterable[str]) -> set[str]:
+    wanted = list(emails)
+    found: set[str] = set()
+    for i in range(0, len(wanted), 500):
+        part = wanted[i : i + 500]
+        found.update(conn.execute(sa.select(subscribers.c.email).where(subscribers.c.email.in_(part))).scalars())
+    return found
+
+
+def record_bounce(conn: Connection, subscriber_id: int, *, bounce_after: int) -> bool:
+    """Count a permanent failure; True when the subscriber is now marked bounced."""
+    conn.execute(
+        subscribers.update()
+        .where(subscribers.c.id == subscriber_id)
+        .values(bounces=sa.func.coalesce(subscribers.c.bounces, 0) + 1)
+    )
+    result = conn.execute(
+        subscribers.update()
+        .where(
+            subscribers.c.id == subscriber_id,
+            subscribers.c.bounces >= bounce_after,
+            subscribers.c.status.in_((SubscriberStatus.ACTIVE, SubscriberStatus.PENDING)),
+        )
+        .values(status=SubscriberStatus.BOUNCED)
+    )
+    return result.rowcount == 1
+

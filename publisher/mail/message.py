@@ -1,0 +1,186 @@
+"""The MIME message of an issue, serialised once; per recipient only bytes are joined.
+
+Why the unsubscribe placeholder can never be forged by a brief: it embeds a
+digest of everything that shaped the issue (brief bytes, config, templates),
+so a brief would have to contain a hash of itself. Bodies are sent as 8bit
+UTF-8 with every line kept under 998 octets, so no transfer encoding can
+split a placeholder (quoted-printable would wrap it, base64 would hide it).
+"""
+
+from __future__ import annotations
+
+import email.policy
+import re
+from dataclasses import dataclass
+from html import escape
+from typing import Protocol
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formataddr, format_datetime, make_msgid
+
+from ..core.config import Config
+from ..core.errors import DeliveryError, RenderError
+from ..core.urls import is_http_url
+from ..render.email import MAX_SUBJECT, RenderedIssue, unsubscribe_placeholder
+from ..render.text import clean_line
+
+EXAMPLE_RECIPIENT = "reader@example.org"
+
+
+class Personalizer(Protocol):
+    """What a sender needs of a message template (:class:`MessageTemplate`, or its wire form)."""
+
+    def personalize(self, *, to: str, unsubscribe_url: str, message_id: str, test: bool = False) -> bytes: ...
+
+
+def message_domain(address: str) -> str:
+    return address.rpartition("@")[2] or "localhost"
+
+
+def boundary(content_hash: str) -> str:
+    return f"=_pub_{content_hash[:32]}"
+
+
+_CRLF = b"\r\n"
+_SMTP_POLICY = email.policy.SMTP.clone(max_line_length=78)
+_ADDR = re.compile(r"^[^\s@<>()\[\],;:\"\\]+@[A-Za-z0-9.-]+$")
+_MSGID = re.compile(r"^<[^\s<>@]+@[^\s<>@]+>$")
+_BAD_URL_CHARS = re.compile(r"[\s<>\"'\\^`{|}]")
+
+
+def _header_bytes(name: str, value: str) -> bytes:
+    """One header, folded and RFC 2047-encoded as the email package does it."""
+    msg = EmailMessage(policy=_SMTP_POLICY)
+    msg[name] = value
+    return msg.as_bytes(policy=_SMTP_POLICY).split(_CRLF + _CRLF, 1)[0]
+
+
+@dataclass(frozen=True)
+class MessageTemplate:
+    """A pre-serialised message; ``personalize`` only joins bytes.
+
+    ``_chunks`` and ``_slots`` interleave: chunk0 slot0 chunk1 slot1 ... chunkN.
+    """
+
+    issue_kind: str
+    issue_key: str
+    _chunks: tuple[bytes, ...]
+    _slots: tuple[str, ...]
+    _subject: bytes
+    _test_subject: bytes
+    _mailto: str
+
+    @classmethod
+    def build(cls, issue: RenderedIssue, cfg: Config, *, sent_at: datetime) -> MessageTemplate:
+        if sent_at.tzinfo is None:
+            raise RenderError(f"{issue.kind} {issue.key}", "sent_at must be timezone-aware")
+        token = unsubscribe_placeholder(issue.content_hash).encode("ascii")
+        msg = EmailMessage(policy=_SMTP_POLICY)
+        msg["From"] = Address(cfg.email.sender_name, addr_spec=cfg.email.sender_address)
+        if cfg.email.reply_to:
+            msg["Reply-To"] = Address(addr_spec=cfg.email.reply_to)
+        msg["Date"] = format_datetime(sent_at)
+        msg["List-Id"] = f"{clean_line(cfg.site.title)} <{cfg.email.list_id}>"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        msg["X-Publisher-Issue"] = f"{issue.kind}/{issue.key}"
+        msg.set_content(issue.text, subtype="plain", charset="utf-8", cte="8bit")
+        msg.add_alternative(issue.html, subtype="html", charset="utf-8", cte="8bit")
+        msg.set_boundary(boundary(issue.content_hash))
+        raw = msg.as_bytes(policy=_SMTP_POLICY)
+        head, body = raw.split(_CRLF + _CRLF, 1)
+        # Bodies: the text part comes first, so placeholders before the HTML
+        # part's headers are in text, the rest in HTML (which needs escaping).
+        html_start = body.index(b"Content-Type: text/html")
+        # Per-recipient headers go first, as whole lines we write ourselves,
+        # so header folding can never split a value.
+        chunks: list[bytes] = [b"", _CRLF + b"To: ", _CRLF + b"Message-ID: ", _CRLF + b"List-Unsubscribe: "]
+        slots: list[str] = ["subject", "to", "message_id", "list_unsubscribe"]
+        pending = _CRLF + head + _CRLF + _CRLF
+        pos = 0
+        while True:
+            idx = body.find(token, pos)
+            if idx < 0:
+                break
+            chunks.append(pending + body[pos:idx])
+            slots.append("unsub_text" if idx < html_start else "unsub_html")
+            pending = b""
+            pos = idx + len(token)
+        chunks.append(pending + body[pos:])
+        mailto = f"mailto:{cfg.email.unsubscribe_mailto}?subject=unsubscribe" if cfg.email.unsubscribe_mailto else ""
+        return cls(
+            issue.kind, issue.key, tuple(chunks), tuple(slots),
+            _header_bytes("Subject", issue.subject),
+            _header_bytes("Subject", clean_line("[TEST] " + issue.subject, MAX_SUBJECT + 7)),
+            mailto,
+        )
+
+    def personalize(self, *, to: str, unsubscribe_url: str, message_id: str, test: bool = False) -> bytes:
+        """The message for one recipient; raises a permanent DeliveryError for
+        values that could inject headers or break the message."""
+        if not to.isascii() or not _ADDR.match(to):
+            raise DeliveryError(f"refusing recipient address {to!r}", permanent=True)
+        if not _MSGID.match(message_id) or not message_id.isascii():
+            raise DeliveryError(f"refusing Message-ID {message_id!r}", permanent=True)
+        if not unsubscribe_url.isascii() or not is_http_url(unsubscribe_url) or _BAD_URL_CHARS.search(unsubscribe_url):
+            raise DeliveryError(f"refusing unsubscribe URL {unsubscribe_url!r}", permanent=True)
+        url = unsubscribe_url.encode("ascii")
+        list_unsub = b"<" + url + b">"
+        if self._mailto:
+            list_unsub += b", <" + self._mailto.encode("ascii") + b">"
+        values = {
+            "subject": self._test_subject if test else self._subject,
+            "to": to.encode("ascii"),
+            "message_id": message_id.encode("ascii"),
+            "list_unsubscribe": list_unsub,
+            "unsub_text": url,
+            "unsub_html": url.replace(b"&", b"&amp;"),
+        }
+        parts: list[bytes] = []
+        for chunk, slot in zip(self._chunks, self._slots):
+            parts.append(chunk)
+            parts.append(values[slot])
+        parts.append(self._chunks[-1])
+        return b"".join(parts)
+
+
+def example_message(issue: RenderedIssue, cfg: Config, *, sent_at: datetime) -> bytes:
+    """The message as a fixed example reader would get it (``render --as eml``)."""
+    template = MessageTemplate.build(issue, cfg, sent_at=sent_at)
+    domain = cfg.email.sender_address.rpartition("@")[2] or "example.org"
+    return template.personalize(
+        to=EXAMPLE_RECIPIENT,
+        unsubscribe_url=cfg.site.url("unsubscribe?t=EXAMPLE"),
+        message_id=f"<{issue.kind}.{issue.key}.example@{domain}>",
+    )
+
+
+
+def confirmation_message(cfg: Config, to: str, confirm_url: str, *, now: datetime) -> bytes:
+    """The double opt-in email: one link to a page whose button confirms."""
+    msg = EmailMessage()
+    msg["From"] = formataddr((cfg.email.sender_name, cfg.email.sender_address))
+    msg["To"] = to
+    msg["Subject"] = f"Confirm your subscription to {cfg.site.title}"
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = make_msgid("confirm", message_domain(cfg.email.sender_address))
+    msg["Auto-Submitted"] = "auto-generated"
+    if cfg.email.reply_to:
+        msg["Reply-To"] = cfg.email.reply_to
+    msg.set_content(
+        f"Someone, probably you, asked to receive {cfg.site.title} at {to}.\n\n"
+        f"To confirm, open this link and press the button:\n{confirm_url}\n\n"
+        "If it was not you, ignore this email: nothing will be sent.\n\n"
+        f"-- \n{cfg.email.postal_address}\n"
+    )
+    msg.add_alternative(
+        "<!doctype html><html><body style=\"font-family:sans-serif\">"
+        f"<p>Someone, probably you, asked to receive <b>{escape(cfg.site.title)}</b> at {escape(to)}.</p>"
+        f"<p><a href=\"{escape(confirm_url)}\">Confirm your subscription</a></p>"
+        "<p>If it was not you, ignore this email: nothing will be sent.</p>"
+        f"<p style=\"color:#666;font-size:12px\">{escape(cfg.email.postal_address)}</p>"
+        "</body></html>",
+        subtype="html",
+    )
+    return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+

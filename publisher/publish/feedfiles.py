@@ -1,0 +1,80 @@
+"""Writing the feed files of ``public/``: the main feed and one per tag or entity.
+
+Work follows the change: a feed is re-rendered only when the newest N
+stories it is made of changed. The digest of what each feed was rendered
+from is kept in the store, so a fresh process skips untouched feeds too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable
+
+from .. import __version__
+from ..core.config import Config
+from ..render.feeds import FeedStory, render_feeds
+from ..store import engine as kv
+from ..store import stories
+from ..store.engine import Connection
+from .briefcache import BriefCache
+from .outputs import remove, write_atomic
+
+log = logging.getLogger(__name__)
+
+MAIN_FEED = ""  # the tag key of the site-wide feed
+FEED_NAMES = ("feed.atom", "feed.rss", "feed.json")
+
+
+class FeedWriter:
+    def __init__(self, cfg: Config, cache: BriefCache) -> None:
+        self.cfg = cfg
+        self.cache = cache
+        self._settings = repr((cfg.site, cfg.feeds, __version__))
+
+    def _newest(self, conn: Connection, tag: str) -> list[stories.StoryRef]:
+        # With RFC 5005 archives the main feed needs every story (the feeds
+        # module pages the older ones), so a change re-renders the archive too.
+        whole = tag == MAIN_FEED and self.cfg.feeds.archive
+        return stories.newest(conn, None if tag == MAIN_FEED else tag, None if whole else self.cfg.feeds.size)
+
+    def write(self, conn: Connection, tags: Iterable[str], *, force: bool = False) -> list[str]:
+        """Re-render the feeds of ``tags`` whose members changed (all of them with ``force``)."""
+        written: list[str] = []
+        feed_stories: dict[str, FeedStory] = {}
+        for tag in sorted(set(tags)):
+            if tag != MAIN_FEED and not self.cfg.feeds.tag_feeds:
+                continue
+            written += self._write_one(conn, tag, feed_stories, force=force)
+        if written:
+            log.info("feeds written: %s", ", ".join(written[:6]) + (" …" if len(written) > 6 else ""))
+        return written
+
+    def _write_one(self, conn: Connection, tag: str, feed_stories: dict[str, FeedStory], *, force: bool) -> list[str]:
+        prefix = "" if tag == MAIN_FEED else f"tags/{tag}/"
+        folder = self.cfg.paths.public / prefix
+        refs = self._newest(conn, tag)
+        kv_key = f"feed.members:{tag}"
+        if not refs and tag != MAIN_FEED:
+            kv.delete_kv(conn, kv_key)
+            return [prefix + name for name in FEED_NAMES if remove(folder / name)]
+        # An edit to a story outside this feed's newest N changes nothing in
+        # it: skip the render (this is most of an incremental build). The
+        # settings that shape a feed are part of the digest; a full build
+        # (force) renders everything, so template edits show too.
+        members = hashlib.sha256(
+            repr((self._settings, [(r.slug, r.content_hash, r.updated_at.isoformat()) for r in refs])).encode()
+        ).hexdigest()
+        if not force and kv.get_kv(conn, kv_key) == members and all((folder / name).exists() for name in FEED_NAMES):
+            return []
+        for r in refs:
+            # One FeedStory per slug across all feeds of this pass, so entry HTML is rendered once.
+            if r.slug not in feed_stories:
+                feed_stories[r.slug] = FeedStory(self.cache.brief(conn, r), r.published_at, r.updated_at)
+        written = []
+        for rel, data in render_feeds([feed_stories[r.slug] for r in refs], self.cfg, only={tag}).items():
+            keep = not rel.startswith("tags/") if tag == MAIN_FEED else rel.startswith(prefix)
+            if keep and write_atomic(self.cfg.paths.public / rel, data):
+                written.append(rel)
+        kv.set_kv(conn, kv_key, members)
+        return written

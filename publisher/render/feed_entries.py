@@ -1,0 +1,178 @@
+"""One story as a feed entry: its id, link, dates, categories and full HTML.
+
+Feed readers key their "unread" state on the entry id and ``updated``, so
+both come from the story itself, never from the build (see
+:mod:`publisher.render.feeds`). Computed once per story for every feed it
+appears in; the entry HTML is memoised by the identity of the Brief.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, Template, TemplateError
+
+from ..briefs.model import Brief
+from ..briefs.slugs import tag_slug
+from ..core.config import Config
+from ..core.errors import RenderError
+from ..core.memo import IdentityMemo
+from .templating import search_path
+
+ENTRY_TEMPLATE = "feed/entry.html.j2"
+GENERATOR = "publisher"
+
+
+@dataclass(frozen=True)
+class FeedStory:
+    brief: Brief
+    published: dt.datetime  # aware
+    updated: dt.datetime  # aware; changes only when the story's content changes
+
+
+# ------------------------------------------------------------------ sanitising
+
+# Characters XML 1.0 forbids (C0 controls except TAB/LF/CR, surrogates,
+# U+FFFE/U+FFFF), plus DEL and the C1 controls it discourages and feed
+# validators reject. The parser strips them from bodies, but front matter
+# and config values can still carry them; lxml would refuse most outright.
+# U+FFFD (a decoding accident upstream) is a validator warning too.
+_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffd\ufffe\uffff]")
+
+
+def clean(text: str) -> str:
+    """``text`` without the characters XML 1.0 cannot carry."""
+    return _XML_FORBIDDEN.sub("", text)
+
+
+def line(text: str) -> str:
+    """A one-line plain-text value (titles, names): clean, whitespace folded."""
+    return " ".join(clean(text).split())
+
+
+# ------------------------------------------------------------------ entry HTML
+
+
+@functools.lru_cache(maxsize=8)
+def _entry_template(dirs: tuple[str, ...]) -> Template:
+    # Compiled once per process: entry_html runs for every story of a build.
+    env = Environment(
+        loader=ChoiceLoader([FileSystemLoader(d) for d in dirs]),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
+    try:
+        return env.get_template(ENTRY_TEMPLATE)
+    except TemplateError as exc:
+        raise RenderError(ENTRY_TEMPLATE, str(exc)) from exc
+
+
+# An incremental build re-renders only the feeds a change touched, but each
+# of those holds up to ``feeds.size`` stories that did not change: their
+# entry HTML comes from here instead of being rendered again.
+_HTML_MEMO: IdentityMemo[str] = IdentityMemo(1024)
+
+
+def entry_html(brief: Brief, cfg: Config) -> str:
+    """The full story as HTML (feed content and the desk's feed preview)."""
+    hit = _HTML_MEMO.get((cfg, brief))
+    if hit is not None:
+        return str(hit)
+    template = _entry_template(search_path(cfg.paths.templates))
+    try:
+        html = clean(template.render(brief=brief))
+    except TemplateError as exc:
+        raise RenderError(f"{brief.slug}: {ENTRY_TEMPLATE}", str(exc)) from exc
+    _HTML_MEMO.put((cfg, brief), (), html)
+    return html
+
+
+# ------------------------------------------------------------------ entry data
+
+
+def entry_id(brief: Brief, published: dt.datetime, cfg: Config) -> str:
+    """``tag:host,YYYY-MM-DD:slug`` (RFC 4151); see the module docstring."""
+    host = (urlsplit(cfg.site.base_url).hostname or "localhost").lower()
+    day = published.astimezone(cfg.site.tz).date().isoformat()
+    return f"tag:{host},{day}:{brief.slug}"
+
+
+def entry_link(brief: Brief, cfg: Config) -> str:
+    """The story's canonical URL, else its web issue page on this site."""
+    return brief.canonical or cfg.site.url(f"issues/{brief.slug}.html")
+
+
+def categories(brief: Brief) -> list[str]:
+    """Tags, entities, then lens names; first spelling wins, case-insensitively."""
+    seen: dict[str, str] = {}
+    for name in (*brief.tags, *brief.entities, *(lens.name for lens in brief.lenses)):
+        value = line(name)
+        if value:
+            seen.setdefault(value.casefold(), value)
+    return list(seen.values())
+
+
+def summary_text(brief: Brief) -> str:
+    return clean(brief.dek or brief.summary.text).strip()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Everything a feed entry needs, computed once per story for all feeds."""
+
+    brief: Brief
+    cfg: Config
+    slug: str
+    id: str
+    title: str
+    link: str
+    published: dt.datetime
+    updated: dt.datetime
+    categories: tuple[str, ...]
+    summary: str
+    keys: tuple[tuple[str, str], ...]  # (tag slug, display name) of tags+entities
+
+    @functools.cached_property
+    def html(self) -> str:
+        # Lazy: of thousands of stories only those in some feed's newest
+        # ``size`` are ever rendered, and each only once for all its feeds.
+        return entry_html(self.brief, self.cfg)
+
+
+def aware(value: dt.datetime, what: str, slug: str) -> dt.datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise RenderError(f"feed entry {slug}", f"{what} must be timezone-aware, got {value.isoformat()}")
+    return value
+
+
+def make_entry(story: FeedStory, cfg: Config) -> Entry:
+    brief, tz = story.brief, cfg.site.tz
+    published = aware(story.published, "published", brief.slug).astimezone(tz).replace(microsecond=0)
+    updated = aware(story.updated, "updated", brief.slug).astimezone(tz).replace(microsecond=0)
+    keys: dict[str, str] = {}
+    for name in (*brief.tags, *brief.entities):
+        slug = tag_slug(name)
+        if slug:
+            keys.setdefault(slug, line(name))
+    return Entry(
+        brief=brief,
+        cfg=cfg,
+        slug=brief.slug,
+        id=entry_id(brief, published, cfg),
+        title=line(brief.title) or brief.slug,
+        link=entry_link(brief, cfg),
+        published=published,
+        # An entry cannot have been updated before it was published.
+        updated=max(updated, published),
+        categories=tuple(categories(brief)),
+        summary=summary_text(brief),
+        keys=tuple(keys.items()),
+    )
+

@@ -1,0 +1,34 @@
+"""Where templates are found: the user's override folder first, then the built-in ones.
+
+Datasette-style: a user copies one template into ``paths.templates`` and
+changes it; every other template still comes from the built-in folder. The
+built-in folder is the package ``publisher.templates`` (the repository's
+top-level ``templates/``, mapped into the wheel at build time), found with
+importlib.resources so an installed wheel renders exactly as a checkout.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+from pathlib import Path
+
+
+@functools.cache
+def builtin_dir() -> Path:
+    """The folder of the built-in templates (wheels install unzipped, so it is a real folder)."""
+    folder = Path(str(importlib.resources.files("publisher.templates")))
+    if not (folder / "email").is_dir():
+        raise RuntimeError(f"built-in templates missing from {folder}: a broken install")
+    return folder
+
+
+@functools.lru_cache(maxsize=8)
+def search_path(user: Path, sub: str = "") -> tuple[str, ...]:
+    """The user's override folder (if it exists) before the built-in one; ``sub`` picks a subfolder (e.g. "web")."""
+    builtin = builtin_dir()
+    dirs = []
+    if user.is_dir() and user.resolve() != builtin.resolve():
+        dirs.append(str((user / sub).resolve()) if sub else str(user.resolve()))
+    dirs.append(str(builtin / sub) if sub else str(builtin))
+    return tuple(dirs)

@@ -1,0 +1,51 @@
+"""The file index: one row per file seen in the briefs folder (stat, hash, slug, last error)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .schema import files
+from .subscribers import utc
+
+
+@dataclass(frozen=True, slots=True)
+class FileRow:
+    path: str  # relative to the briefs folder
+    mtime_ns: int
+    size: int
+    sha256: str
+    slug: str | None
+
+
+def all_files(conn: Connection) -> list[FileRow]:
+    f = files
+    rows = conn.execute(sa.select(f.c.path, f.c.mtime_ns, f.c.size, f.c.sha256, f.c.slug)).all()
+    return [FileRow(r.path, r.mtime_ns, r.size, r.sha256, r.slug) for r in rows]
+
+
+def save(conn: Connection, row: FileRow, *, error: str | None, now: dt.datetime, known: bool) -> None:
+    """Record what a read of the file found; ``known``: the index had it already."""
+    values = dict(mtime_ns=row.mtime_ns, size=row.size, sha256=row.sha256, slug=row.slug, error=error, seen_at=utc(now))
+    if known:
+        conn.execute(sa.update(files).where(files.c.path == row.path).values(**values))
+    else:
+        conn.execute(sa.insert(files).values(path=row.path, **values))
+
+
+def touch(conn: Connection, path: str, *, mtime_ns: int, size: int) -> None:
+    """A file touched but not changed: only its stat moves."""
+    conn.execute(sa.update(files).where(files.c.path == path).values(mtime_ns=mtime_ns, size=size))
+
+
+def forget(conn: Connection, path: str) -> None:
+    conn.execute(sa.delete(files).where(files.c.path == path))
+
+
+def recent_errors(conn: Connection, *, limit: int = 20) -> list[tuple[str, str]]:
+    """(path, "file:line: message") of files whose last read failed, newest first."""
+    query = sa.select(files.c.path, files.c.error).where(files.c.error.is_not(None)).order_by(files.c.seen_at.desc()).limit(limit)
+    return [(r.path, r.error) for r in conn.execute(query)]

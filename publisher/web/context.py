@@ -1,0 +1,56 @@
+"""What every endpoint needs, built once by ``create_app`` and read from ``app.state``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from itsdangerous import URLSafeTimedSerializer
+from jinja2 import Environment
+from starlette.requests import Request
+
+from ..briefs.model import Brief
+from ..core.clock import Clock
+from ..core.config import Config
+from ..render.email import RenderedIssue
+from ..store.engine import Engine
+
+if TYPE_CHECKING:
+    from .auth import Throttle
+    from .deskdata import Desk
+    from .public import PublicFiles
+
+
+class DeskActions(Protocol):
+    """What the desk needs of the pipeline (``publish.pipeline.Pipeline``, matched structurally)."""
+
+    def approve(self, slug: str) -> None: ...
+    def hold(self, slug: str) -> None: ...
+    def preview_story(self, slug: str) -> RenderedIssue: ...
+    def story_brief(self, slug: str) -> Brief: ...
+    def next_digest(self) -> tuple[dt.datetime, list[Brief]]: ...
+    def render_digest(self, fire: dt.datetime, briefs: list[Brief]) -> RenderedIssue: ...
+
+
+@dataclass
+class WebContext:
+    cfg: Config
+    engine: Engine
+    actions: DeskActions
+    clock: Clock
+    env: Environment  # the web templates (user overrides first)
+    files: PublicFiles
+    desk: Desk
+    throttle: Throttle
+    forms: URLSafeTimedSerializer  # signs the subscribe form's token
+    key: bytes  # the signing key of link tokens
+    stopping: threading.Event  # set when the server shuts down: live streams end
+    sse_interval: float
+
+
+def context(request: Request) -> WebContext:
+    ctx = request.app.state.ctx
+    assert isinstance(ctx, WebContext)
+    return ctx

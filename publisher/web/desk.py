@@ -1,0 +1,280 @@
+"""The editors' desk (``/desk``): sign-in, the story list, previews, approve/hold/send, live reload."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Callable
+
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
+
+from ..core.addresses import InvalidAddress, normalize_email
+from ..core.errors import NotFound, PublisherError, StateError
+from ..core.states import IssueState
+from ..delivery.send import send_issue, send_test
+from ..render.email import RenderedIssue
+from ..render.feed_entries import entry_html
+from ..render.templating import search_path
+from . import auth
+from .auth import requires_editor
+from .context import WebContext, context
+from .pages import desk_page, email_frame, not_found, redirect
+from . import preview as previews
+from .preview import Preview, force_dark
+
+log = logging.getLogger(__name__)
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,199}$")
+VIEWS = ("both", "desktop", "mobile", "dark")
+STATIC = {"desk.css": "text/css; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
+
+
+async def login(request: Request) -> Response:
+    ctx = context(request)
+    if auth.desk_is_open(ctx.cfg):
+        return RedirectResponse("/desk/", status_code=303)
+    client = request.client.host if request.client else "?"
+    if request.method == "GET":
+        return desk_page(request, "login.html")
+    form = await request.form()
+    if not auth.csrf_ok(ctx.cfg, request, form.get(auth.CSRF_FIELD)):
+        return PlainTextResponse("CSRF token missing or wrong; reload the page", status_code=403)
+    if ctx.throttle.blocked(client):
+        return desk_page(request, "login.html", 429, error="Too many attempts; wait a few minutes.")
+    if not auth.password_ok(ctx.cfg, str(form.get("password", ""))):
+        ctx.throttle.fail(client)
+        return desk_page(request, "login.html", 401, error="Wrong password.")
+    ctx.throttle.reset(client)
+    auth.start_session(request)
+    log.info("desk: editor signed in from %s", client)
+    return RedirectResponse("/desk/", status_code=303)
+
+
+@requires_editor
+async def logout(request: Request) -> Response:
+    request.session.clear()
+    return RedirectResponse("/desk/login" if not auth.desk_is_open(context(request).cfg) else "/desk/", status_code=303)
+
+
+@requires_editor
+async def index(request: Request) -> Response:
+    desk = context(request).desk
+    rows = await run_in_threadpool(desk.stories)
+    digests = await run_in_threadpool(desk.digests)
+    return desk_page(request, "desk.html", stories=rows, digests=digests)
+
+
+def _slug(request: Request) -> str | None:
+    slug = str(request.path_params.get("slug", ""))
+    return slug if SLUG_RE.match(slug) else None
+
+
+def _view(request: Request) -> str:
+    view = request.query_params.get("view", "both")
+    return view if view in VIEWS else "both"
+
+
+def _frame(request: Request, preview: Preview) -> Response:
+    dark = request.query_params.get("scheme") == "dark"
+    return email_frame(request, force_dark(preview.html) if dark else preview.html)
+
+
+@requires_editor
+async def story_page(request: Request) -> Response:
+    slug = _slug(request)
+    if slug is None:
+        return not_found(request)
+    desk = context(request).desk
+    try:
+        row = await run_in_threadpool(desk.story, slug)
+    except NotFound:
+        return not_found(request)
+    try:
+        preview, _brief = await run_in_threadpool(desk.story_preview, slug)
+        error = None
+    except PublisherError as exc:
+        preview, error = None, str(exc)
+    return desk_page(
+        request, "preview.html", kind="story", key=slug, row=row, preview=preview, error=error, view=_view(request),
+        clip_limit=previews.GMAIL_CLIP_BYTES, base=f"/desk/story/{slug}", events=f"/desk/events?kind=story&key={slug}",
+    )
+
+
+@requires_editor
+async def story_email(request: Request) -> Response:
+    slug = _slug(request)
+    if slug is None:
+        return not_found(request)
+    try:
+        preview, _ = await run_in_threadpool(context(request).desk.story_preview, slug)
+    except NotFound:
+        return not_found(request)
+    except PublisherError as exc:
+        return PlainTextResponse(str(exc), status_code=500)
+    return _frame(request, preview)
+
+
+@requires_editor
+async def story_feed(request: Request) -> Response:
+    slug = _slug(request)
+    if slug is None:
+        return not_found(request)
+    ctx = context(request)
+    try:
+        _, brief = await run_in_threadpool(ctx.desk.story_preview, slug)
+    except NotFound:
+        return not_found(request)
+    except PublisherError as exc:
+        return PlainTextResponse(str(exc), status_code=500)
+    body = ctx.env.get_template("feed_entry.html").render(brief=brief, entry=str(entry_html(brief, ctx.cfg)))
+    return email_frame(request, body)
+
+
+def _send_now(ctx: WebContext, issue_id: int) -> None:
+    try:
+        report = send_issue(ctx.cfg, ctx.engine, issue_id, clock=ctx.clock)
+        log.info("desk: issue %d sent: %s", issue_id, report)
+    except PublisherError as exc:
+        log.error("desk: sending issue %d failed: %s", issue_id, exc)
+
+
+async def _send_story_now(request: Request, slug: str, back: str) -> Response:
+    ctx = context(request)
+    form = await request.form()
+    if form.get("confirm") != "yes":
+        return redirect(back, "Not sent: tick the box to confirm sending to all subscribers.", request)
+    row = await run_in_threadpool(ctx.desk.story, slug)
+    if row.state in (IssueState.AWAITING_APPROVAL, IssueState.HELD):
+        await run_in_threadpool(ctx.actions.approve, slug)
+    issue_id = await run_in_threadpool(ctx.desk.issue_id, "story", slug)
+    if issue_id is None:
+        return redirect(back, "There is no issue for this story yet.", request)
+    log.info("desk: send now %s (issue %d)", slug, issue_id)
+    return redirect(back, "Sending started; refresh to follow the state.", request, BackgroundTask(_send_now, ctx, issue_id))
+
+
+@requires_editor
+async def story_action(request: Request) -> Response:
+    slug = _slug(request)
+    action = str(request.path_params.get("action", ""))
+    if slug is None:
+        return not_found(request)
+    ctx = context(request)
+    back = f"/desk/story/{slug}"
+    if action == "test":
+        form = await request.form()
+        return await _send_test(request, str(form.get("address", "")), lambda: ctx.desk.rendered_story(slug), back)
+    try:
+        if action == "approve":
+            await run_in_threadpool(ctx.actions.approve, slug)
+            log.info("desk: approved %s", slug)
+            return redirect(back, "Approved: queued for delivery.", request)
+        if action == "hold":
+            await run_in_threadpool(ctx.actions.hold, slug)
+            log.info("desk: held %s", slug)
+            return redirect(back, "Held: it will not be sent until approved.", request)
+        if action == "send":
+            return await _send_story_now(request, slug, back)
+    except NotFound:
+        return not_found(request)
+    except StateError as exc:
+        return redirect(back, f"Not possible now: {exc}", request)
+    return not_found(request)
+
+
+async def _send_test(request: Request, address: str, render: Callable[[], RenderedIssue], back: str) -> Response:
+    ctx = context(request)
+    try:
+        address = normalize_email(address)
+    except InvalidAddress:
+        return redirect(back, "Test not sent: that is not an email address.", request)
+    try:
+        issue = await run_in_threadpool(render)
+        await run_in_threadpool(send_test, ctx.cfg, ctx.engine, issue, address)
+    except PublisherError as exc:
+        log.error("desk: test send to %s failed: %s", address, exc)
+        return redirect(back, f"Test not sent: {exc}", request)
+    log.info("desk: test of %s %s sent to %s", issue.kind, issue.key, address)
+    return redirect(back, f"Test sent to {address}.", request)
+
+
+@requires_editor
+async def digest_page(request: Request) -> Response:
+    try:
+        preview, briefs = await run_in_threadpool(context(request).desk.digest_preview)
+        error = None
+    except PublisherError as exc:
+        preview, briefs, error = None, [], str(exc)
+    return desk_page(
+        request, "preview.html", kind="digest", key=preview.key if preview else "", row=None, preview=preview, briefs=briefs,
+        error=error, view=_view(request), clip_limit=previews.GMAIL_CLIP_BYTES, base="/desk/digest",
+        events="/desk/events?kind=digest&key=next",
+    )
+
+
+@requires_editor
+async def digest_email(request: Request) -> Response:
+    try:
+        preview, _ = await run_in_threadpool(context(request).desk.digest_preview)
+    except PublisherError as exc:
+        return PlainTextResponse(str(exc), status_code=500)
+    return _frame(request, preview)
+
+
+@requires_editor
+async def digest_test(request: Request) -> Response:
+    form = await request.form()
+    return await _send_test(request, str(form.get("address", "")), context(request).desk.rendered_digest, "/desk/digest")
+
+
+@requires_editor
+async def events(request: Request) -> Response:
+    """Server-sent events: "changed" whenever what an open preview shows could have changed."""
+    ctx = context(request)
+    kind = request.query_params.get("kind", "story")
+    key = request.query_params.get("key", "")
+    if kind not in ("story", "digest") or (kind == "story" and not SLUG_RE.match(key)):
+        return PlainTextResponse("bad stream", status_code=400)
+
+    async def stream() -> AsyncIterator[str]:
+        last = await run_in_threadpool(ctx.desk.fingerprint, kind, key)
+        yield "retry: 2000\n: connected\n\n"
+        idle = 0.0
+        while not ctx.stopping.is_set():
+            await asyncio.sleep(ctx.sse_interval)
+            if ctx.stopping.is_set():
+                break
+            now = await run_in_threadpool(ctx.desk.fingerprint, kind, key)
+            if now != last:
+                last = now
+                idle = 0.0
+                yield f"event: changed\ndata: {kind}/{key}\n\n"
+            else:
+                idle += ctx.sse_interval
+                if idle >= 15:
+                    idle = 0.0
+                    yield ": keep-alive\n\n"
+        log.debug("desk: event stream for %s/%s ended", kind, key)
+
+    # Starlette cancels the generator when the client disconnects.
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+async def static(request: Request) -> Response:
+    """The desk's stylesheet and script, user override first."""
+    name = str(request.path_params.get("name", ""))
+    if name not in STATIC:
+        return not_found(request)
+    for folder in search_path(context(request).cfg.paths.templates, "web"):
+        candidate = folder + "/static/" + name
+        try:
+            with open(candidate, "rb") as fh:
+                data = fh.read()
+        except OSError:
+            continue
+        return Response(data, media_type=STATIC[name], headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"})
+    return not_found(request)
