@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test check build typecheck bench clean
+.PHONY: run test test-fast check build typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ typecheck: $(STAMP)
 test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
+
+# The edit loop: no browser, nothing marked slow (the wheel, the service, crash tests).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not browser and not slow"
 
 # Each script prints its own table; they take minutes (10,000-brief corpora, Hugo, nginx, node mjml, Postfix).
 bench: $(STAMP)

@@ -129,7 +129,7 @@ def prepare(workdir: Path, n: int) -> tuple[Path, int, bytes]:
     from publisher.delivery import send as delivery
     from publisher.store import connect
     from publisher.store import issues as issues_store
-    from tests.test_delivery_support import add_story_issue, add_subscribers, make_cfg
+    from tests.support.smtp import add_story_issue, add_subscribers, make_cfg
 
     cfg = make_cfg(workdir)
     engine = connect(cfg.store_url)
@@ -181,7 +181,7 @@ def worker(workdir: Path, issue_id: int, port: int, connections: int) -> None:
     from publisher.store import connect
     from publisher.store import issues as issues_store
     from publisher.store.schema import deliveries, issues
-    from tests.test_delivery_support import make_cfg
+    from tests.support.smtp import make_cfg
 
     cfg = make_cfg(workdir, port=port, connections=connections, batch_size=200)
     engine = connect(cfg.store_url)

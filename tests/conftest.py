@@ -1,29 +1,12 @@
-"""Shared fixtures. Golden files are rewritten with UPDATE_GOLDEN=1."""
+"""Shared fixtures; the helpers themselves live in tests/support/."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "tests" / "data"
-GOLDEN = ROOT / "tests" / "golden"
-
-
-def assert_golden(path: Path, actual: str | bytes) -> None:
-    """Compare with a golden file; UPDATE_GOLDEN=1 writes it instead."""
-    data = actual.encode("utf-8") if isinstance(actual, str) else actual
-    if os.environ.get("UPDATE_GOLDEN") == "1" or not path.exists():
-        if os.environ.get("UPDATE_GOLDEN") != "1" and os.environ.get("CI"):
-            pytest.fail(f"golden file missing in CI: {path}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    expected = path.read_bytes()
-    if expected != data:
-        # Show a readable diff for text goldens.
-        assert data.decode("utf-8", "replace") == expected.decode("utf-8", "replace"), f"differs from {path}"
+from tests.support.files import ROOT
 
 
 @pytest.fixture

@@ -1,0 +1,196 @@
+"""Signed unsubscribe/confirm tokens and the functions the web routes call."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sqlalchemy.engine import Engine
+
+from publisher.mail import tokens
+from publisher.core.clock import FixedClock
+from publisher.core.config import Config
+from publisher.core.errors import TokenError
+from publisher.delivery import subscriptions
+from publisher.store import subscribers as subscribers_store
+
+from tests.support.smtp import T0, make_cfg, make_store
+
+KEY = b"0123456789abcdef0123456789abcdef"
+
+
+def test_round_trip_and_purpose_separation() -> None:
+    token = tokens.make_token(KEY, "unsubscribe", 42, "reader@example.net")
+    assert tokens.read_token(KEY, "unsubscribe", token) == (42, "reader@example.net")
+    with pytest.raises(TokenError):  # an unsubscribe token never confirms anyone
+        tokens.read_token(KEY, "confirm", token)
+    with pytest.raises(TokenError):
+        tokens.read_token(b"another key, also 32 bytes long!", "unsubscribe", token)
+    assert all(c.isalnum() or c in "-_.~" for c in token)  # safe in a URL query as-is
+
+
+@given(st.integers(min_value=0, max_value=10**12), st.emails())
+@settings(max_examples=60, deadline=None)
+def test_any_subscriber_round_trips(sid: int, email: str) -> None:
+    assert tokens.read_token(KEY, "confirm", tokens.make_token(KEY, "confirm", sid, email)) == (sid, email)
+
+
+def _mutations(token: str) -> list[str]:
+    out = [token[:-1], token[: len(token) // 2], token + "x", "", token.upper(), token.replace("~", "-", 1)]
+    # Every third character, but not the last: its low bits are base64
+    # padding, so some edits there decode to the same signature.
+    for i in range(0, len(token) - 1, 3):
+        c = token[i]
+        out.append(token[:i] + ("A" if c != "A" else "B") + token[i + 1 :])
+    return [m for m in out if m != token]
+
+
+def test_truncated_tampered_or_forged_tokens_are_refused() -> None:
+    token = tokens.make_token(KEY, "unsubscribe", 7, "a@example.net")
+    for bad in _mutations(token):
+        with pytest.raises(TokenError):
+            tokens.read_token(KEY, "unsubscribe", bad)
+    # a well-formed payload with someone else's id, signature copied over
+    other = tokens.make_token(KEY, "unsubscribe", 8, "a@example.net")
+    spliced = other.split(".", 1)[0] + "." + token.split(".", 1)[1]
+    with pytest.raises(TokenError):
+        tokens.read_token(KEY, "unsubscribe", spliced)
+    for junk in ("\x00", "ä" * 10, "a" * 5000, "1~YQ.abc.def"):
+        with pytest.raises(TokenError):
+            tokens.read_token(KEY, "unsubscribe", junk)
+
+
+def test_generated_key_is_private_and_stable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PUBLISHER_SIGNING_KEY", raising=False)
+    cfg = make_cfg(tmp_path)
+    key = tokens.signing_key(cfg)
+    path = tmp_path / "state" / "signing.key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(key) >= 32
+    assert tokens.signing_key(cfg) == key  # generated once
+    assert [p.name for p in path.parent.iterdir()] == ["signing.key"]  # no temp files left
+    monkeypatch.setenv("PUBLISHER_SIGNING_KEY", key.decode())
+    assert tokens.signing_key(cfg) == key  # the file's text works verbatim as the env value
+    monkeypatch.setenv("PUBLISHER_SIGNING_KEY", "from-the-environment-0123456789abcdef")
+    assert tokens.signing_key(cfg) == b"from-the-environment-0123456789abcdef"
+
+
+# ------------------------------------------------ subscribe / confirm / unsubscribe
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Config, Engine]:
+    monkeypatch.setenv("PUBLISHER_SIGNING_KEY", KEY.decode())
+    cfg = make_cfg(tmp_path)  # Maildir outbox: the confirmation lands in state/outbox
+    return cfg, make_store(cfg)
+
+
+def _status(engine: Engine, email: str) -> str:
+    sub = subscribers_store.find_subscriber(engine, email)
+    assert sub is not None
+    return sub.status
+
+
+def _status_id(engine: Engine, sid: int) -> str:
+    sub = subscribers_store.get_subscriber(engine, sid)
+    assert sub is not None
+    return sub.status
+
+
+def _outbox(cfg: Config) -> list[bytes]:
+    new = cfg.paths.state / "outbox" / "new"
+    return [p.read_bytes() for p in sorted(new.iterdir())] if new.exists() else []
+
+
+def _confirm_token(message: bytes) -> str:
+    import email
+    import email.policy
+    import re
+
+    msg = email.message_from_bytes(message, policy=email.policy.default)
+    text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    html = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    m = re.search(r"https://news\.example\.org/confirm\?t=([A-Za-z0-9_.~\-]+)", text)
+    assert m, text
+    assert f'href="{m.group(0)}"' in html
+    return m.group(1)
+
+
+def test_double_opt_in(env: tuple[Config, Engine]) -> None:
+    cfg, engine = env
+    clock = FixedClock(T0)
+    subscriptions.subscribe(cfg, engine, "  New.Reader@Example.ORG ", "daily", clock=clock)
+    sub = subscribers_store.find_subscriber(engine, "new.reader@example.org")
+    assert sub is not None and sub.status == "pending" and sub.cadence == "daily"
+    (mail,) = _outbox(cfg)
+    assert b"To: new.reader@example.org" in mail and b"Subject: Confirm your subscription" in mail
+    token = _confirm_token(mail)
+    # the link itself confirms nothing: that takes the web page's POST, which calls confirm()
+    assert _status(engine, sub.email) == "pending"
+    with pytest.raises(TokenError):
+        subscriptions.confirm(cfg, engine, token[:-2], clock=clock)
+    assert subscriptions.confirm(cfg, engine, token, clock=clock) is True
+    assert subscriptions.confirm(cfg, engine, token, clock=clock) is False
+    assert _status(engine, sub.email) == "active"
+    # asking again while active sends nothing (the form reveals nothing either)
+    subscriptions.subscribe(cfg, engine, "new.reader@example.org", "daily", clock=clock)
+    assert len(_outbox(cfg)) == 1
+
+
+def test_confirm_link_expires(env: tuple[Config, Engine]) -> None:
+    cfg, engine = env
+    clock = FixedClock(T0)
+    subscriptions.subscribe(cfg, engine, "late@example.org", "instant", clock=clock)
+    token = _confirm_token(_outbox(cfg)[0])
+    import time
+
+    real = time.time
+    try:
+        time.time = lambda: real() + subscriptions.CONFIRM_MAX_AGE + 60  # itsdangerous reads time.time
+        with pytest.raises(TokenError):
+            subscriptions.confirm(cfg, engine, token)
+    finally:
+        time.time = real
+    assert _status(engine, "late@example.org") == "pending"
+
+
+def test_unsubscribe_forged_tokens_change_nothing_and_replay_is_harmless(env: tuple[Config, Engine]) -> None:
+    cfg, engine = env
+    sub, _ = subscribers_store.add_subscriber(engine, "a@example.net", "instant", status="active", now=T0)
+    other, _ = subscribers_store.add_subscriber(engine, "b@example.net", "instant", status="active", now=T0)
+    token = tokens.make_token(KEY, "unsubscribe", sub.id, sub.email)
+    forged = [
+        *_mutations(token),
+        tokens.make_token(b"attacker key attacker key attack", "unsubscribe", other.id, other.email),
+        tokens.make_token(KEY, "confirm", other.id, other.email),  # wrong purpose
+    ]
+    for bad in forged:
+        with pytest.raises(TokenError):
+            subscriptions.unsubscribe(cfg, engine, bad)
+    assert subscribers_store.count_subscribers(engine)["active"] == 2
+    # a valid token for an id whose address changed does nothing either
+    stale = tokens.make_token(KEY, "unsubscribe", other.id, "old@example.net")
+    assert subscriptions.unsubscribe(cfg, engine, stale) is False
+    assert subscriptions.unsubscribe(cfg, engine, token) is True
+    assert subscriptions.unsubscribe(cfg, engine, token) is False  # a replay is harmless
+    assert _status_id(engine, sub.id) == "unsubscribed"
+    assert _status_id(engine, other.id) == "active"
+    # and a confirm link replayed after unsubscribing does not resubscribe
+    confirm_token = tokens.make_token(KEY, "confirm", sub.id, sub.email)
+    assert subscriptions.confirm(cfg, engine, confirm_token) is False
+    assert _status_id(engine, sub.id) == "unsubscribed"
+
+
+def test_signing_key_env_name_is_configurable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = make_cfg(tmp_path)
+    cfg = dataclasses.replace(cfg, security=dataclasses.replace(cfg.security, signing_key_env="MY_KEY"))
+    monkeypatch.setenv("MY_KEY", "k" * 40)
+    assert tokens.signing_key(cfg) == b"k" * 40
+    assert not (tmp_path / "state" / "signing.key").exists()
+    assert os.environ["MY_KEY"]

@@ -1,0 +1,154 @@
+"""`publisher build` and the incremental pipeline: determinism, atomicity, updated, ids."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import feedparser
+from click.testing import CliRunner
+from lxml import etree  # type: ignore[import-untyped]
+
+from publisher.cli import main
+from publisher.core.clock import FixedClock
+
+from tests.support.project import brief_text, make_project, pipeline_for
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_build_twice_is_byte_identical_and_untouched(tmp_path: Path) -> None:
+    cfg = make_project(tmp_path)
+    clock = FixedClock(dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc))
+    first = pipeline_for(cfg, clock).build_all()
+    assert first.errors == [] and len(first.published) == 6
+    before = _snapshot(cfg.paths.public)
+    assert {"feed.atom", "feed.rss", "feed.json"} <= set(before)
+    assert "issues/india-upi-credit-lines.html" not in before  # a draft
+    clock.advance(3600)
+    second = pipeline_for(cfg, clock).build_all()
+    assert second.written == []
+    assert _snapshot(cfg.paths.public) == before
+
+
+def test_fresh_store_gives_identical_bytes(tmp_path: Path) -> None:
+    # Same briefs, same clock, separate stores: byte-identical outputs.
+    outs = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        cfg = make_project(tmp_path / name)
+        clock = FixedClock(dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc))
+        pipeline_for(cfg, clock).build_all()
+        outs.append({k: v[0] for k, v in _snapshot(cfg.paths.public).items()})
+    assert outs[0] == outs[1]
+
+
+def test_edit_moves_only_that_entrys_updated(tmp_path: Path) -> None:
+    cfg = make_project(tmp_path, schedule={"quiet_period": 0.0})
+    clock = FixedClock(dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc))
+    pub = pipeline_for(cfg, clock)
+    pub.build_all()
+    before = feedparser.parse((cfg.paths.public / "feed.atom").read_bytes())
+    clock.advance(600)
+    path = cfg.paths.briefs / "tsmc-arizona-n2-yields.md"
+    path.write_text(path.read_text().replace("three months early", "three months early, it said"))
+    result = pub.sync()
+    assert result.published == ["tsmc-arizona-n2-yields"]
+    after = feedparser.parse((cfg.paths.public / "feed.atom").read_bytes())
+    assert before.bozo == 0 and after.bozo == 0
+    old = {e.id: e for e in before.entries}
+    new = {e.id: e for e in after.entries}
+    assert set(old) == set(new)  # every id stays
+    moved = [i for i in new if new[i].updated != old[i].updated]
+    assert len(moved) == 1 and "tsmc-arizona-n2-yields" in new[moved[0]].link
+    assert new[moved[0]].updated_parsed[:5] == (2026, 11, 28, 12, 10)
+    assert all(new[i].published == old[i].published for i in new)
+
+
+def test_rename_keeps_id_and_updated(tmp_path: Path) -> None:
+    cfg = make_project(tmp_path, schedule={"quiet_period": 0.0})
+    clock = FixedClock(dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc))
+    pub = pipeline_for(cfg, clock)
+    pub.build_all()
+    before = (cfg.paths.public / "feed.atom").read_bytes()
+    clock.advance(600)
+    (cfg.paths.briefs / "tsmc-arizona-n2-yields.md").rename(cfg.paths.briefs / "renamed.md")
+    result = pub.sync()
+    assert result.removed == [] and result.errors == []
+    assert (cfg.paths.public / "feed.atom").read_bytes() == before
+
+
+def test_broken_brief_keeps_last_good_and_others_publish(tmp_path: Path) -> None:
+    cfg = make_project(tmp_path, schedule={"quiet_period": 0.0})
+    pub = pipeline_for(cfg)
+    pub.build_all()
+    path = cfg.paths.briefs / "tsmc-arizona-n2-yields.md"
+    path.write_bytes(b"---\ntitle: [broken\n---\n")
+    (cfg.paths.briefs / "fresh.md").write_text(brief_text("fresh", "A fresh story"))
+    result = pub.sync()
+    assert result.published == ["fresh"]
+    assert len(result.errors) == 1 and "tsmc-arizona-n2-yields.md:3: bad front matter YAML" in result.errors[0]
+    feed = feedparser.parse((cfg.paths.public / "feed.atom").read_bytes())
+    links = [e.link for e in feed.entries]
+    assert any("tsmc-arizona-n2-yields" in link for link in links)  # last good version stays
+    assert any("fresh" in link for link in links)
+    st = pub.status()
+    assert st.errors and "bad front matter YAML" in st.errors[0][1]
+
+
+def test_deleted_brief_leaves_the_feeds(tmp_path: Path) -> None:
+    cfg = make_project(tmp_path, schedule={"quiet_period": 0.0})
+    pub = pipeline_for(cfg)
+    pub.build_all()
+    (cfg.paths.briefs / "tsmc-arizona-n2-yields.md").unlink()
+    result = pub.sync()
+    assert result.removed == ["tsmc-arizona-n2-yields"]
+    feed = feedparser.parse((cfg.paths.public / "feed.atom").read_bytes())
+    assert not any("tsmc-arizona-n2-yields" in e.link for e in feed.entries)
+    assert not (cfg.paths.public / "issues" / "tsmc-arizona-n2-yields.html").exists()
+    assert not (cfg.paths.public / "tags" / "tsmc").exists() or not any((cfg.paths.public / "tags" / "tsmc").iterdir())
+
+
+def test_duplicate_slug_is_rejected_with_both_paths(tmp_path: Path) -> None:
+    cfg = make_project(tmp_path, schedule={"quiet_period": 0.0})
+    pub = pipeline_for(cfg)
+    pub.build_all()
+    (cfg.paths.briefs / "copy.md").write_bytes((cfg.paths.briefs / "tsmc-arizona-n2-yields.md").read_bytes())
+    result = pub.sync()
+    assert len(result.errors) == 1 and "already used by tsmc-arizona-n2-yields.md" in result.errors[0]
+
+
+def test_build_cli_exit_codes(tmp_path: Path) -> None:
+    cfg = make_project(tmp_path)
+    runner = CliRunner()
+    ok = runner.invoke(main, ["build", "--config", str(tmp_path / "config.toml")])
+    assert ok.exit_code == 0, ok.output
+    (cfg.paths.briefs / "zz-broken.md").write_bytes(b"")
+    out = tmp_path / "elsewhere"
+    bad = runner.invoke(main, ["build", "--config", str(tmp_path / "config.toml"), "--out", str(out)])
+    assert bad.exit_code == 1
+    assert "zz-broken.md:1: empty file" in bad.output
+    assert (out / "feed.atom").exists() and (out / "issues" / "tsmc-arizona-n2-yields.html").exists()
+    usage = runner.invoke(main, ["build", "--config", str(tmp_path / "config.toml"), "--briefs", str(tmp_path / "nope")])
+    assert usage.exit_code == 2
+
+
+def test_archive_pages_are_written_by_the_pipeline(tmp_path: Path) -> None:
+    cfg = make_project(tmp_path, samples=False, feeds={"size": 2, "archive": True, "archive_page_size": 2},
+                       schedule={"quiet_period": 0.0})
+    for n in range(7):
+        (cfg.paths.briefs / f"s{n}.md").write_text(brief_text(f"s{n}", f"Story {n}", date=f"2026-11-{10 + n}"))
+    pub = pipeline_for(cfg)
+    pub.build_all()
+    public = cfg.paths.public
+    assert (public / "archive" / "1.atom").exists() and (public / "archive" / "2.atom").exists()
+    assert not (public / "archive" / "3.atom").exists()  # only full pages are published
+    seen = []
+    for name in ("feed.atom", "archive/1.atom", "archive/2.atom"):
+        seen += [e.link.rsplit("/", 1)[-1] for e in feedparser.parse((public / name).read_bytes()).entries]
+    assert sorted(seen) == sorted(f"s{n}" for n in range(7))  # every story in exactly one document
+    (cfg.paths.briefs / "s7.md").write_text(brief_text("s7", "Story 7", date="2026-11-20"))
+    pub.sync()
+    assert (public / "archive" / "3.atom").exists()
