@@ -139,8 +139,11 @@ templates = "{ROOT / 'templates'}"
 
 [schedule]
 quiet_period = 0.0
-digest_cron = ""
 watch_events = false
+
+[digests]
+daily = ""
+weekly = ""
 """,
         encoding="utf-8",
     )

@@ -117,8 +117,9 @@ public = "{run / 'public'}"
 state = "{run / 'state'}"
 templates = "{ROOT / 'templates'}"
 
-[schedule]
-digest_cron = ""
+[digests]
+daily = ""
+weekly = ""
 
 [desk]
 host = "127.0.0.1"

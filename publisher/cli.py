@@ -7,7 +7,9 @@ sends), 2 usage or configuration errors.
 from __future__ import annotations
 
 import functools
+import getpass
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +25,19 @@ from .core.states import CADENCES, SUBSCRIBER_STATUSES, Cadence, IssueState, SEN
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _load_config(path: str | None) -> Config:
+CONFIG_HELP = "Config file (default: $PUBLISHER_CONFIG, else ./config.toml)."
+
+
+def _load_config(path: str | None, *, writes: bool) -> Config:
+    path = path or os.environ.get("PUBLISHER_CONFIG") or None
+    if path is None and writes and not Path("config.toml").exists():
+        # Defaults would put a fresh, empty store in whatever folder this is.
+        click.echo(
+            f"error: no config.toml in {Path.cwd()}: run this from the project folder, or pass --config PATH "
+            "(or set PUBLISHER_CONFIG)",
+            err=True,
+        )
+        sys.exit(2)
     try:
         cfg = config_mod.load(path)
     except ConfigError as exc:
@@ -34,19 +48,12 @@ def _load_config(path: str | None) -> Config:
     return cfg
 
 
-def with_config(func: F) -> F:
-    """Adds ``--config PATH`` and passes the loaded Config as ``cfg``."""
-
-    @click.option(
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="Config file (default: ./config.toml).",
-    )
+def _with_config(func: F, *, writes: bool) -> F:
+    @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help=CONFIG_HELP)
     @functools.wraps(func)
     def wrapper(*args: Any, config_path: str | None, **kwargs: Any) -> Any:
-        cfg = _load_config(config_path)
+        outer = click.get_current_context().find_root().params.get("config_path")
+        cfg = _load_config(config_path or outer, writes=writes)
         try:
             return func(*args, cfg=cfg, **kwargs)
         except PublisherError as exc:
@@ -56,10 +63,59 @@ def with_config(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group()
+def with_config(func: F) -> F:
+    """Adds ``--config PATH`` (also accepted before the command) and passes the loaded Config as ``cfg``.
+
+    These commands change the state folder, so they refuse to run on built-in
+    defaults in a folder without a config.toml.
+    """
+    return _with_config(func, writes=True)
+
+
+def with_read_config(func: F) -> F:
+    """Like :func:`with_config`, for commands that only read briefs (defaults are fine anywhere)."""
+    return _with_config(func, writes=False)
+
+
+def actor() -> str:
+    """Who made a change from the command line, for an issue's history."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "?"
+    return f"cli ({user})"
+
+
+class PublisherGroup(click.Group):
+    """Ctrl-C ends any command quietly with 130 (the shell's convention), not "Aborted!" and 1."""
+
+    def main(
+        self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+        standalone_mode: bool = True, **extra: Any,
+    ) -> Any:
+        standalone = standalone_mode
+        try:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.Abort:
+            if not standalone:
+                raise
+            sys.exit(130)
+        except click.ClickException as exc:
+            if not standalone:
+                raise
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Exit as exc:
+            if not standalone:
+                raise
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=PublisherGroup)
 @click.version_option(package_name="publisher")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def main(verbose: bool) -> None:
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help=CONFIG_HELP)
+def main(verbose: bool, config_path: str | None) -> None:
     """Publish news briefs as feeds and newsletters."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -74,7 +130,7 @@ def _paths_arg(paths: tuple[str, ...]) -> list[Path]:
 
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
-@with_config
+@with_read_config
 def parse(file: str, cfg: Config) -> None:
     """Print one parsed brief as JSON."""
     import json
@@ -87,8 +143,8 @@ def parse(file: str, cfg: Config) -> None:
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
-@with_config
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@with_read_config
 def check(paths: tuple[str, ...], cfg: Config) -> None:
     """Lint briefs like a compiler: file:line: error|warning: message."""
     from .briefs.lint import check_paths
@@ -197,30 +253,36 @@ def subscribers_export(status: str | None, cfg: Config) -> None:
     click.echo(f"{n} subscriber(s) exported", err=True)
 
 
-def _issue_for(engine: Any, target: str, states: tuple[str, ...]) -> Any:
+def _issue_for(engine: Any, target: str, states: tuple[str, ...], cadence: str | None = None) -> Any:
+    from .publish.issues import parse_target
     from .store import issues
 
     if target == "digest":
-        return issues.latest_digest(engine, states)
-    return issues.find_issue(engine, "story", target)
+        return issues.latest_digest(engine, states, cadence=cadence)
+    return issues.find_issue(engine, *parse_target(target))
 
 
 @main.command("send")
-@click.argument("target", metavar="SLUG|digest")
+@click.argument("target", metavar="SLUG|digest|digest:PERIOD")
 @click.option("--test", "test_address", metavar="ADDRESS", help="Send one copy to ADDRESS, subject marked [TEST]; no ledger rows.")
+@click.option("--cadence", type=click.Choice(["daily", "weekly"]), default=None, help="With 'digest': the latest of this cadence.")
 @with_config
-def send(target: str, test_address: str | None, cfg: Config) -> None:
-    """Send an approved story issue (or the latest approved digest); resumes an interrupted send."""
+def send(target: str, test_address: str | None, cadence: str | None, cfg: Config) -> None:
+    """Send an approved issue (a story, or the latest approved digest); resumes an interrupted send."""
     from .delivery import send as delivery
     from .delivery.sender import SendAborted
 
     engine = _store(cfg)
     if test_address:
-        issue = _issue_for(engine, target, tuple(s for s in IssueState if s is not IssueState.ERROR))
+        issue = _issue_for(engine, target, tuple(s for s in IssueState if s is not IssueState.ERROR), cadence)
         delivery.send_test(cfg, engine, delivery.rendered_from_row(issue), test_address)
         click.echo(f"test of {issue.kind} {issue.key} sent to {test_address}")
         return
-    issue = _issue_for(engine, target, SENDABLE_STATES)
+    issue = _issue_for(engine, target, (*SENDABLE_STATES, IssueState.SENT), cadence)
+    if issue.state is IssueState.SENT:
+        # The service's drain got there first: the work is done.
+        click.echo(f"{issue.label} was sent already")
+        return
     bar: Any = None
     progress: Callable[[Any], None] | None = None
     if sys.stdout.isatty():
@@ -232,7 +294,7 @@ def send(target: str, test_address: str | None, cfg: Config) -> None:
 
         progress = _progress
     try:
-        report = delivery.send_issue(cfg, engine, issue.id, progress=progress)
+        report = delivery.send_issue(cfg, engine, issue.id, progress=progress, actor=actor())
     except SendAborted as exc:
         report = exc.report
         click.echo(f"error: {exc}", err=True)
@@ -286,7 +348,7 @@ def serve(host: str | None, port: int | None, cfg: Config) -> None:
     show_default=True,
     help="html/text: the public web version; mjml: the compiled template; eml: the full message for an example reader.",
 )
-@with_config
+@with_read_config
 def render(file: str, fmt: str, cfg: Config) -> None:
     """Print the story issue one brief would make."""
     from .briefs import load_brief
@@ -383,21 +445,41 @@ def run(once: bool, no_web: bool, no_send: bool, cfg: Config) -> None:
 
 
 @main.command()
-@click.argument("slug")
+@click.argument("target", metavar="SLUG|digest:PERIOD")
+@click.option("--at", "send_at", type=click.DateTime(["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"]), default=None,
+              help="Send at this time (site time zone) instead of the next send.")
 @with_config
-def approve(slug: str, cfg: Config) -> None:
-    """Release a story issue for sending."""
-    _pipeline(cfg).approve(slug)
-    click.echo(f"{slug}: approved")
+def approve(target: str, send_at: Any, cfg: Config) -> None:
+    """Release an issue for sending (a story's issue is made if it has none) and say whom it reaches."""
+    when = send_at.replace(tzinfo=cfg.site.tz) if send_at is not None else None
+    released = _pipeline(cfg).approve(target, actor=actor(), send_at=when)
+    click.echo(released.describe())
 
 
 @main.command()
-@click.argument("slug")
+@click.argument("target", metavar="SLUG|digest:PERIOD")
 @with_config
-def hold(slug: str, cfg: Config) -> None:
-    """Hold a story issue back."""
-    _pipeline(cfg).hold(slug)
-    click.echo(f"{slug}: held")
+def hold(target: str, cfg: Config) -> None:
+    """Hold an issue back until it is approved again."""
+    _pipeline(cfg).hold(target, actor=actor())
+    click.echo(f"{target}: held")
+
+
+@main.command()
+@click.option("--cadence", type=click.Choice(["daily", "weekly"]), default="daily", show_default=True)
+@with_config
+def digest(cadence: str, cfg: Config) -> None:
+    """Make the current period's digest now (idempotent) and print it."""
+    from .store import issues
+
+    pipeline = _pipeline(cfg)
+    issue_id = pipeline.make_digest_now(cadence, actor=actor())
+    if issue_id is None:
+        click.echo(f"no new stories for the {cadence} digest", err=True)
+        return
+    issue = issues.get_issue(pipeline.engine, issue_id)
+    click.echo(f"{issue.label} ({issue.state.label})\nSubject: {issue.subject}\n")
+    click.echo(issue.text, nl=False)
 
 
 @main.command()

@@ -80,11 +80,11 @@ class Service:
             self.scheduler.add_job(self._scan_paths, "date", run_date=when, id=FOLLOW_UP, replace_existing=True,
                                    args=[sorted(result.waiting) if paths is not None else None])
 
-    def digest(self) -> None:
+    def digest(self, cadence: str) -> None:
         try:
-            self.pipeline.run_digest()
+            self.pipeline.run_digest(cadence)
         except PublisherError as exc:
-            log.error("digest failed: %s", exc)
+            log.error("%s digest failed: %s", cadence, exc)
 
     def drain(self) -> None:
         from .delivery.send import drain
@@ -100,10 +100,9 @@ class Service:
         sched = self.cfg.schedule
         self.scheduler.add_job(self.scan, IntervalTrigger(seconds=sched.scan_interval), id=SCAN, replace_existing=True,
                                next_run_time=dt.datetime.now(dt.timezone.utc))
-        digests = self.pipeline.digests.schedule
-        if digests is not None:
-            self.scheduler.add_job(self.digest, digests.trigger,
-                                   id=DIGEST, replace_existing=True, misfire_grace_time=int(sched.digest_max_lateness) or None)
+        for cadence, schedule in self.pipeline.digests.schedules.items():
+            self.scheduler.add_job(self.digest, schedule.trigger, args=[cadence.value], id=f"{DIGEST}-{cadence.value}",
+                                   replace_existing=True, misfire_grace_time=int(self.cfg.digests.max_lateness) or None)
         if self.deliver:
             self.scheduler.add_job(self.drain, IntervalTrigger(seconds=sched.drain_interval), id=DRAIN, replace_existing=True)
         self.scheduler.start()

@@ -105,9 +105,15 @@ class ScheduleConfig:
     full_scan_interval: float = _doc("With file events working, seconds between safety-net full scans (each event scans at once).", default=30.0)
     force_polling: bool = _doc("Poll instead of OS events (network mounts).", default=False)
     require_approval: bool = _doc("Story issues wait for an editor's approval before sending.", default=True)
-    digest_cron: str = _doc("Crontab (min hour day month weekday) for digests; empty for none.", default="0 7 * * *")
-    digest_max_lateness: float = _doc("Seconds a missed digest may still be sent after restart.", default=3600.0)
     drain_interval: float = _doc("Seconds between delivery drains.", default=5.0)
+
+
+@dataclass(frozen=True)
+class DigestsConfig:
+    daily: str = _doc("Crontab (min hour day month weekday) of the daily digest, in site.timezone; empty for none.", default="0 7 * * *")
+    weekly: str = _doc("Crontab of the weekly digest, in site.timezone; empty for none.", default="0 7 * * mon")
+    require_approval: bool = _doc("Digests wait for an editor's approval (else they are sent when made).", default=False)
+    max_lateness: float = _doc("Seconds a digest missed while the service was down may still be made at restart.", default=3600.0)
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,7 @@ class Config:
     email: EmailConfig = field(default_factory=EmailConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    digests: DigestsConfig = field(default_factory=DigestsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     desk: DeskConfig = field(default_factory=DeskConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
@@ -257,8 +264,9 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "schedule.scan_interval": _positive,
     "schedule.full_scan_interval": _positive,
     "schedule.quiet_period": _non_negative,
-    "schedule.digest_cron": _check_cron,
-    "schedule.digest_max_lateness": _non_negative,
+    "digests.daily": _check_cron,
+    "digests.weekly": _check_cron,
+    "digests.max_lateness": _non_negative,
     "schedule.drain_interval": _positive,
     "desk.port": _port,
     "desk.session_max_age": _positive,
@@ -302,11 +310,33 @@ def _defaults_for(section_cls: type[Any], base: Path) -> dict[str, Any]:
     return out
 
 
+# Keys that moved: an old config keeps working, with a warning naming the new key.
+RENAMED: dict[str, str] = {
+    "schedule.digest_cron": "digests.daily",
+    "schedule.digest_max_lateness": "digests.max_lateness",
+}
+
+
+def _apply_renames(data: Mapping[str, Any], source: str, warnings: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+    for old, new in RENAMED.items():
+        old_section, old_key = old.split(".")
+        section = out.get(old_section)
+        if isinstance(section, dict) and old_key in section:
+            new_section, new_key = new.split(".")
+            target = out.setdefault(new_section, {})
+            if isinstance(target, dict):
+                target.setdefault(new_key, section.pop(old_key))
+                warnings.append(f"{source}: {old} is now {new}; please rename it")
+    return out
+
+
 def from_mapping(data: Mapping[str, Any], *, base: Path, source: str = "<mapping>") -> Config:
     """Build a Config from parsed TOML; raises ConfigError listing every bad key."""
     problems: list[ConfigProblem] = []
     warnings: list[str] = []
     sections: dict[str, Any] = {}
+    data = _apply_renames(data, source, warnings)
     for name in data:
         if name not in SECTIONS:
             warnings.append(f"{source}: unknown section [{name}] ignored")

@@ -15,6 +15,7 @@ class IssueState(StrEnum):
     DRAFT = "draft"  # the story is a draft: nothing can be sent
     AWAITING_APPROVAL = "awaiting_approval"
     APPROVED = "approved"  # released: the next drain sends it
+    SCHEDULED = "scheduled"  # released for a set time (issues.send_at)
     HELD = "held"  # an editor stopped it; approve releases it again
     SENDING = "sending"  # ledger rows exist; a send is under way or resumable
     SENT = "sent"
@@ -32,21 +33,27 @@ class IssueState(StrEnum):
 
 # Every allowed move, in one table. A story edited back to a draft takes any
 # open issue back to DRAFT; nothing leaves SENDING but SENT, and SENT is final.
+_RELEASE = frozenset({IssueState.APPROVED, IssueState.SCHEDULED})
 TRANSITIONS: dict[IssueState, frozenset[IssueState]] = {
-    IssueState.DRAFT: frozenset({IssueState.AWAITING_APPROVAL, IssueState.APPROVED}),
-    IssueState.AWAITING_APPROVAL: frozenset({IssueState.APPROVED, IssueState.HELD, IssueState.DRAFT}),
-    IssueState.APPROVED: frozenset({IssueState.HELD, IssueState.SENDING, IssueState.DRAFT}),
-    IssueState.HELD: frozenset({IssueState.APPROVED, IssueState.DRAFT}),
-    IssueState.ERROR: frozenset({IssueState.APPROVED, IssueState.HELD, IssueState.DRAFT}),
+    IssueState.DRAFT: frozenset({IssueState.AWAITING_APPROVAL}) | _RELEASE,
+    IssueState.AWAITING_APPROVAL: frozenset({IssueState.HELD, IssueState.DRAFT}) | _RELEASE,
+    IssueState.APPROVED: frozenset({IssueState.SCHEDULED, IssueState.HELD, IssueState.SENDING, IssueState.DRAFT}),
+    IssueState.SCHEDULED: frozenset({IssueState.APPROVED, IssueState.HELD, IssueState.SENDING, IssueState.DRAFT}),
+    IssueState.HELD: frozenset({IssueState.DRAFT}) | _RELEASE,
+    IssueState.ERROR: frozenset({IssueState.HELD, IssueState.DRAFT}) | _RELEASE,
     IssueState.SENDING: frozenset({IssueState.SENT}),
     IssueState.SENT: frozenset(),
 }
 
 OPEN_STATES: frozenset[IssueState] = frozenset(
-    {IssueState.DRAFT, IssueState.AWAITING_APPROVAL, IssueState.APPROVED, IssueState.HELD, IssueState.ERROR}
+    {IssueState.DRAFT, IssueState.AWAITING_APPROVAL, IssueState.APPROVED, IssueState.SCHEDULED, IssueState.HELD, IssueState.ERROR}
 )
-# What a send or a drain picks up.
-SENDABLE_STATES: tuple[IssueState, ...] = (IssueState.APPROVED, IssueState.SENDING)
+# What a send or a drain picks up (a scheduled issue only once its time has come).
+SENDABLE_STATES: tuple[IssueState, ...] = (IssueState.APPROVED, IssueState.SCHEDULED, IssueState.SENDING)
+# The desk lists stories in this order of their issue's state, then newest first.
+DESK_ORDER: tuple[IssueState, ...] = (
+    IssueState.AWAITING_APPROVAL, IssueState.SCHEDULED, IssueState.APPROVED, IssueState.SENDING, IssueState.ERROR,
+)
 
 
 def can_move(current: str, target: IssueState) -> bool:
@@ -84,4 +91,6 @@ class DeliveryState(StrEnum):
 
 
 CADENCES: tuple[str, ...] = tuple(c.value for c in Cadence)
+# The cadences that get digests (instant readers get every story issue).
+DIGEST_CADENCES: tuple[Cadence, ...] = (Cadence.DAILY, Cadence.WEEKLY)
 SUBSCRIBER_STATUSES: tuple[str, ...] = tuple(s.value for s in SubscriberStatus)

@@ -10,7 +10,7 @@ from typing import Literal
 from ..core.addresses import normalize_email
 from ..core.clock import Clock, system_clock
 from ..core.config import Config
-from ..core.states import SENDABLE_STATES
+from ..core.states import IssueState
 from ..mail import tokens
 from ..mail.message import MessageTemplate, Personalizer, message_domain
 from ..mail.transports import TransportFactory, transport_factory
@@ -55,11 +55,17 @@ def send_issue(
     progress: ProgressFn | None = None,
     wait: bool = True,
     factory: TransportFactory | None = None,
+    actor: str = "service",
 ) -> SendReport:
     """Send an approved issue (or resume one that is ``sending``) to its audience."""
     now = clock()
     recovered = ledger.recover(engine, now=now, lease=CLAIM_LEASE, issue_id=issue_id)
-    issue, created = issues_store.start_issue(engine, issue_id, now=now)
+    issue, created = issues_store.start_issue(engine, issue_id, now=now, actor=actor)
+    if issue.state is not IssueState.SENDING:
+        # Nobody to send to yet: the issue stays released, and the first
+        # send that reaches someone counts (a drain retries it).
+        log.debug("issue %s: no recipients yet; stays %s", issue.label, issue.state.label)
+        return SendReport(issues=[f"{issue.kind}:{issue.key} {issue.state.value} (no recipients yet)"], recovered=recovered)
     template = build_template(issue, cfg, sent_at=now)
     sender = Sender(cfg, engine, factory=factory, clock=clock, progress=progress)
     try:
@@ -81,9 +87,9 @@ def send_issue(
 
 
 def drain(cfg: Config, engine: Engine, *, clock: Clock = system_clock) -> SendReport:
-    """One scheduler pass: send what is due for every approved or sending issue."""
+    """One scheduler pass: send what is due: approved and sending issues, scheduled ones whose time has come."""
     total = SendReport()
-    for issue in issues_store.issues_in_state(engine, SENDABLE_STATES):
+    for issue in issues_store.due_issues(engine, now=clock()):
         try:
             total.add(send_issue(cfg, engine, issue.id, clock=clock, wait=False))
         except SendAborted as exc:

@@ -1,8 +1,11 @@
-"""Digests: the schedule (cron in the site's time zone) and making one issue per period.
+"""Digests: one schedule per cadence (daily, weekly), one issue per period, a web page for each.
 
-:class:`DigestSchedule` is the one place that turns the cron into fire
-times, period keys and labels, so the desk's preview and the stored digest
-can never disagree about what a period is called.
+:class:`DigestSchedule` is the one place that turns a cron into fire times,
+period keys and labels, so the desk's preview and the stored digest can
+never disagree about what a period is called. Each cadence keeps its own
+cut-off: a story first seen after the last daily digest goes in the next
+daily one, and likewise for weekly. Held, draft and deleted stories never
+enter a digest.
 """
 
 from __future__ import annotations
@@ -18,35 +21,32 @@ from apscheduler.triggers.cron import CronTrigger
 from ..briefs.model import Brief
 from ..core.clock import Clock
 from ..core.config import Config
-from ..core.states import Cadence, IssueState
-from ..render.email import RenderedIssue, render_digest
+from ..core.errors import StateError
+from ..core.states import DIGEST_CADENCES, Cadence, IssueState
+from ..render.email import RenderedIssue, render_digest, web_version
 from ..store import engine as kv
 from ..store import issues, stories
-from ..store.engine import Engine
+from ..store.engine import Connection, Engine
 from .briefcache import BriefCache
+from .outputs import write_atomic
 
 log = logging.getLogger(__name__)
-
-CUTOFF_KEY = "digest.cutoff"  # the last period's fire time: stories first seen after it are new
 
 
 @dataclass(frozen=True)
 class DigestSchedule:
+    cadence: Cadence
     cron: str  # five crontab fields
     tz: dt.tzinfo
 
     @classmethod
-    def from_config(cls, cfg: Config) -> DigestSchedule | None:
-        return cls(cfg.schedule.digest_cron, cfg.site.tz) if cfg.schedule.digest_cron else None
+    def from_config(cls, cfg: Config) -> dict[Cadence, DigestSchedule]:
+        crons = {Cadence.DAILY: cfg.digests.daily, Cadence.WEEKLY: cfg.digests.weekly}
+        return {c: cls(c, cron, cfg.site.tz) for c, cron in crons.items() if cron}
 
     @functools.cached_property
     def trigger(self) -> CronTrigger:
         return CronTrigger.from_crontab(self.cron, timezone=self.tz)
-
-    @property
-    def cadence(self) -> Cadence:
-        """Weekly when the cron names a weekday, else daily."""
-        return Cadence.WEEKLY if self.cron.split()[4] != "*" else Cadence.DAILY
 
     def next_fire(self, after: dt.datetime) -> dt.datetime | None:
         fire: dt.datetime | None = self.trigger.get_next_fire_time(None, after.astimezone(self.tz))
@@ -70,8 +70,19 @@ class DigestSchedule:
         return local.strftime("%Y-%m-%dT%H%M")
 
     def label(self, fire: dt.datetime) -> str:
-        """How readers see the period ("Wednesday 02 January 2030")."""
-        return fire.astimezone(self.tz).strftime("%A %d %B %Y")
+        """How readers see the period ("Wednesday 02 January 2030", "Week of 30 December 2029")."""
+        local = fire.astimezone(self.tz)
+        if self.cadence is Cadence.WEEKLY:
+            monday = local - dt.timedelta(days=local.weekday())
+            return f"Week of {monday:%d %B %Y}"
+        return local.strftime("%A %d %B %Y")
+
+
+def cutoff_key(cadence: Cadence) -> str:
+    return f"digest.cutoff:{cadence.value}"
+
+
+LEGACY_CUTOFF = "digest.cutoff"  # before digests per cadence: the daily digest's cut-off
 
 
 class Digests:
@@ -83,72 +94,111 @@ class Digests:
         self.cache = cache
         self.clock = clock
         self.lock = lock
-        self.schedule = DigestSchedule.from_config(cfg)
+        self.schedules = DigestSchedule.from_config(cfg)
 
-    def _cutoff(self, conn: kv.Connection) -> dt.datetime | None:
-        raw = kv.get_kv(conn, CUTOFF_KEY)
+    def schedule(self, cadence: Cadence | str | None = None) -> DigestSchedule:
+        """The schedule of ``cadence`` (None: the first configured one)."""
+        if cadence is None:
+            if not self.schedules:
+                raise StateError("no digest is configured (digests.daily and digests.weekly are empty)")
+            return next(iter(self.schedules.values()))
+        wanted = Cadence(cadence)
+        if wanted not in self.schedules:
+            raise StateError(f"no {wanted.value} digest is configured (set digests.{wanted.value})")
+        return self.schedules[wanted]
+
+    def cutoff(self, conn: Connection, cadence: Cadence) -> dt.datetime | None:
+        raw = kv.get_kv(conn, cutoff_key(cadence))
+        if raw is None and cadence is Cadence.DAILY:
+            raw = kv.get_kv(conn, LEGACY_CUTOFF)
         return dt.datetime.fromisoformat(raw) if raw else None
 
-    def _briefs(self, conn: kv.Connection, until: dt.datetime) -> list[Brief]:
-        return [self.cache.brief(conn, r) for r in stories.for_digest(conn, self._cutoff(conn), until)]
+    def _briefs(self, conn: Connection, cadence: Cadence, until: dt.datetime) -> list[Brief]:
+        return [self.cache.brief(conn, r) for r in stories.for_digest(conn, self.cutoff(conn, cadence), until)]
 
-    def render(self, fire: dt.datetime, briefs: list[Brief]) -> RenderedIssue:
+    def render(self, schedule: DigestSchedule, fire: dt.datetime, briefs: list[Brief]) -> RenderedIssue:
         """The digest of the period firing at ``fire``: the one function both the desk and a send use."""
-        assert self.schedule is not None
-        return render_digest(
-            briefs, self.cfg, period_key=self.schedule.period_key(fire), period_label=self.schedule.label(fire)
-        )
+        return render_digest(briefs, self.cfg, period_key=schedule.period_key(fire), period_label=schedule.label(fire))
 
-    def upcoming(self) -> tuple[dt.datetime, list[Brief]]:
-        """The next period's fire time and the stories it would carry if it fired now."""
+    def upcoming(self, cadence: Cadence | str | None = None) -> tuple[DigestSchedule, dt.datetime, list[Brief], dt.datetime | None]:
+        """The next period of ``cadence``: its schedule, fire time, the stories it would carry now, and the last cut-off."""
+        schedule = self.schedule(cadence)
         now = self.clock()
-        fire = (self.schedule.next_fire(now) if self.schedule else None) or now
+        fire = schedule.next_fire(now) or now
         with self.engine.connect() as conn:
-            return fire, self._briefs(conn, now)
+            return schedule, fire, self._briefs(conn, schedule.cadence, now), self.cutoff(conn, schedule.cadence)
 
     def next_fire(self) -> dt.datetime | None:
-        return self.schedule.next_fire(self.clock()) if self.schedule else None
+        fires = [f for s in self.schedules.values() if (f := s.next_fire(self.clock())) is not None]
+        return min(fires, default=None)
 
-    def make(self, fire: dt.datetime) -> int | None:
-        """The digest for the period that fires at ``fire``; idempotent by period key."""
-        if self.schedule is None:
-            return None
-        key = self.schedule.period_key(fire)
+    def _write_page(self, issue: RenderedIssue) -> None:
+        html, text = web_version(issue, self.cfg)
+        base = self.cfg.paths.public / "issues"
+        write_atomic(base / f"digest-{issue.key}.html", html.encode("utf-8"))
+        write_atomic(base / f"digest-{issue.key}.txt", text.encode("utf-8"))
+
+    def make(self, schedule: DigestSchedule, fire: dt.datetime, *, until: dt.datetime | None = None, actor: str = "service") -> int | None:
+        """The digest for the period that fires at ``fire``, with stories up to ``until`` (default: the fire time).
+
+        Idempotent by period key: a period that has its digest gets no second one.
+        """
+        key = schedule.period_key(fire)
+        cut = until or fire
         with self.lock, self.engine.begin() as conn:
-            if issues.exists(conn, "digest", key):
-                log.info("digest %s exists already", key)
-                return None
-            briefs = self._briefs(conn, fire)
-            kv.set_kv(conn, CUTOFF_KEY, fire.astimezone(dt.timezone.utc).isoformat())
+            existing = issues.head(conn, "digest", key)
+            if existing is not None:
+                log.info("%s digest %s exists already", schedule.cadence.value, key)
+                return existing.id
+            briefs = self._briefs(conn, schedule.cadence, cut)
+            kv.set_kv(conn, cutoff_key(schedule.cadence), cut.astimezone(dt.timezone.utc).isoformat())
             if not briefs:
-                log.info("digest %s: no new stories, nothing to send", key)
+                log.info("%s digest %s: no new stories, nothing to send", schedule.cadence.value, key)
                 return None
-            issue_id = issues.insert(conn, "digest", key, IssueState.APPROVED, self.render(fire, briefs), now=self.clock())
-            log.info("digest %s queued with %d stories", key, len(briefs))
+            issue = self.render(schedule, fire, briefs)
+            state = IssueState.AWAITING_APPROVAL if self.cfg.digests.require_approval else IssueState.APPROVED
+            issue_id = issues.insert(conn, "digest", key, state, issue, now=self.clock(), cadence=schedule.cadence.value, actor=actor)
+            self._write_page(issue)
+            log.info("%s digest %s %s with %d stories", schedule.cadence.value, key, state.label, len(briefs))
             return issue_id
 
-    def run(self) -> int | None:
-        """The cron job: the digest of the period that has just fired."""
-        fire = self.schedule.previous_fire(self.clock()) if self.schedule else None
-        return self.make(fire) if fire is not None else None
+    def make_now(self, cadence: Cadence | str, *, actor: str) -> int | None:
+        """``publisher digest``: the current period's digest now, with the stories so far (idempotent)."""
+        schedule = self.schedule(cadence)
+        now = self.clock()
+        fire = schedule.next_fire(now) or now
+        return self.make(schedule, fire, until=now, actor=actor)
 
-    def catch_up(self) -> int | None:
-        """At start-up: make a digest missed while the service was down, if not too late."""
+    def run(self, cadence: Cadence | str) -> int | None:
+        """The cron job of ``cadence``: the digest of the period that has just fired."""
+        schedule = self.schedule(cadence)
+        fire = schedule.previous_fire(self.clock())
+        return self.make(schedule, fire) if fire is not None else None
+
+    def catch_up(self) -> list[int]:
+        """At start-up: make each cadence's digest missed while the service was down, if not too late."""
+        made = []
+        for cadence in DIGEST_CADENCES:
+            if cadence in self.schedules and (issue_id := self._catch_up(self.schedules[cadence])) is not None:
+                made.append(issue_id)
+        return made
+
+    def _catch_up(self, schedule: DigestSchedule) -> int | None:
         now = self.clock()
         with self.engine.begin() as conn:
-            cutoff = self._cutoff(conn)
+            cutoff = self.cutoff(conn, schedule.cadence)
             if cutoff is None:
                 # First start ever: nothing was missed. Stories from now on go in digests.
-                kv.set_kv(conn, CUTOFF_KEY, now.astimezone(dt.timezone.utc).isoformat())
+                kv.set_kv(conn, cutoff_key(schedule.cadence), now.astimezone(dt.timezone.utc).isoformat())
                 return None
-        fire = self.schedule.previous_fire(now) if self.schedule else None
-        if self.schedule is None or fire is None or fire <= cutoff:
+        fire = schedule.previous_fire(now)
+        if fire is None or fire <= cutoff:
             return None
-        key = self.schedule.period_key(fire)
+        key = schedule.period_key(fire)
         late = (now - fire).total_seconds()
-        if late > self.cfg.schedule.digest_max_lateness:
-            log.warning("digest %s missed by %.0fs (max_lateness %.0fs): skipped; its stories go in the next digest",
-                        key, late, self.cfg.schedule.digest_max_lateness)
+        if late > self.cfg.digests.max_lateness:
+            log.warning("%s digest %s missed by %.0fs (max_lateness %.0fs): skipped; its stories go in the next one",
+                        schedule.cadence.value, key, late, self.cfg.digests.max_lateness)
             return None
-        log.info("digest %s missed while down (%.0fs late): making it now", key, late)
-        return self.make(fire)
+        log.info("%s digest %s missed while down (%.0fs late): making it now", schedule.cadence.value, key, late)
+        return self.make(schedule, fire)

@@ -33,16 +33,16 @@ from ..briefs.slugs import tag_slug
 from ..core.clock import Clock, system_clock
 from ..core.config import Config
 from ..core.errors import BriefError, PublisherError
-from ..core.states import IssueState
+from ..core.states import Cadence, IssueState
 from ..render.email import RenderedIssue, render_story, web_version
 from ..store import files as files_store
 from ..store import stories
 from ..store.engine import Connection, Engine
 from . import watch, websub
 from .briefcache import BriefCache
-from .digests import Digests
+from .digests import Digests, DigestSchedule
 from .feedfiles import MAIN_FEED, FeedWriter
-from .issues import StoryIssues
+from .issues import Released, StoryIssues
 from .outputs import remove, write_atomic
 
 log = logging.getLogger(__name__)
@@ -393,11 +393,11 @@ class Pipeline:
 
     # -- editors' actions, previews and digests (the desk's DeskActions) ---
 
-    def approve(self, slug: str) -> None:
-        self.issues.approve(slug)
+    def approve(self, target: str, *, actor: str = "service", send_at: dt.datetime | None = None) -> Released:
+        return self.issues.approve(target, actor=actor, send_at=send_at)
 
-    def hold(self, slug: str) -> None:
-        self.issues.hold(slug)
+    def hold(self, target: str, *, actor: str = "service") -> None:
+        self.issues.hold(target, actor=actor)
 
     def preview_story(self, slug: str) -> RenderedIssue:
         return self.issues.preview(slug)
@@ -406,22 +406,25 @@ class Pipeline:
         with self.engine.connect() as conn:
             return self.briefs.get(conn, slug)
 
-    def next_digest(self) -> tuple[dt.datetime, list[Brief]]:
-        return self.digests.upcoming()
+    def next_digest(self, cadence: str | None = None) -> tuple[DigestSchedule, dt.datetime, list[Brief], dt.datetime | None]:
+        return self.digests.upcoming(cadence)
 
-    def render_digest(self, fire: dt.datetime, briefs: list[Brief]) -> RenderedIssue:
-        return self.digests.render(fire, briefs)
+    def render_digest(self, schedule: DigestSchedule, fire: dt.datetime, briefs: list[Brief]) -> RenderedIssue:
+        return self.digests.render(schedule, fire, briefs)
 
     def next_digest_time(self) -> dt.datetime | None:
         return self.digests.next_fire()
 
-    def run_digest(self) -> int | None:
-        return self.digests.run()
+    def run_digest(self, cadence: str = Cadence.DAILY) -> int | None:
+        return self.digests.run(cadence)
 
-    def make_digest(self, fire: dt.datetime) -> int | None:
-        return self.digests.make(fire)
+    def make_digest(self, fire: dt.datetime, cadence: str = Cadence.DAILY) -> int | None:
+        return self.digests.make(self.digests.schedule(cadence), fire)
 
-    def catch_up_digest(self) -> int | None:
+    def make_digest_now(self, cadence: str, *, actor: str) -> int | None:
+        return self.digests.make_now(cadence, actor=actor)
+
+    def catch_up_digest(self) -> list[int]:
         return self.digests.catch_up()
 
     # -- status -----------------------------------------------------------

@@ -31,14 +31,24 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _drop_legacy_columns(engine: Engine) -> None:
-    # issues.slugs (comma-separated digest members) was written and never
-    # read; stores made before it went still carry it as NOT NULL, which
-    # would refuse every new issue row.
+def _upgrade(engine: Engine) -> None:
+    """Bring a store made by an earlier version up to this schema, in place."""
     columns = {c["name"] for c in sa.inspect(engine).get_columns("issues")}
-    if "slugs" in columns:
-        with engine.begin() as conn:
+    with engine.begin() as conn:
+        # issues.slugs (comma-separated digest members) was written and never
+        # read; stores made before it went still carry it as NOT NULL, which
+        # would refuse every new issue row.
+        if "slugs" in columns:
             conn.execute(sa.text("ALTER TABLE issues DROP COLUMN slugs"))
+        if "send_at" not in columns:
+            conn.execute(sa.text("ALTER TABLE issues ADD COLUMN send_at TIMESTAMP"))
+        if "cadence" not in columns:
+            # Digests used to be told apart by their period key alone (ISO weeks were weekly).
+            conn.execute(sa.text("ALTER TABLE issues ADD COLUMN cadence VARCHAR(16)"))
+            conn.execute(sa.text(
+                "UPDATE issues SET cadence = CASE WHEN kind = 'story' THEN 'instant' "
+                "WHEN key LIKE '%-W%' THEN 'weekly' ELSE 'daily' END"
+            ))
 
 
 def connect(url: str) -> Engine:
@@ -50,7 +60,7 @@ def connect(url: str) -> Engine:
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         metadata.create_all(engine)
-        _drop_legacy_columns(engine)
+        _upgrade(engine)
     except sa.exc.SQLAlchemyError as exc:
         raise StoreError(f"cannot open store {url}: {exc}") from exc
     return engine

@@ -45,6 +45,19 @@ def forget(conn: Connection, path: str) -> None:
     conn.execute(sa.delete(files).where(files.c.path == path))
 
 
+@dataclass(frozen=True, slots=True)
+class BrokenFile:
+    path: str
+    error: str  # "file:line: message"
+    seen_at: dt.datetime
+
+
+def broken(conn: Connection) -> list[BrokenFile]:
+    """Files whose last read failed and that publish no story (new briefs that never parsed, a slug clash)."""
+    query = sa.select(files.c.path, files.c.error, files.c.seen_at).where(files.c.error.is_not(None), files.c.slug.is_(None)).order_by(files.c.path)
+    return [BrokenFile(r.path, r.error, r.seen_at) for r in conn.execute(query)]
+
+
 def recent_errors(conn: Connection, *, limit: int = 20) -> list[tuple[str, str]]:
     """(path, "file:line: message") of files whose last read failed, newest first."""
     query = sa.select(files.c.path, files.c.error).where(files.c.error.is_not(None)).order_by(files.c.seen_at.desc()).limit(limit)

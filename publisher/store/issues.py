@@ -1,6 +1,8 @@
-"""Issue queries: story and digest issues, their states and the start and end of a send.
+"""Issue queries: story and digest issues, their states, their history, and the start and end of a send.
 
-States and their allowed moves come from :mod:`publisher.core.states`.
+States and their allowed moves come from :mod:`publisher.core.states`; every
+move is written to ``issue_events`` with who made it, in the same
+transaction as the move itself.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ..core.errors import NotFound, StateError
-from ..core.states import Cadence, DeliveryState, IssueState, SubscriberStatus
-from .schema import deliveries, issues, subscribers
+from ..core.states import Cadence, DeliveryState, IssueState, SubscriberStatus, check_move
+from .schema import deliveries, issue_events, issues, subscribers
 from .subscribers import utc
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,12 @@ class IssueRow:
     html: str
     text: str
     content_hash: str
+    cadence: str = Cadence.INSTANT.value  # the audience
+    send_at: dt.datetime | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.key}" if self.kind == "story" else f"{self.cadence} digest {self.key}"
 
 
 def _issue(row: Any) -> IssueRow:
@@ -47,6 +55,8 @@ def _issue(row: Any) -> IssueRow:
         html=row.html,
         text=row.text,
         content_hash=row.content_hash,
+        cadence=row.cadence or (Cadence.INSTANT.value if row.kind == "story" else Cadence.DAILY.value),
+        send_at=row.send_at,
     )
 
 
@@ -66,89 +76,92 @@ def find_issue(engine: Engine, kind: str, key: str) -> IssueRow:
     return _issue(row)
 
 
-def latest_digest(engine: Engine, states: Sequence[str]) -> IssueRow:
+def latest_digest(engine: Engine, states: Sequence[str], *, cadence: str | None = None) -> IssueRow:
+    """The newest digest in one of ``states`` (of one cadence, or of any)."""
+    query = sa.select(issues).where(issues.c.kind == "digest", issues.c.state.in_(list(states)))
+    if cadence is not None:
+        query = query.where(issues.c.cadence == cadence)
     with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(issues)
-            .where(issues.c.kind == "digest", issues.c.state.in_(list(states)))
-            .order_by(issues.c.created_at.desc(), issues.c.id.desc())
-            .limit(1)
-        ).first()
+        row = conn.execute(query.order_by(issues.c.created_at.desc(), issues.c.id.desc()).limit(1)).first()
     if row is None:
-        raise NotFound("digest issue", f"in state {'/'.join(states)}")
+        what = f"{cadence} digest issue" if cadence else "digest issue"
+        raise NotFound(what, f"in state {'/'.join(states)}")
     return _issue(row)
 
 
 def issues_in_state(engine: Engine, states: Sequence[str]) -> list[IssueRow]:
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(issues).where(issues.c.state.in_(list(states))).order_by(issues.c.id)
-        ).all()
+        rows = conn.execute(sa.select(issues).where(issues.c.state.in_(list(states))).order_by(issues.c.id)).all()
     return [_issue(r) for r in rows]
 
 
-def digest_cadence(period_key: str) -> str:
-    """Which subscribers a digest goes to: ISO week keys (``2026-W48``) are weekly."""
-    return Cadence.WEEKLY.value if "-W" in period_key.upper() else Cadence.DAILY.value
+def due_issues(engine: Engine, *, now: dt.datetime) -> list[IssueRow]:
+    """What a drain sends: approved and sending issues, and scheduled ones whose time has come."""
+    due = sa.or_(
+        issues.c.state.in_([IssueState.APPROVED, IssueState.SENDING]),
+        sa.and_(issues.c.state == IssueState.SCHEDULED, issues.c.send_at <= utc(now)),
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(issues).where(due).order_by(issues.c.id)).all()
+    return [_issue(r) for r in rows]
 
 
-def audience(issue: IssueRow) -> tuple[str, ...]:
-    if issue.kind == "story":
-        return (Cadence.INSTANT.value,)
-    if issue.kind == "digest":
-        return (digest_cadence(issue.key),)
-    raise StateError(f"issue {issue.id}: unknown kind {issue.kind!r}")
+def _audience_query(cadence: str) -> Any:
+    return sa.select(subscribers.c.id).where(
+        subscribers.c.status == SubscriberStatus.ACTIVE, subscribers.c.cadence == cadence
+    )
 
 
-def start_issue(engine: Engine, issue_id: int, *, now: dt.datetime) -> tuple[IssueRow, int]:
-    """approved → sending, creating the ledger rows in the same transaction.
+def audience_size(conn: Connection, cadence: str) -> int:
+    """Active subscribers of ``cadence``: whom an issue released now would reach."""
+    return int(conn.execute(sa.select(sa.func.count()).select_from(_audience_query(cadence).subquery())).scalar_one())
+
+
+def _record(conn: Connection, issue_id: int, before: IssueState | None, after: IssueState, actor: str, at: dt.datetime, note: str | None = None) -> None:
+    conn.execute(sa.insert(issue_events).values(issue_id=issue_id, from_state=before, to_state=after, actor=actor, at=at, note=note))
+
+
+def start_issue(engine: Engine, issue_id: int, *, now: dt.datetime, actor: str = "service") -> tuple[IssueRow, int]:
+    """approved (or scheduled and due) → sending, creating the ledger rows in the same transaction.
 
     Idempotent: an issue already ``sending`` (a resumed send) gets no new
-    rows, so a subscriber who joined mid-send waits for the next issue.
-    Returns the issue and how many rows were created.
+    rows, so a subscriber who joined mid-send waits for the next issue. An
+    issue that would reach nobody is not started: it stays released until a
+    send reaches someone. Returns the issue and how many rows were created.
     """
     at = utc(now)
     with engine.begin() as conn:
-        row = conn.execute(sa.select(issues).where(issues.c.id == issue_id)).first()
+        row = conn.execute(sa.select(issues).where(issues.c.id == issue_id).with_for_update()).first()
         if row is None:
             raise NotFound("issue", str(issue_id))
         issue = _issue(row)
         if issue.state is IssueState.SENDING:
             return issue, 0
-        if issue.state is not IssueState.APPROVED:
-            raise StateError(
-                f"{issue.kind} issue {issue.key!r} is {issue.state}; only an approved issue can be sent"
-            )
-        created = _enqueue(conn, issue_id, audience(issue), at)
-        conn.execute(issues.update().where(issues.c.id == issue_id).values(state=IssueState.SENDING.value, updated_at=at))
-    log.info("issue %s %s: sending to %d recipients", issue.kind, issue.key, created)
+        if issue.state is IssueState.SCHEDULED and issue.send_at is not None and issue.send_at > at:
+            raise StateError(f"{issue.label} is scheduled for {issue.send_at.isoformat()}")
+        if issue.state not in (IssueState.APPROVED, IssueState.SCHEDULED):
+            raise StateError(f"{issue.label} is {issue.state.label}; only an approved issue can be sent")
+        created = _enqueue(conn, issue_id, issue.cadence)
+        if created == 0:
+            return issue, 0
+        conn.execute(issues.update().where(issues.c.id == issue_id).values(state=IssueState.SENDING, updated_at=at))
+        _record(conn, issue_id, issue.state, IssueState.SENDING, actor, at, f"{created} recipients")
+    log.info("issue %s: sending to %d recipients", issue.label, created)
     return dataclasses.replace(issue, state=IssueState.SENDING), created
 
 
-def _enqueue(conn: Connection, issue_id: int, cadences: Sequence[str], at: dt.datetime) -> int:
-    existing = sa.select(deliveries.c.id).where(
-        deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id == subscribers.c.id
-    )
+def _enqueue(conn: Connection, issue_id: int, cadence: str) -> int:
+    count = sa.select(sa.func.count()).where(deliveries.c.issue_id == issue_id)
+    before = int(conn.execute(count).scalar_one())
+    existing = sa.select(deliveries.c.id).where(deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id == subscribers.c.id)
     select = sa.select(
-        sa.literal(issue_id),
-        subscribers.c.id,
-        sa.literal(DeliveryState.QUEUED.value),
-        sa.literal(0),
+        sa.literal(issue_id), subscribers.c.id, sa.literal(DeliveryState.QUEUED.value), sa.literal(0)
     ).where(
-        subscribers.c.status == SubscriberStatus.ACTIVE.value,
-        subscribers.c.cadence.in_(list(cadences)),
-        ~sa.exists(existing),
+        subscribers.c.status == SubscriberStatus.ACTIVE, subscribers.c.cadence == cadence, ~sa.exists(existing)
     )
-    result = conn.execute(
-        deliveries.insert().from_select(["issue_id", "subscriber_id", "state", "attempts"], select)
-    )
-    return max(result.rowcount or 0, 0)
-
-
-def enqueue(engine: Engine, issue_id: int, cadences: Sequence[str], *, now: dt.datetime) -> int:
-    """One queued row per active subscriber of ``cadences``; existing rows are kept."""
-    with engine.begin() as conn:
-        return _enqueue(conn, issue_id, cadences, utc(now))
+    conn.execute(deliveries.insert().from_select(["issue_id", "subscriber_id", "state", "attempts"], select))
+    # Counted, not taken from rowcount: some drivers report -1 for INSERT … SELECT.
+    return int(conn.execute(count).scalar_one()) - before
 
 
 def finish_issue(engine: Engine, issue_id: int, *, now: dt.datetime) -> bool:
@@ -157,16 +170,18 @@ def finish_issue(engine: Engine, issue_id: int, *, now: dt.datetime) -> bool:
     with engine.begin() as conn:
         open_rows = conn.execute(
             sa.select(sa.func.count()).where(
-                deliveries.c.issue_id == issue_id, deliveries.c.state.in_((DeliveryState.QUEUED.value, DeliveryState.SENDING.value))
+                deliveries.c.issue_id == issue_id, deliveries.c.state.in_((DeliveryState.QUEUED, DeliveryState.SENDING))
             )
         ).scalar_one()
         if open_rows:
             return False
         result = conn.execute(
             issues.update()
-            .where(issues.c.id == issue_id, issues.c.state == IssueState.SENDING.value)
-            .values(state=IssueState.SENT.value, sent_at=at, updated_at=at)
+            .where(issues.c.id == issue_id, issues.c.state == IssueState.SENDING)
+            .values(state=IssueState.SENT, sent_at=at, updated_at=at)
         )
+        if result.rowcount == 1:
+            _record(conn, issue_id, IssueState.SENDING, IssueState.SENT, "service", at)
     return result.rowcount == 1
 
 
@@ -197,16 +212,26 @@ class IssueHead:
     key: str
     state: IssueState
     content_hash: str
+    cadence: str
+    send_at: dt.datetime | None
+
+    @property
+    def label(self) -> str:
+        return f"story {self.key}" if self.kind == "story" else f"{self.cadence} digest {self.key}"
 
 
 def head(conn: Connection, kind: str, key: str, *, lock: bool = False) -> IssueHead | None:
-    query = sa.select(issues.c.id, issues.c.kind, issues.c.key, issues.c.state, issues.c.content_hash).where(
-        issues.c.kind == kind, issues.c.key == key
+    i = issues
+    query = sa.select(i.c.id, i.c.kind, i.c.key, i.c.state, i.c.content_hash, i.c.cadence, i.c.send_at).where(
+        i.c.kind == kind, i.c.key == key
     )
     if lock:
         query = query.with_for_update()
     row = conn.execute(query).first()
-    return None if row is None else IssueHead(row.id, row.kind, row.key, IssueState(row.state), row.content_hash)
+    if row is None:
+        return None
+    cadence = row.cadence or (Cadence.INSTANT.value if row.kind == "story" else Cadence.DAILY.value)
+    return IssueHead(row.id, row.kind, row.key, IssueState(row.state), row.content_hash, cadence, row.send_at)
 
 
 def _content(content: IssueContent) -> dict[str, Any]:
@@ -219,32 +244,51 @@ def _content(content: IssueContent) -> dict[str, Any]:
     }
 
 
-def insert(conn: Connection, kind: str, key: str, state: IssueState, content: IssueContent, *, now: dt.datetime) -> int:
+def insert(
+    conn: Connection, kind: str, key: str, state: IssueState, content: IssueContent, *, now: dt.datetime,
+    cadence: str = Cadence.INSTANT.value, actor: str = "service",
+) -> int:
     at = utc(now)
     approved = {"approved_at": at} if state is IssueState.APPROVED else {}
     inserted = conn.execute(
-        sa.insert(issues).values(kind=kind, key=key, state=state.value, created_at=at, updated_at=at, **approved, **_content(content))
+        sa.insert(issues).values(
+            kind=kind, key=key, state=state.value, cadence=cadence, created_at=at, updated_at=at, **approved, **_content(content)
+        )
     ).inserted_primary_key
     assert inserted is not None
-    return int(inserted[0])
+    issue_id = int(inserted[0])
+    _record(conn, issue_id, None, state, actor, at)
+    return issue_id
 
 
-def update(conn: Connection, issue: IssueHead, state: IssueState, content: IssueContent, *, now: dt.datetime) -> None:
+def update(conn: Connection, issue: IssueHead, state: IssueState, content: IssueContent, *, now: dt.datetime, actor: str = "service") -> None:
     """New content and state for an open issue (a re-render after an edit)."""
     at = utc(now)
-    approved = {"approved_at": at} if state is IssueState.APPROVED and issue.state is not IssueState.APPROVED else {}
-    conn.execute(
-        sa.update(issues).where(issues.c.id == issue.id).values(state=state.value, updated_at=at, **approved, **_content(content))
-    )
+    values: dict[str, Any] = {"state": state.value, "updated_at": at, **_content(content)}
+    if state is not issue.state:
+        check_move(issue.label, issue.state, state)
+        if state is IssueState.APPROVED:
+            values["approved_at"] = at
+        if state is not IssueState.SCHEDULED:
+            values["send_at"] = None
+        _record(conn, issue.id, issue.state, state, actor, at, "the story changed")
+    conn.execute(sa.update(issues).where(issues.c.id == issue.id).values(**values))
 
 
-def move(conn: Connection, issue: IssueHead, target: IssueState, *, now: dt.datetime) -> None:
-    """Change an issue's state after the caller checked the move (core.states.check_move)."""
+def move(
+    conn: Connection, issue: IssueHead, target: IssueState, *, now: dt.datetime, actor: str,
+    send_at: dt.datetime | None = None, note: str | None = None,
+) -> None:
+    """Change an issue's state after checking the move against ``core.states.TRANSITIONS``."""
+    check_move(issue.label, issue.state, target)
     at = utc(now)
-    values: dict[str, Any] = {"state": target.value, "updated_at": at}
-    if target is IssueState.APPROVED:
+    values: dict[str, Any] = {"state": target.value, "updated_at": at, "send_at": utc(send_at) if send_at else None}
+    if target in (IssueState.APPROVED, IssueState.SCHEDULED):
         values["approved_at"] = at
-    conn.execute(sa.update(issues).where(issues.c.id == issue.id, issues.c.state == issue.state.value).values(**values))
+    done = conn.execute(sa.update(issues).where(issues.c.id == issue.id, issues.c.state == issue.state.value).values(**values))
+    if done.rowcount != 1:
+        raise StateError(f"{issue.label} changed state meanwhile; try again")
+    _record(conn, issue.id, issue.state, target, actor, at, note)
 
 
 def exists(conn: Connection, kind: str, key: str) -> bool:
@@ -252,24 +296,84 @@ def exists(conn: Connection, kind: str, key: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class IssueEvent:
+    at: dt.datetime
+    from_state: IssueState | None
+    to_state: IssueState
+    actor: str
+    note: str | None
+
+
+def history(engine: Engine, issue_id: int) -> list[IssueEvent]:
+    e = issue_events
+    query = sa.select(e.c.at, e.c.from_state, e.c.to_state, e.c.actor, e.c.note).where(e.c.issue_id == issue_id).order_by(e.c.id)
+    with engine.connect() as conn:
+        return [
+            IssueEvent(r.at, IssueState(r.from_state) if r.from_state else None, IssueState(r.to_state), r.actor, r.note)
+            for r in conn.execute(query)
+        ]
+
+
+@dataclass(frozen=True, slots=True)
 class IssueSummary:
+    """An issue as the desk lists it: state, audience and delivery progress."""
+
     id: int
+    kind: str
     key: str
     state: IssueState
     subject: str
+    cadence: str
     updated_at: dt.datetime
+    send_at: dt.datetime | None
+    recipients: int  # ledger rows once started; else the audience a release now would reach
+    sent: int
+    failed: int
+
+    @property
+    def started(self) -> bool:
+        return self.state in (IssueState.SENDING, IssueState.SENT)
+
+
+def _summaries(conn: Connection, query: Any) -> list[IssueSummary]:
+    rows = conn.execute(query).all()
+    ids = [r.id for r in rows]
+    counts: dict[int, dict[str, int]] = {}
+    if ids:
+        grouped = conn.execute(
+            sa.select(deliveries.c.issue_id, deliveries.c.state, sa.func.count())
+            .where(deliveries.c.issue_id.in_(ids))
+            .group_by(deliveries.c.issue_id, deliveries.c.state)
+        )
+        for issue_id, state, n in grouped:
+            counts.setdefault(issue_id, {})[state] = n
+    audiences = {c: audience_size(conn, c) for c in {r.cadence or Cadence.INSTANT.value for r in rows}}
+    out = []
+    for r in rows:
+        cadence = r.cadence or Cadence.INSTANT.value
+        mine = counts.get(r.id, {})
+        started = r.state in (IssueState.SENDING, IssueState.SENT)
+        out.append(IssueSummary(
+            r.id, r.kind, r.key, IssueState(r.state), r.subject, cadence, r.updated_at, r.send_at,
+            sum(mine.values()) if started else audiences[cadence], mine.get(DeliveryState.SENT, 0), mine.get(DeliveryState.FAILED, 0),
+        ))
+    return out
+
+
+_SUMMARY = (issues.c.id, issues.c.kind, issues.c.key, issues.c.state, issues.c.subject, issues.c.cadence, issues.c.updated_at, issues.c.send_at)
 
 
 def recent_digests(engine: Engine, *, limit: int = 20) -> list[IssueSummary]:
-    i = issues
-    query = (
-        sa.select(i.c.id, i.c.key, i.c.state, i.c.subject, i.c.updated_at)
-        .where(i.c.kind == "digest")
-        .order_by(i.c.key.desc())
-        .limit(limit)
-    )
+    query = sa.select(*_SUMMARY).where(issues.c.kind == "digest").order_by(issues.c.created_at.desc(), issues.c.id.desc()).limit(limit)
     with engine.connect() as conn:
-        return [IssueSummary(r.id, r.key, IssueState(r.state), r.subject, r.updated_at) for r in conn.execute(query)]
+        return _summaries(conn, query)
+
+
+def story_summaries(engine: Engine) -> dict[str, IssueSummary]:
+    """Every story issue's summary, by slug."""
+    query = sa.select(*_SUMMARY).where(issues.c.kind == "story")
+    with engine.connect() as conn:
+        return {s.key: s for s in _summaries(conn, query)}
 
 
 def issue_id(engine: Engine, kind: str, key: str) -> int | None:

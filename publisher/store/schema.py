@@ -81,6 +81,9 @@ issues = sa.Table(
     sa.Column("kind", sa.String(16), nullable=False),  # story | digest
     sa.Column("key", sa.String, nullable=False),  # slug, or digest period key
     sa.Column("state", sa.String(24), nullable=False),
+    # Who gets it: instant for story issues, the digest's cadence for digests.
+    sa.Column("cadence", sa.String(16), nullable=True),
+    sa.Column("send_at", UTCDateTime, nullable=True),  # a scheduled issue waits until then
     sa.Column("subject", sa.Text, nullable=False),
     sa.Column("preheader", sa.Text, nullable=False, default=""),
     sa.Column("html", sa.Text, nullable=False),  # personalisation placeholders left in
@@ -92,6 +95,21 @@ issues = sa.Table(
     sa.Column("sent_at", UTCDateTime, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
     sa.UniqueConstraint("kind", "key", name="uq_issue_kind_key"),
+)
+
+# Every move of an issue's state: who (a CLI user, a desk session, the
+# service) and when, so the desk can show an issue's history.
+issue_events = sa.Table(
+    "issue_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), nullable=False),
+    sa.Column("from_state", sa.String(24), nullable=True),  # None: the issue was created
+    sa.Column("to_state", sa.String(24), nullable=False),
+    sa.Column("actor", sa.String, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.Index("ix_issue_events_issue", "issue_id"),
 )
 
 subscribers = sa.Table(

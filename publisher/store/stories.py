@@ -146,10 +146,11 @@ def live_feed_tags(conn: Connection) -> set[str]:
 
 
 def for_digest(conn: Connection, since: dt.datetime | None, until: dt.datetime) -> list[StoryRef]:
-    """Published live stories first seen in (since, until], newest first."""
+    """Published live stories first seen in (since, until], newest first; held stories are left out."""
+    held = sa.select(issues.c.key).where(issues.c.kind == "story", issues.c.state == IssueState.HELD)
     query = (
         sa.select(*_REF)
-        .where(*_live(), stories.c.created_at <= utc(until))
+        .where(*_live(), stories.c.created_at <= utc(until), stories.c.slug.not_in(held))
         .order_by(stories.c.published_at.desc(), stories.c.slug)
     )
     if since is not None:
@@ -167,6 +168,7 @@ class StoryListing:
     status: str
     content_hash: str
     updated_at: dt.datetime
+    created_at: dt.datetime  # first seen
     deleted: bool
     error: str | None  # the file's last failure, else the story's
     issue_id: int | None
@@ -186,17 +188,17 @@ def listing(conn: Connection, slug: str | None = None) -> list[StoryListing]:
     s, i, f = stories, issues, files
     query = (
         sa.select(
-            s.c.slug, s.c.title, s.c.path, s.c.status, s.c.content_hash, s.c.updated_at, s.c.deleted_at, s.c.error,
+            s.c.slug, s.c.title, s.c.path, s.c.status, s.c.content_hash, s.c.updated_at, s.c.created_at, s.c.deleted_at, s.c.error,
             i.c.id, i.c.state, f.c.error.label("file_error"),
         )
         .select_from(s.outerjoin(i, sa.and_(i.c.kind == "story", i.c.key == s.c.slug)).outerjoin(f, f.c.path == s.c.path))
-        .order_by(s.c.updated_at.desc(), s.c.slug)
+        .order_by(s.c.created_at.desc(), s.c.slug)
     )
     if slug is not None:
         query = query.where(s.c.slug == slug)
     return [
         StoryListing(
-            r.slug, r.title, r.path, r.status, r.content_hash, r.updated_at, r.deleted_at is not None,
+            r.slug, r.title, r.path, r.status, r.content_hash, r.updated_at, r.created_at, r.deleted_at is not None,
             r.file_error or r.error, r.id, IssueState(r.state) if r.state else None,
         )
         for r in conn.execute(query)

@@ -223,6 +223,15 @@ def count_subscribers(engine: Engine) -> dict[str, int]:
     return counts
 
 
+def counts_by_cadence(engine: Engine) -> dict[tuple[str, str], int]:
+    """(status, cadence) → number of subscribers."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(subscribers.c.status, subscribers.c.cadence, sa.func.count()).group_by(subscribers.c.status, subscribers.c.cadence)
+        ).all()
+    return {(r[0], r[1]): int(r[2]) for r in rows}
+
+
 def insert_new(engine: Engine, entries: Sequence[tuple[str, str, str]], *, now: dt.datetime) -> int:
     """Insert (normalised email, status, cadence) rows whose address is not stored yet; how many went in.
 

@@ -8,6 +8,8 @@ answers existing public files before routing.
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import hmac
 import threading
 from collections.abc import AsyncIterator
@@ -44,6 +46,7 @@ def _desk_routes(cfg: Config, session_key: str) -> SessionMiddleware:
         Route("/digest", desk.digest_page),
         Route("/digest/email", desk.digest_email),
         Route("/digest/test", desk.digest_test, methods=["POST"]),
+        Route("/digest/{key}/{action}", desk.digest_action, methods=["POST"]),
         Route("/story/{slug}", desk.story_page),
         Route("/story/{slug}/email", desk.story_email),
         Route("/story/{slug}/feed", desk.story_feed),
@@ -54,6 +57,13 @@ def _desk_routes(cfg: Config, session_key: str) -> SessionMiddleware:
         Router(routes=routes), secret_key=session_key, session_cookie=auth.SESSION_COOKIE,
         max_age=cfg.desk.session_max_age, path="/desk", same_site="lax", https_only=cfg.site.base_url.startswith("https://"),
     )
+
+
+def local_time(value: dt.datetime | None, tz: dt.tzinfo) -> str:
+    """A stored (UTC) time as editors read it: in the site's time zone, with the zone named."""
+    if value is None:
+        return ""
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
 
 
 async def _desk_root(request: Request) -> Response:
@@ -71,6 +81,7 @@ def create_app(cfg: Config, engine: Engine, actions: DeskActions, *, clock: Cloc
         autoescape=select_autoescape(default=True, default_for_string=True),
     )
     env.globals["site"] = cfg.site
+    env.filters["local"] = functools.partial(local_time, tz=cfg.site.tz)
     files = PublicFiles(cfg.paths.public)
     ctx = WebContext(
         cfg=cfg, engine=engine, actions=actions, clock=clock, env=env, files=files, desk=Desk(cfg, engine, actions, clock),

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import functools
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +25,7 @@ from ..render.templating import search_path
 from . import auth
 from .auth import requires_editor
 from .context import WebContext, context
+from .deskdata import Desk
 from .pages import desk_page, email_frame, not_found, redirect
 from . import preview as previews
 from .preview import Preview, force_dark
@@ -29,6 +33,7 @@ from .preview import Preview, force_dark
 log = logging.getLogger(__name__)
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,199}$")
+PERIOD_RE = re.compile(r"^[0-9]{4}-[0-9A-Za-z-]{2,16}$")  # digest period keys: 2030-01-02T0700, 2030-W01
 VIEWS = ("both", "desktop", "mobile", "dark")
 STATIC = {"desk.css": "text/css; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
 
@@ -60,12 +65,24 @@ async def logout(request: Request) -> Response:
     return RedirectResponse("/desk/login" if not auth.desk_is_open(context(request).cfg) else "/desk/", status_code=303)
 
 
+def actor(request: Request) -> str:
+    """Who made a change from the desk, for the issue's history."""
+    client = request.client.host if request.client else "?"
+    how = "token" if request.headers.get("authorization", "").lower().startswith("bearer ") else "session"
+    return f"desk ({how}, {client})"
+
+
+def _newsroom(desk: Desk) -> dict[str, Any]:
+    return {
+        "stories": desk.stories(), "broken": desk.broken_files(), "digests": desk.digests(),
+        "subscribers": desk.subscriber_counts(),
+    }
+
+
 @requires_editor
 async def index(request: Request) -> Response:
-    desk = context(request).desk
-    rows = await run_in_threadpool(desk.stories)
-    digests = await run_in_threadpool(desk.digests)
-    return desk_page(request, "desk.html", stories=rows, digests=digests)
+    view = await run_in_threadpool(_newsroom, context(request).desk)
+    return desk_page(request, "desk.html", **view)
 
 
 def _slug(request: Request) -> str | None:
@@ -98,9 +115,11 @@ async def story_page(request: Request) -> Response:
         error = None
     except PublisherError as exc:
         preview, error = None, str(exc)
+    history = await run_in_threadpool(desk.history, "story", slug)
     return desk_page(
         request, "preview.html", kind="story", key=slug, row=row, preview=preview, error=error, view=_view(request),
         clip_limit=previews.GMAIL_CLIP_BYTES, base=f"/desk/story/{slug}", events=f"/desk/events?kind=story&key={slug}",
+        history=history, issue=row.issue,
     )
 
 
@@ -134,9 +153,9 @@ async def story_feed(request: Request) -> Response:
     return email_frame(request, body)
 
 
-def _send_now(ctx: WebContext, issue_id: int) -> None:
+def _send_now(ctx: WebContext, issue_id: int, who: str) -> None:
     try:
-        report = send_issue(ctx.cfg, ctx.engine, issue_id, clock=ctx.clock)
+        report = send_issue(ctx.cfg, ctx.engine, issue_id, clock=ctx.clock, actor=who)
         log.info("desk: issue %d sent: %s", issue_id, report)
     except PublisherError as exc:
         log.error("desk: sending issue %d failed: %s", issue_id, exc)
@@ -148,13 +167,13 @@ async def _send_story_now(request: Request, slug: str, back: str) -> Response:
     if form.get("confirm") != "yes":
         return redirect(back, "Not sent: tick the box to confirm sending to all subscribers.", request)
     row = await run_in_threadpool(ctx.desk.story, slug)
-    if row.state in (IssueState.AWAITING_APPROVAL, IssueState.HELD):
-        await run_in_threadpool(ctx.actions.approve, slug)
+    if row.state not in (IssueState.APPROVED, IssueState.SENDING, IssueState.SENT):
+        await run_in_threadpool(functools.partial(ctx.actions.approve, slug, actor=actor(request)))
     issue_id = await run_in_threadpool(ctx.desk.issue_id, "story", slug)
     if issue_id is None:
         return redirect(back, "There is no issue for this story yet.", request)
     log.info("desk: send now %s (issue %d)", slug, issue_id)
-    return redirect(back, "Sending started; refresh to follow the state.", request, BackgroundTask(_send_now, ctx, issue_id))
+    return redirect(back, "Sending started; refresh to follow the state.", request, BackgroundTask(_send_now, ctx, issue_id, actor(request)))
 
 
 @requires_editor
@@ -169,14 +188,8 @@ async def story_action(request: Request) -> Response:
         form = await request.form()
         return await _send_test(request, str(form.get("address", "")), lambda: ctx.desk.rendered_story(slug), back)
     try:
-        if action == "approve":
-            await run_in_threadpool(ctx.actions.approve, slug)
-            log.info("desk: approved %s", slug)
-            return redirect(back, "Approved: queued for delivery.", request)
-        if action == "hold":
-            await run_in_threadpool(ctx.actions.hold, slug)
-            log.info("desk: held %s", slug)
-            return redirect(back, "Held: it will not be sent until approved.", request)
+        if action in ("approve", "hold"):
+            return await _release_or_hold(request, slug, action, back)
         if action == "send":
             return await _send_story_now(request, slug, back)
     except NotFound:
@@ -184,6 +197,34 @@ async def story_action(request: Request) -> Response:
     except StateError as exc:
         return redirect(back, f"Not possible now: {exc}", request)
     return not_found(request)
+
+
+def _send_at(raw: str, tz: dt.tzinfo) -> dt.datetime | None:
+    """A ``datetime-local`` form value, read in the site's time zone."""
+    if not raw.strip():
+        return None
+    try:
+        value = dt.datetime.fromisoformat(raw.strip())
+    except ValueError as exc:
+        raise StateError(f"send time {raw!r} is not a date and time") from exc
+    return value if value.tzinfo else value.replace(tzinfo=tz)
+
+
+async def _release_or_hold(request: Request, target: str, action: str, back: str) -> Response:
+    """Approve (after the editor confirmed the number of readers) or hold a story or digest issue."""
+    ctx = context(request)
+    who = actor(request)
+    if action == "hold":
+        await run_in_threadpool(functools.partial(ctx.actions.hold, target, actor=who))
+        log.info("desk: %s held %s", who, target)
+        return redirect(back, "Held: it will not be sent until approved.", request)
+    form = await request.form()
+    if form.get("confirm") != "yes":
+        return redirect(back, "Not approved: tick the box to confirm the number of readers it goes to.", request)
+    send_at = _send_at(str(form.get("send_at", "")), ctx.cfg.site.tz)
+    released = await run_in_threadpool(functools.partial(ctx.actions.approve, target, actor=who, send_at=send_at))
+    log.info("desk: %s approved %s", who, target)
+    return redirect(back, f"Approved: {released.describe()}.", request)
 
 
 async def _send_test(request: Request, address: str, render: Callable[[], RenderedIssue], back: str) -> Response:
@@ -202,33 +243,63 @@ async def _send_test(request: Request, address: str, render: Callable[[], Render
     return redirect(back, f"Test sent to {address}.", request)
 
 
+def _cadence(request: Request) -> str | None:
+    cadence = request.query_params.get("cadence")
+    return cadence if cadence in ("daily", "weekly") else None
+
+
 @requires_editor
 async def digest_page(request: Request) -> Response:
+    ctx = context(request)
     try:
-        preview, briefs = await run_in_threadpool(context(request).desk.digest_preview)
+        digest = await run_in_threadpool(ctx.desk.digest_preview, _cadence(request))
         error = None
     except PublisherError as exc:
-        preview, briefs, error = None, [], str(exc)
+        digest, error = None, str(exc)
+    made = await run_in_threadpool(ctx.desk.digests)
+    cadence = digest.cadence if digest else (_cadence(request) or "")
+    query = f"?cadence={cadence}" if cadence else ""
     return desk_page(
-        request, "preview.html", kind="digest", key=preview.key if preview else "", row=None, preview=preview, briefs=briefs,
-        error=error, view=_view(request), clip_limit=previews.GMAIL_CLIP_BYTES, base="/desk/digest",
-        events="/desk/events?kind=digest&key=next",
+        request, "preview.html", kind="digest", key=digest.key if digest else "", row=None,
+        preview=digest.preview if digest else None, digest=digest, briefs=digest.briefs if digest else [], error=error,
+        view=_view(request), clip_limit=previews.GMAIL_CLIP_BYTES, base="/desk/digest", query=query,
+        events="/desk/events?kind=digest&key=next", made=made,
+        cadences=[c for c in ("daily", "weekly") if getattr(ctx.cfg.digests, c)],
     )
 
 
 @requires_editor
 async def digest_email(request: Request) -> Response:
     try:
-        preview, _ = await run_in_threadpool(context(request).desk.digest_preview)
+        digest = await run_in_threadpool(context(request).desk.digest_preview, _cadence(request))
     except PublisherError as exc:
-        return PlainTextResponse(str(exc), status_code=500)
-    return _frame(request, preview)
+        return PlainTextResponse(str(exc), status_code=409)
+    if digest.preview is None:
+        return PlainTextResponse(f"no stories for the next {digest.cadence} digest yet", status_code=404)
+    return _frame(request, digest.preview)
 
 
 @requires_editor
 async def digest_test(request: Request) -> Response:
     form = await request.form()
-    return await _send_test(request, str(form.get("address", "")), context(request).desk.rendered_digest, "/desk/digest")
+    cadence = _cadence(request)
+    back = "/desk/digest" + (f"?cadence={cadence}" if cadence else "")
+    return await _send_test(request, str(form.get("address", "")), lambda: context(request).desk.rendered_digest(cadence), back)
+
+
+@requires_editor
+async def digest_action(request: Request) -> Response:
+    """Approve or hold a digest that was made (``/desk/digest/<period>/approve|hold``)."""
+    key = str(request.path_params.get("key", ""))
+    action = str(request.path_params.get("action", ""))
+    if not PERIOD_RE.match(key) or action not in ("approve", "hold"):
+        return not_found(request)
+    try:
+        return await _release_or_hold(request, f"digest:{key}", action, "/desk/")
+    except NotFound:
+        return not_found(request)
+    except StateError as exc:
+        return redirect("/desk/", f"Not possible now: {exc}", request)
 
 
 @requires_editor

@@ -44,16 +44,25 @@ def test_all_problems_reported_at_once(tmp_path: Path) -> None:
     p.write_text(
         '[site]\nbase_url = "not a url"\ntimezone = "Mars/Base"\n'
         '[smtp]\nport = 70000\nsecurity = "ssl"\n'
-        '[schedule]\ndigest_cron = "every day"\nrequire_approval = "yes"\n'
+        '[schedule]\nrequire_approval = "yes"\n'
+        '[digests]\ndaily = "every day"\nweekly = "99 99 * * *"\n'
     )
     with pytest.raises(ConfigError) as info:
         config.load(p)
     keys = {prob.key for prob in info.value.problems}
     assert keys == {
         "site.base_url", "site.timezone", "smtp.port", "smtp.security",
-        "schedule.digest_cron", "schedule.require_approval",
+        "digests.daily", "digests.weekly", "schedule.require_approval",
     }
     assert all(line.startswith(f"{p}: ") for line in str(info.value).splitlines())
+
+
+def test_renamed_digest_keys_still_work_with_a_warning(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text('[schedule]\ndigest_cron = "30 6 * * *"\ndigest_max_lateness = 60\n')
+    cfg = config.load(p)
+    assert (cfg.digests.daily, cfg.digests.max_lateness) == ("30 6 * * *", 60.0)
+    assert any("schedule.digest_cron is now digests.daily" in w for w in cfg.warnings)
 
 
 def test_unknown_keys_warn_by_name(tmp_path: Path) -> None:

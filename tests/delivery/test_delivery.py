@@ -347,7 +347,7 @@ def test_drain_sends_digests_to_their_cadence(tmp_path: Path) -> None:
     daily = add_subscribers(engine, 2, cadence="daily", start=10)
     weekly = add_subscribers(engine, 3, cadence="weekly", start=20)
     day = add_issue(engine, kind="digest", key="2026-11-28")
-    week = add_issue(engine, kind="digest", key="2026-W48")
+    week = add_issue(engine, kind="digest", key="2026-W48", cadence="weekly")
     held = add_issue(engine, kind="story", key="held-story", state="held")
     report = delivery.drain(cfg, engine)
     assert report.sent == 5 and sorted(report.issues) == ["digest:2026-11-28 sent", "digest:2026-W48 sent"]

@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 
 from publisher import store
 from publisher.core.clock import FixedClock
+from publisher.core.states import Cadence
 from publisher.publish.digests import DigestSchedule
 from publisher.publish.pipeline import Pipeline
 from publisher.store import issues
@@ -21,14 +22,14 @@ from tests.support.project import build_config
 
 def test_schedule_names_periods_one_way() -> None:
     tz = dt.timezone(dt.timedelta(hours=1))
-    daily = DigestSchedule("0 7 * * *", tz)
+    daily = DigestSchedule(Cadence.DAILY, "0 7 * * *", tz)
     fire = daily.next_fire(dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.timezone.utc))
     assert fire == dt.datetime(2030, 1, 2, 7, 0, tzinfo=tz)
     assert daily.period_key(fire) == "2030-01-02T0700"
     assert daily.label(fire) == "Wednesday 02 January 2030"
     assert daily.cadence == "daily"
-    weekly = DigestSchedule("0 7 * * mon", tz)
-    assert weekly.period_key(fire) == "2030-W01" and weekly.cadence == "weekly"
+    weekly = DigestSchedule(Cadence.WEEKLY, "0 7 * * mon", tz)
+    assert weekly.period_key(fire) == "2030-W01" and weekly.label(fire) == "Week of 31 December 2029"
     assert daily.previous_fire(fire + dt.timedelta(minutes=5)) == fire
 
 
@@ -36,7 +37,7 @@ def test_schedule_names_periods_one_way() -> None:
 def test_desk_digest_preview_is_the_digest_that_is_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, via: str) -> None:
     monkeypatch.setenv("PUBLISHER_SIGNING_KEY", "k" * 64)
     monkeypatch.delenv("PUBLISHER_DESK_PASSWORD", raising=False)
-    cfg = build_config(tmp_path, site={"timezone": "Europe/Berlin"}, schedule={"quiet_period": 0.05, "digest_cron": "0 7 * * *"})
+    cfg = build_config(tmp_path, site={"timezone": "Europe/Berlin"}, schedule={"quiet_period": 0.05}, digests={"daily": "0 7 * * *", "weekly": ""})
     clock = FixedClock(dt.datetime(2030, 1, 1, 11, 0, tzinfo=dt.timezone.utc))
     engine = store.connect(cfg.store_url)
     pipeline = Pipeline(cfg, engine, clock=clock)

@@ -61,9 +61,24 @@ def test_start_issue_creates_rows_once_for_the_right_audience(engine: Engine, is
     assert ledger.progress(engine, issue_id).queued == 5
 
 
-def test_digest_audience_by_period_kind() -> None:
-    assert issues_store.digest_cadence("2026-11-28") == "daily"
-    assert issues_store.digest_cadence("2026-W48") == "weekly"
+def test_a_digest_reaches_the_subscribers_of_its_own_cadence(engine: Engine) -> None:
+    add_subscribers(engine, 2, cadence="daily")
+    add_subscribers(engine, 3, cadence="weekly", start=10)
+    add_subscribers(engine, 4, cadence="instant", start=20)
+    daily = add_issue(engine, kind="digest", key="2026-11-28T0700", cadence="daily")
+    weekly = add_issue(engine, kind="digest", key="2026-W48", cadence="weekly")
+    assert issues_store.start_issue(engine, daily, now=T0)[1] == 2
+    assert issues_store.start_issue(engine, weekly, now=T0)[1] == 3
+
+
+def test_an_issue_that_reaches_nobody_stays_released_until_someone_subscribes(engine: Engine, issue_id: int) -> None:
+    issue, created = issues_store.start_issue(engine, issue_id, now=T0)
+    assert (issue.state, created) == ("approved", 0)
+    assert issues_store.get_issue(engine, issue_id).state == "approved"
+    add_subscribers(engine, 1)
+    issue, created = issues_store.start_issue(engine, issue_id, now=T0)
+    assert (issue.state, created) == ("sending", 1)
+    assert [(e.from_state, e.to_state) for e in issues_store.history(engine, issue_id)][-1] == ("approved", "sending")
 
 
 def test_only_approved_issues_start(engine: Engine, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from publisher.core.config import Config
+from publisher.publish.issues import Released
 from publisher.publish.pipeline import Pipeline
 from publisher.store import schema
 
@@ -67,19 +68,22 @@ def add_story(engine: sa.Engine, slug: str, *, source: bytes | None = None, stat
 
 
 class RecordingPipeline(Pipeline):
-    """The real pipeline, noting which editors' actions reached it."""
+    """The real pipeline, noting which editors' actions reached it (and who made them)."""
 
     def __init__(self, cfg: Config, engine: sa.Engine) -> None:
         super().__init__(cfg, engine)
         self.calls: list[tuple[str, str]] = []
+        self.actors: list[str] = []
 
-    def approve(self, slug: str) -> None:
-        self.calls.append(("approve", slug))
-        super().approve(slug)
+    def approve(self, target: str, *, actor: str = "service", send_at: dt.datetime | None = None) -> Released:
+        self.calls.append(("approve", target))
+        self.actors.append(actor)
+        return super().approve(target, actor=actor, send_at=send_at)
 
-    def hold(self, slug: str) -> None:
-        self.calls.append(("hold", slug))
-        super().hold(slug)
+    def hold(self, target: str, *, actor: str = "service") -> None:
+        self.calls.append(("hold", target))
+        self.actors.append(actor)
+        super().hold(target, actor=actor)
 
 
 def set_issue_state(engine: sa.Engine, slug: str, state: str) -> None:

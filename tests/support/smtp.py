@@ -181,12 +181,12 @@ def synthetic_issue(*, kind: str = "story", key: str = "harbour-strike") -> Rend
     )
 
 
-def add_issue(engine: Engine, *, state: str = "approved", kind: str = "story", key: str = "harbour-strike") -> int:
+def add_issue(engine: Engine, *, state: str = "approved", kind: str = "story", key: str = "harbour-strike", cadence: str | None = None) -> int:
     rendered = synthetic_issue(kind=kind, key=key)
     with engine.begin() as conn:
         result = conn.execute(
             issues.insert().values(
-                kind=kind, key=key, state=state, subject=rendered.subject, preheader=rendered.preheader,
+                kind=kind, key=key, state=state, cadence=cadence or ("instant" if kind == "story" else "daily"), subject=rendered.subject, preheader=rendered.preheader,
                 html=rendered.html, text=rendered.text, content_hash=rendered.content_hash,
                 created_at=T0, updated_at=T0,
             )

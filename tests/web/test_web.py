@@ -327,8 +327,12 @@ def test_approve_and_hold_call_the_pipeline(locked: tuple[TestClient, RecordingP
     c, fake = locked
     token = sign_in(c)
     r = c.post("/desk/story/alpha/approve", data={"csrf": token}, follow_redirects=False)
+    assert r.status_code == 303 and fake.calls == []  # approving asks to confirm the readers first
+    assert "tick the box to confirm the number of readers" in c.get("/desk/story/alpha").text
+    r = c.post("/desk/story/alpha/approve", data={"csrf": token, "confirm": "yes"}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/desk/story/alpha"
     assert issue_state(fake.engine, "alpha") == "approved"
+    assert "released to the next send, to 0 readers" in c.get("/desk/story/alpha").text
     c.post("/desk/story/alpha/hold", data={"csrf": token}, follow_redirects=False)
     assert fake.calls == [("approve", "alpha"), ("hold", "alpha")]
     assert issue_state(fake.engine, "alpha") == "held"
@@ -338,9 +342,9 @@ def test_state_errors_come_back_as_a_message(locked: tuple[TestClient, Recording
     c, fake = locked
     token = sign_in(c)
     set_issue_state(fake.engine, "alpha", "sent")
-    c.post("/desk/story/alpha/approve", data={"csrf": token}, follow_redirects=False)
+    c.post("/desk/story/alpha/approve", data={"csrf": token, "confirm": "yes"}, follow_redirects=False)
     r = c.get("/desk/")
-    assert "Not possible now: story alpha issue is sent" in r.text
+    assert "Not possible now: story alpha is sent" in r.text
 
 
 def test_send_now_needs_the_confirm_box(locked: tuple[TestClient, RecordingPipeline]) -> None:
@@ -574,7 +578,7 @@ def test_broken_story_source_shows_an_error_not_a_crash(client: TestClient, env:
 def test_digest_preview_with_no_stories_explains(client: TestClient) -> None:
     r = client.get("/desk/digest")
     assert r.status_code == 200
-    assert "no published stories to send" in r.text
+    assert "No stories since the last daily digest" in r.text and 'class="error"' not in r.text
 
 
 def test_serve_command_refuses_a_public_bind_without_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
