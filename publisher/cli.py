@@ -497,3 +497,4 @@ def status(cfg: Config) -> None:
         for _path, error in st.errors:
             click.echo(f"  {error}")
     click.echo(f"next digest: {st.next_digest.isoformat() if st.next_digest else 'none scheduled'}")
+

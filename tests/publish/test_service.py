@@ -49,7 +49,7 @@ def test_service_publishes_dropped_and_chunked_briefs(tmp_path: Path) -> None:
     cfg, svc = service(tmp_path)
     svc.start()
     try:
-        assert {SCAN, DIGEST} <= set(jobs(svc))
+        assert {SCAN, f"{DIGEST}-daily", f"{DIGEST}-weekly"} <= set(jobs(svc))
         (cfg.paths.briefs / "story-1.txt").write_bytes(brief(1))
         wait_for(lambda: any("story-1" in i for i in atom_ids(cfg.paths.public)))
         # Files are written inside the publishing transaction; its rows commit just after.

@@ -46,7 +46,8 @@ def make_project(tmp: Path, *, samples: bool = True, **sections: dict[str, objec
     lines = []
     defaults: dict[str, dict[str, object]] = {
         "site": {"base_url": "https://news.example/"},
-        "schedule": {"scan_interval": 0.2, "quiet_period": 0.3, "digest_cron": "", "watch_events": True},
+        "schedule": {"scan_interval": 0.2, "quiet_period": 0.3, "watch_events": True},
+        "digests": {"daily": "", "weekly": ""},
         "smtp": {},
     }
     for name, values in sections.items():

@@ -99,6 +99,8 @@ def desk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp: tuple[Inbox, int
     # The first build publishes what is already there; a brief that arrives
     # afterwards gets an email issue awaiting approval, as in the service.
     shutil.copy(BRIEFS / "anthropic-alibaba-claude-distillation.txt", cfg.paths.briefs / "anthropic-alibaba-claude-distillation.txt")
+    # A new brief that does not parse: the desk must show it, with its error.
+    (cfg.paths.briefs / "half-written.md").write_text("# Half written\n\n**Meta:** date: 2026-06-31\n")
     publisher.sync()
     srv = LiveServer(cfg, engine, publisher)
     srv.publisher = publisher  # type: ignore[attr-defined]
@@ -145,6 +147,9 @@ def test_editor_previews_tests_and_approves(desk: tuple[LiveServer, Config, sa.E
             page.fill("input[name=password]", PASSWORD)
             page.click("form[action='/desk/login'] button")
             expect(page.locator("table.stories")).to_be_visible()
+            expect(page.locator("#broken")).to_contain_text("half-written.md:3")
+            rows = page.locator("table.stories tbody tr")
+            expect(rows.first).to_contain_text("awaiting approval")  # waiting stories come first
             page.screenshot(path=str(ARTIFACTS / "01-stories.png"), full_page=True)
 
             # Preview: inbox line, both widths side by side.
@@ -204,9 +209,12 @@ def test_editor_previews_tests_and_approves(desk: tuple[LiveServer, Config, sa.E
             # A full-page screenshot resizes the viewport for a moment; a click
             # fired meanwhile can be lost, so settle the button in view first.
             page.locator("#approve").scroll_into_view_if_needed()
+            expect(page.locator("#approve-form")).to_contain_text("send to 0 reader(s)")
+            page.check("#approve-confirm")
             with page.expect_navigation():
                 page.click("#approve")
-            expect(page.locator("#flash")).to_contain_text("Approved")
+            expect(page.locator("#flash")).to_contain_text("Approved: story")
+            expect(page.locator("#history")).to_contain_text("approved")
             expect(page.locator("#state")).to_have_text("approved")
             page.screenshot(path=str(ARTIFACTS / "07-approved.png"), full_page=True)
         finally:
