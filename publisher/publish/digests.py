@@ -138,6 +138,13 @@ class Digests:
         write_atomic(base / f"digest-{issue.key}.html", html.encode("utf-8"))
         write_atomic(base / f"digest-{issue.key}.txt", text.encode("utf-8"))
 
+    def rewrite_pages(self, conn: Connection) -> None:
+        """The web page of every digest made so far (a full build rewrites public/ whole)."""
+        for row in issues.digests(conn):
+            self._write_page(
+                RenderedIssue("digest", row.key, row.subject, row.preheader, "", row.html, row.text, row.content_hash)
+            )
+
     def make(self, schedule: DigestSchedule, fire: dt.datetime, *, until: dt.datetime | None = None, actor: str = "service") -> int | None:
         """The digest for the period that fires at ``fire``, with stories up to ``until`` (default: the fire time).
 

@@ -375,6 +375,7 @@ class Pipeline:
                         _remove_web_issue(self.cfg, slug)
                 # Every tag any live story has, so a deleted public/ is rebuilt whole.
                 touched |= stories.live_feed_tags(conn)
+                self.digests.rewrite_pages(conn)
                 result.written += self.feeds.write(conn, touched, force=True)
             self._ping_hub(result.written)
             log.info("build: %d published, %d rejected, %d removed", len(result.published), len(result.errors), len(result.removed))

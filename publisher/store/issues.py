@@ -89,6 +89,11 @@ def latest_digest(engine: Engine, states: Sequence[str], *, cadence: str | None 
     return _issue(row)
 
 
+def digests(conn: Connection) -> list[IssueRow]:
+    """Every digest issue with its content (to rewrite their web pages)."""
+    return [_issue(r) for r in conn.execute(sa.select(issues).where(issues.c.kind == "digest").order_by(issues.c.id))]
+
+
 def issues_in_state(engine: Engine, states: Sequence[str]) -> list[IssueRow]:
     with engine.connect() as conn:
         rows = conn.execute(sa.select(issues).where(issues.c.state.in_(list(states))).order_by(issues.c.id)).all()

@@ -194,3 +194,15 @@ def test_sent_is_final(tmp_path: Path) -> None:
         pipeline.approve(slug, actor="t")
     with pipeline.engine.connect() as conn:
         assert stories.state(conn, slug) is not None
+
+
+def test_a_full_build_rewrites_the_digest_pages(tmp_path: Path) -> None:
+    cfg, pipeline, clock = make(tmp_path, weekly="")
+    publish(cfg, pipeline, clock, 1)
+    clock.at = dt.datetime(2030, 1, 7, 7, 0, 5, tzinfo=UTC)
+    assert pipeline.run_digest("daily") is not None
+    page = cfg.paths.public / "issues" / "digest-2030-01-07T0700.html"
+    before = page.read_bytes()
+    page.unlink()
+    pipeline.build_all(workers=1)
+    assert page.read_bytes() == before
