@@ -197,6 +197,37 @@ def subscribers_export(status: str | None, cfg: Config) -> None:
     click.echo(f"{n} subscriber(s) exported", err=True)
 
 
+@subscribers_group.command("reactivate")
+@click.argument("email", required=False)
+@click.option("--bounced-since", metavar="DATE", help="Every subscriber hard-bounced on or after DATE (YYYY-MM-DD, UTC).")
+@click.option("--by", default=None, help="Who is doing it, for the record (default: the login name).")
+@with_config
+def subscribers_reactivate(email: str | None, bounced_since: str | None, by: str | None, cfg: Config) -> None:
+    """Undo bounces: ADDRESS, or everyone bounced since DATE (a relay's bad day); each undo is recorded."""
+    import datetime as dt
+    import getpass
+
+    from .core.clock import system_clock
+    from .store import bounces
+
+    if (email is None) == (bounced_since is None):
+        click.echo("error: give an ADDRESS or --bounced-since DATE", err=True)
+        sys.exit(2)
+    since = None
+    if bounced_since is not None:
+        try:
+            since = dt.datetime.fromisoformat(bounced_since)
+        except ValueError:
+            click.echo(f"error: --bounced-since {bounced_since!r}: not a date (YYYY-MM-DD)", err=True)
+            sys.exit(2)
+        since = since if since.tzinfo else since.replace(tzinfo=dt.timezone.utc)
+    done = bounces.reactivate(_store(cfg), email=email, bounced_since=since, by=by or getpass.getuser(), now=system_clock())
+    for address in done:
+        click.echo(f"reactivated: {address}")
+    click.echo(f"{len(done)} subscriber(s) reactivated", err=True)
+    sys.exit(0 if done or since is not None else 1)
+
+
 def _issue_for(engine: Any, target: str, states: tuple[str, ...]) -> Any:
     from .store import issues
 

@@ -12,6 +12,7 @@ from ..core.clock import Clock, system_clock
 from ..core.config import Config
 from ..core.states import SENDABLE_STATES
 from ..mail import tokens
+from ..mail.dkim import signer_for
 from ..mail.message import MessageTemplate, Personalizer, message_domain
 from ..mail.transports import TransportFactory, transport_factory
 from ..render.email import RenderedIssue
@@ -67,7 +68,10 @@ def send_issue(
     except SendAborted as exc:
         exc.report.recovered += recovered
         exc.report.enqueued += created
+        # The desk and `publisher deliveries` show why the send stopped.
+        ledger.set_issue_error(engine, issue.id, exc.reason)
         raise
+    ledger.set_issue_error(engine, issue.id, None)
     report.recovered += recovered
     report.enqueued += created
     finished = issues_store.finish_issue(engine, issue.id, now=clock())
@@ -109,7 +113,8 @@ def send_test(
     message = template.personalize(
         to=to, unsubscribe_url=url, message_id=make_msgid("test", message_domain(cfg.email.sender_address)), test=True
     )
-    send_one(cfg, to, message)
+    signer = signer_for(cfg)
+    send_one(cfg, to, signer.sign(message) if signer else message)
     log.info("test of %s %s sent to %s", issue.kind, issue.key, to)
 
 
