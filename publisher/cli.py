@@ -228,6 +228,30 @@ def subscribers_reactivate(email: str | None, bounced_since: str | None, by: str
     sys.exit(0 if done or since is not None else 1)
 
 
+@main.group("bounces")
+def bounces_group() -> None:
+    """Asynchronous bounces and complaints (DSNs in a Maildir or IMAP folder)."""
+
+
+@bounces_group.command("scan")
+@click.option("--maildir", type=click.Path(file_okay=False, exists=True), default=None, help="Maildir to read (default: bounces.maildir).")
+@click.option("--imap", is_flag=True, help="Read the IMAP folder of [bounces] instead.")
+@with_config
+def bounces_scan(maildir: str | None, imap: bool, cfg: Config) -> None:
+    """Read returned mail: hard bounces count toward bounce_after, soft ones toward soft_after, complaints unsubscribe."""
+    from .delivery.bounces import scan
+
+    report = scan(cfg, _store(cfg), maildir=Path(maildir) if maildir else None, imap=imap)
+    for address in report.bounced:
+        click.echo(f"bounced: {address}")
+    for address in report.unsubscribed:
+        click.echo(f"unsubscribed (complaint): {address}")
+    click.echo(
+        f"{report.messages} message(s): {report.events} new event(s), {report.repeated} seen before, "
+        f"{report.ignored} not a bounce"
+    )
+
+
 def _issue_for(engine: Any, target: str, states: tuple[str, ...]) -> Any:
     from .store import issues
 
@@ -252,6 +276,7 @@ def send(target: str, test_address: str | None, cfg: Config) -> None:
         click.echo(f"test of {issue.kind} {issue.key} sent to {test_address}")
         return
     issue = _issue_for(engine, target, SENDABLE_STATES)
+    _delivery_warnings(cfg)
     bar: Any = None
     progress: Callable[[Any], None] | None = None
     if sys.stdout.isatty():
@@ -294,6 +319,36 @@ def deliveries_cmd(target: str, cfg: Config) -> None:
     )
     for row in ledger.failures(engine, issue.id):
         click.echo(f"  failed {row.email} after {row.attempts} attempt(s): {row.last_error}")
+
+
+def _delivery_warnings(cfg: Config) -> None:
+    from .delivery.doctor import delivery_warnings
+
+    for warning in delivery_warnings(cfg):
+        click.echo(f"warning: {warning}", err=True)
+
+
+@main.command()
+@with_config
+def doctor(cfg: Config) -> None:
+    """Deliverability check: the DNS records to publish (DKIM, SPF, DMARC) and risky settings."""
+    from .delivery.doctor import delivery_warnings, dns_records, verify_signature
+    from .mail.dkim import signer_for
+
+    signer = signer_for(cfg)
+    ok = True
+    click.echo("DNS records to publish:")
+    for record in dns_records(cfg, signer):
+        click.echo(f"  {record.name}  {record.type}  \"{record.value}\"")
+        click.echo(f"      ({record.why})")
+    if signer is not None:
+        ok = verify_signature(signer)
+        click.echo(f"DKIM: {signer.algorithm} key for {signer.selector}._domainkey.{signer.domain}: "
+                   f"{'a test signature verifies' if ok else 'A TEST SIGNATURE DOES NOT VERIFY'}")
+    warnings = delivery_warnings(cfg)
+    for warning in warnings:
+        click.echo(f"warning: {warning}")
+    sys.exit(1 if warnings or (signer is not None and not ok) else 0)
 
 
 @main.command()
@@ -379,6 +434,8 @@ def run(once: bool, no_web: bool, no_send: bool, cfg: Config) -> None:
 
     from .service import Service
 
+    if not no_send:
+        _delivery_warnings(cfg)
     pub = _pipeline(cfg)
     if not pub.load_index():
         # First start on this store: publish the folder in one parallel build.
