@@ -213,14 +213,11 @@ def subscribers_reactivate(email: str | None, bounced_since: str | None, by: str
     if (email is None) == (bounced_since is None):
         click.echo("error: give an ADDRESS or --bounced-since DATE", err=True)
         sys.exit(2)
-    since = None
-    if bounced_since is not None:
-        try:
-            since = dt.datetime.fromisoformat(bounced_since)
-        except ValueError:
-            click.echo(f"error: --bounced-since {bounced_since!r}: not a date (YYYY-MM-DD)", err=True)
-            sys.exit(2)
-        since = since if since.tzinfo else since.replace(tzinfo=dt.timezone.utc)
+    try:
+        since = dt.datetime.fromisoformat(bounced_since).replace(tzinfo=dt.timezone.utc) if bounced_since else None
+    except ValueError:
+        click.echo(f"error: --bounced-since {bounced_since!r}: not a date (YYYY-MM-DD)", err=True)
+        sys.exit(2)
     done = bounces.reactivate(_store(cfg), email=email, bounced_since=since, by=by or getpass.getuser(), now=system_clock())
     for address in done:
         click.echo(f"reactivated: {address}")
@@ -332,23 +329,12 @@ def _delivery_warnings(cfg: Config) -> None:
 @with_config
 def doctor(cfg: Config) -> None:
     """Deliverability check: the DNS records to publish (DKIM, SPF, DMARC) and risky settings."""
-    from .delivery.doctor import delivery_warnings, dns_records, verify_signature
-    from .mail.dkim import signer_for
+    from .delivery.doctor import report
 
-    signer = signer_for(cfg)
-    ok = True
-    click.echo("DNS records to publish:")
-    for record in dns_records(cfg, signer):
-        click.echo(f"  {record.name}  {record.type}  \"{record.value}\"")
-        click.echo(f"      ({record.why})")
-    if signer is not None:
-        ok = verify_signature(signer)
-        click.echo(f"DKIM: {signer.algorithm} key for {signer.selector}._domainkey.{signer.domain}: "
-                   f"{'a test signature verifies' if ok else 'A TEST SIGNATURE DOES NOT VERIFY'}")
-    warnings = delivery_warnings(cfg)
-    for warning in warnings:
-        click.echo(f"warning: {warning}")
-    sys.exit(1 if warnings or (signer is not None and not ok) else 0)
+    lines, ok = report(cfg)
+    for line in lines:
+        click.echo(line)
+    sys.exit(0 if ok else 1)
 
 
 @main.command()

@@ -84,3 +84,21 @@ def verify_signature(signer: Signer) -> bool:
         return record
 
     return bool(dkim.verify(signer.sign(sample), dnsfunc=dnsfunc))
+
+
+def report(cfg: Config) -> tuple[list[str], bool]:
+    """What ``publisher doctor`` prints, and whether all is well."""
+    signer = signer_for(cfg)
+    lines = ["DNS records to publish:"]
+    for record in dns_records(cfg, signer):
+        lines += [f"  {record.name}  {record.type}  \"{record.value}\"", f"      ({record.why})"]
+    ok = True
+    if signer is not None:
+        ok = verify_signature(signer)
+        lines.append(
+            f"DKIM: {signer.algorithm} key for {signer.selector}._domainkey.{signer.domain}: "
+            + ("a test signature verifies" if ok else "A TEST SIGNATURE DOES NOT VERIFY")
+        )
+    warnings = delivery_warnings(cfg)
+    lines += [f"warning: {w}" for w in warnings]
+    return lines, ok and not warnings

@@ -343,13 +343,14 @@ class Sender:
         return self.batch
 
     def _job(self, issue: IssueRow, template: Personalizer, c: Claimed) -> _Job:
-        message = template.personalize(
-            to=c.email,
-            unsubscribe_url=self.unsubscribe_url(c.subscriber_id, c.email),
-            message_id=self.message_id(issue.id, c.delivery_id),
-        )
-        if self.signer is not None:
-            message = self.signer.sign_wire(message) if self.wire else self.signer.sign(message)
+        to, url, mid = c.email, self.unsubscribe_url(c.subscriber_id, c.email), self.message_id(issue.id, c.delivery_id)
+        if self.signer is not None and isinstance(template, WireTemplate):
+            raw, message = template.personalize_both(to=to, unsubscribe_url=url, message_id=mid)
+            message = self.signer.sign_wire(message, raw)
+        else:
+            message = template.personalize(to=to, unsubscribe_url=url, message_id=mid)
+            if self.signer is not None:
+                message = self.signer.sign_wire(message) if self.wire else self.signer.sign(message)
         return _Job(c, message, verp_address(self.cfg, self.key, issue.id, c.subscriber_id) or self.sender)
 
     def _work(self, work: queue.Queue[object], results: queue.Queue[_Result]) -> None:

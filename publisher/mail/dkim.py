@@ -39,8 +39,9 @@ _FOLD = re.compile(rb"\r\n(?=[ \t])")
 PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
 
+@functools.lru_cache(maxsize=512)
 def _canon_header(name: bytes, value: bytes) -> bytes:
-    """Relaxed header canonicalisation (RFC 6376 3.4.2)."""
+    """Relaxed header canonicalisation (RFC 6376 3.4.2); cached, as most headers are the issue's own."""
     value = _WSP.sub(b" ", _FOLD.sub(b"", value)).strip(b" \t\r\n")
     return name.strip().lower() + b":" + value
 
@@ -117,9 +118,10 @@ class Signer:
     def sign(self, message: bytes) -> bytes:
         return self.signature_header(message) + message
 
-    def sign_wire(self, payload: bytes) -> bytes:
-        """Sign an SMTP DATA payload (dot-stuffed, terminated): the header goes in front."""
-        return self.signature_header(unwire(payload)) + payload
+    def sign_wire(self, payload: bytes, message: bytes | None = None) -> bytes:
+        """Sign an SMTP DATA payload (dot-stuffed, terminated): the header goes in front.
+        ``message``: the same message before wire conversion, if the caller has it (saves a pass)."""
+        return self.signature_header(message if message is not None else unwire(payload)) + payload
 
     def resign(self, message: bytes) -> bytes:
         """Drop our earlier signature and sign again (after a transfer-encoding change)."""

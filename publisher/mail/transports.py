@@ -141,6 +141,12 @@ class WireTemplate:
 
     def personalize(self, *, to: str, unsubscribe_url: str, message_id: str, test: bool = False) -> bytes:
         """The DATA payload for one recipient (terminated, ready for :class:`SmtpTransport`)."""
+        return self.personalize_both(to=to, unsubscribe_url=unsubscribe_url, message_id=message_id, test=test)[1]
+
+    def personalize_both(
+        self, *, to: str, unsubscribe_url: str, message_id: str, test: bool = False
+    ) -> tuple[bytes, bytes]:
+        """(message, DATA payload): DKIM signs the first and sends the second."""
         raw = self.template.personalize(to=to, unsubscribe_url=unsubscribe_url, message_id=message_id, test=test)
         values = (to, unsubscribe_url, message_id)
         if (
@@ -149,7 +155,7 @@ class WireTemplate:
             or any(not v.isascii() or v.startswith(".") or "\r" in v or "\n" in v for v in values)
             or any(c in unsubscribe_url for c in "&<>\"'")
         ):
-            return wire_data(raw)
+            return raw, wire_data(raw)
         chunks, slots = self._layout
         encoded = (to.encode("ascii"), unsubscribe_url.encode("ascii"), message_id.encode("ascii"))
         parts: list[bytes] = []
@@ -157,7 +163,7 @@ class WireTemplate:
             parts.append(chunk)
             parts.append(encoded[slot])
         parts.append(chunks[-1])
-        return b"".join(parts)
+        return raw, b"".join(parts)
 
 
 class SmtpTransport:
