@@ -21,7 +21,7 @@ from ..core.clock import Clock
 from ..core.config import Config
 from ..core.errors import BriefError, NotFound
 from ..render.email import RenderedIssue
-from ..store import issues, stories
+from ..store import bounces, issues, stories
 from ..store.engine import Engine
 from ..store.issues import IssueSummary
 from .context import DeskActions
@@ -40,6 +40,8 @@ class StoryRow:
     deleted: bool
     error: str | None
     findings: tuple[Finding, ...]
+    bounces: int = 0  # of the story's issue: hard and soft bounces, SMTP and asynchronous
+    complaints: int = 0
 
     @property
     def errors(self) -> int:
@@ -73,10 +75,13 @@ class Desk:
     def stories(self, slug: str | None = None) -> list[StoryRow]:
         with self.engine.connect() as conn:
             rows = stories.listing(conn, slug)
+        counts = bounces.issue_counts(self.engine, [r.issue_id for r in rows if r.issue_id is not None])
+        none = bounces.IssueCounts()
         return [
             StoryRow(
                 slug=r.slug, title=r.title, path=r.path, status=r.status, state=r.state, issue_id=r.issue_id,
                 updated_at=r.updated_at, deleted=r.deleted, error=r.error, findings=self._findings(r.slug, r.path),
+                bounces=counts.get(r.issue_id or 0, none).bounces, complaints=counts.get(r.issue_id or 0, none).complaints,
             )
             for r in rows
         ]

@@ -270,3 +270,22 @@ def test_endpoints_are_off_until_configured(tmp_path: Path) -> None:
     with TestClient(web_app.create_app(cfg, engine, Pipeline(cfg, engine))) as c:
         for provider in ("ses", "postmark", "mailgun", "sendgrid"):
             assert c.post(f"/webhooks/{provider}", content=b"{}").status_code == 404
+
+
+def test_the_desk_line_shows_an_issue_s_bounces_and_complaints(tmp_path: Path) -> None:
+    from publisher.core.clock import system_clock
+    from publisher.web.deskdata import Desk
+    from tests.support.desk import add_story, make_config
+
+    cfg = make_config(tmp_path)
+    engine = make_store(cfg)
+    add_story(engine, "alpha")
+    desk = Desk(cfg, engine, Pipeline(cfg, engine), system_clock)
+    (row,) = desk.stories()
+    assert row.issue_id is not None and (row.bounces, row.complaints) == (0, 0)
+    emails = add_subscribers(engine, 3)
+    for email, kind in zip(emails, (bounces_store.BounceKind.HARD, bounces_store.BounceKind.SOFT, bounces_store.BounceKind.COMPLAINT)):
+        event = bounces_store.Event(email, kind, "postmark", "", f"ev-{email}", row.issue_id)
+        bounces_store.apply_event(engine, event, bounce_after=1, soft_after=5, now=NOW)
+    (row,) = desk.stories()
+    assert (row.bounces, row.complaints) == (2, 1)
