@@ -76,7 +76,8 @@ def ensure_postfix_tools() -> str:
         return str(Path(found).parent)
     print("smtp-sink missing: installing postfix with apt-get", file=sys.stderr)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "install", "-y", "postfix"], check=True, env=env)
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "postfix"], check=True, env=env)
     return "/usr/sbin"
 
 

@@ -179,7 +179,10 @@ def feedback_id(cfg: Config, kind: str, key: str) -> str:
 def to_seven_bit(message: bytes) -> bytes:
     """The message with every 8bit part re-encoded (quoted-printable for text, base64
     otherwise), for relays without 8BITMIME (RFC 6152). Slow path: a full parse."""
-    msg = BytesParser(policy=_SMTP_POLICY).parsebytes(message)
+    # refold_source="none": headers are written back exactly as they came (the
+    # email package would otherwise re-fold long ones, URLs into encoded words).
+    policy = _SMTP_POLICY.clone(refold_source="none")
+    msg = BytesParser(policy=policy).parsebytes(message)
     for part in msg.walk():
         if part.is_multipart() or str(part.get("Content-Transfer-Encoding", "7bit")).lower() not in ("8bit", "binary"):
             continue
@@ -188,7 +191,7 @@ def to_seven_bit(message: bytes) -> bytes:
             email.encoders.encode_quopri(part)
         else:
             email.encoders.encode_base64(part)
-    return msg.as_bytes(policy=_SMTP_POLICY)
+    return msg.as_bytes(policy=policy)
 
 
 def example_message(issue: RenderedIssue, cfg: Config, *, sent_at: datetime) -> bytes:

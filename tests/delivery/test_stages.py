@@ -155,6 +155,10 @@ def test_a_server_without_8bitmime_gets_7bit_clean_bodies(tmp_path: Path) -> Non
         text = msg.get_body(("plain",))
         assert text is not None and "Zürich, 東京" in text.get_content()
         assert text["Content-Transfer-Encoding"] == "quoted-printable"
+        # Headers are passed through untouched, long URLs included.
+        assert msg["List-Unsubscribe"].startswith("<https://news.example.org/unsubscribe?t=")
+        assert msg["List-Archive"] == "<https://news.example.org/issues/harbour-strike.html>"
+        assert b"=?" not in got.content.split(b"\r\n\r\n", 1)[0].split(b"\r\nSubject:")[0]
 
 
 def test_an_idn_address_is_delivered_intact_through_smtputf8(tmp_path: Path) -> None:

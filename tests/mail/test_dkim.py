@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -85,7 +86,9 @@ def test_signed_send_through_smtp_verifies_for_every_reader(tmp_path: Path, key_
         sink = Sink(eightbit=eightbit)
         with smtp_server(sink) as port:
             cfg = make_cfg(tmp_path / str(eightbit), port=port)
-            cfg = type(cfg)(**{**cfg.__dict__, "dkim": type(cfg.dkim)("news.example.org", "s1", str(tmp_path / "dkim.pem"), "")})
+            cfg = dataclasses.replace(
+                cfg, dkim=dataclasses.replace(cfg.dkim, domain="news.example.org", selector="s1", private_key=str(tmp_path / "dkim.pem"))
+            )
             engine = make_store(cfg)
             add_subscribers(engine, 3)
             delivery.send_issue(cfg, engine, add_issue(engine))
