@@ -141,6 +141,8 @@ class BouncesConfig:
     return_path: str = _doc("VERP return path, e.g. bounce@news.example.org: each message's envelope sender becomes bounce+<token>@news.example.org; empty: the sender address.", default="")
     maildir: str = _doc("Maildir of returned mail (DSNs) that `publisher bounces scan` reads; relative to the config file.", default="")
     imap_host: str = _doc("IMAP server holding returned mail (instead of a Maildir); empty for none.", default="")
+    imap_port: int = _doc("IMAP port.", default=993)
+    imap_security: Literal["tls", "starttls", "none"] = _doc("tls (implicit), starttls or none.", default="tls")
     imap_user: str = _doc("IMAP login name.", default="")
     imap_password_env: str = _doc("Environment variable holding the IMAP password.", default="PUBLISHER_IMAP_PASSWORD")
     imap_folder: str = _doc("IMAP folder to scan.", default="INBOX")
@@ -296,6 +298,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "desk.port": _port,
     "bounces.return_path": _check_optional_email,
     "bounces.soft_after": _non_negative,
+    "bounces.imap_port": _port,
     "webhooks.max_age": _positive,
     "desk.session_max_age": _positive,
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email
 import email.utils
+import imaplib
 import logging
 import mailbox
 from collections.abc import Iterator
@@ -121,15 +122,22 @@ def _maildir_messages(path: Path) -> Iterator[tuple[str, Message]]:
 
 
 def _imap_messages(cfg: Config) -> Iterator[tuple[str, Message]]:
-    from imap_tools import MailBox
+    from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted
+    from imap_tools.errors import ImapToolsError
 
     b = cfg.bounces
     password = cfg.secret(b.imap_password_env)
     if not password:
         raise DeliveryError(f"bounces.imap_password_env: ${b.imap_password_env} is empty")
-    with MailBox(b.imap_host).login(b.imap_user, password, b.imap_folder) as box:
-        for msg in box.fetch(mark_seen=False, bulk=50):
-            yield f"imap:{b.imap_host}/{b.imap_folder}:{msg.uid}", msg.obj
+    kind = {"tls": MailBox, "starttls": MailBoxStartTls, "none": MailBoxUnencrypted}[b.imap_security]
+    try:
+        with kind(b.imap_host, port=b.imap_port).login(b.imap_user, password, b.imap_folder) as box:
+            # UIDVALIDITY in the reference: a recreated folder reuses UIDs.
+            validity = box.folder.status(b.imap_folder, ["UIDVALIDITY"]).get("UIDVALIDITY", 0)
+            for msg in box.fetch(mark_seen=False, bulk=50):
+                yield f"imap:{b.imap_host}/{b.imap_folder};{validity}:{msg.uid}", msg.obj
+    except (OSError, imaplib.IMAP4.error, ImapToolsError) as exc:
+        raise DeliveryError(f"IMAP {b.imap_host}:{b.imap_port}/{b.imap_folder}: {exc}") from exc
 
 
 def scan(

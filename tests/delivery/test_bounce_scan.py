@@ -7,6 +7,7 @@ from email.message import EmailMessage
 from email.mime.text import MIMEText
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from publisher.cli import main
@@ -17,6 +18,7 @@ from publisher.mail import tokens
 from publisher.store import bounces as bounces_store
 from publisher.store import subscribers as subscribers_store
 
+from tests.support.imap import PASSWORD, dovecot, needs_dovecot
 from tests.support.project import make_project
 from tests.support.smtp import add_issue, add_subscribers, make_store
 
@@ -154,3 +156,33 @@ def test_soft_bounces_count_but_do_not_bounce_alone(tmp_path: Path) -> None:
     assert report.events == 1 and report.bounced == []
     sub = subscribers_store.find_subscriber(engine, reader)
     assert sub is not None and sub.status == "active" and sub.bounces == 0
+
+
+@needs_dovecot
+def test_scan_reads_an_imap_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imap_tools import MailBoxUnencrypted
+
+    monkeypatch.setenv("BOUNCE_IMAP_PASSWORD", PASSWORD)
+    with dovecot() as port:
+        cfg = make_project(
+            tmp_path, samples=False, email={"sender_address": "briefs@news.example"},
+            bounces={"imap_host": "127.0.0.1", "imap_port": port, "imap_security": "none", "imap_user": "bounces",
+                     "imap_password_env": "BOUNCE_IMAP_PASSWORD"},
+        )
+        engine = make_store(cfg)
+        emails = add_subscribers(engine, 3)
+        with MailBoxUnencrypted("127.0.0.1", port=port).login("bounces", PASSWORD, "INBOX") as box:
+            for raw in (rfc3464(emails[0]), complaint(emails[1])):
+                box.append(raw)
+        runner = CliRunner()
+        config = ["--config", str(tmp_path / "config.toml")]
+        result = runner.invoke(main, ["bounces", "scan", "--imap", *config])
+        assert result.exit_code == 0, result.output
+        assert "2 new event(s)" in result.output
+        statuses = [subscribers_store.find_subscriber(engine, e).status for e in emails]  # type: ignore[union-attr]
+        assert statuses == ["bounced", "unsubscribed", "active"]
+        again = runner.invoke(main, ["bounces", "scan", "--imap", *config])
+        assert "0 new event(s), 2 seen before" in again.output
+        monkeypatch.setenv("BOUNCE_IMAP_PASSWORD", "wrong")
+        refused = runner.invoke(main, ["bounces", "scan", "--imap", *config])
+        assert refused.exit_code == 1 and "IMAP 127.0.0.1" in refused.output
