@@ -294,7 +294,8 @@ def send(target: str, test_address: str | None, cfg: Config) -> None:
             bar.render_finish()
     click.echo(
         f"{issue.kind} {issue.key}: {report.sent} sent, {report.failed} failed, {report.retrying} retried, "
-        f"{report.skipped} skipped, {report.queued} still queued, {report.recovered} recovered from a dead sender "
+        f"{report.skipped} skipped, {report.queued} still queued, {report.unknown} unknown (resent once), "
+        f"{report.recovered} recovered from a dead sender "
         f"({report.elapsed:.1f}s)"
     )
     sys.exit(1 if report.failed or report.queued else 0)
@@ -304,7 +305,8 @@ def send(target: str, test_address: str | None, cfg: Config) -> None:
 @click.argument("target", metavar="SLUG|digest")
 @with_config
 def deliveries_cmd(target: str, cfg: Config) -> None:
-    """Delivery progress of an issue: queued / sending / sent / failed, and the failures."""
+    """Delivery progress of an issue: queued / sending / sent / failed, bounces and complaints, the failures."""
+    from .store import bounces
     from .store import deliveries as ledger
 
     engine = _store(cfg)
@@ -314,6 +316,8 @@ def deliveries_cmd(target: str, cfg: Config) -> None:
         f"{issue.kind} {issue.key} ({issue.state}): {p.total} recipients: {p.queued} queued, "
         f"{p.sending} sending, {p.sent} sent, {p.failed} failed, {p.skipped} skipped"
     )
+    counts = bounces.issue_counts(engine, [issue.id]).get(issue.id, bounces.IssueCounts())
+    click.echo(f"  {counts.bounces} bounce(s), {counts.complaints} complaint(s), {counts.unknown} unknown outcome(s)")
     for row in ledger.failures(engine, issue.id):
         click.echo(f"  failed {row.email} after {row.attempts} attempt(s): {row.last_error}")
 

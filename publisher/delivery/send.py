@@ -113,13 +113,15 @@ def send_test(
     message = template.personalize(
         to=to, unsubscribe_url=url, message_id=make_msgid("test", message_domain(cfg.email.sender_address)), test=True
     )
-    signer = signer_for(cfg)
-    send_one(cfg, to, signer.sign(message) if signer else message)
+    send_one(cfg, to, message)
     log.info("test of %s %s sent to %s", issue.kind, issue.key, to)
 
 
 def send_one(cfg: Config, to: str, message: bytes) -> None:
-    """One message outside the ledger (tests, confirmations), on a connection of its own."""
+    """One message outside the ledger (tests, confirmations), DKIM-signed when configured, on a connection of its own."""
+    signer = signer_for(cfg)
+    if signer is not None:
+        message = signer.sign(message)
     transport = transport_factory(cfg)()
     try:
         transport.send(cfg.email.sender_address, to, message)

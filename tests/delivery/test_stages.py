@@ -216,3 +216,25 @@ def test_reactivate_undoes_bounces_with_a_record_of_who(tmp_path: Path) -> None:
     result = runner.invoke(main, ["subscribers", "reactivate", "--bounced-since", "2026-11-01", *config])
     assert result.exit_code == 0 and emails[1] in result.output
     assert set(_statuses(engine).values()) == {"active"}
+
+
+def test_cli_send_and_deliveries_report_bounces_unknowns_and_refusals(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from publisher.cli import main
+    from tests.support.project import make_project
+
+    sink = Sink(keep_then_drop={1}, mail_from_replies=[])
+    with smtp_server(sink) as port:
+        cfg = make_project(tmp_path, samples=False, site={"base_url": "https://news.example/"},
+                           smtp={"host": "127.0.0.1", "port": port, "security": "none", "connections": 1, "retry_backoff": 0.01})
+        engine = make_store(cfg)
+        emails = add_subscribers(engine, 3)
+        sink.permanent.add(emails[2])
+        add_issue(engine)
+        config = ["--config", str(tmp_path / "config.toml")]
+        result = CliRunner().invoke(main, ["send", "harbour-strike", *config])
+        assert "1 failed" in result.output and "1 unknown (resent once)" in result.output, result.output
+        result = CliRunner().invoke(main, ["deliveries", "harbour-strike", *config])
+        assert "1 bounce(s), 0 complaint(s), 1 unknown outcome(s)" in result.output, result.output
+        assert f"failed {emails[2]}" in result.output

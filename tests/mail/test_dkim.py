@@ -123,3 +123,20 @@ def test_doctor_prints_the_records(tmp_path: Path) -> None:
     assert "_dmarc.news.example  TXT" in result.output and "v=spf1 a:smtp.example.net" in result.output
     assert "a test signature verifies" in result.output
     assert "warning: site.base_url" in result.output
+
+
+def test_confirmation_mail_is_signed_too(tmp_path: Path) -> None:
+    from publisher.mail.message import confirmation_message
+
+    key = tmp_path / "k.pem"
+    key.write_bytes(_pem("ed25519"))
+    sink = Sink()
+    with smtp_server(sink) as port:
+        cfg = make_cfg(tmp_path, port=port)
+        cfg = dataclasses.replace(cfg, dkim=dataclasses.replace(cfg.dkim, domain="news.example.org", selector="s1", private_key=str(key)))
+        delivery.send_one(cfg, "müller@bücher.example", confirmation_message(cfg, "müller@bücher.example", "https://news.example.org/confirm?t=x", now=T0))
+    signer = signer_for(cfg)
+    assert signer is not None
+    (got,) = sink.messages
+    assert got.rcpt_tos == ["müller@bücher.example"]
+    assert dkim.verify(got.content, dnsfunc=_dns(signer))
