@@ -27,6 +27,7 @@ import json
 import ssl
 import urllib.request
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -81,13 +82,24 @@ _SNS_FIELDS = {
 
 
 def _trust_context(cfg: Config) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=cfg.webhooks.ses_trust or None)
+    return ssl.create_default_context(cafile=_trust_file(cfg) or None)
+
+
+def _trust_file(cfg: Config) -> str:
+    """``webhooks.ses_trust`` resolved against the config file's folder ('' for the system store)."""
+    if not cfg.webhooks.ses_trust:
+        return ""
+    path = Path(cfg.webhooks.ses_trust).expanduser()
+    return str(path if path.is_absolute() else Path(cfg.source).parent / path)
 
 
 def _trusted_roots(cfg: Config) -> list[x509.Certificate]:
     if cfg.webhooks.ses_trust:
-        with open(cfg.webhooks.ses_trust, "rb") as fh:
-            return x509.load_pem_x509_certificates(fh.read())
+        try:
+            with open(_trust_file(cfg), "rb") as fh:
+                return x509.load_pem_x509_certificates(fh.read())
+        except (OSError, ValueError) as exc:
+            raise WebhookRefused(f"webhooks.ses_trust {_trust_file(cfg)}: {exc}") from exc
     context = ssl.create_default_context()
     return [x509.load_der_x509_certificate(der) for der in context.get_ca_certs(binary_form=True)]
 
@@ -124,8 +136,11 @@ def _verify_chain(cfg: Config, chain: list[x509.Certificate], now: dt.datetime) 
             raise WebhookRefused(f"certificate {cert.subject.rfc4514_string()} does not chain to a trusted CA")
         try:
             cert.verify_directly_issued_by(issuer)
-        except (ValueError, TypeError, InvalidSignature) as exc:
+            is_ca = issuer.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound) as exc:
             raise WebhookRefused(f"certificate {cert.subject.rfc4514_string()}: bad issuer signature") from exc
+        if not is_ca:  # a leaf certificate cannot vouch for another
+            raise WebhookRefused(f"{issuer.subject.rfc4514_string()} is not a CA")
         cert = issuer
     raise WebhookRefused("certificate chain too long")
 
@@ -142,7 +157,7 @@ def verify_sns(cfg: Config, body: bytes, *, now: dt.datetime) -> dict[str, Any]:
     url = str(msg.get("SigningCertURL", ""))
     _check_cert_url(cfg, url)
     try:
-        chain = x509.load_pem_x509_certificates(_fetch_certificate(url, cfg.webhooks.ses_trust))
+        chain = x509.load_pem_x509_certificates(_fetch_certificate(url, _trust_file(cfg)))
     except (OSError, ValueError) as exc:
         raise WebhookRefused(f"SigningCertURL {url}: {exc}") from exc
     leaf = _verify_chain(cfg, chain, now)

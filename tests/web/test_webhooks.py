@@ -73,6 +73,9 @@ class Pki:
         self.rogue = _cert("sns.amazonaws.com", self.rogue_key, (rogue_ca.subject, rogue_key))
         self.server_key = _key()
         self.server = _cert("localhost", self.server_key, (self.ca.subject, self.ca_key), san="localhost")
+        # A certificate "issued" by a leaf (the HTTPS server's) that itself chains to the CA.
+        self.by_leaf_key = _key()
+        self.by_leaf = _cert("sns.amazonaws.com", self.by_leaf_key, (self.server.subject, self.server_key))
         self.trust = tmp / "trust.pem"
         self.trust.write_bytes(_pem(self.ca))
 
@@ -89,7 +92,7 @@ def cert_server(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     (folder / "key.pem").write_bytes(pki.server_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     (folder / "cert.pem").write_bytes(_pem(pki.server))
-    files = {"/sns.pem": _pem(pki.sns), "/rogue.pem": _pem(pki.rogue)}
+    files = {"/sns.pem": _pem(pki.sns), "/rogue.pem": _pem(pki.rogue), "/by-leaf.pem": _pem(pki.by_leaf, pki.server)}
     visits: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -192,6 +195,7 @@ def test_ses_refuses_forgeries(client: Any, pki: Pki, cert_server: Any) -> None:
     forged = [
         _sns(base, pki.rogue_key, "/sns.pem", bounce),  # signed by another key
         _sns(base, pki.rogue_key, "/rogue.pem", bounce),  # a certificate from an untrusted CA
+        _sns(base, pki.by_leaf_key, "/by-leaf.pem", bounce),  # issued by a non-CA certificate
         _sns(base, pki.sns_key, "/sns.pem", bounce, topic="arn:aws:sns:eu-west-1:999:other"),  # not our topic
         {**_sns(base, pki.sns_key, "/sns.pem", bounce), "SigningCertURL": "https://evil.example/sns.pem"},
         {**_sns(base, pki.sns_key, "/sns.pem", bounce), "SigningCertURL": base.replace("https", "http") + "/sns.pem"},
