@@ -27,7 +27,8 @@ from ..core.config import Config
 from ..mail.tokens import signing_key
 from ..render.templating import search_path
 from ..store.engine import Engine
-from . import auth, desk, forms, webhooks
+from . import auth, desk, forms
+from . import webhooks
 from .context import DeskActions, WebContext
 from .deskdata import Desk
 from .public import PublicFastPath, PublicFiles, public_file
