@@ -173,7 +173,8 @@ class Sender:
 
     @property
     def max_in_flight(self) -> int:
-        """Most rows claimed and not yet recorded at any moment (the duplicate bound)."""
+        """Most rows claimed and not yet recorded at any moment: what a crash can duplicate.
+        Each "unknown" outcome (a drop after the data) adds at most one more copy: it is resent once."""
         return self.batch + max(self.batch // 2, self.n * 2)
 
     def message_id(self, issue_id: int, delivery_id: int) -> str:

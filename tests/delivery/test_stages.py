@@ -238,3 +238,19 @@ def test_cli_send_and_deliveries_report_bounces_unknowns_and_refusals(tmp_path: 
         result = CliRunner().invoke(main, ["deliveries", "harbour-strike", *config])
         assert "1 bounce(s), 0 complaint(s), 1 unknown outcome(s)" in result.output, result.output
         assert f"failed {emails[2]}" in result.output
+
+
+@pytest.mark.parametrize(
+    ("stage", "code", "kind"),
+    [
+        ("MAIL FROM", 550, "refused"), ("RCPT TO", 550, "bounce"), ("DATA", 554, "refused"),
+        ("end of data", 552, "refused"), ("MAIL FROM", 451, "retry"), ("RCPT TO", 452, "retry"),
+        ("DATA", 421, "retry"), ("end of data", 451, "retry"),
+    ],
+)
+def test_every_stage_is_classified(stage: str, code: int, kind: str) -> None:
+    from publisher.mail.transports import SenderRefused, _classified
+
+    error = _classified(stage, f"{stage} refused: {code}", code)
+    got = "refused" if isinstance(error, SenderRefused) else "bounce" if error.permanent else "retry"
+    assert got == kind and error.code == code
