@@ -10,6 +10,8 @@ Postfix's ``smtp-sink``) it measures in one run:
   (the ceiling of the sink on this machine),
 * our sender (``send_issue``: ledger claims, rate limiter, byte-substitution
   templates, records every row) with 1 and with N connections,
+* the same N-connection send DKIM-signed, with an RSA-2048 and an Ed25519 key
+  (``--skip-unsigned`` measures only those rows, against smtp-sink),
 
 and then peak RSS of the sender for --n and --big subscribers against
 smtp-sink (memory must not grow with the list). Each sender run is a fresh
@@ -74,7 +76,8 @@ def ensure_postfix_tools() -> str:
         return str(Path(found).parent)
     print("smtp-sink missing: installing postfix with apt-get", file=sys.stderr)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "install", "-y", "postfix"], check=True, env=env)
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "postfix"], check=True, env=env)
     return "/usr/sbin"
 
 
@@ -165,15 +168,28 @@ def plain_smtplib(port: int, n: int, message: bytes, threads: int = 10) -> float
     return n / (time.perf_counter() - start)
 
 
-def run_sender(workdir: Path, issue_id: int, port: int, connections: int) -> dict[str, float]:
+def write_key(workdir: Path, kind: str) -> Path:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048) if kind == "rsa" else ed25519.Ed25519PrivateKey.generate()
+    path = workdir / f"dkim-{kind}.pem"
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return path
+
+
+def run_sender(workdir: Path, issue_id: int, port: int, connections: int, dkim: str = "none") -> dict[str, float]:
     proc = subprocess.run(
-        [sys.executable, __file__, "--worker", str(workdir), str(issue_id), str(port), str(connections)],
+        [sys.executable, __file__, "--worker", str(workdir), str(issue_id), str(port), str(connections), dkim],
         check=True, capture_output=True, text=True, env={**os.environ, "PUBLISHER_SIGNING_KEY": "b" * 40},
     )
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
-def worker(workdir: Path, issue_id: int, port: int, connections: int) -> None:
+def worker(workdir: Path, issue_id: int, port: int, connections: int, dkim: str) -> None:
+    import dataclasses
+
     import sqlalchemy as sa
 
     from publisher.core.clock import system_clock
@@ -184,6 +200,9 @@ def worker(workdir: Path, issue_id: int, port: int, connections: int) -> None:
     from tests.support.smtp import make_cfg
 
     cfg = make_cfg(workdir, port=port, connections=connections, batch_size=200)
+    if dkim != "none":
+        key = write_key(workdir, dkim)
+        cfg = dataclasses.replace(cfg, dkim=dataclasses.replace(cfg.dkim, domain="news.example.org", selector="b", private_key=str(key)))
     engine = connect(cfg.store_url)
     with engine.begin() as conn:  # every run starts from a fresh, approved issue
         conn.execute(deliveries.delete())
@@ -214,11 +233,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10_000, help="subscribers for the throughput runs")
     ap.add_argument("--big", type=int, default=100_000, help="subscribers for the memory comparison (0: skip)")
     ap.add_argument("--connections", type=int, default=8, help="N for the parallel runs")
-    ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--skip-unsigned", action="store_true", help="only the DKIM rows, against smtp-sink")
+    ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         w = args.worker
-        worker(Path(w[0]), int(w[1]), int(w[2]), int(w[3]))
+        worker(Path(w[0]), int(w[1]), int(w[2]), int(w[3]), w[4])
         return
 
     tools = ensure_postfix_tools()
@@ -226,7 +246,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-send-") as tmp:
         small, issue_small, sample = prepare(Path(tmp) / "small", args.n)
         probe = None
-        for sink_name in ("aiosmtpd", "smtp-sink"):
+        with postfix_sink(tools) as port:
+            ceiling = smtp_source(tools, port, args.n, len(sample), 10)
+            rows.append(Row("smtp-sink", f"smtp-source -s10 ({len(sample) // 1024} KB)", ceiling))
+            for dkim in ("none", "rsa", "ed25519"):
+                got = run_sender(small, issue_small, port, args.connections, dkim)
+                label = "unsigned" if dkim == "none" else f"DKIM {dkim}-sha256"
+                rows.append(Row("smtp-sink", f"publisher, {args.connections} conn., {label}", got["rate"], got["peak_mb"],
+                                f"{got['rate'] / ceiling:.0%} of ceiling"))
+        for sink_name in () if args.skip_unsigned else ("aiosmtpd", "smtp-sink"):
             cm = aiosmtpd_sink() if sink_name == "aiosmtpd" else postfix_sink(tools)
             with cm as port:
                 one = run_sender(small, issue_small, port, 1)
@@ -242,7 +270,7 @@ def main() -> None:
                                 f"{one['rate'] / ceiling:.0%} of ceiling"))
                 rows.append(Row(sink_name, f"publisher, {args.connections} connections", many["rate"], many["peak_mb"],
                                 f"{many['rate'] / ceiling:.0%} of ceiling"))
-        if args.big:
+        if args.big and not args.skip_unsigned:
             big, issue_big, _ = prepare(Path(tmp) / "big", args.big)
             with postfix_sink(tools) as port:
                 small_run = run_sender(small, issue_small, port, args.connections)

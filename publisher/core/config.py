@@ -135,6 +135,38 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True)
+class DkimConfig:
+    domain: str = _doc("DKIM signing domain (d=), usually the From domain; empty: no signing.", default="")
+    selector: str = _doc("DKIM selector (s=): the key's TXT record is <selector>._domainkey.<domain>.", default="")
+    private_key: str = _doc("Path of the PEM private key (RSA or Ed25519), relative to the config file.", default="")
+    private_key_env: str = _doc("Environment variable holding the PEM private key instead of a file.", default="")
+
+
+@dataclass(frozen=True)
+class BouncesConfig:
+    return_path: str = _doc("VERP return path, e.g. bounce@news.example.org: each message's envelope sender becomes bounce+<token>@news.example.org; empty: the sender address.", default="")
+    maildir: str = _doc("Maildir of returned mail (DSNs) that `publisher bounces scan` reads; relative to the config file.", default="")
+    imap_host: str = _doc("IMAP server holding returned mail (instead of a Maildir); empty for none.", default="")
+    imap_port: int = _doc("IMAP port.", default=993)
+    imap_security: Literal["tls", "starttls", "none"] = _doc("tls (implicit), starttls or none.", default="tls")
+    imap_user: str = _doc("IMAP login name.", default="")
+    imap_password_env: str = _doc("Environment variable holding the IMAP password.", default="PUBLISHER_IMAP_PASSWORD")
+    imap_folder: str = _doc("IMAP folder to scan.", default="INBOX")
+    soft_after: int = _doc("Soft (temporary) bounces of one subscriber that count as one hard bounce; 0: never.", default=5)
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    ses_topic_arn: str = _doc("Amazon SNS topic ARN whose notifications /webhooks/ses accepts; empty: endpoint off.", default="")
+    ses_trust: str = _doc("PEM file of the CA certificates that SNS signing certificates must chain to; empty: the system store.", default="")
+    ses_cert_hosts: str = _doc("Comma-separated host suffixes SigningCertURL may point at.", default=".amazonaws.com")
+    postmark_token_env: str = _doc("Environment variable with the token Postmark sends (basic-auth password or X-Postmark-Token); empty: endpoint off.", default="")
+    mailgun_key_env: str = _doc("Environment variable with the Mailgun webhook signing key; empty: endpoint off.", default="")
+    sendgrid_key_env: str = _doc("Environment variable with SendGrid's event-webhook verification key (base64 ECDSA public key); empty: endpoint off.", default="")
+    max_age: int = _doc("Seconds a signed webhook timestamp stays acceptable (replay window).", default=600)
+
+
+@dataclass(frozen=True)
 class Config:
     site: SiteConfig = field(default_factory=SiteConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -146,6 +178,9 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     desk: DeskConfig = field(default_factory=DeskConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    dkim: DkimConfig = field(default_factory=DkimConfig)
+    bounces: BouncesConfig = field(default_factory=BouncesConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     source: str = "<defaults>"  # where it was loaded from
     warnings: tuple[str, ...] = ()
 
@@ -269,6 +304,10 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "digests.max_lateness": _non_negative,
     "schedule.drain_interval": _positive,
     "desk.port": _port,
+    "bounces.return_path": _check_optional_email,
+    "bounces.soft_after": _non_negative,
+    "bounces.imap_port": _port,
+    "webhooks.max_age": _positive,
     "desk.session_max_age": _positive,
 }
 

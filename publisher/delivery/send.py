@@ -12,6 +12,7 @@ from ..core.clock import Clock, system_clock
 from ..core.config import Config
 from ..core.states import IssueState
 from ..mail import tokens
+from ..mail.dkim import signer_for
 from ..mail.message import MessageTemplate, Personalizer, message_domain
 from ..mail.transports import TransportFactory, transport_factory
 from ..render.email import RenderedIssue
@@ -73,7 +74,10 @@ def send_issue(
     except SendAborted as exc:
         exc.report.recovered += recovered
         exc.report.enqueued += created
+        # The desk and `publisher deliveries` show why the send stopped.
+        ledger.set_issue_error(engine, issue.id, exc.reason)
         raise
+    ledger.set_issue_error(engine, issue.id, None)
     report.recovered += recovered
     report.enqueued += created
     finished = issues_store.finish_issue(engine, issue.id, now=clock())
@@ -120,7 +124,10 @@ def send_test(
 
 
 def send_one(cfg: Config, to: str, message: bytes) -> None:
-    """One message outside the ledger (tests, confirmations), on a connection of its own."""
+    """One message outside the ledger (tests, confirmations), DKIM-signed when configured, on a connection of its own."""
+    signer = signer_for(cfg)
+    if signer is not None:
+        message = signer.sign(message)
     transport = transport_factory(cfg)()
     try:
         transport.send(cfg.email.sender_address, to, message)

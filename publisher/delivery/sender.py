@@ -21,6 +21,7 @@ import datetime as dt
 import hashlib
 import logging
 import queue
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,11 +33,16 @@ from ..core.config import Config
 from ..core.errors import DeliveryError, PublisherError
 from ..mail import tokens
 from ..mail.message import Personalizer, message_domain
-from ..mail.transports import Transport, TransportFactory, TransportUnavailable, WireTemplate, connections, transport_factory
+from ..mail.dkim import Signer, signer_for
+from ..mail.transports import (
+    DeliveryUnknown, SenderRefused, Transport, TransportFactory, TransportUnavailable, WireTemplate, connections,
+    transport_factory,
+)
 from ..store.deliveries import Claimed, Failure, LedgerSource, Progress, worker_id
 from ..store.engine import Engine
 from ..store.issues import IssueRow
 from .ratelimit import RateLimiter, limiter_for
+from .verp import verp_address
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +53,10 @@ class DeliverySource(Protocol):
     def claim(self, issue_id: int, worker: str, limit: int, *, now: dt.datetime) -> list[Claimed]: ...
     def mark_sent(self, delivery_ids: Sequence[int], *, now: dt.datetime) -> None: ...
     def mark_failed(
-        self, failures: Sequence[Failure], *, now: dt.datetime, max_attempts: int, backoff: float, bounce_after: int
+        self, failures: Sequence[Failure], *, now: dt.datetime, max_attempts: int, backoff: float, bounce_after: int,
+        jitter: Callable[[], float] | None = None,
     ) -> tuple[int, int, list[int]]: ...
+    def mark_unknown(self, claimed: Sequence[tuple[Claimed, str]], *, now: dt.datetime) -> tuple[int, int]: ...
     def release(self, worker: str, delivery_ids: Sequence[int] | None = None) -> int: ...
     def progress(self, issue_id: int) -> Progress: ...
     def next_retry(self, issue_id: int) -> dt.datetime | None: ...
@@ -57,9 +65,11 @@ class DeliverySource(Protocol):
 class SendAborted(PublisherError):
     """A send stopped before its end; the ledger keeps the rest queued for the next run."""
 
-    def __init__(self, issue_key: str, message: str, report: SendReport) -> None:
+    def __init__(self, issue_key: str, message: str, report: SendReport, *, refused: bool = False) -> None:
         self.issue_key = issue_key
         self.report = report
+        self.refused = refused  # the relay refused the sender or the message (not an outage)
+        self.reason = message
         super().__init__(f"{issue_key}: {message}")
 
 
@@ -72,6 +82,7 @@ class SendReport:
     skipped: int = 0  # rows of the issue whose subscriber left before their turn (issue total)
     bounced: int = 0  # subscribers newly marked bounced
     recovered: int = 0  # rows taken back from dead workers
+    unknown: int = 0  # attempts whose connection dropped after the data (may be delivered; resent once)
     queued: int = 0  # rows still waiting at the end (retries not yet due)
     enqueued: int = 0  # ledger rows created by this run
     issues: list[str] = field(default_factory=list)  # "kind:key state"
@@ -92,12 +103,13 @@ ProgressFn = Callable[[Progress], None]
 class _Job:
     claimed: Claimed
     message: bytes
+    sender: str = ""  # the envelope sender (a VERP return path), else the configured sender
 
 
 @dataclass(frozen=True, slots=True)
 class _Result:
     job: _Job
-    outcome: Literal["sent", "failed", "unavailable"]
+    outcome: Literal["sent", "failed", "unavailable", "refused", "unknown"]
     error: DeliveryError | None = None
 
 
@@ -119,6 +131,7 @@ class _Run:
     unrecorded: list[_Result] = field(default_factory=list)
     unavailable_streak: int = 0
     abort: DeliveryError | None = None
+    refused: DeliveryError | None = None  # a 5xx at MAIL FROM, DATA or after the data: stop at once
 
 
 class Sender:
@@ -154,12 +167,14 @@ class Sender:
         self.worker = worker_id()
         self.key = tokens.signing_key(cfg)
         self.sender = cfg.email.sender_address
+        self.signer: Signer | None = signer_for(cfg)  # parsed once per send
         self._domain = message_domain(cfg.email.sender_address)
         self._progress_at = 0.0
 
     @property
     def max_in_flight(self) -> int:
-        """Most rows claimed and not yet recorded at any moment (the duplicate bound)."""
+        """Most rows claimed and not yet recorded at any moment: what a crash can duplicate.
+        Each "unknown" outcome (a drop after the data) adds at most one more copy: it is resent once."""
         return self.batch + max(self.batch // 2, self.n * 2)
 
     def message_id(self, issue_id: int, delivery_id: int) -> str:
@@ -200,6 +215,11 @@ class Sender:
         run.report.skipped = left.skipped
         if self.progress is not None:
             self.progress(left)
+        if run.refused is not None:
+            raise SendAborted(
+                issue.key, f"the relay refused the send ({run.refused}); nobody was marked bounced, "
+                f"{left.queued} left queued", run.report, refused=True,
+            )
         if run.abort is not None and self._server_down(run):
             raise SendAborted(issue.key, f"transport unavailable, {left.queued} left queued: {run.abort}", run.report)
         return run.report
@@ -210,7 +230,7 @@ class Sender:
     def _step(self, run: _Run) -> bool:
         """One turn of the loop: record what finished, then dispatch or claim. False: stop."""
         self._collect(run)
-        if self._server_down(run):
+        if self._server_down(run) or run.refused is not None:
             return False
         if run.pending:
             self._dispatch(run)
@@ -233,6 +253,8 @@ class Sender:
             if r.outcome == "unavailable":
                 run.unavailable_streak += 1
                 run.abort = r.error
+            elif r.outcome == "refused":
+                run.refused = r.error
             elif r.outcome == "sent":
                 run.unavailable_streak = 0
         run.unrecorded.extend(new)
@@ -290,6 +312,14 @@ class Sender:
 
     def _wind_down(self, run: _Run, threads: list[threading.Thread]) -> None:
         """Stop the workers, record what they finished, give back what was claimed and not sent."""
+        if run.refused is not None or self._server_down(run):
+            # Nothing more goes out after a refusal: queued jobs stay claimed
+            # until the release below puts them back.
+            while True:
+                try:
+                    run.work.get_nowait()
+                except queue.Empty:
+                    break
         for _ in threads:
             run.work.put(_STOP)
         for t in threads:
@@ -314,12 +344,15 @@ class Sender:
         return self.batch
 
     def _job(self, issue: IssueRow, template: Personalizer, c: Claimed) -> _Job:
-        message = template.personalize(
-            to=c.email,
-            unsubscribe_url=self.unsubscribe_url(c.subscriber_id, c.email),
-            message_id=self.message_id(issue.id, c.delivery_id),
-        )
-        return _Job(c, message)
+        to, url, mid = c.email, self.unsubscribe_url(c.subscriber_id, c.email), self.message_id(issue.id, c.delivery_id)
+        if self.signer is not None and isinstance(template, WireTemplate):
+            raw, message = template.personalize_both(to=to, unsubscribe_url=url, message_id=mid)
+            message = self.signer.sign_wire(message, raw)
+        else:
+            message = template.personalize(to=to, unsubscribe_url=url, message_id=mid)
+            if self.signer is not None:
+                message = self.signer.sign_wire(message) if self.wire else self.signer.sign(message)
+        return _Job(c, message, verp_address(self.cfg, self.key, issue.id, c.subscriber_id) or self.sender)
 
     def _work(self, work: queue.Queue[object], results: queue.Queue[_Result]) -> None:
         transport: Transport | None = None
@@ -332,12 +365,16 @@ class Sender:
                 try:
                     if transport is None:
                         transport = self.factory()
-                    transport.send(self.sender, item.claimed.email, item.message, wire=self.wire)
+                    transport.send(item.sender or self.sender, item.claimed.email, item.message, wire=self.wire)
                 except TransportUnavailable as exc:
                     transport = None
                     results.put(_Result(item, "unavailable", exc))
                     # Do not hammer a server that is down.
                     self.sleep(0.2)
+                except SenderRefused as exc:
+                    results.put(_Result(item, "refused", exc))
+                except DeliveryUnknown as exc:
+                    results.put(_Result(item, "unknown", exc))
                 except DeliveryError as exc:
                     results.put(_Result(item, "failed", exc))
                 except Exception as exc:  # a bug must not strand the claim; it is recorded as a failure
@@ -371,13 +408,23 @@ class Sender:
                 max_attempts=self.cfg.smtp.max_attempts,
                 backoff=self.cfg.smtp.retry_backoff,
                 bounce_after=self.cfg.smtp.bounce_after,
+                jitter=lambda: random.uniform(0.0, 0.5),
             )
             report.retrying += retrying
             report.failed += failed
             report.bounced += len(bounced)
             for f in failures:
                 log.info("delivery %d failed: %s", f.delivery_id, f.error)
-        unavailable = [r.job.claimed.delivery_id for r in done if r.outcome == "unavailable"]
+        unknown = [(r.job.claimed, str(r.error)) for r in done if r.outcome == "unknown"]
+        if unknown:
+            _requeued, presumed = self.source.mark_unknown(unknown, now=now)
+            report.unknown += len(unknown)
+            report.sent += presumed
+            for c, error in unknown:
+                log.warning("delivery %d outcome unknown (%s); %s", c.delivery_id, error,
+                            "presumed delivered" if c.unknown_before else "resending once")
+        # An outage or a refused sender is nobody's fault: no attempt counted.
+        unavailable = [r.job.claimed.delivery_id for r in done if r.outcome in ("unavailable", "refused")]
         self.source.release(self.worker, unavailable)
         report.sent += len(sent)
         if self.progress is not None and time.monotonic() - self._progress_at >= 0.25:

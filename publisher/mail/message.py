@@ -5,12 +5,16 @@ digest of everything that shaped the issue (brief bytes, config, templates),
 so a brief would have to contain a hash of itself. Bodies are sent as 8bit
 UTF-8 with every line kept under 998 octets, so no transfer encoding can
 split a placeholder (quoted-printable would wrap it, base64 would hide it).
+A relay without 8BITMIME gets the personalised message re-encoded
+(:func:`to_seven_bit`), which only that relay pays for.
 """
 
 from __future__ import annotations
 
+import email.encoders
 import email.policy
 import re
+from email.parser import BytesParser
 from dataclasses import dataclass
 from html import escape
 from typing import Protocol
@@ -19,6 +23,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formataddr, format_datetime, make_msgid
 
+from ..core.addresses import InvalidAddress, check_sendable, header_address
 from ..core.config import Config
 from ..core.errors import DeliveryError, RenderError
 from ..core.urls import is_http_url
@@ -44,7 +49,7 @@ def boundary(content_hash: str) -> str:
 
 _CRLF = b"\r\n"
 _SMTP_POLICY = email.policy.SMTP.clone(max_line_length=78)
-_ADDR = re.compile(r"^[^\s@<>()\[\],;:\"\\]+@[A-Za-z0-9.-]+$")
+_UNSAFE = re.compile(r"[\x00-\x20\x7f\x85\u2028\u2029]")
 _MSGID = re.compile(r"^<[^\s<>@]+@[^\s<>@]+>$")
 _BAD_URL_CHARS = re.compile(r"[\s<>\"'\\^`{|}]")
 
@@ -82,7 +87,8 @@ class MessageTemplate:
             msg["Reply-To"] = Address(addr_spec=cfg.email.reply_to)
         msg["Date"] = format_datetime(sent_at)
         msg["List-Id"] = f"{clean_line(cfg.site.title)} <{cfg.email.list_id}>"
-        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        if one_click(cfg):
+            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         msg["X-Publisher-Issue"] = f"{issue.kind}/{issue.key}"
         msg.set_content(issue.text, subtype="plain", charset="utf-8", cte="8bit")
         msg.add_alternative(issue.html, subtype="html", charset="utf-8", cte="8bit")
@@ -96,7 +102,12 @@ class MessageTemplate:
         # so header folding can never split a value.
         chunks: list[bytes] = [b"", _CRLF + b"To: ", _CRLF + b"Message-ID: ", _CRLF + b"List-Unsubscribe: "]
         slots: list[str] = ["subject", "to", "message_id", "list_unsubscribe"]
-        pending = _CRLF + head + _CRLF + _CRLF
+        # Written as whole lines: the email package would fold a long URL into encoded words.
+        extra = (
+            b"List-Archive: <" + archive_url(cfg, issue.kind, issue.key).encode("ascii", "replace") + b">" + _CRLF
+            + b"Feedback-ID: " + feedback_id(cfg, issue.kind, issue.key).encode("ascii") + _CRLF
+        )
+        pending = _CRLF + extra + head + _CRLF + _CRLF
         pos = 0
         while True:
             idx = body.find(token, pos)
@@ -118,8 +129,13 @@ class MessageTemplate:
     def personalize(self, *, to: str, unsubscribe_url: str, message_id: str, test: bool = False) -> bytes:
         """The message for one recipient; raises a permanent DeliveryError for
         values that could inject headers or break the message."""
-        if not to.isascii() or not _ADDR.match(to):
-            raise DeliveryError(f"refusing recipient address {to!r}", permanent=True)
+        try:
+            if _UNSAFE.search(to):
+                raise InvalidAddress(to, "control characters or spaces")
+            check_sendable(to)
+            to_header = header_address(to).encode("utf-8")
+        except InvalidAddress as exc:
+            raise DeliveryError(f"refusing recipient address {to!r}: {exc.message}", permanent=True) from exc
         if not _MSGID.match(message_id) or not message_id.isascii():
             raise DeliveryError(f"refusing Message-ID {message_id!r}", permanent=True)
         if not unsubscribe_url.isascii() or not is_http_url(unsubscribe_url) or _BAD_URL_CHARS.search(unsubscribe_url):
@@ -130,7 +146,7 @@ class MessageTemplate:
             list_unsub += b", <" + self._mailto.encode("ascii") + b">"
         values = {
             "subject": self._test_subject if test else self._subject,
-            "to": to.encode("ascii"),
+            "to": to_header,
             "message_id": message_id.encode("ascii"),
             "list_unsubscribe": list_unsub,
             "unsub_text": url,
@@ -142,6 +158,40 @@ class MessageTemplate:
             parts.append(values[slot])
         parts.append(self._chunks[-1])
         return b"".join(parts)
+
+
+def one_click(cfg: Config) -> bool:
+    """RFC 8058 one-click needs an https unsubscribe URI; over http the header would be a false claim."""
+    return cfg.site.base_url.startswith("https://")
+
+
+def archive_url(cfg: Config, kind: str, key: str) -> str:
+    """The web version of an issue (``public/issues/``), for List-Archive."""
+    return cfg.site.url(f"issues/digest-{key}.html" if kind == "digest" else f"issues/{key}.html")
+
+
+def feedback_id(cfg: Config, kind: str, key: str) -> str:
+    """Gmail's Feedback-ID: issue, list and sender, so complaint rates can be told apart by issue."""
+    parts = (f"{kind}-{key}", cfg.email.list_id, message_domain(cfg.email.sender_address))
+    return ":".join(re.sub(r"[^A-Za-z0-9._-]", "-", p) for p in parts)
+
+
+def to_seven_bit(message: bytes) -> bytes:
+    """The message with every 8bit part re-encoded (quoted-printable for text, base64
+    otherwise), for relays without 8BITMIME (RFC 6152). Slow path: a full parse."""
+    # refold_source="none": headers are written back exactly as they came (the
+    # email package would otherwise re-fold long ones, URLs into encoded words).
+    policy = _SMTP_POLICY.clone(refold_source="none")
+    msg = BytesParser(policy=policy).parsebytes(message)
+    for part in msg.walk():
+        if part.is_multipart() or str(part.get("Content-Transfer-Encoding", "7bit")).lower() not in ("8bit", "binary"):
+            continue
+        del part["Content-Transfer-Encoding"]
+        if part.get_content_maintype() == "text":
+            email.encoders.encode_quopri(part)
+        else:
+            email.encoders.encode_base64(part)
+    return msg.as_bytes(policy=policy)
 
 
 def example_message(issue: RenderedIssue, cfg: Config, *, sent_at: datetime) -> bytes:
@@ -158,9 +208,12 @@ def example_message(issue: RenderedIssue, cfg: Config, *, sent_at: datetime) -> 
 
 def confirmation_message(cfg: Config, to: str, confirm_url: str, *, now: datetime) -> bytes:
     """The double opt-in email: one link to a page whose button confirms."""
-    msg = EmailMessage()
+    # A non-ASCII local part can only be written as UTF-8 (RFC 6532): encoded
+    # words inside an address are invalid, and relays refuse them.
+    utf8 = not header_address(to).isascii()
+    msg = EmailMessage(policy=email.policy.SMTPUTF8 if utf8 else email.policy.SMTP)
     msg["From"] = formataddr((cfg.email.sender_name, cfg.email.sender_address))
-    msg["To"] = to
+    msg["To"] = header_address(to)
     msg["Subject"] = f"Confirm your subscription to {cfg.site.title}"
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = make_msgid("confirm", message_domain(cfg.email.sender_address))
@@ -182,5 +235,5 @@ def confirmation_message(cfg: Config, to: str, confirm_url: str, *, now: datetim
         "</body></html>",
         subtype="html",
     )
-    return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+    return msg.as_bytes()
 

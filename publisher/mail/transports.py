@@ -13,12 +13,15 @@ import re
 import smtplib
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from ..core.config import Config, SmtpConfig
+from ..core.addresses import idna_domain
 from ..core.errors import DeliveryError
-from .message import Personalizer
+from .dkim import Signer, signer_for, unwire
+from .message import Personalizer, to_seven_bit
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,16 @@ OUTBOX = "outbox"
 class TransportUnavailable(DeliveryError):
     """The server cannot be reached or refuses us (connect, TLS, login): no recipient is to blame."""
 
+
+class SenderRefused(DeliveryError):
+    """A 5xx at MAIL FROM, at DATA or after the data: the relay refuses the sender or the
+    message (policy, content, reputation). No recipient is to blame, so nobody bounces;
+    the send stops and the rows stay queued."""
+
+
+class DeliveryUnknown(DeliveryError):
+    """The connection was lost after the whole message was written and before the reply:
+    the relay may have accepted it. Resent once; the possible duplicate counts in the bound."""
 
 
 # ----------------------------------------------------------------- transports
@@ -44,6 +57,17 @@ TransportFactory = Callable[[], Transport]
 
 _BARE_EOL = re.compile(rb"\r\n|\r|\n")
 _UNSAFE_ADDR = re.compile(r"[\x00-\x20<>\x7f]")
+
+
+def envelope_address(address: str, smtputf8: bool) -> str:
+    """The address as the envelope can carry it: as is with SMTPUTF8 (RFC 6531),
+    else with an IDNA (A-label) domain; a non-ASCII local part needs SMTPUTF8."""
+    if address.isascii() or smtputf8:
+        return address
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise DeliveryError(f"{address}: the relay does not offer SMTPUTF8, which this local part needs", permanent=True)
+    return f"{local}@{idna_domain(domain)}"
 
 
 def wire_data(message: bytes) -> bytes:
@@ -117,6 +141,12 @@ class WireTemplate:
 
     def personalize(self, *, to: str, unsubscribe_url: str, message_id: str, test: bool = False) -> bytes:
         """The DATA payload for one recipient (terminated, ready for :class:`SmtpTransport`)."""
+        return self.personalize_both(to=to, unsubscribe_url=unsubscribe_url, message_id=message_id, test=test)[1]
+
+    def personalize_both(
+        self, *, to: str, unsubscribe_url: str, message_id: str, test: bool = False
+    ) -> tuple[bytes, bytes]:
+        """(message, DATA payload): DKIM signs the first and sends the second."""
         raw = self.template.personalize(to=to, unsubscribe_url=unsubscribe_url, message_id=message_id, test=test)
         values = (to, unsubscribe_url, message_id)
         if (
@@ -125,7 +155,7 @@ class WireTemplate:
             or any(not v.isascii() or v.startswith(".") or "\r" in v or "\n" in v for v in values)
             or any(c in unsubscribe_url for c in "&<>\"'")
         ):
-            return wire_data(raw)
+            return raw, wire_data(raw)
         chunks, slots = self._layout
         encoded = (to.encode("ascii"), unsubscribe_url.encode("ascii"), message_id.encode("ascii"))
         parts: list[bytes] = []
@@ -133,15 +163,16 @@ class WireTemplate:
             parts.append(chunk)
             parts.append(encoded[slot])
         parts.append(chunks[-1])
-        return b"".join(parts)
+        return raw, b"".join(parts)
 
 
 class SmtpTransport:
     """One SMTP connection, opened lazily and reused for every message."""
 
-    def __init__(self, cfg: SmtpConfig, password: str | None) -> None:
+    def __init__(self, cfg: SmtpConfig, password: str | None, signer: Signer | None = None) -> None:
         self.cfg = cfg
         self.password = password
+        self.signer = signer
         self._conn: smtplib.SMTP | None = None
 
     def _connect(self) -> smtplib.SMTP:
@@ -174,21 +205,26 @@ class SmtpTransport:
         for attempt in (1, 2):
             if self._conn is None:
                 self._conn = self._connect()
+            stage = _Stage()
             try:
-                self._transaction(self._conn, sender, recipient, payload, message)
+                self._transaction(self._conn, sender, recipient, payload, message, stage)
                 return
             except (smtplib.SMTPServerDisconnected, OSError) as exc:
-                # An idle connection the server closed, or a drop mid-message:
+                self.close()
+                if stage.data_sent:
+                    # The final dot went out: the relay may have kept the message.
+                    raise DeliveryUnknown(f"connection lost after the data, before the reply: {exc}") from exc
+                # An idle connection the server closed, or a drop before the
+                # message was complete (which no server can have accepted):
                 # one immediate retry on a fresh connection, then it is an
                 # ordinary temporary failure with backoff.
-                self.close()
                 if attempt == 2:
                     raise DeliveryError(f"connection lost: {exc}") from exc
                 log.info("SMTP connection lost (%s); reconnecting", exc)
         raise AssertionError("unreachable")
 
     def _transaction(
-        self, conn: smtplib.SMTP, sender: str, recipient: str, payload: bytes, message: bytes
+        self, conn: smtplib.SMTP, sender: str, recipient: str, payload: bytes, message: bytes, stage: _Stage
     ) -> None:
         # Commands are written directly rather than through smtplib's
         # mail()/rcpt(): those re-parse both addresses with email.utils on
@@ -197,12 +233,17 @@ class SmtpTransport:
         for address in (sender, recipient):
             if _UNSAFE_ADDR.search(address):
                 raise DeliveryError(f"refusing envelope address {address!r}", permanent=True)
+        smtputf8 = conn.has_extn("smtputf8")
+        sender, recipient = envelope_address(sender, smtputf8), envelope_address(recipient, smtputf8)
         options = ""
-        if not message.isascii() and conn.has_extn("8bitmime"):
-            options += " BODY=8BITMIME"
+        if not payload.isascii():
+            if conn.has_extn("8bitmime"):
+                options += " BODY=8BITMIME"
+            else:
+                # RFC 6152: no 8bit data to a server that did not offer it. The
+                # slow path (parse, re-encode, re-sign) only runs for such relays.
+                payload = wire_data(self.seven_bit(unwire(payload)))
         if not (sender.isascii() and recipient.isascii()):
-            if not conn.has_extn("smtputf8"):
-                raise DeliveryError(f"{recipient}: server lacks SMTPUTF8", permanent=True)
             options += " SMTPUTF8"
         mail = f"MAIL FROM:<{sender}>{options}\r\n".encode("utf-8")
         rcpt = f"RCPT TO:<{recipient}>\r\n".encode("utf-8")
@@ -230,12 +271,19 @@ class SmtpTransport:
                     conn.send(b".\r\n")
                     conn.getreply()
                 self._reset(conn, code)
-                raise _classified(f"{what} refused: {code} {_text(resp)}", code)
+                raise _classified(what, f"{what} refused: {code} {_text(resp)}", code)
         conn.send(payload)
+        stage.data_sent = True
         code, resp = conn.getreply()
+        if code == -1:  # smtplib's "connection closed" reply
+            raise smtplib.SMTPServerDisconnected("no reply to the data")
         if code != 250:
             self._reset(conn, code)
-            raise _classified(f"message refused: {code} {_text(resp)}", code)
+            raise _classified("end of data", f"message refused: {code} {_text(resp)}", code)
+
+    def seven_bit(self, message: bytes) -> bytes:
+        converted = to_seven_bit(message)
+        return self.signer.resign(converted) if self.signer is not None else converted
 
     def _reset(self, conn: smtplib.SMTP, code: int) -> None:
         if code == 421:  # the server is closing the channel
@@ -266,8 +314,19 @@ def _text(resp: bytes | str) -> str:
     return resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp)
 
 
-def _classified(message: str, code: int) -> DeliveryError:
-    return DeliveryError(message, permanent=500 <= code < 600, code=code)
+def _classified(stage: str, message: str, code: int) -> DeliveryError:
+    """A refusal by the stage it came at: only RCPT TO blames the recipient."""
+    if 500 <= code < 600:
+        if stage == "RCPT TO":
+            return DeliveryError(message, permanent=True, code=code)
+        return SenderRefused(message, permanent=False, code=code)
+    # 4xx (and anything unexpected) at any stage: a retry with backoff.
+    return DeliveryError(message, permanent=False, code=code)
+
+
+@dataclass
+class _Stage:
+    data_sent: bool = False
 
 
 class MaildirTransport:
@@ -302,7 +361,8 @@ def transport_factory(cfg: Config) -> TransportFactory:
     """SMTP when ``smtp.host`` is set, else the Maildir outbox."""
     if cfg.smtp.host:
         password = cfg.smtp_password
-        return lambda: SmtpTransport(cfg.smtp, password)
+        signer = signer_for(cfg)
+        return lambda: SmtpTransport(cfg.smtp, password, signer)
     path = outbox_path(cfg)
     return lambda: MaildirTransport(path)
 

@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +24,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ..core.states import DeliveryState, SubscriberStatus
-from .schema import deliveries, subscribers
+from .bounces import BounceKind, Event, insert_event
+from .schema import deliveries, issues, subscribers
 from .subscribers import record_bounce, utc
+
+UNKNOWN = "unknown:"  # last_error prefix of a row whose last attempt may have been delivered
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ class Claimed:
     subscriber_id: int
     email: str
     attempts: int
+    unknown_before: bool = False  # the previous attempt ended "unknown" (may have been delivered)
 
 
 def claim(engine: Engine, issue_id: int, worker: str, limit: int, *, now: dt.datetime) -> list[Claimed]:
@@ -73,6 +77,7 @@ def claim(engine: Engine, issue_id: int, worker: str, limit: int, *, now: dt.dat
                 deliveries.c.id,
                 deliveries.c.subscriber_id,
                 deliveries.c.attempts,
+                deliveries.c.last_error,
                 subscribers.c.email,
                 subscribers.c.status,
             )
@@ -87,7 +92,11 @@ def claim(engine: Engine, issue_id: int, worker: str, limit: int, *, now: dt.dat
                 .where(deliveries.c.id.in_(gone))
                 .values(state=DeliveryState.SKIPPED, last_error="subscriber no longer active", claimed_by=None)
             )
-    return [Claimed(r.id, r.subscriber_id, r.email, r.attempts) for r in rows if r.status == SubscriberStatus.ACTIVE]
+    return [
+        Claimed(r.id, r.subscriber_id, r.email, r.attempts, (r.last_error or "").startswith(UNKNOWN))
+        for r in rows
+        if r.status == SubscriberStatus.ACTIVE
+    ]
 
 
 def mark_sent(engine: Engine, delivery_ids: Sequence[int], *, now: dt.datetime) -> None:
@@ -124,12 +133,15 @@ def mark_failed(
     max_attempts: int,
     backoff: float,
     bounce_after: int,
+    jitter: Callable[[], float] | None = None,
 ) -> tuple[int, int, list[int]]:
     """Record failed attempts: ``(retrying, failed, bounced subscriber ids)``.
 
     A temporary failure goes back to the queue with exponential backoff
-    until ``max_attempts``; a permanent one fails the row and counts a
-    bounce against the subscriber.
+    (times ``1 + jitter()``, so a relay's bad minute does not bring every
+    row back at the same instant) until ``max_attempts``; a permanent one
+    fails the row, records an ``smtp`` hard bounce and counts it against
+    the subscriber.
     """
     at = utc(now)
     retrying = failed = 0
@@ -143,12 +155,60 @@ def mark_failed(
                 failed += 1
             else:
                 values["state"] = DeliveryState.QUEUED
-                values["next_attempt_at"] = at + dt.timedelta(seconds=backoff * 2 ** (attempts - 1))
+                spread = 1.0 + (jitter() if jitter is not None else 0.0)
+                values["next_attempt_at"] = at + dt.timedelta(seconds=backoff * 2 ** (attempts - 1) * spread)
                 retrying += 1
             conn.execute(deliveries.update().where(deliveries.c.id == f.delivery_id).values(**values))
-            if f.permanent and record_bounce(conn, f.subscriber_id, bounce_after=bounce_after):
-                bounced.append(f.subscriber_id)
+            if f.permanent:
+                _record_smtp_bounce(conn, f, at)
+                if record_bounce(conn, f.subscriber_id, bounce_after=bounce_after):
+                    bounced.append(f.subscriber_id)
     return retrying, failed, bounced
+
+
+def _record_smtp_bounce(conn: sa.Connection, f: Failure, at: dt.datetime) -> None:
+    row = conn.execute(
+        sa.select(deliveries.c.issue_id, subscribers.c.email)
+        .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+        .where(deliveries.c.id == f.delivery_id)
+    ).first()
+    if row is not None:
+        event = Event(row.email, BounceKind.HARD, "smtp", f.error, f"delivery:{f.delivery_id}", row.issue_id)
+        insert_event(conn, event, f.subscriber_id, at=at)
+
+
+def mark_unknown(engine: Engine, claimed: Sequence[tuple[Claimed, str]], *, now: dt.datetime) -> tuple[int, int]:
+    """Record attempts whose outcome is unknown (the connection dropped after the data).
+
+    The first time, the row goes back to the queue at once: a resend, which
+    may be a duplicate (counted in the bound). A second unknown in a row is
+    presumed delivered (``sent``, the error kept) rather than marked failed:
+    the relay has likely accepted it twice already. ``(requeued, presumed sent)``.
+    """
+    at = utc(now)
+    requeued = presumed = 0
+    with engine.begin() as conn:
+        for c, error in claimed:
+            values: dict[str, Any] = {
+                "attempts": deliveries.c.attempts + 1, "last_error": (UNKNOWN + " " + error)[:500], "claimed_by": None,
+            }
+            if c.unknown_before:
+                values.update(state=DeliveryState.SENT, sent_at=at)
+                presumed += 1
+            else:
+                values.update(state=DeliveryState.QUEUED, next_attempt_at=None)
+                requeued += 1
+            conn.execute(deliveries.update().where(deliveries.c.id == c.delivery_id).values(**values))
+            issue_id = conn.execute(sa.select(deliveries.c.issue_id).where(deliveries.c.id == c.delivery_id)).scalar()
+            event = Event(c.email, BounceKind.UNKNOWN, "smtp", error, f"delivery:{c.delivery_id}:{c.attempts}", issue_id)
+            insert_event(conn, event, c.subscriber_id, at=at)
+    return requeued, presumed
+
+
+def set_issue_error(engine: Engine, issue_id: int, error: str | None) -> None:
+    """Why the last send of an issue stopped (None clears it once a send gets through)."""
+    with engine.begin() as conn:
+        conn.execute(issues.update().where(issues.c.id == issue_id).values(error=error[:1000] if error else None))
 
 
 def release(engine: Engine, worker: str, delivery_ids: Sequence[int] | None = None) -> int:
@@ -310,12 +370,18 @@ class LedgerSource:
         mark_sent(self.engine, delivery_ids, now=now)
 
     def mark_failed(
-        self, failures: Sequence[Failure], *, now: dt.datetime, max_attempts: int, backoff: float, bounce_after: int
+        self, failures: Sequence[Failure], *, now: dt.datetime, max_attempts: int, backoff: float, bounce_after: int,
+        jitter: Callable[[], float] | None = None,
     ) -> tuple[int, int, list[int]]:
-        return mark_failed(self.engine, failures, now=now, max_attempts=max_attempts, backoff=backoff, bounce_after=bounce_after)
+        return mark_failed(
+            self.engine, failures, now=now, max_attempts=max_attempts, backoff=backoff, bounce_after=bounce_after, jitter=jitter
+        )
 
     def release(self, worker: str, delivery_ids: Sequence[int] | None = None) -> int:
         return release(self.engine, worker, delivery_ids)
+
+    def mark_unknown(self, claimed: Sequence[tuple[Claimed, str]], *, now: dt.datetime) -> tuple[int, int]:
+        return mark_unknown(self.engine, claimed, now=now)
 
     def progress(self, issue_id: int) -> Progress:
         return progress(self.engine, issue_id)

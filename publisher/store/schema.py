@@ -144,6 +144,28 @@ deliveries = sa.Table(
     sa.Index("ix_deliveries_issue_state", "issue_id", "state"),
 )
 
+# Every bounce, complaint and reactivation, wherever it came from: the SMTP
+# session (source "smtp"), a DSN (source "dsn"), a provider webhook ("ses",
+# "postmark", "mailgun", "sendgrid") or an operator ("cli"). kind: hard,
+# soft, complaint, unknown or reactivated. raw_ref points back at the
+# evidence (a Maildir key, an SNS MessageId, a provider event id).
+bounces = sa.Table(
+    "bounces",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), nullable=True),
+    sa.Column("email", sa.String, nullable=False),
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), nullable=True),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+    sa.Column("raw_ref", sa.String, nullable=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_bounces_issue_kind", "issue_id", "kind"),
+    sa.Index("ix_bounces_subscriber", "subscriber_id"),
+    sa.UniqueConstraint("source", "raw_ref", "email", name="uq_bounce_event"),
+)
+
 # Small key/value facts the service keeps (e.g. the last digest period).
 kv = sa.Table(
     "kv",

@@ -30,6 +30,7 @@ from ..mail.tokens import signing_key
 from ..render.templating import search_path
 from ..store.engine import Engine
 from . import auth, desk, forms
+from . import webhooks
 from .context import DeskActions, WebContext
 from .deskdata import Desk
 from .public import PublicFastPath, PublicFiles, public_file
@@ -103,6 +104,7 @@ def create_app(cfg: Config, engine: Engine, actions: DeskActions, *, clock: Cloc
         Route("/confirm", forms.confirm, methods=["GET", "POST"]),
         Route("/unsubscribe", forms.unsubscribe, methods=["GET", "POST"]),
         Route("/_web/{name}", desk.static),
+        *webhooks.routes(),
         Route("/{path:path}", public_file, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(PublicFastPath, files=files, skip=FAST_PATH_SKIP)], lifespan=lifespan)

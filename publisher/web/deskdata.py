@@ -22,7 +22,7 @@ from ..core.config import Config
 from ..core.errors import BriefError, NotFound
 from ..core.states import CADENCES, DESK_ORDER, SUBSCRIBER_STATUSES
 from ..render.email import RenderedIssue
-from ..store import files, issues, stories, subscribers
+from ..store import bounces, files, issues, stories, subscribers
 from ..store.engine import Engine
 from ..store.files import BrokenFile
 from ..store.issues import IssueEvent, IssueSummary
@@ -44,6 +44,8 @@ class StoryRow:
     error: str | None
     findings: tuple[Finding, ...]
     issue: IssueSummary | None  # recipients and delivery progress
+    bounces: int = 0  # of the story's issue: hard and soft bounces, SMTP and asynchronous
+    complaints: int = 0
 
     @property
     def errors(self) -> int:
@@ -97,11 +99,14 @@ class Desk:
         with self.engine.connect() as conn:
             rows = stories.listing(conn, slug)
         summaries = issues.story_summaries(self.engine)
+        counts = bounces.issue_counts(self.engine, [r.issue_id for r in rows if r.issue_id is not None])
+        none = bounces.IssueCounts()
         out = [
             StoryRow(
                 slug=r.slug, title=r.title, path=r.path, status=r.status, state=r.state, issue_id=r.issue_id,
                 updated_at=r.updated_at, created_at=r.created_at, deleted=r.deleted, error=r.error,
                 findings=self._findings(r.slug), issue=summaries.get(r.slug),
+                bounces=counts.get(r.issue_id or 0, none).bounces, complaints=counts.get(r.issue_id or 0, none).complaints,
             )
             for r in rows
         ]

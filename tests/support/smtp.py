@@ -56,6 +56,12 @@ class Sink:
     drop_on: set[int] = field(default_factory=set)
     keep_content: bool = True
     pipelining: bool = False  # advertise RFC 2920 (aiosmtpd reads pipelined commands in order anyway)
+    # Scripted per stage: replies used up in order, then the server accepts again.
+    mail_from_replies: list[str] = field(default_factory=list)  # e.g. "550 5.7.1 sender rejected"
+    data_replies: list[str] = field(default_factory=list)  # after the data, e.g. "552 5.3.4 policy"
+    keep_then_drop: set[int] = field(default_factory=set)  # DATA counts kept, then the connection dropped
+    eightbit: bool = True  # advertise 8BITMIME
+    smtputf8: bool = True  # advertise SMTPUTF8
     data_count: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -63,7 +69,23 @@ class Sink:
         session.host_name = hostname
         if self.pipelining:
             responses.insert(1, "250-PIPELINING")
-        return responses
+        dropped = set()
+        if not self.eightbit:
+            dropped.add("8BITMIME")
+        if not self.smtputf8:
+            dropped.add("SMTPUTF8")
+        return [r for r in responses if r[4:] not in dropped]
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]) -> str:
+        with self.lock:
+            scripted = self.mail_from_replies.pop(0) if self.mail_from_replies else None
+        if scripted:
+            return scripted
+        if "BODY=8BITMIME" in mail_options and not self.eightbit:
+            return "555 5.5.4 BODY=8BITMIME not offered"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
         if address in self.permanent:
@@ -82,9 +104,15 @@ class Sink:
             server.transport.abort()
             return "250 never seen"
         with self.lock:
+            scripted = self.data_replies.pop(0) if self.data_replies else None
+        if scripted:
+            return scripted
+        with self.lock:
             self.messages.append(
                 Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content if self.keep_content else b"", time.monotonic())
             )
+        if n in self.keep_then_drop:
+            server.transport.abort()  # kept, but the client never hears so
         return "250 2.0.0 accepted"
 
     def recipients(self) -> collections.Counter[str]:
@@ -95,7 +123,7 @@ class Sink:
 @contextmanager
 def smtp_server(sink: Sink) -> Iterator[int]:
     port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller = Controller(sink, hostname="127.0.0.1", port=port, enable_SMTPUTF8=True)
     controller.start()
     try:
         yield port
