@@ -217,3 +217,14 @@ def fingerprint(conn: Connection, kind: str, key: str) -> str:
         row = conn.execute(sa.select(sa.func.count(), sa.func.max(s.c.updated_at), sa.func.max(s.c.deleted_at))).first()
         issue = None
     return repr((tuple(row) if row else None, tuple(issue) if issue else None))
+
+
+def live_titles(conn: Connection, slugs: Iterable[str] | None = None) -> dict[str, str]:
+    """slug → title of published live stories (all of them, or of ``slugs``): related links and site lists."""
+    query = sa.select(stories.c.slug, stories.c.title).where(*_live())
+    if slugs is not None:
+        wanted = sorted(set(slugs))
+        if not wanted:
+            return {}
+        query = query.where(stories.c.slug.in_(wanted))
+    return {row.slug: row.title for row in conn.execute(query)}
