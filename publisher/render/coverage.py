@@ -34,6 +34,8 @@ LANGUAGE_NAMES = {
     "uk": "Ukrainian", "ur": "Urdu", "vi": "Vietnamese", "zh": "Chinese",
 }
 
+KNOWN = set(LANGUAGE_NAMES) | RTL | NO_ITALIC
+
 MAX_TAKE_WORDS = 25
 _MAX_TAKE_CHARS = 160  # for scripts without spaces between words
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"“‘(\[]?[A-Z0-9])|(?<=[。！？])")
@@ -41,13 +43,17 @@ _LANG_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
 
 def lang_tag(language: str) -> str:
-    """A BCP 47 tag for ``lang=`` from what the brief wrote, or '' when it is not one."""
+    """A BCP 47 tag for ``lang=`` from what the brief wrote, or '' when it is not a
+    language we know (a wrong ``lang`` is worse than none: it picks the wrong voice)."""
     value = clean_line(language)
-    return value if _LANG_TAG.match(value) else ""
+    if not _LANG_TAG.match(value):
+        return ""
+    return value if value.split("-")[0].lower() in KNOWN else ""
 
 
 def primary(language: str) -> str:
-    return lang_tag(language).split("-")[0].lower()
+    value = clean_line(language)
+    return value.split("-")[0].lower() if _LANG_TAG.match(value) else ""
 
 
 def direction(language: str) -> str:
