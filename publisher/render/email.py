@@ -161,6 +161,8 @@ def _common(cfg: Config, *, subject: str, preheader: str, browser_url: str, unsu
         "lang": cfg.site.language or "en",
         "dir": text_direction(cfg),
         "align": "right" if text_direction(cfg) == "rtl" else "left",
+        # Outlook ignores list padding and logical properties: the indent is a margin on the start side.
+        "list_margin": "0 22px 0 0" if text_direction(cfg) == "rtl" else "0 0 0 22px",
         "subject": subject,
         "preheader": preheader,
         "site_title": cfg.site.title,
