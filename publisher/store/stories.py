@@ -228,3 +228,12 @@ def live_titles(conn: Connection, slugs: Iterable[str] | None = None) -> dict[st
             return {}
         query = query.where(stories.c.slug.in_(wanted))
     return {row.slug: row.title for row in conn.execute(query)}
+
+
+def live_tag_counts(conn: Connection) -> dict[str, int]:
+    """Tag or entity key → number of published live stories carrying it (one query for the tags index)."""
+    counts: dict[str, int] = {}
+    for (text,) in conn.execute(sa.select(stories.c.feed_tags).where(*_live())):
+        for key in unframe(text):
+            counts[key] = counts.get(key, 0) + 1
+    return counts
