@@ -127,6 +127,7 @@ class _Coverage:
     takes: tuple[TakeView, ...]
     also: tuple[TakeView, ...]  # outlet-only takes, named in one line
     also_more: int  # outlet-only takes not named
+    lenses_more: int  # lenses beyond the chips shown (all are on the web page)
     more_url: str
 
     @property
@@ -135,6 +136,7 @@ class _Coverage:
 
 
 ALSO_NAMED = 8
+LENS_CHIPS = 10  # the biggest lenses; 30 chips would outweigh the takes themselves
 
 
 def _coverage(brief: Brief, cfg: Config, k: int) -> _Coverage:
@@ -144,7 +146,8 @@ def _coverage(brief: Brief, cfg: Config, k: int) -> _Coverage:
         total=brief.take_count,
         counts_line=cov.counts_line(brief),
         regions=tuple(cov.region_counts(brief)),
-        lenses=tuple(cov.lens_counts(brief)),
+        lenses=tuple(cov.lens_counts(brief)[:LENS_CHIPS]),
+        lenses_more=max(0, len(cov.lens_counts(brief)) - LENS_CHIPS),
         takes=tuple(cov.pick(brief, k)),
         also=also[:ALSO_NAMED],
         also_more=max(0, len(also) - ALSO_NAMED),

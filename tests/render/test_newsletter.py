@@ -251,6 +251,7 @@ def test_first_k_takes_from_k_lenses(tmp_path: Path) -> None:
     regions = re.sub(r"[ \n]+", " ", doc.xpath("//p[@class='regions']")[0].text_content())
     assert all(f"Region {n}\u00a0" in regions for n in range(1, 13))
     assert doc.xpath("//a[.='See all 240 takes →']")
+    assert len(doc.xpath("//span[@class='chip']")) == 10 and "+20 more lenses" in doc.text_content()
 
 
 def test_rtl_site_and_takes(tmp_path: Path) -> None:
