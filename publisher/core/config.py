@@ -78,6 +78,7 @@ class EmailConfig:
     unsubscribe_mailto: str = _doc("Mailbox for mailto: List-Unsubscribe (optional).", default="")
     max_html_bytes: int = _doc("HTML size budget; longer coverage tables are cut.", default=90_000)
     max_takes: int = _doc("Takes shown in an email before 'and N more'.", default=60)
+    coverage_takes: int = _doc("Curated takes in a story email's coverage block, picked across lenses then regions; the rest are on the story's web page.", default=8)
 
 
 @dataclass(frozen=True)
@@ -287,6 +288,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "email.list_id": _no_newlines,
     "email.max_html_bytes": _positive,
     "email.max_takes": _positive,
+    "email.coverage_takes": _positive,
     "smtp.port": _port,
     "smtp.connections": _positive,
     "smtp.rate_per_second": _non_negative,

@@ -44,6 +44,7 @@ from .digests import Digests, DigestSchedule
 from .feedfiles import MAIN_FEED, FeedWriter
 from .issues import Released, StoryIssues
 from .outputs import remove, write_atomic
+from .sitepages import SiteWriter, write_story_page
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class Parsed:
     updated: dt.datetime | None = None  # front matter 'updated'
     tags: tuple[str, ...] = ()
     source: bytes = b""
+    related: tuple[str, ...] = ()  # its story page is rewritten once related titles are known
 
 
 @dataclass
@@ -112,7 +114,7 @@ def _read_and_parse(folder: Path, path: str, stat: watch.Stat, base_url: str, tz
     return (
         Parsed(
             path, stat, sha, None, brief.slug, brief.title, brief.status, brief.published_at(tz),
-            brief.updated, feed_tags(brief), data,
+            brief.updated, feed_tags(brief), data, brief.related,
         ),
         brief,
     )
@@ -140,14 +142,13 @@ def _build_chunk(paths: Sequence[tuple[str, watch.Stat]]) -> list[Parsed]:
     return out
 
 
-def write_web_issue(brief: Brief, cfg: Config, issue: RenderedIssue | None = None) -> list[str]:
-    """public/issues/<slug>.html and .txt: the page the email's "view in browser" opens."""
-    html, text = web_version(issue or render_story(brief, cfg), cfg)
-    written = []
-    base = cfg.paths.public / "issues"
-    for suffix, content in ((".html", html), (".txt", text)):
-        if write_atomic(base / f"{brief.slug}{suffix}", content.encode("utf-8")):
-            written.append(f"issues/{brief.slug}{suffix}")
+def write_web_issue(brief: Brief, cfg: Config, issue: RenderedIssue | None = None, related_titles: dict[str, str] | None = None) -> list[str]:
+    """public/issues/<slug>.html, the story's web page (what the email's "view in
+    browser" opens, without the email's footer), and .txt, the email's text."""
+    written = write_story_page(brief, cfg, related_titles)
+    _html, text = web_version(issue or render_story(brief, cfg, related_titles=related_titles), cfg)
+    if write_atomic(cfg.paths.public / "issues" / f"{brief.slug}.txt", text.encode("utf-8")):
+        written.append(f"issues/{brief.slug}.txt")
     return written
 
 
@@ -166,6 +167,7 @@ class Pipeline:
         self._index: dict[str, watch.Indexed] | None = None
         self.briefs = BriefCache(cfg)
         self.feeds = FeedWriter(cfg, self.briefs)
+        self.site = SiteWriter(cfg, self.briefs)
         self.issues = StoryIssues(cfg, engine, self.briefs, clock, self._lock)
         self.digests = Digests(cfg, engine, self.briefs, clock, self._lock)
 
@@ -272,9 +274,10 @@ class Pipeline:
                 self.issues.sync(conn, slug, now, draft=True)
             return _remove_web_issue(self.cfg, slug)
         brief = self.briefs.get(conn, slug)
+        titles = stories.live_titles(conn, brief.related) if brief.related else {}
         # One render serves both the web version and the email issue.
-        issue = render_story(brief, self.cfg)
-        written = write_web_issue(brief, self.cfg, issue)
+        issue = render_story(brief, self.cfg, related_titles=titles)
+        written = write_web_issue(brief, self.cfg, issue, titles)
         self.issues.sync(conn, slug, now, draft=False, rendered=issue)
         return written
 
@@ -344,6 +347,7 @@ class Pipeline:
                         log.info("published %s", slug)
                 if changed:
                     result.written += self.feeds.write(conn, {MAIN_FEED, *touched})
+                    result.written += self.site.write(conn, touched)
             self._ping_hub(result.written)
             return result
 
@@ -359,9 +363,12 @@ class Pipeline:
             chunk = max(1, min(200, len(items) // (n_workers * 4) or 1))
             chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
             touched: set[str] = {MAIN_FEED}
+            linked: list[Parsed] = []
             with self.engine.begin() as conn:
                 for parsed_chunk in self._map_chunks(chunks, n_workers):
                     for parsed in parsed_chunk:
+                        if parsed.related and parsed.error is None:
+                            linked.append(parsed)
                         _slug, tags, error = self._record(conn, parsed, now, index)
                         touched |= tags
                         if error is not None:
@@ -377,6 +384,10 @@ class Pipeline:
                 touched |= stories.live_feed_tags(conn)
                 self.digests.rewrite_pages(conn)
                 result.written += self.feeds.write(conn, touched, force=True)
+                # Workers cannot see the store: pages with related stories get their titles now.
+                for slug in sorted({p.slug for p in linked if p.slug and p.status != "draft"}):
+                    result.written += self.site.story(conn, self.briefs.get(conn, slug))
+                result.written += self.site.write(conn, touched)
             self._ping_hub(result.written)
             log.info("build: %d published, %d rejected, %d removed", len(result.published), len(result.errors), len(result.removed))
             return result

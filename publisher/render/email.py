@@ -15,19 +15,21 @@ import hashlib
 import html as html_mod
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateError
 from markupsafe import Markup
 
-from ..briefs.model import Brief, Rich, Take
+from ..briefs.model import Brief
 from ..core.config import Config
 from ..core.errors import RenderError
 from ..core.urls import is_http_url
 from .mjml import check_text_lines, compile_mjml
 from .templating import search_path
+from . import coverage as cov
+from .coverage import TakeView
 from .text import Refs, clean_line, rich_text, underline, wrap
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,7 @@ RENDERER_VERSION = "newsletter/1"
 
 MAX_SUBJECT = 180
 MAX_PREHEADER = 150
-REGIONS_IN_LINE = 10
+MAX_DIGEST_SUBJECT = 70
 
 Kind = Literal["story", "digest"]
 
@@ -114,77 +116,56 @@ def story_url(brief: Brief, cfg: Config) -> str:
     return brief.canonical or cfg.site.url(f"issues/{brief.slug}.html")
 
 
-def region_line(brief: Brief, limit: int = REGIONS_IN_LINE) -> str:
-    dist = brief.region_distribution()
-    parts = [f"{clean_line(region)} {n}" for region, n in dist[:limit]]
-    if len(dist) > limit:
-        rest = sum(n for _, n in dist[limit:])
-        parts.append(f"{len(dist) - limit} more regions {rest}")
-    return " · ".join(parts)
-
-
-@dataclass(frozen=True)
-class _TakeView:
-    outlet: str
-    region: str
-    language: str
-    text: Markup
-    text_rich: Rich
-    quote: str | None
-    source: str | None
-
-
-@dataclass(frozen=True)
-class _Group:
-    name: str
-    rows: tuple[_TakeView, ...]
-    folded: tuple[_TakeView, ...]
-
-
 @dataclass(frozen=True)
 class _Coverage:
-    region_line: str
-    groups: tuple[_Group, ...]
-    hidden: int
+    """The compact coverage block: distribution, curated takes, the rest folded."""
+
+    total: int
+    counts_line: str
+    regions: tuple[tuple[str, int], ...]
+    lenses: tuple[tuple[str, int], ...]
+    takes: tuple[TakeView, ...]
+    also: tuple[TakeView, ...]  # outlet-only takes, named in one line
+    also_more: int  # outlet-only takes not named
+    lenses_more: int  # lenses beyond the chips shown (all are on the web page)
     more_url: str
 
+    @property
+    def shown(self) -> int:
+        return len(self.takes)
 
-def _take_view(take: Take) -> _TakeView:
-    source = take.source if take.source and is_http_url(take.source) else None
-    return _TakeView(
-        outlet=clean_line(take.outlet) or "Unnamed outlet",
-        region=clean_line(take.region),
-        language=clean_line(take.language),
-        text=_link_style(take.text.html),
-        text_rich=take.text,
-        quote=clean_line(take.quote) if take.quote else None,
-        source=source,
+
+ALSO_NAMED = 8
+LENS_CHIPS = 10  # the biggest lenses; 30 chips would outweigh the takes themselves
+
+
+def _coverage(brief: Brief, cfg: Config, k: int) -> _Coverage:
+    """``k`` takes picked across lenses and regions; every region and lens counted."""
+    also = cov.also_covered(brief)
+    return _Coverage(
+        total=brief.take_count,
+        counts_line=cov.counts_line(brief),
+        regions=tuple(cov.region_counts(brief)),
+        lenses=tuple(cov.lens_counts(brief)[:LENS_CHIPS]),
+        lenses_more=max(0, len(cov.lens_counts(brief)) - LENS_CHIPS),
+        takes=tuple(cov.pick(brief, k)),
+        also=also[:ALSO_NAMED],
+        also_more=max(0, len(also) - ALSO_NAMED),
+        more_url=cfg.site.url(f"issues/{brief.slug}.html"),
     )
 
 
-def _coverage(brief: Brief, cfg: Config, limit: int) -> _Coverage:
-    """The first ``limit`` takes in brief order; the rest become "and N more"."""
-    groups: list[_Group] = []
-    shown = 0
-    for lens in brief.lenses:
-        take_here = lens.takes[: max(0, limit - shown)]
-        shown += len(take_here)
-        if not take_here:
-            continue
-        views = [_take_view(t) for t in take_here]
-        groups.append(
-            _Group(
-                name=clean_line(lens.name) or "Other",
-                rows=tuple(v for v, t in zip(views, take_here) if t.text),
-                folded=tuple(v for v, t in zip(views, take_here) if not t.text),
-            )
-        )
-    return _Coverage(region_line(brief), tuple(groups), brief.take_count - shown, story_url(brief, cfg))
+def text_direction(cfg: Config) -> str:
+    return cov.direction(cfg.site.language or "en")
 
 
 def _common(cfg: Config, *, subject: str, preheader: str, browser_url: str, unsub: str, reason: str, date_label: str) -> dict[str, Any]:
     return {
         "lang": cfg.site.language or "en",
+        "dir": text_direction(cfg),
+        "align": "right" if text_direction(cfg) == "rtl" else "left",
+        # Outlook ignores list padding and logical properties: the indent is a margin on the start side.
+        "list_margin": "0 22px 0 0" if text_direction(cfg) == "rtl" else "0 0 0 22px",
         "subject": subject,
         "preheader": preheader,
         "site_title": cfg.site.title,
@@ -194,6 +175,14 @@ def _common(cfg: Config, *, subject: str, preheader: str, browser_url: str, unsu
         "unsubscribe_url": unsub,
         "sender_name": cfg.email.sender_name,
         "postal_address": cfg.email.postal_address,
+        # "Briefs Desk · Briefs Desk, 1 Example Street": the name once.
+        "postal_line": (
+            cfg.email.postal_address
+            if cfg.email.postal_address.startswith(cfg.email.sender_name)
+            else f"{cfg.email.sender_name} · {cfg.email.postal_address}"
+        ),
+        "manage_url": cfg.site.url("manage/"),
+        "home_url": cfg.site.url(""),
         "reason": reason,
     }
 
@@ -217,11 +206,28 @@ def _size(html: str) -> int:
 # ---------------------------------------------------------------- story
 
 
-def render_story(brief: Brief, cfg: Config) -> RenderedIssue:
-    """A story issue for one brief; coverage is cut to fit the HTML budget."""
+def related_links(brief: Brief, cfg: Config, titles: Mapping[str, str]) -> list[dict[str, str]]:
+    """Related stories whose titles are known; an unknown slug is left out, never shown raw."""
+    return [
+        {"label": clean_line(titles[slug]), "url": cfg.site.url(f"issues/{slug}.html")}
+        for slug in brief.related
+        if clean_line(titles.get(slug, ""))
+    ]
+
+
+def render_story(brief: Brief, cfg: Config, *, related_titles: Mapping[str, str] | None = None) -> RenderedIssue:
+    """A story issue for one brief; the curated takes shrink to fit the HTML budget.
+
+    ``related_titles`` maps related slugs to their titles (the pipeline knows
+    them from the store); related stories without a known title are left out.
+    """
     what = f"story {brief.slug}"
+    titles = dict(related_titles or {})
     env, tdigest = _environment(_template_dirs(cfg))
-    content_hash = _inputs_hash("story", brief.slug, [brief.content_hash], cfg, tdigest)
+    related = related_links(brief, cfg, titles)
+    content_hash = _inputs_hash(
+        "story", brief.slug, [brief.content_hash, repr(sorted((r["label"], r["url"]) for r in related))], cfg, tdigest
+    )
     unsub = unsubscribe_placeholder(content_hash)
     subject = clean_line(brief.title, MAX_SUBJECT) or brief.slug
     preheader = clean_line(brief.dek or brief.summary.text, MAX_PREHEADER)
@@ -237,39 +243,36 @@ def render_story(brief: Brief, cfg: Config) -> RenderedIssue:
     base.update(
         title=clean_line(brief.title),
         dek=clean_line(brief.dek) if brief.dek else "",
-        counts_line=brief.counts_line(),
+        counts_line=cov.counts_line(brief),
         summary=_link_style(brief.summary.html) if brief.summary else "",
         why=_link_style(brief.why_it_matters.html) if brief.why_it_matters else "",
         watch=[_link_style(item.html) for item in brief.what_to_watch],
         sections=[{"title": clean_line(s.title), "body": _link_style(s.body.html)} for s in brief.sections],
-        related=[{"label": slug, "url": cfg.site.url(f"issues/{slug}.html")} for slug in brief.related],
+        related=related,
         entities=[clean_line(e) for e in brief.entities if clean_line(e)],
+        story_url=story_url(brief, cfg),
     )
     text_base = dict(base, summary=brief.summary if brief.summary else "",
                      why=brief.why_it_matters if brief.why_it_matters else "",
                      watch=list(brief.what_to_watch),
                      sections=[{"title": clean_line(s.title), "body": s.body} for s in brief.sections])
 
-    limit = min(cfg.email.max_takes, brief.take_count)
+    k = min(cfg.email.coverage_takes, cfg.email.max_takes, brief.take_count)
     budget = cfg.email.max_html_bytes
     while True:
-        coverage = _coverage(brief, cfg, limit)
+        coverage = _coverage(brief, cfg, k)
         source = _render_template(env, "email/story.mjml.j2", dict(base, coverage=coverage), what)
         html = compile_mjml(source, what)
         size = _size(html)
         if size <= budget:
             break
-        if limit == 0:
+        if k == 0:
             raise RenderError(what, f"HTML is {size} bytes without any takes; budget is {budget}")
-        # Shrink in proportion to the overshoot, always by at least one take.
-        limit = min(limit - 1, int(limit * budget / size * 0.95))
-        limit = max(limit, 0)
-        log.debug("%s: %d bytes over budget, retrying with %d takes", what, size - budget, limit)
+        k -= 1
+        log.debug("%s: %d bytes over budget, retrying with %d takes", what, size - budget, k)
 
     refs = Refs()
     text = _render_text(env, "email/story.txt.j2", dict(text_base, coverage=coverage), refs, what)
-    if coverage.hidden:
-        log.info("%s: coverage cut to %d of %d takes", what, brief.take_count - coverage.hidden, brief.take_count)
     return RenderedIssue("story", brief.slug, subject, preheader, source, html, text, content_hash)
 
 
@@ -287,13 +290,28 @@ def _render_text(env: Environment, name: str, context: dict[str, Any], refs: Ref
 
 def coverage_line(brief: Brief, regions: int = 3) -> str:
     """``17 takes · 6 lenses · 8 regions — United States 7 · India 2 · …``; '' without takes."""
-    if not brief.take_count:
+    line = cov.counts_line(brief)
+    if not line:
         return ""
-    dist = brief.region_distribution()
-    line = brief.counts_line()
+    dist = cov.region_counts(brief)
     if dist:
-        line += " — " + " · ".join(f"{clean_line(r)} {n}" for r, n in dist[:regions])
+        line += " — " + " · ".join(f"{r}\u00a0{n}" for r, n in dist[:regions])
     return line
+
+
+def digest_subject(titles: Sequence[str], limit: int = MAX_DIGEST_SUBJECT) -> str:
+    """``Lead headline + 3 more``, within ``limit`` characters (the headline is cut, never the count)."""
+    more = f" + {len(titles) - 1} more" if len(titles) > 1 else ""
+    lead = clean_line(titles[0])
+    room = limit - len(more)
+    if len(lead) > room:
+        lead = lead[: room - 1].rstrip(" ,;:·-") + "…"
+    return lead + more
+
+
+def digest_takes(brief: Brief) -> list[TakeView]:
+    """One or two takes for a digest story, from different lenses when there are two."""
+    return cov.pick(brief, 2)
 
 
 def render_digest(briefs: Sequence[Brief], cfg: Config, *, period_key: str, period_label: str) -> RenderedIssue:
@@ -308,13 +326,9 @@ def render_digest(briefs: Sequence[Brief], cfg: Config, *, period_key: str, peri
     )
     unsub = unsubscribe_placeholder(content_hash)
     label = clean_line(period_label, 80)
-    first = clean_line(stories_in[0].title)
-    subject = clean_line(
-        f"{cfg.site.title} {label}: {first}"
-        + (f" and {len(stories_in) - 1} more" if len(stories_in) > 1 else ""),
-        MAX_SUBJECT,
-    )
-    preheader = clean_line(" · ".join(clean_line(b.title) for b in stories_in), MAX_PREHEADER)
+    subject = digest_subject([b.title for b in stories_in])
+    # The lead headline is the subject; the preheader names the others.
+    preheader = clean_line(" · ".join(clean_line(b.title) for b in stories_in[1:]) or (stories_in[0].dek or ""), MAX_PREHEADER)
     reason = (
         f"You get this email because you subscribed to the {cfg.site.title} digest "
         f"at {cfg.site.base_url}."
@@ -322,7 +336,7 @@ def render_digest(briefs: Sequence[Brief], cfg: Config, *, period_key: str, peri
     base = _common(
         cfg, subject=subject, preheader=preheader,
         browser_url=cfg.site.url(f"issues/digest-{period_key}.html"), unsub=unsub, reason=reason,
-        date_label=label,
+        date_label="",
     )
     views = [
         {
@@ -332,11 +346,11 @@ def render_digest(briefs: Sequence[Brief], cfg: Config, *, period_key: str, peri
             "summary_html": _link_style(b.summary.html),
             "summary_rich": b.summary,
             "coverage_line": coverage_line(b),
+            "takes": digest_takes(b),
         }
         for b in stories_in
     ]
-    heading = f"{cfg.site.title}: {label}" if label else cfg.site.title
-    base.update(heading=heading, contents=views)
+    base.update(heading=label or cfg.site.title, contents=views)
 
     full = len(views)
     budget = cfg.email.max_html_bytes

@@ -21,6 +21,7 @@ from ..briefs.slugs import tag_slug
 from ..core.config import Config
 from ..core.errors import RenderError
 from ..core.memo import IdentityMemo
+from .coverage import groups, lens_label
 from .templating import search_path
 
 ENTRY_TEMPLATE = "feed/entry.html.j2"
@@ -87,7 +88,7 @@ def entry_html(brief: Brief, cfg: Config) -> str:
         return str(hit)
     template = _entry_template(search_path(cfg.paths.templates))
     try:
-        html = clean(template.render(brief=brief))
+        html = clean(template.render(brief=brief, groups=groups(brief)))
     except TemplateError as exc:
         raise RenderError(f"{brief.slug}: {ENTRY_TEMPLATE}", str(exc)) from exc
     _HTML_MEMO.put((cfg, brief), (), html)
@@ -110,9 +111,9 @@ def entry_link(brief: Brief, cfg: Config) -> str:
 
 
 def categories(brief: Brief) -> list[str]:
-    """Tags, entities, then lens names; first spelling wins, case-insensitively."""
+    """Tags, entities, then lens names that are real labels (not "unlabelled"); first spelling wins, case-insensitively."""
     seen: dict[str, str] = {}
-    for name in (*brief.tags, *brief.entities, *(lens.name for lens in brief.lenses)):
+    for name in (*brief.tags, *brief.entities, *(lens_label(lens) for lens in brief.lenses)):
         value = line(name)
         if value:
             seen.setdefault(value.casefold(), value)

@@ -270,9 +270,16 @@ def _splice(head: bytes, close: bytes, parts: Iterable[bytes]) -> bytes:
     return head[:at] + b"".join(parts) + head[at:]
 
 
+def _with_stylesheet(data: bytes, cfg: Config) -> bytes:
+    """A feed opened in a browser shows a readable page (public/feed.xsl); readers ignore the PI."""
+    decl, sep, rest = data.partition(b"?>\n")
+    href = escape(cfg.site.url("feed.xsl")).encode()
+    return decl + sep + b'<?xml-stylesheet type="text/xsl" href="' + href + b'"?>\n' + rest
+
+
 def _atom(info: _FeedInfo, entries: Sequence[Entry], cfg: Config) -> bytes:
     fg = _feedgen(info, [], cfg, "atom", updated=_feed_updated(entries))
-    head = _serialize(_fix_feedgen_atom(fg.atom_str(pretty=False), info.archive))
+    head = _with_stylesheet(_serialize(_fix_feedgen_atom(fg.atom_str(pretty=False), info.archive)), cfg)
     return _splice(head, b"</feed>", (_fragments(e, cfg)[0] for e in entries))
 
 
@@ -286,7 +293,7 @@ def _rss(info: _FeedInfo, entries: Sequence[Entry], cfg: Config) -> bytes:
     fg = _feedgen(info, [], cfg, "rss", updated=_feed_updated(entries))
     with _RSS_LOCALE_LOCK:
         data: bytes = fg.rss_str(pretty=False)
-    head = _serialize(_fix_feedgen_rss(data, cfg))
+    head = _with_stylesheet(_serialize(_fix_feedgen_rss(data, cfg)), cfg)
     # Hex character references last: lxml would turn them back into &lt;.
     return _RSS_PLAIN.sub(_hex_refs, _splice(head, b"</channel>", (_fragments(e, cfg)[1] for e in entries)))
 

@@ -219,3 +219,23 @@ def fingerprint(conn: Connection, kind: str, key: str) -> str:
         row = conn.execute(sa.select(sa.func.count(), sa.func.max(s.c.updated_at), sa.func.max(s.c.deleted_at))).first()
         issue = None
     return repr((tuple(row) if row else None, tuple(issue) if issue else None))
+
+
+def live_titles(conn: Connection, slugs: Iterable[str] | None = None) -> dict[str, str]:
+    """slug → title of published live stories (all of them, or of ``slugs``): related links and site lists."""
+    query = sa.select(stories.c.slug, stories.c.title).where(*_live())
+    if slugs is not None:
+        wanted = sorted(set(slugs))
+        if not wanted:
+            return {}
+        query = query.where(stories.c.slug.in_(wanted))
+    return {row.slug: row.title for row in conn.execute(query)}
+
+
+def live_tag_counts(conn: Connection) -> dict[str, int]:
+    """Tag or entity key → number of published live stories carrying it (one query for the tags index)."""
+    counts: dict[str, int] = {}
+    for (text,) in conn.execute(sa.select(stories.c.feed_tags).where(*_live())):
+        for key in unframe(text):
+            counts[key] = counts.get(key, 0) + 1
+    return counts

@@ -56,7 +56,9 @@ def test_desk_digest_preview_is_the_digest_that_is_stored(tmp_path: Path, monkey
         preview = Desk(cfg, engine, pipeline, clock).rendered_digest()
         subject, html, text = preview.subject, preview.html, preview.text
         assert subject in page.replace("&amp;", "&")
-        assert "Wednesday 02 January 2030" in subject  # the label readers see, not the period key
+        # The label readers see (not the period key) is the digest's h1; the subject is the headlines.
+        assert "<h1" in html and "Wednesday 02 January 2030</h1>" in html
+        assert subject.endswith(" + 1 more") and len(subject) <= 70
 
     clock.at = dt.datetime(2030, 1, 2, 6, 0, 30, tzinfo=dt.timezone.utc)  # 07:00:30 in Berlin
     issue_id = pipeline.run_digest()

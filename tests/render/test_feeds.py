@@ -360,8 +360,9 @@ def test_rss_title_uses_hex_character_references(cfg: Config, stories: list[Feed
 
 def test_entry_html_has_every_part_and_only_absolute_links(cfg: Config, stories: list[FeedStory]) -> None:
     html = entry_html(stories[0].brief, cfg)
-    for part in ("Dek of alpha-story: short &amp; sharp", "<h2>Summary</h2>", "<h2>Why it matters</h2>", "<h2>What to watch</h2>", "<h2>How the world covered it</h2>", "Wire services", "Reuters", "United Kingdom (en)", "A quote about alpha-story."):
+    for part in ("Dek of alpha-story: short &amp; sharp", "<h2>Summary</h2>", "<h2>Why it matters</h2>", "<h2>What to watch</h2>", "<h2>How the world covered it</h2>", "Wire services", "Reuters", ", United Kingdom — ", "A quote about alpha-story."):
         assert part in html, part
+    assert "<table" not in html and "<li><a href=" in html  # takes as a list: terminal readers show them whole
     import re
 
     for href in re.findall(r'href="([^"]*)"', html):

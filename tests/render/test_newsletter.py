@@ -188,33 +188,88 @@ def test_story_content(cfg: Config) -> None:
     assert issue.preheader.startswith("28.8 million fraudulent exchanges")
     doc = lxml.html.fromstring(issue.html)
     text = doc.text_content()
-    assert "17 takes · 6 lenses · 8 regions" in text
-    assert "United States 7 · India 2 · Pakistan 2 · Japan 2" in text
+    # The "unlabelled" lens is not a lens readers see; no raw language codes.
+    assert "17 takes · 5 lenses · 8 regions" in text
+    assert "nlabelled" not in text.lower() and "UNLABELLED" not in issue.text
+    regions = doc.xpath("//p[@class='regions']")[0].text_content()
+    assert regions == "United States\u00a07 · India\u00a02 · Pakistan\u00a02 · Japan\u00a02 · Netherlands / global\u00a01 · Taiwan\u00a01 · Hong Kong / China\u00a01 · China\u00a01"
     for heading in ("Summary", "Why it matters", "What to watch", "How the world covered it"):
         assert heading in [h.text_content() for h in doc.iter("h2")]
     # The preheader is the first (hidden) text of the body.
     assert " ".join(doc.body.text_content().split()).startswith(issue.preheader)
-    table = doc.xpath("//table[thead/tr/th[@scope='col']]")[0]
-    assert [th.text_content() for th in table.xpath("thead/tr/th")] == ["Outlet, region · language", "Take"]
-    cnbc = table.xpath(".//th[@scope='row']/a[.='CNBC']")[0]
+    assert not [t for t in doc.iter("table") if t.xpath("thead")]  # no data table in the email
+    takes = doc.xpath("//div[@class='take']")
+    assert len(takes) == 5  # the five takes with text, one per lens
+    cnbc = takes[0].xpath(".//a[.='CNBC']")[0]
     assert cnbc.get("href") == "https://www.cnbc.com/2026/06/24/anthropic-alibaba-distillation-campaign.html"
-    assert len(table.xpath(".//th[@scope='row']")) == 5  # the five takes with text
-    folded = table.xpath(".//td[starts-with(normalize-space(.), 'Also covered by')]")
-    assert len(folded) == 1 and len(folded[0].xpath("a")) == 12
-    assert "largest known distillation attack on Anthropic" in table.text_content()
-    assert "Related:" in text and "Anthropic · Alibaba Qwen · Openai" in text
+    assert takes[0].xpath("p[2]/@lang") == ["en"] and takes[0].xpath("p[2]/@dir") == ["ltr"]
+    assert takes[0].xpath("p[2]")[0].text_content() == (
+        "Lead account of Anthropic's June 10 letter to Senators Tim Scott and Elizabeth Warren, disclosed June 24."
+    )
+    also = doc.xpath("//p[starts-with(normalize-space(.), 'Also covered:')]")
+    assert len(also) == 1 and len(also[0].xpath("a")) == 8 and also[0].text_content().endswith("and 4 more")
+    see_all = doc.xpath("//a[.='See all 17 takes →']/@href")
+    assert see_all == [BASE + f"issues/{brief.slug}.html"]
+    assert doc.xpath("//a[.='Read the full story →']/@href") == [brief.canonical]
+    # Related stories without a known title are left out, never shown as slugs.
+    assert "Related:" not in text and "anthropic-series-h-ipo-2026" not in issue.html
+    assert "Anthropic · Alibaba Qwen · Openai" in text
     # Footer: sender, address, why, view in browser, unsubscribe.
     links = {a.text_content(): a.get("href") for a in doc.iter("a")}
     assert links["View in your browser"] == BASE + f"issues/{brief.slug}.html"
     assert links["Unsubscribe"] == unsubscribe_placeholder(issue.content_hash)
     assert cfg.email.postal_address in text and "you subscribed" in text
+    assert links["Manage subscription"] == BASE + "manage/"
+    assert "World Briefs Desk · World Briefs, 1 Example Street" in text  # not "Desk · Desk"
+    hidden = doc.xpath("//div[starts-with(@style, 'display:none')]")[0]
+    assert "color" not in hidden.get("style")  # hidden without white-on-white text
+
+
+def test_related_titles_when_known(cfg: Config) -> None:
+    brief = load("reference.txt")
+    issue = render_story(brief, cfg, related_titles={"chip-controls": "Chip controls tighten"})
+    doc = lxml.html.fromstring(issue.html)
+    assert doc.xpath("//a[.='Chip controls tighten']/@href") == [BASE + "issues/chip-controls.html"]
+    assert "anthropic-series-h-ipo-2026" not in issue.html
+    assert issue.content_hash != render_story(brief, cfg).content_hash
+
+
+def test_no_takes_no_zero_counts(cfg: Config) -> None:
+    issue = render_story(load("minimal.md"), cfg)
+    assert "0 takes" not in issue.html and "0 regions" not in issue.text
+    assert "How the world covered it" not in issue.html
+
+
+def test_first_k_takes_from_k_lenses(tmp_path: Path) -> None:
+    brief = big_brief(240, lenses=30, regions=12)
+    cfg = make_config(tmp_path, email={"coverage_takes": 8})
+    doc = lxml.html.fromstring(render_story(brief, cfg).html)
+    takes = doc.xpath("//div[@class='take']")
+    assert len(takes) == 8
+    lenses = [t.xpath(".//span[@class='muted']")[0].text_content() for t in takes]
+    assert len(set(lenses)) == 8
+    regions = re.sub(r"[ \n]+", " ", doc.xpath("//p[@class='regions']")[0].text_content())
+    assert all(f"Region {n}\u00a0" in regions for n in range(1, 13))
+    assert doc.xpath("//a[.='See all 240 takes →']")
+    assert len(doc.xpath("//span[@class='chip']")) == 10 and "+20 more lenses" in doc.text_content()
+
+
+def test_rtl_site_and_takes(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path, site={"language": "ar"})
+    doc = lxml.html.fromstring(render_story(load("non_latin.md"), cfg).html)
+    assert doc.get("dir") == "rtl" and doc.get("lang") == "ar"
+    arabic = doc.xpath("//p[@lang='ar']")[0]
+    assert arabic.get("dir") == "rtl" and "تغطية" in arabic.text_content()
+    assert doc.xpath("//p[@lang='he']/@dir") == ["rtl"] and doc.xpath("//p[@lang='zh']/@dir") == ["ltr"]
+    assert not doc.xpath("//em")  # no synthetic italics anywhere in the takes
 
 
 def test_story_text_version(cfg: Config) -> None:
     issue = render_story(load("reference.txt"), cfg)
     text = issue.text
     assert "SUMMARY" in text and "HOW THE WORLD COVERED IT" in text
-    assert "* CNBC [3] (United States, en)" in text
+    assert "* CNBC [3] · United States · US tech financial" in text
+    assert "Read the full story: [" in text and "Manage subscription: " + BASE + "manage/" in text
     assert "[3] https://www.cnbc.com/2026/06/24/anthropic-alibaba-distillation-campaign.html" in text
     assert f"Unsubscribe: {unsubscribe_placeholder(issue.content_hash)}" in text
 
@@ -227,25 +282,23 @@ def test_text_readable_width(story: tuple[Brief, RenderedIssue]) -> None:
             assert re.search(r"https?://\S+$", line), line
 
 
-def test_big_story_is_cut_with_more_link(cfg: Config) -> None:
+def test_big_story_shows_k_takes_and_links_the_rest(cfg: Config) -> None:
     brief = big_brief()
     issue = render_story(brief, cfg)
     doc = lxml.html.fromstring(issue.html)
-    more = [a for a in doc.iter("a") if a.text_content().startswith("and ")]
-    assert len(more) == 1
-    shown = len(doc.xpath("//th[@scope='row']"))
-    assert shown <= cfg.email.max_takes
-    assert more[0].text_content() == f"and {240 - shown} more takes →"
-    assert more[0].get("href") == brief.canonical
-    assert f"And {240 - shown} more takes: [" in issue.text
+    assert len(doc.xpath("//div[@class='take']")) == cfg.email.coverage_takes == 8
+    more = doc.xpath("//a[.='See all 240 takes →']")
+    assert len(more) == 1 and more[0].get("href") == BASE + f"issues/{brief.slug}.html"
+    assert "See all 240 takes: [" in issue.text
+    assert len(issue.html.encode()) < 30_000
 
 
-def test_size_budget_cuts_takes_when_max_takes_is_generous(tmp_path: Path) -> None:
-    cfg = make_config(tmp_path, email={"max_takes": 1000, "max_html_bytes": 60_000})
+def test_size_budget_cuts_curated_takes(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path, email={"coverage_takes": 40, "max_html_bytes": 22_000})
     issue = render_story(big_brief(), cfg)
     size = len(issue.html.encode())
-    assert 40_000 < size <= 60_000  # cut, but not needlessly short
-    assert "more takes →" in issue.html
+    shown = len(lxml.html.fromstring(issue.html).xpath("//div[@class='take']"))
+    assert size <= 22_000 and 0 < shown < 40
 
 
 def test_budget_too_small_is_an_error(tmp_path: Path) -> None:
@@ -280,7 +333,7 @@ def test_rule_accessibility(story: tuple[Brief, RenderedIssue]) -> None:
             assert all(th.get("scope") for th in table.iter("th"))
         else:
             assert table.get("role") == "presentation", lxml.html.tostring(table)[:200]
-    assert data_tables == (1 if story[0].take_count else 0)
+    assert data_tables == 0  # the full table is on the web page; the email's takes are one column
     for img in doc.iter("img"):
         assert img.get("alt"), lxml.html.tostring(img)
 
@@ -344,8 +397,8 @@ def test_hostile_brief_is_escaped(cfg: Config) -> None:
     hrefs = " ".join(doc.xpath("//@href"))
     assert "javascript" not in hrefs.lower() and "data:" not in hrefs and "vbscript" not in hrefs
     # The outlet with a javascript: source is shown, but not linked.
-    cell = doc.xpath("//th[@scope='row'][contains(., 'Outlet')]")[0]
-    assert cell.text_content() == "<b>Outlet</b> & SonsRegion <x> · en" and not cell.xpath("a")
+    cell = doc.xpath("//div[@class='take']/p[contains(., 'Outlet')]")[0]
+    assert cell.text_content().startswith("<b>Outlet</b> & Sons · Region <x>") and not cell.xpath(".//a")
     assert "javascript" not in issue.text.lower()
 
 
@@ -371,14 +424,19 @@ def test_digest_content(cfg: Config) -> None:
     draft = dataclasses.replace(load("minimal.md"), slug="draft-one", title="Unpublished draft", status="draft")
     issue = render_digest([*briefs, draft], cfg, period_key="2026-06-25", period_label="25 June 2026")
     assert issue.kind == "digest" and issue.key == "2026-06-25"
-    assert issue.subject == "World Briefs 25 June 2026: " + briefs[0].title + " and 3 more"
+    assert issue.subject == "Anthropic accuses Alibaba of largest-ever AI distillation at… + 3 more"
+    assert len(issue.subject) <= 70
+    assert issue.preheader.startswith(briefs[1].title)
     doc = lxml.html.fromstring(issue.html)
     contents = doc.xpath("//ol/li/a")
     assert [a.text_content() for a in contents] == [b.title for b in briefs]
     assert contents[0].get("href") == briefs[0].canonical
     assert contents[2].get("href") == BASE + "issues/minimal.html"  # no canonical: our web copy
     assert "Unpublished draft" not in issue.html and "Unpublished draft" not in issue.text
-    assert "17 takes · 6 lenses · 8 regions — United States 7 · India 2 · Pakistan 2" in doc.text_content()
+    assert "17 takes · 5 lenses · 8 regions — United States\u00a07 · India\u00a02 · Pakistan\u00a02" in doc.text_content()
+    assert doc.xpath("//h1")[0].text_content() == "25 June 2026"
+    first = doc.xpath("//div[@class='take']")[:2]
+    assert [t.xpath(".//span[@class='muted']")[0].text_content() for t in first] == ["· US tech financial", "· hardware / security detail"]
     assert doc.xpath("//a[.='View in your browser']/@href") == [BASE + "issues/digest-2026-06-25.html"]
     assert "IN THIS ISSUE" in issue.text
 

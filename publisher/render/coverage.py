@@ -1,0 +1,194 @@
+""""How the world covered it", shared by the email, the public site and the feeds.
+
+What a reader sees of a brief's takes: the distribution of regions and
+lenses, a short curated pick of takes that shows the *spread* of the
+coverage (round-robin across lenses, then regions), clean labels (no
+"unlabelled" lens, full language names) and each take's language and
+direction so screen readers and bidi layout get them right.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from ..briefs.model import Brief, Lens, Take
+from ..core.urls import is_http_url
+from .text import clean_line
+
+# Names editors use for "no lens"; such takes go under "Also covered" with no header word.
+_NO_LENS = {"", "unlabelled", "unlabeled", "other", "none", "misc"}
+
+# Primary language subtags written right to left.
+RTL = {"ar", "he", "iw", "fa", "ur", "yi", "ps", "sd", "ug", "dv", "ckb"}
+# Scripts without a true italic: emphasis there is never synthesised.
+NO_ITALIC = RTL | {"zh", "ja", "ko", "th", "hi", "bn", "ta", "te", "ml", "kn", "mr", "gu", "pa", "si", "my", "km", "lo"}
+
+LANGUAGE_NAMES = {
+    "ar": "Arabic", "bn": "Bengali", "cs": "Czech", "da": "Danish", "de": "German", "el": "Greek",
+    "en": "English", "es": "Spanish", "fa": "Persian", "fi": "Finnish", "fr": "French", "he": "Hebrew",
+    "hi": "Hindi", "hu": "Hungarian", "id": "Indonesian", "it": "Italian", "ja": "Japanese", "ko": "Korean",
+    "ms": "Malay", "nl": "Dutch", "no": "Norwegian", "pl": "Polish", "pt": "Portuguese", "ro": "Romanian",
+    "ru": "Russian", "sv": "Swedish", "sw": "Swahili", "ta": "Tamil", "th": "Thai", "tr": "Turkish",
+    "uk": "Ukrainian", "ur": "Urdu", "vi": "Vietnamese", "zh": "Chinese",
+}
+
+KNOWN = set(LANGUAGE_NAMES) | RTL | NO_ITALIC
+
+MAX_TAKE_WORDS = 25
+_MAX_TAKE_CHARS = 160  # for scripts without spaces between words
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"“‘(\[]?[A-Z0-9])|(?<=[。！？])")
+_LANG_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+
+def lang_tag(language: str) -> str:
+    """A BCP 47 tag for ``lang=`` from what the brief wrote, or '' when it is not a
+    language we know (a wrong ``lang`` is worse than none: it picks the wrong voice)."""
+    value = clean_line(language)
+    if not _LANG_TAG.match(value):
+        return ""
+    return value if value.split("-")[0].lower() in KNOWN else ""
+
+
+def primary(language: str) -> str:
+    value = clean_line(language)
+    return value.split("-")[0].lower() if _LANG_TAG.match(value) else ""
+
+
+def direction(language: str) -> str:
+    return "rtl" if primary(language) in RTL else "ltr"
+
+
+def language_name(language: str) -> str:
+    """``de`` → ``German``; a name the brief spelt out stays as written."""
+    key = primary(language)
+    if key in LANGUAGE_NAMES:
+        return LANGUAGE_NAMES[key]
+    return clean_line(language)
+
+
+def italic_ok(language: str) -> bool:
+    return primary(language) not in NO_ITALIC
+
+
+def lens_label(lens: Lens) -> str:
+    """The lens name readers see; '' for "unlabelled" and the like."""
+    name = clean_line(lens.name)
+    return "" if name.casefold() in _NO_LENS else name
+
+
+def first_sentence(text: str, words: int = MAX_TAKE_WORDS) -> str:
+    """The take's first sentence, at most ``words`` words (an ellipsis marks a cut)."""
+    flat = clean_line(text)
+    sentence = _SENTENCE_END.split(flat, maxsplit=1)[0].strip()
+    parts = sentence.split()
+    if len(parts) > words:
+        sentence = " ".join(parts[:words]).rstrip(",;:") + "…"
+    elif len(sentence) > _MAX_TAKE_CHARS:
+        sentence = sentence[: _MAX_TAKE_CHARS - 1] + "…"
+    return sentence
+
+
+@dataclass(frozen=True)
+class TakeView:
+    """One take as readers see it."""
+
+    outlet: str
+    region: str
+    lang: str  # BCP 47 tag, or ''
+    dir: str  # "ltr" | "rtl"
+    language: str  # full name, or ''
+    lens: str  # label, or '' (unlabelled)
+    sentence: str  # first sentence, ≤ 25 words; '' for a take without text
+    text_html: str  # the whole take, safe HTML from the parser
+    quote: str | None
+    italic: bool
+    source: str | None
+
+
+def take_view(take: Take, lens: Lens) -> TakeView:
+    return TakeView(
+        outlet=clean_line(take.outlet) or "Unnamed outlet",
+        region=clean_line(take.region),
+        lang=lang_tag(take.language),
+        dir=direction(take.language),
+        language=language_name(take.language),
+        lens=lens_label(lens),
+        sentence=first_sentence(take.text.text) if take.text else "",
+        text_html=take.text.html,
+        quote=clean_line(take.quote) if take.quote else None,
+        italic=italic_ok(take.language),
+        source=take.source if take.source and is_http_url(take.source) else None,
+    )
+
+
+@dataclass(frozen=True)
+class LensGroup:
+    label: str  # '' for takes without a lens
+    rows: tuple[TakeView, ...]  # takes with text
+    folded: tuple[TakeView, ...]  # takes that are only an outlet and a link
+
+
+def groups(brief: Brief) -> tuple[LensGroup, ...]:
+    """Every take grouped by lens; labelled lenses first, unlabelled ones last."""
+    out: list[LensGroup] = []
+    for lens in brief.lenses:
+        views = [take_view(t, lens) for t in lens.takes]
+        out.append(LensGroup(lens_label(lens), tuple(v for v in views if v.sentence), tuple(v for v in views if not v.sentence)))
+    return tuple(sorted(out, key=lambda g: g.label == ""))
+
+
+def region_counts(brief: Brief) -> list[tuple[str, int]]:
+    return [(clean_line(r), n) for r, n in brief.region_distribution() if clean_line(r)]
+
+
+def lens_counts(brief: Brief) -> list[tuple[str, int]]:
+    """Labelled lenses with their number of takes, most first (brief order on ties)."""
+    counter: Counter[str] = Counter()
+    for lens in brief.lenses:
+        label = lens_label(lens)
+        if label and lens.takes:
+            counter[label] += len(lens.takes)
+    order = {lens_label(lens): i for i, lens in enumerate(reversed(brief.lenses))}
+    return sorted(counter.items(), key=lambda kv: (-kv[1], -order[kv[0]]))
+
+
+def counts_line(brief: Brief) -> str:
+    """``17 takes · 6 lenses · 8 regions`` without zero counts ('' without takes)."""
+    n_takes = brief.take_count
+    if not n_takes:
+        return ""
+    n_lenses, n_regions = len(lens_counts(brief)), len(region_counts(brief))
+    parts = [f"{n_takes} take{'s' if n_takes != 1 else ''}"]
+    if n_lenses:
+        parts.append(f"{n_lenses} lens{'es' if n_lenses != 1 else ''}")
+    if n_regions:
+        parts.append(f"{n_regions} region{'s' if n_regions != 1 else ''}")
+    return " · ".join(parts)
+
+
+def pick(brief: Brief, k: int) -> list[TakeView]:
+    """``k`` takes with text, round-robin across lenses, then regions.
+
+    Each round takes one from every lens that has any left (labelled lenses
+    first), preferring within a lens a region not shown yet; so the first
+    ``k`` rows come from ``k`` different lenses whenever there are that many.
+    """
+    queues: list[list[TakeView]] = [list(g.rows) for g in groups(brief) if g.rows]
+    shown_regions: set[str] = set()
+    chosen: list[TakeView] = []
+    while len(chosen) < k and any(queues):
+        for queue in queues:
+            if not queue or len(chosen) == k:
+                continue
+            index = next((i for i, v in enumerate(queue) if v.region not in shown_regions), 0)
+            view = queue.pop(index)
+            shown_regions.add(view.region)
+            chosen.append(view)
+    return chosen
+
+
+def also_covered(brief: Brief) -> tuple[TakeView, ...]:
+    """Takes that are only an outlet and a link, across all lenses."""
+    return tuple(v for g in groups(brief) for v in g.folded)

@@ -1,0 +1,161 @@
+"""The public site: home, story pages, digest pages, archive, tags, manage, the feed XSL.
+
+Its own templates (``templates/site/``), not the email's: a story page has
+the full coverage table grouped by lens and no unsubscribe footer. Pure:
+values in, HTML out; dates come from the briefs and the store, never from
+the clock. No JavaScript anywhere, so the public CSP stays strict.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateError
+
+from ..briefs.model import Brief
+from ..briefs.slugs import tag_slug
+from ..core.config import Config
+from ..core.errors import RenderError
+from . import coverage as cov
+from .email import coverage_line, digest_takes, related_links, story_url, text_direction
+from .templating import search_path
+from .text import clean_line
+
+
+@dataclass(frozen=True)
+class StoryItem:
+    """One story in a list (home, archive, tag pages)."""
+
+    slug: str
+    title: str
+    dek: str
+    date: dt.date
+    coverage: str  # "17 takes · 5 lenses · 8 regions — …", '' without takes
+    url: str  # its page on this site
+
+
+@dataclass(frozen=True)
+class TagItem:
+    key: str  # path-safe tag slug
+    name: str  # display name, as the briefs spell it
+    count: int
+
+
+def page_url(cfg: Config, slug: str) -> str:
+    return cfg.site.url(f"issues/{slug}.html")
+
+
+def tag_url(cfg: Config, key: str) -> str:
+    return cfg.site.url(f"tags/{key}/")
+
+
+def story_item(brief: Brief, cfg: Config) -> StoryItem:
+    return StoryItem(
+        slug=brief.slug,
+        title=clean_line(brief.title) or brief.slug,
+        dek=clean_line(brief.dek or ""),
+        date=brief.published_at(cfg.site.tz).astimezone(cfg.site.tz).date(),
+        coverage=coverage_line(brief),
+        url=page_url(cfg, brief.slug),
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _environment(dirs: tuple[str, ...]) -> Environment:
+    env = Environment(
+        loader=ChoiceLoader([FileSystemLoader(d) for d in dirs]),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
+    env.filters["day"] = lambda d: f"{d:%-d %B %Y}"
+    return env
+
+
+def _render(cfg: Config, name: str, what: str, **context: Any) -> str:
+    env = _environment(search_path(cfg.paths.templates))
+    feeds = context.pop("feeds", None) or feed_links(cfg, "")
+    try:
+        return env.get_template(f"site/{name}").render(
+            site=cfg.site, dir=text_direction(cfg), feeds=feeds, home=cfg.site.url(""), **context
+        )
+    except TemplateError as exc:
+        raise RenderError(what, f"template site/{name}: {exc}") from exc
+
+
+def feed_links(cfg: Config, prefix: str) -> list[dict[str, str]]:
+    """Atom, RSS and JSON Feed of the site (prefix '') or of one tag (``tags/<key>/``)."""
+    return [
+        {"type": "application/atom+xml", "label": "Atom", "url": cfg.site.url(prefix + "feed.atom")},
+        {"type": "application/rss+xml", "label": "RSS", "url": cfg.site.url(prefix + "feed.rss")},
+        {"type": "application/feed+json", "label": "JSON Feed", "url": cfg.site.url(prefix + "feed.json")},
+    ]
+
+
+def _tags_of(brief: Brief) -> list[dict[str, str]]:
+    seen: dict[str, str] = {}
+    for name in (*brief.tags, *brief.entities):
+        key = tag_slug(name)
+        if key and clean_line(name):
+            seen.setdefault(key, clean_line(name))
+    return [{"key": k, "name": v} for k, v in seen.items()]
+
+
+def story_page(brief: Brief, cfg: Config, *, related_titles: Mapping[str, str] | None = None) -> str:
+    """A story's web page: the brief in full and every take, grouped by lens."""
+    tags = _tags_of(brief)
+    for tag in tags:
+        tag["url"] = tag_url(cfg, tag["key"])
+    return _render(
+        cfg, "story.html", f"story page {brief.slug}",
+        brief=brief, item=story_item(brief, cfg), counts=cov.counts_line(brief),
+        regions=cov.region_counts(brief), lenses=cov.lens_counts(brief), groups=cov.groups(brief),
+        related=related_links(brief, cfg, dict(related_titles or {})), tags=tags,
+        canonical=story_url(brief, cfg), url=page_url(cfg, brief.slug),
+    )
+
+
+def digest_page(briefs: Sequence[Brief], cfg: Config, *, label: str) -> str:
+    """A digest's web page, from its briefs and label (the caller decides the file name)."""
+    stories = [
+        {"item": story_item(b, cfg), "summary": b.summary.html, "takes": digest_takes(b)}
+        for b in briefs
+        if not b.is_draft
+    ]
+    return _render(cfg, "digest.html", f"digest page {label}", label=clean_line(label), stories=stories)
+
+
+def home_page(items: Sequence[StoryItem], cfg: Config, tags: Sequence[TagItem] = ()) -> str:
+    return _render(cfg, "home.html", "home page", items=items, tags=list(tags)[:20])
+
+
+def archive_page(items: Sequence[StoryItem], cfg: Config) -> str:
+    """Every story by month, newest first."""
+    months: dict[str, list[StoryItem]] = {}
+    for item in sorted(items, key=lambda i: (i.date, i.slug), reverse=True):
+        months.setdefault(f"{item.date:%B %Y}", []).append(item)
+    return _render(cfg, "archive.html", "archive page", months=list(months.items()))
+
+
+def tags_page(tags: Sequence[TagItem], cfg: Config) -> str:
+    return _render(cfg, "tags.html", "tags page", tags=sorted(tags, key=lambda t: t.name.casefold()), tag_url=functools.partial(tag_url, cfg))
+
+
+def tag_page(tag: TagItem, items: Sequence[StoryItem], cfg: Config) -> str:
+    feeds = feed_links(cfg, f"tags/{tag.key}/") if cfg.feeds.tag_feeds else feed_links(cfg, "")
+    return _render(cfg, "tag.html", f"tag page {tag.key}", tag=tag, items=items, feeds=feeds)
+
+
+def manage_page(cfg: Config) -> str:
+    return _render(cfg, "manage.html", "manage page")
+
+
+def feed_xsl(cfg: Config) -> str:
+    """The stylesheet a browser applies to a feed opened directly (Atom and RSS)."""
+    return _render(cfg, "feed.xsl", "feed stylesheet")

@@ -1,0 +1,113 @@
+"""The public site as `build` writes it and `serve` answers it, over real HTTP."""
+
+from __future__ import annotations
+
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import lxml.html  # type: ignore[import-untyped]
+import pytest
+
+from publisher.core.config import Config
+from publisher.publish.pipeline import Pipeline
+from publisher.publish.sitepages import write_digest_page
+from publisher.store import engine as store
+from tests.support.live import LiveServer
+from tests.support.project import build_config, brief_text
+from tests.support.files import DATA
+
+BASE = "https://news.example/"
+PAGES = ["/", "/archive/", "/tags/", "/tags/anthropic/", "/issues/anthropic-alibaba-claude-distillation.html", "/issues/digest-2026-06-25.html", "/manage/"]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config, str]]:
+    tmp = tmp_path_factory.mktemp("site")
+    cfg = build_config(tmp, create=True, site={"base_url": BASE}, schedule={"digest_cron": ""})
+    for sample in sorted((DATA / "samples").iterdir()):
+        (cfg.paths.briefs / sample.name).write_bytes(sample.read_bytes())
+    # A story the reference brief names as related, so its title shows.
+    (cfg.paths.briefs / "chip.md").write_text(brief_text("chip-controls", "Chip controls tighten", tags="chips"))
+    engine = store.connect(cfg.store_url)
+    pipeline = Pipeline(cfg, engine)
+    result = pipeline.build_all(workers=1)
+    assert not result.errors
+    with engine.connect() as conn:
+        briefs = [pipeline.briefs.get(conn, s) for s in ("anthropic-alibaba-claude-distillation", "chip-controls")]
+    write_digest_page(briefs, cfg, label="25 June 2026", name="digest-2026-06-25")
+    srv = LiveServer(cfg, engine, pipeline)
+    srv.start()
+    try:
+        yield cfg, srv.url
+    finally:
+        srv.stop()
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, resp.read().decode("utf-8")
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_page_answers_with_autodiscovery_and_links_resolve(served: tuple[Config, str], path: str) -> None:
+    _cfg, url = served
+    status, body = get(url + path)
+    assert status == 200, path
+    doc = lxml.html.fromstring(body)
+    alternates = {link.get("type"): link.get("href") for link in doc.xpath("//head/link[@rel='alternate']")}
+    assert set(alternates) == {"application/atom+xml", "application/rss+xml", "application/feed+json"}, path
+    internal = sorted({h for h in doc.xpath("//@href | //form/@action") if h.startswith(BASE)} | set(alternates.values()))
+    assert internal
+    for href in internal:
+        target = url + "/" + href[len(BASE):]
+        code, _ = get(target.split("#")[0])
+        assert code == 200, f"{path}: {href} answers {code}"
+    assert not doc.xpath("//script")
+
+
+def test_story_page_is_the_site_page_not_the_email(served: tuple[Config, str]) -> None:
+    _cfg, url = served
+    _, body = get(url + "/issues/anthropic-alibaba-claude-distillation.html")
+    text = lxml.html.fromstring(body).text_content()
+    assert "Unsubscribe" not in text and "You get this email" not in text and "unsubscribe" not in body
+    doc = lxml.html.fromstring(body)
+    # The full table: all 17 takes, grouped by lens; related by title; tags linked.
+    assert len(doc.xpath("//table[@class='cov']/tbody/tr")) == 17
+    assert "UNLABELLED" not in text.upper().replace("ALSO COVERED", "")
+    assert doc.xpath("//a[.='Chip controls tighten']/@href") == [BASE + "issues/chip-controls.html"]
+    assert "anthropic-series-h-ipo-2026" not in body
+    assert doc.xpath("//a[@class='chip'][.='Alibaba Qwen']/@href") == [BASE + "tags/alibaba-qwen/"]
+
+
+def test_tag_page_links_its_feeds(served: tuple[Config, str]) -> None:
+    _cfg, url = served
+    _, body = get(url + "/tags/anthropic/")
+    hrefs = lxml.html.fromstring(body).xpath("//main//a/@href")
+    assert BASE + "tags/anthropic/feed.atom" in hrefs and BASE + "tags/anthropic/feed.json" in hrefs
+
+
+def test_feed_points_at_the_stylesheet(served: tuple[Config, str]) -> None:
+    cfg, url = served
+    head = (cfg.paths.public / "feed.atom").read_bytes()[:300]
+    assert b'<?xml-stylesheet type="text/xsl" href="https://news.example/feed.xsl"?>' in head
+    status, xsl = get(url + "/feed.xsl")
+    assert status == 200 and "subscribe by email" in xsl and re.search(r"xsl:stylesheet", xsl)
+
+
+def test_sync_keeps_the_site_in_step(tmp_path: Path) -> None:
+    cfg = build_config(tmp_path, create=True, site={"base_url": BASE}, schedule={"quiet_period": 0})
+    pipeline = Pipeline(cfg, store.connect(cfg.store_url))
+    (cfg.paths.briefs / "a.md").write_text(brief_text("story-a", "Story A", tags="alpha"))
+    result = pipeline.sync()
+    assert {"index.html", "archive/index.html", "tags/index.html", "tags/alpha/index.html", "issues/story-a.html"} <= set(result.written)
+    assert "Story A" in (cfg.paths.public / "index.html").read_text()
+    (cfg.paths.briefs / "a.md").unlink()
+    result = pipeline.sync()
+    assert "Story A" not in (cfg.paths.public / "index.html").read_text()
+    assert not (cfg.paths.public / "tags" / "alpha" / "index.html").exists()
