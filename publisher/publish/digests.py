@@ -21,7 +21,7 @@ from apscheduler.triggers.cron import CronTrigger
 from ..briefs.model import Brief
 from ..core.clock import Clock
 from ..core.config import Config
-from ..core.errors import StateError
+from ..core.errors import NotFound, StateError
 from ..core.states import DIGEST_CADENCES, Cadence, IssueState
 from ..render.email import RenderedIssue, render_digest, web_version
 from ..store import engine as kv
@@ -29,6 +29,7 @@ from ..store import issues, stories
 from ..store.engine import Connection, Engine
 from .briefcache import BriefCache
 from .outputs import write_atomic
+from .sitepages import write_digest_page
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,13 @@ class DigestSchedule:
             year, week, _ = local.isocalendar()
             return f"{year}-W{week:02d}"
         return local.strftime("%Y-%m-%dT%H%M")
+
+    def fire_of(self, key: str) -> dt.datetime:
+        """The fire time a period key was made from (the inverse of :meth:`period_key`)."""
+        if self.cadence is Cadence.WEEKLY:
+            monday = dt.datetime.strptime(key + "-1", "%G-W%V-%u")
+            return monday.replace(tzinfo=self.tz)
+        return dt.datetime.strptime(key, "%Y-%m-%dT%H%M").replace(tzinfo=self.tz)
 
     def label(self, fire: dt.datetime) -> str:
         """How readers see the period ("Wednesday 02 January 2030", "Week of 30 December 2029")."""
@@ -132,18 +140,23 @@ class Digests:
         fires = [f for s in self.schedules.values() if (f := s.next_fire(self.clock())) is not None]
         return min(fires, default=None)
 
-    def _write_page(self, issue: RenderedIssue) -> None:
-        html, text = web_version(issue, self.cfg)
-        base = self.cfg.paths.public / "issues"
-        write_atomic(base / f"digest-{issue.key}.html", html.encode("utf-8"))
-        write_atomic(base / f"digest-{issue.key}.txt", text.encode("utf-8"))
+    def _write_page(self, schedule: DigestSchedule, key: str, briefs: list[Brief], text: str) -> None:
+        """issues/digest-KEY.html (the site's page of the digest) and .txt (its plain-text email, for everyone)."""
+        write_digest_page(briefs, self.cfg, label=schedule.label(schedule.fire_of(key)), name=f"digest-{key}")
+        write_atomic(self.cfg.paths.public / "issues" / f"digest-{key}.txt", text.encode("utf-8"))
 
     def rewrite_pages(self, conn: Connection) -> None:
         """The web page of every digest made so far (a full build rewrites public/ whole)."""
         for row in issues.digests(conn):
-            self._write_page(
-                RenderedIssue("digest", row.key, row.subject, row.preheader, "", row.html, row.text, row.content_hash)
-            )
+            schedule = self.schedules.get(Cadence(row.cadence)) or DigestSchedule(Cadence(row.cadence), "0 0 * * *", self.cfg.site.tz)
+            briefs = []
+            for slug in issues.members(conn, row.id):
+                try:
+                    briefs.append(self.cache.get(conn, slug))
+                except NotFound:
+                    continue  # a story deleted since: the page shows the rest
+            rendered = RenderedIssue("digest", row.key, row.subject, row.preheader, "", row.html, row.text, row.content_hash)
+            self._write_page(schedule, row.key, briefs, web_version(rendered, self.cfg)[1])
 
     def make(self, schedule: DigestSchedule, fire: dt.datetime, *, until: dt.datetime | None = None, actor: str = "service") -> int | None:
         """The digest for the period that fires at ``fire``, with stories up to ``until`` (default: the fire time).
@@ -164,8 +177,12 @@ class Digests:
                 return None
             issue = self.render(schedule, fire, briefs)
             state = IssueState.AWAITING_APPROVAL if self.cfg.digests.require_approval else IssueState.APPROVED
-            issue_id = issues.insert(conn, "digest", key, state, issue, now=self.clock(), cadence=schedule.cadence.value, actor=actor)
-            self._write_page(issue)
+            shown = [b for b in briefs if not b.is_draft]
+            issue_id = issues.insert(
+                conn, "digest", key, state, issue, now=self.clock(), cadence=schedule.cadence.value, actor=actor,
+                members=[b.slug for b in shown],
+            )
+            self._write_page(schedule, key, shown, web_version(issue, self.cfg)[1])
             log.info("%s digest %s %s with %d stories", schedule.cadence.value, key, state.label, len(briefs))
             return issue_id
 

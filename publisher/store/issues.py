@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..core.errors import NotFound, StateError
 from ..core.states import Cadence, DeliveryState, IssueState, SubscriberStatus, check_move
-from .schema import deliveries, issue_events, issues, subscribers
+from .schema import deliveries, issue_events, issue_stories, issues, subscribers
 from .subscribers import utc
 
 log = logging.getLogger(__name__)
@@ -251,7 +251,7 @@ def _content(content: IssueContent) -> dict[str, Any]:
 
 def insert(
     conn: Connection, kind: str, key: str, state: IssueState, content: IssueContent, *, now: dt.datetime,
-    cadence: str = Cadence.INSTANT.value, actor: str = "service",
+    cadence: str = Cadence.INSTANT.value, actor: str = "service", members: Sequence[str] = (),
 ) -> int:
     at = utc(now)
     approved = {"approved_at": at} if state is IssueState.APPROVED else {}
@@ -262,8 +262,16 @@ def insert(
     ).inserted_primary_key
     assert inserted is not None
     issue_id = int(inserted[0])
+    if members:
+        conn.execute(sa.insert(issue_stories), [{"issue_id": issue_id, "position": i, "slug": s} for i, s in enumerate(members)])
     _record(conn, issue_id, None, state, actor, at)
     return issue_id
+
+
+def members(conn: Connection, issue_id: int) -> list[str]:
+    """The slugs of the stories a digest carries, in its order."""
+    query = sa.select(issue_stories.c.slug).where(issue_stories.c.issue_id == issue_id).order_by(issue_stories.c.position)
+    return list(conn.execute(query).scalars())
 
 
 def update(conn: Connection, issue: IssueHead, state: IssueState, content: IssueContent, *, now: dt.datetime, actor: str = "service") -> None:

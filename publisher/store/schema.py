@@ -97,6 +97,16 @@ issues = sa.Table(
     sa.UniqueConstraint("kind", "key", name="uq_issue_kind_key"),
 )
 
+# The stories a digest carries, in the order it shows them (its web page is
+# rebuilt from these when public/ is rebuilt).
+issue_stories = sa.Table(
+    "issue_stories",
+    metadata,
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("slug", sa.String, nullable=False),
+)
+
 # Every move of an issue's state: who (a CLI user, a desk session, the
 # service) and when, so the desk can show an issue's history.
 issue_events = sa.Table(

@@ -124,12 +124,15 @@ def test_every_link_of_a_digest_email_resolves_to_a_written_page(tmp_path: Path)
     digest = issues.get_issue(pipeline.engine, pipeline.run_digest("daily") or 0)
     page = cfg.paths.public / "issues" / "digest-2030-01-07T0700.html"
     assert page.is_file() and "Story number 2" in page.read_text()
+    assert "Monday 07 January 2030" in page.read_text() and "nsubscribe" not in page.read_text()  # the site's page, not the email
     ours = sorted(set(re.findall(r'href="(https://news\.example\.org/[^"]*)"', digest.html)))
     assert any("digest-2030-01-07T0700.html" in u for u in ours)
     for url in ours:
-        path = url.removeprefix("https://news.example.org/").split("?")[0]
+        path = url.removeprefix("https://news.example.org/").split("?")[0].split("#")[0]
         if path in ("unsubscribe", "subscribe", "confirm"):
             continue  # served by the app, not files
+        if path == "" or path.endswith("/"):
+            path += "index.html"  # as the server resolves folders
         assert (cfg.paths.public / path).is_file(), f"{url} has no page"
 
 
