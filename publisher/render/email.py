@@ -10,6 +10,7 @@ a MIME message once per issue and fills the placeholder per recipient.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import html as html_mod
@@ -371,3 +372,26 @@ def web_version(issue: RenderedIssue, cfg: Config) -> tuple[str, str]:
     return issue.html.replace(token, html_mod.escape(url)), issue.text.replace(token, url)
 
 
+
+
+# ---------------------------------------------------------------- check
+
+
+def budget_problem(brief: Brief, cfg: Config) -> str | None:
+    """Why ``brief``'s story email can never fit ``email.max_html_bytes`` (even with every take cut), or None.
+
+    Takes are cut to fit, so only the rest of the brief can overflow. A
+    brief whose other text is far under budget is passed without a render,
+    which keeps ``publisher check`` over a large folder fast.
+    """
+    budget = cfg.email.max_html_bytes
+    rest = [brief.summary.html, brief.why_it_matters.html if brief.why_it_matters else "", brief.title, brief.dek or ""]
+    rest += [item.html for item in brief.what_to_watch] + [s.body.html for s in brief.sections]
+    if sum(len(part) for part in rest) * 2 < budget // 2:
+        return None
+    try:
+        # No lenses: the smallest email this brief can make.
+        render_story(dataclasses.replace(brief, lenses=(), content_hash=brief.content_hash + ":no-takes"), cfg)
+    except RenderError as exc:
+        return f"its email cannot fit the size budget even with no takes ({exc}); shorten the summary or sections, or raise email.max_html_bytes"
+    return None
