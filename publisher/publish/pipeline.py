@@ -267,9 +267,9 @@ class Pipeline:
     def _seen(self, paths: Iterable[str] | None, index: dict[str, watch.Indexed]) -> tuple[dict[str, watch.Stat], dict[str, watch.Indexed]]:
         """What is in the folder now (all of it, or the named files) and the index entries to compare with."""
         if paths is None:
-            return watch.scan(self.cfg.paths.briefs), index
+            return watch.scan(self.cfg.paths.briefs, follow_symlinks=self.cfg.briefs.follow_symlinks), index
         wanted = sorted(set(paths))
-        seen = {p: st for p in wanted if watch.is_watched(Path(p).name) and (st := watch.scan_one(self.cfg.paths.briefs / p))}
+        seen = {p: st for p in wanted if watch.is_watched(Path(p).name) and (st := watch.scan_one(self.cfg.paths.briefs / p, follow_symlinks=self.cfg.briefs.follow_symlinks))}
         return seen, {p: index[p] for p in wanted if p in index}
 
     def _sync_file(self, path: str, stat: watch.Stat, index: dict[str, watch.Indexed], result: SyncResult, touched: set[str]) -> None:
@@ -277,7 +277,7 @@ class Pipeline:
         parsed, brief = read_and_parse(self.cfg, path, stat)  # no lock held: other work goes on meanwhile
         if brief is not None:
             self.briefs.remember(parsed.sha256, brief)
-        if watch.scan_one(self.cfg.paths.briefs / path) != stat:
+        if watch.scan_one(self.cfg.paths.briefs / path, follow_symlinks=self.cfg.briefs.follow_symlinks) != stat:
             result.waiting.append(path)  # changed while we read it: next scan
             return
         known = index.get(path)
@@ -360,7 +360,7 @@ class Pipeline:
         """
         with self._sync_lock:
             index = self.load_index()
-            seen = watch.scan(self.cfg.paths.briefs)
+            seen = watch.scan(self.cfg.paths.briefs, follow_symlinks=self.cfg.briefs.follow_symlinks)
             result = SyncResult()
             now = self._now()
             items = sorted(seen.items())
