@@ -87,7 +87,7 @@ def entry_html(brief: Brief, cfg: Config) -> str:
         return str(hit)
     template = _entry_template(search_path(cfg.paths.templates))
     try:
-        html = clean(template.render(brief=brief))
+        html = clean(template.render(brief=brief, max_takes=cfg.feeds.max_takes, more_url=cfg.site.url(f"issues/{brief.slug}.html")))
     except TemplateError as exc:
         raise RenderError(f"{brief.slug}: {ENTRY_TEMPLATE}", str(exc)) from exc
     _HTML_MEMO.put((cfg, brief), (), html)

@@ -436,3 +436,26 @@ def test_rfc5005_archive_pages(tmp_path: Path) -> None:
     assert walk(out) == ["s-04", "s-03", "s-02", "s-01", "s-00"]
     # Archives are off by default.
     assert not any(p.startswith("archive/") for p in render_feeds(items, make_cfg(tmp_path, size=3)))
+
+
+def test_feed_entries_cap_takes_like_emails() -> None:
+    ref = parse_brief((DATA / "reference.txt").read_bytes(), "reference.txt")
+    assert ref.take_count == 17
+    full = entry_html(ref, build_config())
+    assert full.count("<tr><td>") == 17 and "more</a>" not in full
+    capped = entry_html(ref, build_config(feeds={"max_takes": 5}))
+    assert capped.count("<tr><td>") == 5
+    url = f"http://127.0.0.1:8000/issues/{ref.slug}.html"
+    assert f'<p><a href="{url}">and 12 more</a></p>' in capped
+    # Lenses whose takes are all cut leave no empty group behind.
+    assert capped.count("<tbody>") == len({lens.name for lens in ref.lenses if lens.takes} & set(_first_lenses(ref, 5)))
+
+
+def _first_lenses(brief: Brief, n: int) -> list[str]:
+    names: list[str] = []
+    for lens in brief.lenses:
+        if n <= 0:
+            break
+        names.append(lens.name)
+        n -= len(lens.takes)
+    return names
