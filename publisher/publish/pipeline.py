@@ -29,7 +29,7 @@ from ..core.clock import Clock, system_clock
 from ..core.config import Config
 from ..core.errors import PublisherError
 from ..core.states import IssueState
-from ..render.email import RenderedIssue, render_story
+from ..render.email import RenderedIssue, render_hash, render_story
 from ..store import files as files_store
 from ..store import stories
 from ..store.engine import Connection, Engine
@@ -226,11 +226,13 @@ class Pipeline:
         except PublisherError as exc:  # a hub outage only delays readers
             log.warning("WebSub ping failed: %s", exc)
 
-    def _story_outputs(self, conn: Connection, slug: str, now: dt.datetime) -> list[str]:
+    def _story_outputs(self, conn: Connection, slug: str, now: dt.datetime, ready: RenderedIssue | None = None) -> list[str]:
         """Web issue files and the story's email issue, after its story row changed.
 
         The rows go first and the files last, both inside the caller's
-        transaction: a failed write rolls the rows back with it.
+        transaction: a failed write rolls the rows back with it. ``ready``
+        is the render made before the lock was taken, used when it is of
+        this very content.
         """
         row = stories.state(conn, slug)
         if row is None or row.deleted or row.status == "draft":
@@ -239,7 +241,10 @@ class Pipeline:
             return _remove_web_issue(self.cfg, slug)
         brief = self.briefs.get(conn, slug)
         # One render serves both the web version and the email issue.
-        issue = render_story(brief, self.cfg)
+        if ready is not None and ready.key == slug and ready.content_hash == render_hash(brief, self.cfg):
+            issue = ready
+        else:
+            issue = render_story(brief, self.cfg)
         self.issues.sync(conn, slug, now, draft=False, rendered=issue)
         return write_web_issue(brief, self.cfg, issue)
 
@@ -275,23 +280,32 @@ class Pipeline:
     def _sync_file(self, path: str, stat: watch.Stat, index: dict[str, watch.Indexed], result: SyncResult, touched: set[str]) -> None:
         """Read, parse, record and write one file in its own transaction; its failure is its own."""
         parsed, brief = read_and_parse(self.cfg, path, stat)  # no lock held: other work goes on meanwhile
+        known = index.get(path)
+        unchanged = known is not None and known.sha256 == parsed.sha256 and parsed.error is None and known.slug == parsed.slug
+        ready: RenderedIssue | None = None
         if brief is not None:
             self.briefs.remember(parsed.sha256, brief)
+        if brief is not None and not unchanged:
+            try:
+                # Rendered before the lock too: the desk never waits for this file's render.
+                ready = None if brief.is_draft else render_story(brief, self.cfg)
+            except PublisherError as exc:
+                self._failed(path, stat, failure_message(self.cfg.paths.briefs / path, exc), result)
+                return
         if watch.scan_one(self.cfg.paths.briefs / path, follow_symlinks=self.cfg.briefs.follow_symlinks) != stat:
             result.waiting.append(path)  # changed while we read it: next scan
             return
-        known = index.get(path)
         now = self._now()
         try:
             with self._lock, self.engine.begin() as conn:
-                if known is not None and known.sha256 == parsed.sha256 and parsed.error is None and known.slug == parsed.slug:
+                if known is not None and unchanged:
                     # Touched, not changed (e.g. `touch`, a save without edits).
                     files_store.touch(conn, path, mtime_ns=stat.mtime_ns, size=stat.size)
                     recorded = _Recorded(watch.Indexed(stat, known.sha256, known.slug), None, frozenset(), None)
                 else:
                     recorded = self._record(conn, parsed, now, index)
                     for slug in filter(None, (recorded.changed_slug, recorded.retired)):
-                        result.written += self._story_outputs(conn, slug, now)
+                        result.written += self._story_outputs(conn, slug, now, ready)
         except (PublisherError, OSError) as exc:
             # The transaction rolled back; the file stays unseen and is read again later.
             self._failed(path, stat, failure_message(self.cfg.paths.briefs / path, exc), result)

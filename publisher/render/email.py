@@ -218,6 +218,12 @@ def _size(html: str) -> int:
 # ---------------------------------------------------------------- story
 
 
+def render_hash(brief: Brief, cfg: Config) -> str:
+    """The content hash :func:`render_story` would give ``brief`` now (templates and settings included)."""
+    _env, tdigest = _environment(_template_dirs(cfg))
+    return _inputs_hash("story", brief.slug, [brief.content_hash], cfg, tdigest)
+
+
 def render_story(brief: Brief, cfg: Config) -> RenderedIssue:
     """A story issue for one brief; coverage is cut to fit the HTML budget."""
     what = f"story {brief.slug}"

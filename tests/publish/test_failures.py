@@ -1,0 +1,201 @@
+"""A full disk, a slow brief: publishing waits for nothing it does not need and recovers by itself."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from publisher import store
+from publisher.core.config import Config
+from publisher.publish import outputs, pipeline
+from publisher.publish.pipeline import Pipeline
+from publisher.publish.retry import Retries
+from publisher.store import schema
+from tests.support.folders import issue_state, settle
+from tests.support.project import brief_text, build_config
+from tests.support.waiting import wait_for
+
+
+def _put(cfg: Config, name: str, slug: str) -> None:
+    path = cfg.paths.briefs / name
+    path.write_text(brief_text(slug, slug.title()))
+    settle(path)
+
+
+def _story_slugs(pub: Pipeline) -> set[str]:
+    with pub.engine.connect() as conn:
+        return set(conn.execute(sa.select(schema.stories.c.slug)).scalars())
+
+
+@pytest.fixture
+def pub(tmp_path: Path) -> Iterator[Pipeline]:
+    cfg = build_config(tmp_path, create=True)
+    p = Pipeline(cfg, store.connect(cfg.store_url))
+    p.retries = Retries(0.01)  # a short backoff keeps the test quick; its doubling is tested in test_backoff
+    yield p
+
+
+@pytest.mark.parametrize("stage", ["read", "render"])
+def test_the_desk_does_not_wait_for_a_slow_brief(pub: Pipeline, stage: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _put(pub.cfg, "a.md", "story-a")
+    pub.sync()
+    assert issue_state(pub.engine, "story-a") == "awaiting_approval"
+    entered, release = threading.Event(), threading.Event()
+    real = pipeline.read_and_parse if stage == "read" else pipeline.render_story
+
+    def slow(*args: Any) -> Any:
+        out = real(*args)
+        if "slow" in str(args[1]) or getattr(args[0], "slug", "") == "story-slow":
+            entered.set()
+            release.wait(60)
+        return out
+
+    monkeypatch.setattr(pipeline, "read_and_parse" if stage == "read" else "render_story", slow)
+    _put(pub.cfg, "slow.md", "story-slow")
+    scan = threading.Thread(target=pub.sync)
+    scan.start()
+    try:
+        assert entered.wait(30)
+        desk = threading.Thread(target=pub.approve, args=("story-a",))
+        desk.start()
+        desk.join(30)  # a deadline for a deadlock, not a speed bound
+        assert not desk.is_alive(), "approve waited for another brief's " + stage
+        assert issue_state(pub.engine, "story-a") == "approved"
+        assert scan.is_alive()  # the slow brief was still being processed
+    finally:
+        release.set()
+        scan.join(60)
+    assert issue_state(pub.engine, "story-slow") == "awaiting_approval"
+
+
+_real_stage = outputs._stage
+
+
+def _enospc(match: str) -> Any:
+    real = outputs._stage
+
+    def stage(path: Path, data: bytes) -> str:
+        if match in path.name:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(path, data)
+
+    return stage
+
+
+def test_a_full_disk_leaves_files_and_store_consistent_then_recovers(
+    pub: Pipeline, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = pub.cfg
+    _put(cfg, "one.md", "story-1")
+    pub.sync()
+    feed_before = (cfg.paths.public / "feed.atom").read_bytes()
+    monkeypatch.setattr(outputs, "_stage", _enospc(""))  # every write fails
+    _put(cfg, "two.md", "story-2")
+    caplog.set_level(logging.INFO)
+    result = pub.sync()
+    assert result.published == []
+    assert len(result.errors) == 1 and "two.md: cannot publish: No space left on device [ENOSPC]" in result.errors[0]
+    # Nothing half done: no row, no page, the old feed; the failure shows in status.
+    assert _story_slugs(pub) == {"story-1"}
+    assert not (cfg.paths.public / "issues" / "story-2.html").exists()
+    assert not list((cfg.paths.public / "issues").glob(".*.tmp"))
+    assert (cfg.paths.public / "feed.atom").read_bytes() == feed_before
+    assert "ENOSPC" in dict(pub.status().errors)["two.md"]
+    # Retried on later scans (after the backoff), logged once while the error stays the same.
+    wait_for(lambda: pub.retries.due("two.md", result_stat(pub, "two.md")), what="the backoff")
+    assert pub.sync().errors
+    assert sum("No space left" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR) == 1
+    # Space returns: the same pipeline publishes, no restart.
+    monkeypatch.setattr(outputs, "_stage", _real_stage)
+    wait_for(lambda: "story-2" in pub.sync().published, what="publishing after space returned")
+    assert _story_slugs(pub) == {"story-1", "story-2"}
+    assert (cfg.paths.public / "issues" / "story-2.html").exists()
+    assert b"story-2" in (cfg.paths.public / "feed.atom").read_bytes()
+    assert "two.md" not in dict(pub.status().errors)
+
+
+def result_stat(pub: Pipeline, path: str) -> Any:
+    from publisher.publish import watch
+
+    return watch.scan_one(pub.cfg.paths.briefs / path)
+
+
+def test_a_feed_that_cannot_be_written_is_written_on_the_next_scan(pub: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = pub.cfg
+    _put(cfg, "one.md", "story-1")
+    pub.sync()
+    monkeypatch.setattr(outputs, "_stage", _enospc("feed."))
+    _put(cfg, "two.md", "story-2")
+    result = pub.sync()
+    # The story is committed with its page; only the feeds wait.
+    assert result.published == ["story-2"] and (cfg.paths.public / "issues" / "story-2.html").exists()
+    assert b"story-2" not in (cfg.paths.public / "feed.atom").read_bytes()
+    monkeypatch.setattr(outputs, "_stage", _real_stage)
+    wait_for(lambda: b"story-2" in (pub.sync(), (cfg.paths.public / "feed.atom").read_bytes())[1], what="the feed rewritten")
+
+
+def test_backoff_doubles_and_an_edit_retries_at_once() -> None:
+    now = [100.0]
+    retries = Retries(2.0, cap=10.0, clock=lambda: now[0])
+    from publisher.publish.watch import Stat
+
+    st = Stat(1, 1)
+    assert retries.failed("a.md", st, "boom") is True
+    assert not retries.due("a.md", st)
+    now[0] += 2.0
+    assert retries.due("a.md", st)
+    assert retries.failed("a.md", st, "boom") is False  # same error: not logged again
+    now[0] += 3.9
+    assert not retries.due("a.md", st)  # 4 s after the second failure
+    assert retries.due("a.md", Stat(2, 1))  # edited: at once
+    for _ in range(10):
+        retries.failed("a.md", st, "boom")
+    assert retries.seconds_to_next() == 10.0  # capped
+    assert retries.succeeded("a.md") and retries.pending() == ()
+
+
+def _mount_tmpfs(where: Path, size: str) -> bool:
+    if os.geteuid() != 0:
+        return False
+    where.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True)
+    return done.returncode == 0
+
+
+@pytest.mark.slow
+def test_a_real_full_tmpfs_then_recovery(tmp_path: Path) -> None:
+    cfg = build_config(tmp_path, create=True)
+    if not _mount_tmpfs(cfg.paths.public, "1m"):
+        pytest.skip("needs root and tmpfs mounts")
+    try:
+        pub = Pipeline(cfg, store.connect(cfg.store_url))
+        pub.retries = Retries(0.01)
+        _put(cfg, "one.md", "story-1")
+        assert pub.sync().published == ["story-1"]
+        filler = cfg.paths.public / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:
+                os.write(fd, b"\0" * 4096)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+        finally:
+            os.close(fd)
+        _put(cfg, "two.md", "story-2")
+        result = pub.sync()
+        assert result.published == [] and "ENOSPC" in result.errors[0]
+        assert _story_slugs(pub) == {"story-1"}
+        filler.unlink()
+        wait_for(lambda: "story-2" in pub.sync().published, what="publishing after space returned")
+        assert b"story-2" in (cfg.paths.public / "feed.atom").read_bytes()
+    finally:
+        subprocess.run(["umount", "-l", str(cfg.paths.public)], check=False)
