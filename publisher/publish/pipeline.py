@@ -32,7 +32,7 @@ from ..core.states import IssueState
 from ..render.email import RenderedIssue, render_hash, render_story
 from ..store import files as files_store
 from ..store import stories
-from ..store.engine import Connection, Engine
+from ..store.engine import Connection, DatabaseFailure, Engine
 from . import watch, websub
 from .briefcache import BriefCache
 from .digests import Digests
@@ -256,7 +256,7 @@ class Pipeline:
         try:
             with self.engine.connect() as conn:
                 result.written += self.feeds.write(conn, keys, force=force)
-        except (PublisherError, OSError) as exc:
+        except (PublisherError, OSError, DatabaseFailure) as exc:
             self._feeds_pending = keys
             message = failure_message(self.cfg.paths.public, exc).replace("cannot publish", "feeds not written")
             if self.retries.failed("<feeds>", None, message):
@@ -306,7 +306,7 @@ class Pipeline:
                     recorded = self._record(conn, parsed, now, index)
                     for slug in filter(None, (recorded.changed_slug, recorded.retired)):
                         result.written += self._story_outputs(conn, slug, now, ready)
-        except (PublisherError, OSError) as exc:
+        except (PublisherError, OSError, DatabaseFailure) as exc:
             # The transaction rolled back; the file stays unseen and is read again later.
             self._failed(path, stat, failure_message(self.cfg.paths.briefs / path, exc), result)
             return
@@ -328,7 +328,7 @@ class Pipeline:
                 slug = self._forget_file(conn, path, index, now, gone)
                 if slug is not None:
                     result.written += self._story_outputs(conn, slug, now)
-        except (PublisherError, OSError) as exc:
+        except (PublisherError, OSError, DatabaseFailure) as exc:
             self._failed(path, None, failure_message(self.cfg.paths.briefs / path, exc), result)
             return
         del index[path]

@@ -69,7 +69,9 @@ def failure_message(full: Path, exc: BaseException) -> str:
     if isinstance(exc, OSError):
         code = f" [{errno_name(exc.errno)}]" if exc.errno else ""
         return f"{full}: cannot publish: {exc.strerror or exc}{code}"
-    return f"{full}: cannot publish: {exc}"
+    # A database error's text carries its SQL and parameters: its driver's first line says it.
+    first = (str(getattr(exc, "orig", None) or exc).splitlines() or [type(exc).__name__])[0]
+    return f"{full}: cannot publish: {first}"
 
 
 def errno_name(code: int | None) -> str:
