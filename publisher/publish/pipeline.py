@@ -80,6 +80,11 @@ class _Recorded:
     retired: str | None = None
 
 
+# Failures the pipeline expects (bad input, a full disk, a lost database);
+# anything else is a bug, still isolated to its file but logged with a traceback.
+EXPECTED = (PublisherError, OSError, DatabaseFailure)
+
+
 def _min(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else min(a, b)
 
@@ -203,10 +208,12 @@ class Pipeline:
             return gone.slug
         return None
 
-    def _failed(self, path: str, stat: watch.Stat | None, message: str, result: SyncResult) -> None:
+    def _failed(self, path: str, stat: watch.Stat | None, exc: BaseException | str, result: SyncResult) -> None:
         """One file could not be published: recorded as rejected, retried later with backoff."""
+        message = exc if isinstance(exc, str) else failure_message(self.cfg.paths.briefs / path, exc)
         if self.retries.failed(path, stat, message):
-            log.error("%s (retried on a later scan)", message)
+            # A bug (not a failure we know) keeps its traceback in the log, once.
+            log.error("%s (retried on a later scan)", message, exc_info=None if isinstance(exc, (str, *EXPECTED)) else exc)
         result.errors.append(message)
         try:
             with self._lock, self.engine.begin() as conn:
@@ -256,7 +263,7 @@ class Pipeline:
         try:
             with self.engine.connect() as conn:
                 result.written += self.feeds.write(conn, keys, force=force)
-        except (PublisherError, OSError, DatabaseFailure) as exc:
+        except EXPECTED as exc:
             self._feeds_pending = keys
             message = failure_message(self.cfg.paths.public, exc).replace("cannot publish", "feeds not written")
             if self.retries.failed("<feeds>", None, message):
@@ -289,8 +296,8 @@ class Pipeline:
             try:
                 # Rendered before the lock too: the desk never waits for this file's render.
                 ready = None if brief.is_draft else render_story(brief, self.cfg)
-            except PublisherError as exc:
-                self._failed(path, stat, failure_message(self.cfg.paths.briefs / path, exc), result)
+            except Exception as exc:  # whatever one brief does, the others publish
+                self._failed(path, stat, exc, result)
                 return
         if watch.scan_one(self.cfg.paths.briefs / path, follow_symlinks=self.cfg.briefs.follow_symlinks) != stat:
             result.waiting.append(path)  # changed while we read it: next scan
@@ -306,9 +313,9 @@ class Pipeline:
                     recorded = self._record(conn, parsed, now, index)
                     for slug in filter(None, (recorded.changed_slug, recorded.retired)):
                         result.written += self._story_outputs(conn, slug, now, ready)
-        except (PublisherError, OSError, DatabaseFailure) as exc:
+        except Exception as exc:  # one file's failure, whatever it is, is that file's alone
             # The transaction rolled back; the file stays unseen and is read again later.
-            self._failed(path, stat, failure_message(self.cfg.paths.briefs / path, exc), result)
+            self._failed(path, stat, exc, result)
             return
         index[path] = recorded.indexed
         if self.retries.succeeded(path):
@@ -328,8 +335,8 @@ class Pipeline:
                 slug = self._forget_file(conn, path, index, now, gone)
                 if slug is not None:
                     result.written += self._story_outputs(conn, slug, now)
-        except (PublisherError, OSError, DatabaseFailure) as exc:
-            self._failed(path, None, failure_message(self.cfg.paths.briefs / path, exc), result)
+        except Exception as exc:  # as in _sync_file
+            self._failed(path, None, exc, result)
             return
         del index[path]
         self.retries.forget(path)

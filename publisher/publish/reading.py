@@ -69,9 +69,11 @@ def failure_message(full: Path, exc: BaseException) -> str:
     if isinstance(exc, OSError):
         code = f" [{errno_name(exc.errno)}]" if exc.errno else ""
         return f"{full}: cannot publish: {exc.strerror or exc}{code}"
+    if isinstance(exc, PublisherError):
+        return f"{full}: cannot publish: {exc}"
     # A database error's text carries its SQL and parameters: its driver's first line says it.
-    first = (str(getattr(exc, "orig", None) or exc).splitlines() or [type(exc).__name__])[0]
-    return f"{full}: cannot publish: {first}"
+    first = (str(getattr(exc, "orig", None) or exc).splitlines() or [""])[0]
+    return f"{full}: cannot publish: {type(exc).__name__}: {first}"
 
 
 def errno_name(code: int | None) -> str:
@@ -155,7 +157,7 @@ def build_one(cfg: Config, path: str, stat: watch.Stat) -> Parsed:
         return parsed
     try:
         write_web_issue(brief, cfg)
-    except (PublisherError, OSError) as exc:
+    except Exception as exc:  # whatever one brief does, the others publish (the parent logs it)
         return Parsed(path, stat, parsed.sha256, failure_message(cfg.paths.briefs / path, exc), retry=True)
     return parsed
 

@@ -201,3 +201,21 @@ def test_a_real_full_tmpfs_then_recovery(tmp_path: Path, full: str) -> None:
         assert b"story-2" in (cfg.paths.public / "feed.atom").read_bytes()
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_bug_in_one_brief_is_that_brief_s_failure(pub: Pipeline, monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    real = pipeline.render_story
+
+    def buggy(brief: Any, cfg: Config) -> Any:
+        if brief.slug == "story-bad":
+            raise ValueError("a renderer bug")
+        return real(brief, cfg)
+
+    monkeypatch.setattr(pipeline, "render_story", buggy)
+    for name in ("a.md", "b.md", "c.md"):
+        _put(pub.cfg, name, {"a.md": "story-a", "b.md": "story-bad", "c.md": "story-c"}[name])
+    result = pub.sync()
+    assert sorted(result.published) == ["story-a", "story-c"]
+    assert result.errors == [f"{pub.cfg.paths.briefs / 'b.md'}: cannot publish: ValueError: a renderer bug"]
+    assert any(r.exc_info for r in caplog.records if "a renderer bug" in r.getMessage())  # the traceback is kept
