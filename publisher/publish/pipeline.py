@@ -215,12 +215,16 @@ class Pipeline:
             # A bug (not a failure we know) keeps its traceback in the log, once.
             log.error("%s (retried on a later scan)", message, exc_info=None if isinstance(exc, (str, *EXPECTED)) else exc)
         result.errors.append(message)
+        index = self.load_index()
+        known = index.get(path)
         try:
             with self._lock, self.engine.begin() as conn:
                 files_store.record_failure(conn, path, message, now=self._now())
-                known = self.load_index().get(path)
                 if known is not None and known.slug:
                     stories.set_error(conn, known.slug, message)
+            if known is None:
+                # As the store now has it: a file never seen, so a deletion is noticed and clears the error.
+                index[path] = watch.Indexed(watch.Stat(files_store.UNSEEN, files_store.UNSEEN), "", None)
         except Exception as exc:  # the store itself may be what is failing (a full disk): the log has it
             log.error("could not record the failure of %s: %s", path, exc)
 

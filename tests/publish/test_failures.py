@@ -219,3 +219,15 @@ def test_a_bug_in_one_brief_is_that_brief_s_failure(pub: Pipeline, monkeypatch: 
     assert sorted(result.published) == ["story-a", "story-c"]
     assert result.errors == [f"{pub.cfg.paths.briefs / 'b.md'}: cannot publish: ValueError: a renderer bug"]
     assert any(r.exc_info for r in caplog.records if "a renderer bug" in r.getMessage())  # the traceback is kept
+
+
+def test_a_failed_file_deleted_is_forgotten(pub: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outputs, "_stage", _enospc("story-2"))
+    _put(pub.cfg, "one.md", "story-1")
+    _put(pub.cfg, "two.md", "story-2")
+    assert pub.sync().published == ["story-1"]
+    assert "two.md" in dict(pub.status().errors) and pub.retries.pending() == ("two.md",)
+    (pub.cfg.paths.briefs / "two.md").unlink()
+    result = pub.sync()
+    assert not result.errors and result.retry_after is None
+    assert pub.status().errors == [] and pub.retries.pending() == ()
