@@ -265,7 +265,7 @@ class Pipeline:
         if not keys:
             return
         try:
-            with self.engine.connect() as conn:
+            with self.engine.begin() as conn:
                 result.written += self.feeds.write(conn, keys, force=force)
         except EXPECTED as exc:
             self._feeds_pending = keys

@@ -231,3 +231,13 @@ def test_a_failed_file_deleted_is_forgotten(pub: Pipeline, monkeypatch: pytest.M
     result = pub.sync()
     assert not result.errors and result.retry_after is None
     assert pub.status().errors == [] and pub.retries.pending() == ()
+
+
+def test_feed_digests_are_committed_after_the_renders(pub: Pipeline) -> None:
+    from publisher.store import get_kv
+
+    _put(pub.cfg, "one.md", "story-1")
+    pub.sync()
+    # Kept in the store, so a fresh process skips feeds whose members did not change.
+    with pub.engine.connect() as conn:
+        assert get_kv(conn, "feed.members:")
