@@ -29,6 +29,9 @@ def _target(path: Path, root: Path | None, follow_symlinks: bool) -> Path:
         st = os.lstat(path)
     except OSError as exc:
         raise BriefError(str(path), None, f"unreadable: {exc.strerror or exc}") from exc
+    if root is not None and not path.parent.resolve().is_relative_to(root.resolve()):
+        # A folder on the way was swapped for a link after the scan.
+        raise BriefError(str(path), None, f"skipped: {path.parent} resolves outside the briefs folder")
     if not stat_mod.S_ISLNK(st.st_mode):
         return path
     if not follow_symlinks:

@@ -122,3 +122,12 @@ def test_a_2gb_sparse_brief_is_refused_without_being_read(tmp_path: Path) -> Non
     assert "giant.md: refused: 2147483648 bytes is over briefs.max_bytes" in report["errors"][0]
     # Peak RSS of the whole process (Python, SQLAlchemy, templates included).
     assert report["maxrss_kb"] < 200 * 1024, report
+
+
+def test_a_folder_swapped_for_a_link_out_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "briefs"
+    outside = _put(tmp_path / "elsewhere", "x.md", brief_text("x", "X"))
+    root.mkdir()
+    (root / "sub").symlink_to(outside.parent)
+    with pytest.raises(BriefError, match="resolves outside the briefs folder"):
+        read_brief_bytes(root / "sub" / "x.md", root=root)
