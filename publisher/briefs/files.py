@@ -16,7 +16,7 @@ import stat as stat_mod
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..core.errors import BriefError
+from ..core.errors import BriefError, BriefUnreadable
 from .model import Brief
 from .parse import SUFFIXES, parse_brief
 
@@ -28,7 +28,7 @@ def _target(path: Path, root: Path | None, follow_symlinks: bool) -> Path:
     try:
         st = os.lstat(path)
     except OSError as exc:
-        raise BriefError(str(path), None, f"unreadable: {exc.strerror or exc}") from exc
+        raise BriefUnreadable(str(path), None, f"unreadable: {exc.strerror or exc}") from exc
     if root is not None and not path.parent.resolve().is_relative_to(root.resolve()):
         # A folder on the way was swapped for a link after the scan.
         raise BriefError(str(path), None, f"skipped: {path.parent} resolves outside the briefs folder")
@@ -53,7 +53,7 @@ def read_brief_bytes(path: str | Path, *, root: Path | None = None, max_bytes: i
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise BriefError(str(path), None, "skipped: became a symbolic link while being read") from exc
-        raise BriefError(str(path), None, f"unreadable: {exc.strerror or exc}") from exc
+        raise BriefUnreadable(str(path), None, f"unreadable: {exc.strerror or exc}") from exc
     try:
         # fstat on the open file: what is checked is what is read.
         st = os.fstat(fd)
@@ -71,7 +71,7 @@ def read_brief_bytes(path: str | Path, *, root: Path | None = None, max_bytes: i
             chunks.append(chunk)
             remaining -= len(chunk)
     except OSError as exc:
-        raise BriefError(str(path), None, f"unreadable: {exc.strerror or exc}") from exc
+        raise BriefUnreadable(str(path), None, f"unreadable: {exc.strerror or exc}") from exc
     finally:
         os.close(fd)
     if remaining <= 0:

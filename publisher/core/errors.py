@@ -44,6 +44,10 @@ class BriefError(PublisherError):
         return f"{where}: {self.message}"
 
 
+class BriefUnreadable(BriefError):
+    """An I/O error while reading a brief (permissions, a failing disk): worth retrying, unlike its content."""
+
+
 @dataclass(frozen=True, slots=True)
 class ConfigProblem:
     key: str

@@ -291,6 +291,9 @@ class Pipeline:
     def _sync_file(self, path: str, stat: watch.Stat, index: dict[str, watch.Indexed], result: SyncResult, touched: set[str]) -> None:
         """Read, parse, record and write one file in its own transaction; its failure is its own."""
         parsed, brief = read_and_parse(self.cfg, path, stat)  # no lock held: other work goes on meanwhile
+        if parsed.retry:
+            self._failed(path, stat, parsed.error or "", result)
+            return
         known = index.get(path)
         unchanged = known is not None and known.sha256 == parsed.sha256 and parsed.error is None and known.slug == parsed.slug
         ready: RenderedIssue | None = None

@@ -28,7 +28,7 @@ from ..briefs.model import Brief
 from ..briefs.parse import parse_brief
 from ..briefs.slugs import tag_slug
 from ..core.config import Config
-from ..core.errors import BriefError, PublisherError
+from ..core.errors import BriefError, BriefUnreadable, PublisherError
 from ..render.email import RenderedIssue, render_story, web_version
 from . import watch
 from .outputs import write_all_atomic
@@ -86,6 +86,8 @@ def read_and_parse(cfg: Config, path: str, stat: watch.Stat) -> tuple[Parsed, Br
     full = cfg.paths.briefs / path
     try:
         data = read_brief_bytes(full, root=cfg.paths.briefs, max_bytes=cfg.briefs.max_bytes, follow_symlinks=cfg.briefs.follow_symlinks)
+    except BriefUnreadable as exc:
+        return Parsed(path, stat, "", str(exc), retry=True), None  # e.g. permissions: a chmod does not change the mtime
     except BriefError as exc:
         return Parsed(path, stat, "", str(exc)), None
     sha = hashlib.sha256(data).hexdigest()

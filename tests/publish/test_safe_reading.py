@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from publisher.publish.pipeline import Pipeline
 from tests.support.files import ROOT
 from tests.support.folders import settle
 from tests.support.project import brief_text, build_config
+from tests.support.waiting import wait_for
 
 
 def _put(folder: Path, name: str, text: str) -> Path:
@@ -92,6 +94,7 @@ def test_an_oversized_file_is_refused_by_its_size(tmp_path: Path) -> None:
 _MEASURE = """
 import json, resource, sys
 from pathlib import Path
+from typing import Any
 from publisher import store
 from publisher.core import config
 from publisher.publish.pipeline import Pipeline
@@ -131,3 +134,27 @@ def test_a_folder_swapped_for_a_link_out_is_refused(tmp_path: Path) -> None:
     (root / "sub").symlink_to(outside.parent)
     with pytest.raises(BriefError, match="resolves outside the briefs folder"):
         read_brief_bytes(root / "sub" / "x.md", root=root)
+
+
+def test_an_unreadable_file_is_retried_without_being_edited(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from publisher.publish.retry import Retries
+
+    cfg = build_config(tmp_path, create=True)
+    _put(cfg.paths.briefs, "locked.md", brief_text("locked", "Locked"))
+    real_open = os.open
+
+    def denied(path: Any, *args: Any, **kwargs: Any) -> int:
+        if str(path).endswith("locked.md"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, *args, **kwargs)
+
+    # An injected EACCES: as root (CI), chmod 000 would not stop the read.
+    monkeypatch.setattr(os, "open", denied)
+    pub = Pipeline(cfg, store.connect(cfg.store_url))
+    pub.retries = Retries(0.01)
+    result = pub.sync()
+    assert result.published == [] and "unreadable: Permission denied" in result.errors[0]
+    monkeypatch.setattr(os, "open", real_open)  # a chmod fixes it; the mtime does not move
+    wait_for(lambda: pub.sync().published == ["locked"], what="the file read again")
