@@ -283,10 +283,24 @@ class Pipeline:
     def _seen(self, paths: Iterable[str] | None, index: dict[str, watch.Indexed]) -> tuple[dict[str, watch.Stat], dict[str, watch.Indexed]]:
         """What is in the folder now (all of it, or the named files) and the index entries to compare with."""
         if paths is None:
-            return watch.scan(self.cfg.paths.briefs, follow_symlinks=self.cfg.briefs.follow_symlinks), index
+            return self._scan(index), index
         wanted = sorted(set(paths))
         seen = {p: st for p in wanted if watch.is_watched(Path(p).name) and (st := watch.scan_one(self.cfg.paths.briefs / p, follow_symlinks=self.cfg.briefs.follow_symlinks))}
         return seen, {p: index[p] for p in wanted if p in index}
+
+    def _scan(self, index: dict[str, watch.Indexed]) -> dict[str, watch.Stat]:
+        """The whole folder; files under a subfolder that cannot be listed keep their last state (unknown is not gone)."""
+        blind: set[str] = set()
+        seen = watch.scan(self.cfg.paths.briefs, follow_symlinks=self.cfg.briefs.follow_symlinks, blind=blind)
+        for prefix in sorted(blind):
+            if self.retries.failed(f"<folder {prefix}>", None, prefix):
+                log.error("%s: cannot list this folder; its briefs stay as they were until it can be read", self.cfg.paths.briefs / prefix)
+            for path, known in index.items():
+                if path.startswith(prefix):
+                    seen.setdefault(path, known.stat)
+        for key in [k for k in self.retries.pending() if k.startswith("<folder ") and k[8:-1] not in blind]:
+            self.retries.forget(key)
+        return seen
 
     def _sync_file(self, path: str, stat: watch.Stat, index: dict[str, watch.Indexed], result: SyncResult, touched: set[str]) -> None:
         """Read, parse, record and write one file in its own transaction; its failure is its own."""
@@ -388,7 +402,7 @@ class Pipeline:
         """
         with self._sync_lock:
             index = self.load_index()
-            seen = watch.scan(self.cfg.paths.briefs, follow_symlinks=self.cfg.briefs.follow_symlinks)
+            seen = self._scan(index)
             result = SyncResult()
             now = self._now()
             items = sorted(seen.items())

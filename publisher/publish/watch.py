@@ -60,12 +60,15 @@ def _stat(path: str | Path, follow_symlinks: bool) -> os.stat_result:
     return os.lstat(path)
 
 
-def scan(folder: Path, *, follow_symlinks: bool = False) -> dict[str, Stat]:
+def scan(folder: Path, *, follow_symlinks: bool = False, blind: set[str] | None = None) -> dict[str, Stat]:
     """Every watched file under ``folder`` (relative POSIX path → stat); hidden folders skipped.
 
     Links, FIFOs and other non-regular entries with a brief's name are listed
     too, from their own ``lstat`` (never opened here): reading refuses them
     with a reason that shows in ``status``, rather than skipping them silently.
+    A subfolder that cannot be listed (permissions, an I/O error) is added to
+    ``blind`` as its prefix: its files are unknown, not gone. The folder
+    itself failing raises: that is no scan at all.
     """
     out: dict[str, Stat] = {}
     stack = [(folder, "")]
@@ -74,6 +77,11 @@ def scan(folder: Path, *, follow_symlinks: bool = False) -> dict[str, Stat]:
         try:
             entries = list(os.scandir(current))
         except FileNotFoundError:
+            continue
+        except OSError:
+            if not prefix or blind is None:
+                raise
+            blind.add(prefix)
             continue
         for entry in entries:
             name = entry.name

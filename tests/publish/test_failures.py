@@ -241,3 +241,26 @@ def test_feed_digests_are_committed_after_the_renders(pub: Pipeline) -> None:
     # Kept in the store, so a fresh process skips feeds whose members did not change.
     with pub.engine.connect() as conn:
         assert get_kv(conn, "feed.members:")
+
+
+def test_a_subfolder_that_cannot_be_listed_retires_nothing(pub: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    (pub.cfg.paths.briefs / "desk-b").mkdir()
+    _put(pub.cfg, "a.md", "story-a")
+    _put(pub.cfg, "desk-b/b.md", "story-b")
+    assert sorted(pub.sync().published) == ["story-a", "story-b"]
+    real = os.scandir
+
+    def scandir(path: Any) -> Any:
+        if str(path).endswith("desk-b"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real(path)
+
+    # Injected: as root (CI), chmod 000 would not stop the listing.
+    monkeypatch.setattr(os, "scandir", scandir)
+    _put(pub.cfg, "c.md", "story-c")
+    result = pub.sync()
+    assert result.published == ["story-c"] and result.removed == []
+    assert b"story-b" in (pub.cfg.paths.public / "feed.atom").read_bytes()
+    monkeypatch.setattr(os, "scandir", real)
+    (pub.cfg.paths.briefs / "desk-b" / "b.md").unlink()
+    assert pub.sync().removed == ["story-b"]  # readable again: a real deletion is seen
