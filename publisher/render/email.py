@@ -392,8 +392,11 @@ def budget_problem(brief: Brief, cfg: Config) -> str | None:
     """
     budget = cfg.email.max_html_bytes
     rest = [brief.summary.html, brief.why_it_matters.html if brief.why_it_matters else "", brief.title, brief.dek or ""]
-    rest += [item.html for item in brief.what_to_watch] + [s.body.html for s in brief.sections]
-    if sum(len(part) for part in rest) * 2 < budget // 2:
+    rest += [item.html for item in brief.what_to_watch] + [s.body.html for s in brief.sections] + list(brief.entities)
+    # Each related story becomes a link to its web issue (~100 bytes of URL and markup besides the slug).
+    estimate = sum(len(part) for part in rest) + sum(len(slug) + 100 for slug in brief.related)
+    # The template adds well under half the budget and MJML well under doubling the text: render only near the limit.
+    if estimate * 2 < budget // 2:
         return None
     try:
         # No lenses: the smallest email this brief can make.
