@@ -188,7 +188,7 @@ class Pipeline:
         new = watch.Indexed(parsed.stat, parsed.sha256, slug if error is None else (previous.slug if previous else None))
         files_store.save(
             conn, files_store.FileRow(parsed.path, parsed.stat.mtime_ns, parsed.stat.size, parsed.sha256, new.slug),
-            error=error, now=now, known=previous is not None,
+            error=error, now=now,
         )
         return _Recorded(new, changed_slug, frozenset(touched), error, retired)
 

@@ -148,8 +148,10 @@ def _init_worker(cfg: Config, parent: int | None = None) -> None:
     _worker_cfg = cfg
     if parent is not None:
         _die_with_parent(parent)
-        # The parent decides when the build stops; a terminal's Ctrl-C goes to it alone.
+        # The parent decides when the build stops; a terminal's Ctrl-C goes to it alone,
+        # and the SIGTERM handler forked from it (unwind the build) is not the worker's.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def build_one(cfg: Config, path: str, stat: watch.Stat) -> Parsed:

@@ -32,8 +32,8 @@ def all_files(conn: Connection) -> list[FileRow]:
 UNSEEN = -1
 
 
-def save(conn: Connection, row: FileRow, *, error: str | None, now: dt.datetime, known: bool) -> None:
-    """Record what a read of the file found; ``known``: the index had it already (a failure row may exist either way)."""
+def save(conn: Connection, row: FileRow, *, error: str | None, now: dt.datetime) -> None:
+    """Record what a read of the file found (over a failure-only row, if one was left)."""
     values = dict(mtime_ns=row.mtime_ns, size=row.size, sha256=row.sha256, slug=row.slug, error=error, seen_at=utc(now))
     updated = conn.execute(sa.update(files).where(files.c.path == row.path).values(**values)).rowcount
     if not updated:
