@@ -373,10 +373,14 @@ def build(briefs_dir: str | None, out_dir: str | None, cfg: Config) -> None:
 def run(once: bool, no_web: bool, no_send: bool, cfg: Config) -> None:
     """The service: watch briefs/, publish, queue issues, make digests, serve the desk."""
     # One service per state folder; the kernel drops the lock however the process ends.
+    import signal
+
     lock = _state_lock(cfg, "run", "")
+    before = signal.getsignal(signal.SIGTERM)
     try:
         _run(once, no_web, no_send, cfg)
     finally:
+        signal.signal(signal.SIGTERM, before)
         lock.release()
 
 
