@@ -75,10 +75,12 @@ class Service:
             log.error("scan failed: %s", exc)
             return
         if result.retry_after is not None and not self._stop.is_set():
-            # A file is still being written: look at it again as soon as it can be stable.
+            # A file is still being written, or a failed one's backoff ends:
+            # look at it again then, not only at the next safety-net scan.
             when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=result.retry_after + 0.05)
+            again = sorted({*result.waiting, *result.retrying})
             self.scheduler.add_job(self._scan_paths, "date", run_date=when, id=FOLLOW_UP, replace_existing=True,
-                                   args=[sorted(result.waiting) if paths is not None else None])
+                                   args=[again if paths is not None else None])
 
     def digest(self, cadence: str) -> None:
         try:

@@ -72,3 +72,15 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "site.base_url: must be an absolute http(s) URL" in result.output
     assert "feeds.size: must be an integer" in result.output
+
+
+def test_check_predicts_an_email_over_budget(tmp_path: Path) -> None:
+    from tests.support.project import brief_text
+
+    (tmp_path / "fine.md").write_text(brief_text("fine", "Fine"))
+    (tmp_path / "huge.md").write_text(brief_text("huge", "Huge", summary="word " * 30_000))
+    result = CliRunner().invoke(main, ["check", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.stdout.startswith(f"{tmp_path}/huge.md: error: its email cannot fit the size budget even with no takes")
+    assert "fine.md" not in result.stdout
+    assert "2 file(s): 1 error(s)" in result.stderr

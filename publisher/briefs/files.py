@@ -1,23 +1,89 @@
-"""Brief files on disk: which names count as briefs, finding them, reading one."""
+"""Brief files on disk: which names count as briefs, finding them, reading one safely.
+
+Reading is hostile-input safe: the file is ``lstat``-ed before it is opened,
+so an oversized file is refused without a byte read; a symbolic link or any
+other non-regular file (a FIFO, a device) is refused unless links are
+allowed, and even then a link must resolve inside the briefs folder; the
+file is opened non-blocking (a FIFO can never hang the scan) and never read
+past the size limit, whatever its size claims.
+"""
 
 from __future__ import annotations
 
+import errno
+import os
+import stat as stat_mod
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..core.errors import BriefError
+from ..core.errors import BriefError, BriefUnreadable
 from .model import Brief
 from .parse import SUFFIXES, parse_brief
 
+DEFAULT_MAX_BYTES = 2 * 1024 * 1024
 
-def load_brief(path: str | Path, *, base_url: str | None = None) -> Brief:
-    """Read and parse one file; unreadable files become BriefError too."""
+
+def _target(path: Path, root: Path | None, follow_symlinks: bool) -> Path:
+    """The file to open for ``path``: itself, or its link target when links are allowed and it stays inside ``root``."""
     try:
-        data = Path(path).read_bytes()
+        st = os.lstat(path)
     except OSError as exc:
-        raise BriefError(str(path), None, f"unreadable: {exc.strerror or exc}") from exc
-    return parse_brief(data, str(path), base_url=base_url)
+        raise BriefUnreadable(str(path), None, f"unreadable: {exc.strerror or exc}") from exc
+    if root is not None and not path.parent.resolve().is_relative_to(root.resolve()):
+        # A folder on the way was swapped for a link after the scan.
+        raise BriefError(str(path), None, f"skipped: {path.parent} resolves outside the briefs folder")
+    if not stat_mod.S_ISLNK(st.st_mode):
+        return path
+    if not follow_symlinks:
+        raise BriefError(str(path), None, "skipped: a symbolic link (set briefs.follow_symlinks = true to publish links)")
+    target = path.resolve()
+    if root is not None and not target.is_relative_to(root.resolve()):
+        raise BriefError(str(path), None, f"skipped: a symbolic link to {target}, outside the briefs folder")
+    return target
 
+
+def read_brief_bytes(path: str | Path, *, root: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
+                     follow_symlinks: bool = False) -> bytes:
+    """The bytes of one brief file, or a BriefError saying why it was refused."""
+    path = Path(path)
+    target = _target(path, root, follow_symlinks)
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
+    try:
+        fd = os.open(target, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BriefError(str(path), None, "skipped: became a symbolic link while being read") from exc
+        raise BriefUnreadable(str(path), None, f"unreadable: {exc.strerror or exc}") from exc
+    try:
+        # fstat on the open file: what is checked is what is read.
+        st = os.fstat(fd)
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise BriefError(str(path), None, "skipped: not a regular file")
+        if st.st_size > max_bytes:
+            raise BriefError(str(path), None, f"refused: {st.st_size} bytes is over briefs.max_bytes ({max_bytes})")
+        os.set_blocking(fd, True)
+        chunks: list[bytes] = []
+        remaining = max_bytes + 1  # one byte more tells a file that grew past the limit
+        while remaining > 0:
+            chunk = os.read(fd, min(remaining, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+    except OSError as exc:
+        raise BriefUnreadable(str(path), None, f"unreadable: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+    if remaining <= 0:
+        raise BriefError(str(path), None, f"refused: grew past briefs.max_bytes ({max_bytes}) while being read")
+    return b"".join(chunks)
+
+
+def load_brief(path: str | Path, *, base_url: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
+               follow_symlinks: bool = True) -> Brief:
+    """Read and parse one file named on the command line; unreadable files become BriefError too."""
+    data = read_brief_bytes(path, max_bytes=max_bytes, follow_symlinks=follow_symlinks)
+    return parse_brief(data, str(path), base_url=base_url)
 
 
 def is_brief_name(name: str) -> bool:
@@ -28,11 +94,11 @@ def is_brief_name(name: str) -> bool:
 
 
 def find_briefs(paths: Iterable[Path]) -> list[Path]:
-    """Files named directly, plus brief files under folders (sorted, recursive)."""
+    """Files named directly, plus brief files under folders (sorted, recursive; links and FIFOs included, to be refused by name)."""
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*") if q.is_file() and is_brief_name(q.name) and not any(part.startswith(".") for part in q.relative_to(p).parts)))
+            out.extend(sorted(q for q in p.rglob("*") if not q.is_dir() and is_brief_name(q.name) and not any(part.startswith(".") for part in q.relative_to(p).parts)))
         else:
             out.append(p)
     return out

@@ -39,6 +39,22 @@ _MARKDOWN_CHARS = re.compile(r"[\\`*_\[\]<>&!]")
 _SIMPLE_LINK = re.compile(r"\[([^\[\]\\`*_<>&!]*)\]\(([^()\s\\<>]+)\)")
 _NOT_SIMPLE = re.compile(r"[\\`*_<>&!\[\]]")
 
+# markdown-it is linear on hostile text, but at 10-15 µs per byte and one
+# token per delimiter: a megabyte of brackets or emphasis runs would cost
+# seconds and hundreds of MB. Real prose carries a few links and emphases per
+# paragraph, so a field with more Markdown punctuation than this is not prose:
+# it is published as escaped plain text, with a warning, at the cost of a copy.
+MAX_MARKUP = 1000
+# The same bound for a whole file: many fields just under MAX_MARKUP each.
+MAX_FILE_MARKUP = 20 * MAX_MARKUP
+_MARKUP_CHARS = "\\`*_[]<>&!"
+
+
+def markup_count(source: str) -> int:
+    """Markdown punctuation in ``source`` (one C-speed pass per character kind)."""
+    return sum(source.count(c) for c in _MARKUP_CHARS)
+
+
 _md = MarkdownIt("commonmark", {"html": False, "typographer": False})
 # markdown-it silently turns javascript:/data: links into literal text; we
 # want to see every link so that _Ctx.safe_url can drop it *with a warning*.
@@ -59,6 +75,7 @@ class Context:
     path: str
     base: str | None  # origin used to resolve relative links
     findings: list[Finding] = field(default_factory=list)
+    markup_spent: int = 0  # Markdown punctuation handed to markdown-it so far
 
     def add(self, line: int | None, severity: Severity, message: str) -> None:
         self.findings.append(Finding(self.path, line, severity, message))
@@ -102,9 +119,24 @@ class Context:
             return Rich("", "")
         if not _MARKDOWN_CHARS.search(source):
             return Rich(escapeHtml(source), source.replace("\n", " "))
+        if self._too_much_markup(source, line):
+            return Rich(escapeHtml(source), source.replace("\n", " "))
         if not _NOT_SIMPLE.search(_SIMPLE_LINK.sub("", source)):
             return self._simple_links(source, line)
         return self.markdown_inline(source, line)
+
+    def _too_much_markup(self, source: str, line: int) -> bool:
+        count = markup_count(source)
+        if count > MAX_MARKUP:
+            self.warn(line, f"{count} Markdown punctuation characters in one paragraph (more than {MAX_MARKUP}): published as plain text")
+            return True
+        if self.markup_spent + count > MAX_FILE_MARKUP:
+            if self.markup_spent <= MAX_FILE_MARKUP:  # one warning, not one per paragraph
+                self.warn(line, f"more than {MAX_FILE_MARKUP} Markdown punctuation characters in the file: published as plain text from here")
+                self.markup_spent = MAX_FILE_MARKUP + 1
+            return True
+        self.markup_spent += count
+        return False
 
     def markdown_inline(self, source: str, line: int) -> Rich:
         """The general path: markdown-it's inline parser, then link checks."""
@@ -151,6 +183,9 @@ class Context:
 
     def rich_block(self, source: str, line: int) -> Rich:
         """Generic Markdown for unknown sections (lists, paragraphs...)."""
+        if self._too_much_markup(source, line):
+            paragraphs = [p.strip() for p in re.split(r"\n\s*\n", source) if p.strip()]
+            return Rich("\n".join(f"<p>{escapeHtml(p)}</p>" for p in paragraphs), "\n\n".join(paragraphs))
         tokens = _md.parse(source)
         links: list[Link] = []
         texts: list[str] = []
@@ -216,6 +251,8 @@ def short(text: str, limit: int = 60) -> str:
 def plain(text: str) -> str:
     """Plain form of a one-line Markdown-ish field (title, outlet, dek)."""
     text = text.strip()
+    if markup_count(text) > MAX_MARKUP:
+        return _WS.sub(" ", text)  # not a title but hostile text: kept as written (see MAX_MARKUP)
     if "*" in text or "_" in text or "`" in text or "\\" in text or "&" in text or "[" in text:
         tokens = _md.parseInline(text)
         parts: list[str] = []

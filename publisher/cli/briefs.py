@@ -25,7 +25,7 @@ def parse(file: str, cfg: Config) -> None:
     from ..briefs import load_brief
     from ..briefs.serialize import brief_to_dict
 
-    brief = load_brief(file, base_url=cfg.site.base_url)
+    brief = load_brief(file, base_url=cfg.site.base_url, max_bytes=cfg.briefs.max_bytes)
     click.echo(json.dumps(brief_to_dict(brief), ensure_ascii=False, indent=2))
 
 
@@ -35,8 +35,10 @@ def parse(file: str, cfg: Config) -> None:
 def check(paths: tuple[str, ...], cfg: Config) -> None:
     """Lint briefs like a compiler: file:line: error|warning: message."""
     from ..briefs.lint import check_paths
+    from ..render.email import budget_problem
 
-    report = check_paths(_paths_arg(paths), base_url=cfg.site.base_url)
+    report = check_paths(_paths_arg(paths), base_url=cfg.site.base_url, max_bytes=cfg.briefs.max_bytes,
+                         follow_symlinks=cfg.briefs.follow_symlinks, extra=lambda brief: budget_problem(brief, cfg))
     for finding in report.findings:
         click.echo(str(finding))
     click.echo(
@@ -64,7 +66,7 @@ def render(file: str, fmt: str, cfg: Config) -> None:
     from ..mail.message import example_message
     from ..render.email import render_story, web_version
 
-    brief = load_brief(file, base_url=cfg.site.base_url)
+    brief = load_brief(file, base_url=cfg.site.base_url, max_bytes=cfg.briefs.max_bytes)
     issue = render_story(brief, cfg)
     if fmt == "eml":
         # The brief's own publication time keeps the example reproducible.

@@ -42,7 +42,16 @@ def build(briefs_dir: str | None, out_dir: str | None, cfg: Config) -> None:
         overrides["public"] = Path(out_dir).resolve()
     if overrides:
         cfg = cfg.with_paths(**overrides)
-    result = pipeline_for(cfg).build_all()
+    # A running service publishes the folder itself: building beside it would race it.
+    lock = _state_lock(cfg, "build", "; the running service publishes the folder itself (stop it to build)")
+    import signal
+
+    before = _stop_on_sigterm()
+    try:
+        result = pipeline_for(cfg).build_all()
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        lock.release()
     for error in result.errors:
         click.echo(error, err=True)
     click.echo(
@@ -60,15 +69,47 @@ def build(briefs_dir: str | None, out_dir: str | None, cfg: Config) -> None:
 @with_config
 def run(once: bool, no_web: bool, no_send: bool, cfg: Config) -> None:
     """The service: watch briefs/, publish, queue issues, make digests, serve the desk."""
+    # One service per state folder; the kernel drops the lock however the process ends.
+    import signal
+
+    lock = _state_lock(cfg, "run", "")
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        _run(once, no_web, no_send, cfg)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        lock.release()
+
+
+def _state_lock(cfg: Config, command: str, hint: str) -> Any:
+    """The state folder's lock for this process, or exit 2 naming its holder (one service per state)."""
+    from ..core.statelock import StateLock, StateLocked
+
+    try:
+        return StateLock(cfg.paths.state, command).acquire()
+    except StateLocked as exc:
+        click.echo(f"error: {exc}{hint}", err=True)
+        sys.exit(2)
+
+
+def _stop_on_sigterm() -> Any:
+    """SIGTERM unwinds like Ctrl-C, so a build's pool is torn down instead of being left to finish; the old handler."""
+    import signal
+
+    return signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+
+
+def _run(once: bool, no_web: bool, no_send: bool, cfg: Config) -> None:
     import signal
     import threading
 
     from ..service import Service
 
+    _stop_on_sigterm()
     if not no_send:
         delivery_warnings(cfg)
     pub = pipeline_for(cfg)
-    if not pub.load_index():
+    if not pub.has_published():
         # First start on this store: publish the folder in one parallel build.
         # Existing briefs go to the feeds; email issues are made for briefs
         # that arrive from now on (or when an editor approves one).

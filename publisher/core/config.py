@@ -60,12 +60,19 @@ class PathsConfig:
 
 
 @dataclass(frozen=True)
+class BriefsConfig:
+    max_bytes: int = _doc("Largest brief file read, in bytes; a bigger file is refused without being read.", default=2 * 1024 * 1024)
+    follow_symlinks: bool = _doc("Publish symbolic links in the briefs folder (only to files inside it); otherwise they are skipped with a warning.", default=False)
+
+
+@dataclass(frozen=True)
 class FeedsConfig:
     size: int = _doc("Newest stories per feed.", default=50)
     tag_feeds: bool = _doc("Also write one feed per tag and entity under tags/<tag>/.", default=True)
     hub: str = _doc("WebSub hub URL; empty for none.", default="")
     archive: bool = _doc("Write RFC 5005 archive pages for older stories.", default=False)
     archive_page_size: int = _doc("Stories per archive page.", default=50)
+    max_takes: int = _doc("Takes shown in a feed entry before 'and N more' (a link to the web issue).", default=60)
 
 
 @dataclass(frozen=True)
@@ -171,6 +178,7 @@ class WebhooksConfig:
 class Config:
     site: SiteConfig = field(default_factory=SiteConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    briefs: BriefsConfig = field(default_factory=BriefsConfig)
     feeds: FeedsConfig = field(default_factory=FeedsConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
@@ -278,7 +286,9 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "site.timezone": _check_tz,
     "site.title": _no_newlines,
     "site.author_email": _check_optional_email,
+    "briefs.max_bytes": _positive,
     "feeds.size": _positive,
+    "feeds.max_takes": _positive,
     "feeds.archive_page_size": _positive,
     "feeds.hub": _check_optional_url,
     "email.sender_name": _no_newlines,

@@ -10,8 +10,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 
+def _rebuild(cls: type[PublisherError], args: tuple[object, ...], state: dict[str, object]) -> PublisherError:
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
+
 class PublisherError(Exception):
-    """Root of every error this package raises on purpose."""
+    """Root of every error this package raises on purpose.
+
+    Subclasses take their own constructor arguments, which the default
+    exception pickling (``cls(*self.args)``) cannot replay; a build's worker
+    processes hand errors back to the parent, so every subclass is rebuilt
+    from its attributes instead of its constructor.
+    """
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
 
 
 class BriefError(PublisherError):
@@ -26,6 +42,10 @@ class BriefError(PublisherError):
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
         return f"{where}: {self.message}"
+
+
+class BriefUnreadable(BriefError):
+    """An I/O error while reading a brief (permissions, a failing disk): worth retrying, unlike its content."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,21 +42,30 @@ class FeedWriter:
         """Re-render the feeds of ``tags`` whose members changed (all of them with ``force``)."""
         written: list[str] = []
         feed_stories: dict[str, FeedStory] = {}
+        # Digests are stored after every render: the first write would take
+        # SQLite's write lock and hold it across the renders that follow.
+        digests: dict[str, str | None] = {}
         for tag in sorted(set(tags)):
             if tag != MAIN_FEED and not self.cfg.feeds.tag_feeds:
                 continue
-            written += self._write_one(conn, tag, feed_stories, force=force)
+            written += self._write_one(conn, tag, feed_stories, digests, force=force)
+        for key, value in digests.items():
+            if value is None:
+                kv.delete_kv(conn, key)
+            else:
+                kv.set_kv(conn, key, value)
         if written:
             log.info("feeds written: %s", ", ".join(written[:6]) + (" …" if len(written) > 6 else ""))
         return written
 
-    def _write_one(self, conn: Connection, tag: str, feed_stories: dict[str, FeedStory], *, force: bool) -> list[str]:
+    def _write_one(self, conn: Connection, tag: str, feed_stories: dict[str, FeedStory], digests: dict[str, str | None],
+                   *, force: bool) -> list[str]:
         prefix = "" if tag == MAIN_FEED else f"tags/{tag}/"
         folder = self.cfg.paths.public / prefix
         refs = self._newest(conn, tag)
         kv_key = f"feed.members:{tag}"
         if not refs and tag != MAIN_FEED:
-            kv.delete_kv(conn, kv_key)
+            digests[kv_key] = None
             return [prefix + name for name in FEED_NAMES if remove(folder / name)]
         # An edit to a story outside this feed's newest N changes nothing in
         # it: skip the render (this is most of an incremental build). The
@@ -76,5 +85,5 @@ class FeedWriter:
             keep = not rel.startswith("tags/") if tag == MAIN_FEED else rel.startswith(prefix)
             if keep and write_atomic(self.cfg.paths.public / rel, data):
                 written.append(rel)
-        kv.set_kv(conn, kv_key, members)
+        digests[kv_key] = members
         return written

@@ -16,140 +16,55 @@ only those stories (with the cache).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
-import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..briefs.model import Brief
-from ..briefs.parse import parse_brief
-from ..briefs.slugs import tag_slug
 from ..core.clock import Clock, system_clock
 from ..core.config import Config
-from ..core.errors import BriefError, PublisherError
+from ..core.errors import PublisherError
 from ..core.states import Cadence, IssueState
-from ..render.email import RenderedIssue, render_story, web_version
+from ..render.email import RenderedIssue, render_hash, render_story
 from ..store import files as files_store
 from ..store import stories
-from ..store.engine import Connection, Engine
+from ..store.engine import Connection, DatabaseFailure, Engine
 from . import watch, websub
 from .briefcache import BriefCache
 from .digests import Digests, DigestSchedule
 from .feedfiles import MAIN_FEED, FeedWriter
 from .issues import Released, StoryIssues
-from .outputs import remove, write_atomic
-from .sitepages import SiteWriter, write_story_page
+from .outputs import remove
+from .reading import Parsed, failure_message, map_chunks, read_and_parse, write_web_issue
+from .results import Status, SyncResult
+from .retry import Retries
+from .sitepages import SiteWriter
 
 log = logging.getLogger(__name__)
 
 
-def feed_tags(brief: Brief) -> tuple[str, ...]:
-    """Tag-feed keys of a story: its tags and entities, as path-safe slugs."""
-    seen: dict[str, None] = {}
-    for name in (*brief.tags, *brief.entities):
-        key = tag_slug(name)
-        if key:
-            seen.setdefault(key, None)
-    return tuple(seen)
-
-
 @dataclass(frozen=True)
-class Parsed:
-    """One file read and parsed: all the pipeline needs, small enough to pass between processes."""
+class _Recorded:
+    """What recording one file decided, applied to the in-memory index only after its commit."""
 
-    path: str
-    stat: watch.Stat
-    sha256: str
+    indexed: watch.Indexed
+    changed_slug: str | None
+    touched: frozenset[str]
     error: str | None
-    slug: str | None = None
-    title: str = ""
-    status: str = "published"
-    published_at: dt.datetime | None = None
-    updated: dt.datetime | None = None  # front matter 'updated'
-    tags: tuple[str, ...] = ()
-    source: bytes = b""
-    related: tuple[str, ...] = ()  # its story page is rewritten once related titles are known
+    retired: str | None = None
 
 
-@dataclass
-class SyncResult:
-    published: list[str] = field(default_factory=list)  # slugs new or changed
-    removed: list[str] = field(default_factory=list)  # slugs gone from the folder
-    errors: list[str] = field(default_factory=list)  # "path:line: message"
-    waiting: list[str] = field(default_factory=list)  # paths still being written
-    written: list[str] = field(default_factory=list)  # public files rewritten
-    retry_after: float | None = None
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.published or self.removed or self.errors)
+# Failures the pipeline expects (bad input, a full disk, a lost database);
+# anything else is a bug, still isolated to its file but logged with a traceback.
+EXPECTED = (PublisherError, OSError, DatabaseFailure)
 
 
-@dataclass(frozen=True)
-class Status:
-    states: dict[str, int]
-    awaiting: list[tuple[str, str]]  # (slug, title)
-    errors: list[tuple[str, str]]  # (path, error)
-    next_digest: dt.datetime | None
-    stories: int
-
-
-def _read_and_parse(folder: Path, path: str, stat: watch.Stat, base_url: str, tz: dt.tzinfo) -> tuple[Parsed, Brief | None]:
-    full = folder / path
-    try:
-        data = full.read_bytes()
-    except OSError as exc:
-        return Parsed(path, stat, "", f"{full}: unreadable: {exc.strerror or exc}"), None
-    sha = hashlib.sha256(data).hexdigest()
-    try:
-        brief = parse_brief(data, str(full), base_url=base_url)
-    except BriefError as exc:
-        return Parsed(path, stat, sha, str(exc)), None
-    return (
-        Parsed(
-            path, stat, sha, None, brief.slug, brief.title, brief.status, brief.published_at(tz),
-            brief.updated, feed_tags(brief), data, brief.related,
-        ),
-        brief,
-    )
-
-
-# -- the process-pool side of a full build ------------------------------------
-
-_worker_cfg: Config | None = None
-
-
-def _init_worker(cfg: Config) -> None:
-    global _worker_cfg
-    _worker_cfg = cfg
-
-
-def _build_chunk(paths: Sequence[tuple[str, watch.Stat]]) -> list[Parsed]:
-    cfg = _worker_cfg
-    assert cfg is not None
-    out: list[Parsed] = []
-    for path, stat in paths:
-        parsed, brief = _read_and_parse(cfg.paths.briefs, path, stat, cfg.site.base_url, cfg.site.tz)
-        if brief is not None and not brief.is_draft:
-            write_web_issue(brief, cfg)
-        out.append(parsed)
-    return out
-
-
-def write_web_issue(brief: Brief, cfg: Config, issue: RenderedIssue | None = None, related_titles: dict[str, str] | None = None) -> list[str]:
-    """public/issues/<slug>.html, the story's web page (what the email's "view in
-    browser" opens, without the email's footer), and .txt, the email's text."""
-    written = write_story_page(brief, cfg, related_titles)
-    _html, text = web_version(issue or render_story(brief, cfg, related_titles=related_titles), cfg)
-    if write_atomic(cfg.paths.public / "issues" / f"{brief.slug}.txt", text.encode("utf-8")):
-        written.append(f"issues/{brief.slug}.txt")
-    return written
+def _min(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 def _remove_web_issue(cfg: Config, slug: str) -> list[str]:
@@ -157,14 +72,24 @@ def _remove_web_issue(cfg: Config, slug: str) -> list[str]:
 
 
 class Pipeline:
-    """One per process; every public method is safe to call from any thread."""
+    """One per process; every public method is safe to call from any thread.
+
+    Two locks: ``_sync_lock`` makes scans and builds take turns; ``_lock``
+    (shared with the desk's approve and hold, digests and issues) is held
+    only while one file's rows are written and committed, never while other
+    files are read, parsed or rendered, so the desk stays responsive while a
+    slow brief is processed.
+    """
 
     def __init__(self, cfg: Config, engine: Engine, *, clock: Clock = system_clock) -> None:
         self.cfg = cfg
         self.engine = engine
         self.clock = clock
         self._lock = threading.RLock()
+        self._sync_lock = threading.RLock()
         self._index: dict[str, watch.Indexed] | None = None
+        self._feeds_pending: set[str] = set()  # tag keys whose feeds failed to write: retried every scan
+        self.retries = Retries(cfg.schedule.scan_interval)
         self.briefs = BriefCache(cfg)
         self.feeds = FeedWriter(cfg, self.briefs)
         self.site = SiteWriter(cfg, self.briefs)
@@ -175,12 +100,16 @@ class Pipeline:
         return self.clock().astimezone(dt.timezone.utc)
 
     def load_index(self) -> dict[str, watch.Indexed]:
-        """What the store knows of the briefs folder (read once, then kept in step)."""
+        """What the store knows of the briefs folder (read once, then kept in step with each commit)."""
         if self._index is None:
             with self.engine.connect() as conn:
                 rows = files_store.all_files(conn)
             self._index = {r.path: watch.Indexed(watch.Stat(r.mtime_ns, r.size), r.sha256, r.slug) for r in rows}
         return self._index
+
+    def has_published(self) -> bool:
+        """Whether this store has ever recorded a file (a failure-only record does not count)."""
+        return any(ix.stat.size != files_store.UNSEEN for ix in self.load_index().values())
 
     # -- recording ------------------------------------------------------
 
@@ -210,11 +139,12 @@ class Pipeline:
         stories.set_error(conn, parsed.slug, None)
         return False, set()
 
-    def _record(self, conn: Connection, parsed: Parsed, now: dt.datetime, index: dict[str, watch.Indexed]) -> tuple[str | None, set[str], str | None]:
-        """Store one read file. Returns (slug whose story changed, tag keys touched, error)."""
+    def _record(self, conn: Connection, parsed: Parsed, now: dt.datetime, index: dict[str, watch.Indexed]) -> _Recorded:
+        """Store one read file (the index is not touched: the caller applies the result after commit)."""
         previous = index.get(parsed.path)
         touched: set[str] = set()
         changed_slug: str | None = None
+        retired: str | None = None
         slug, error = parsed.slug, parsed.error
         if error is None and slug is not None:
             owner = self._slug_owner(parsed, index)
@@ -232,14 +162,14 @@ class Pipeline:
             touched |= before | set(parsed.tags)
             # An edit that changed the slug leaves the old story behind: retire it.
             if previous is not None and previous.slug and previous.slug != slug:
-                self._retire(conn, previous.slug, parsed.path, now, touched)
+                if self._retire(conn, previous.slug, parsed.path, now, touched):
+                    retired = previous.slug
         new = watch.Indexed(parsed.stat, parsed.sha256, slug if error is None else (previous.slug if previous else None))
         files_store.save(
             conn, files_store.FileRow(parsed.path, parsed.stat.mtime_ns, parsed.stat.size, parsed.sha256, new.slug),
-            error=error, now=now, known=previous is not None,
+            error=error, now=now,
         )
-        index[parsed.path] = new
-        return changed_slug, touched, error
+        return _Recorded(new, changed_slug, frozenset(touched), error, retired)
 
     def _retire(self, conn: Connection, slug: str, path: str, now: dt.datetime, touched: set[str]) -> bool:
         row = stories.state(conn, slug)
@@ -250,12 +180,32 @@ class Pipeline:
         return True
 
     def _forget_file(self, conn: Connection, path: str, index: dict[str, watch.Indexed], now: dt.datetime, touched: set[str]) -> str | None:
-        """A file gone from the folder: drop it from the index; the slug retired, if it was its story's."""
-        gone = index.pop(path)
+        """A file gone from the folder: its row dropped; the slug retired, if it was its story's."""
+        gone = index[path]
         files_store.forget(conn, path)
         if gone.slug and self._retire(conn, gone.slug, path, now, touched):
             return gone.slug
         return None
+
+    def _failed(self, path: str, stat: watch.Stat | None, exc: BaseException | str, result: SyncResult) -> None:
+        """One file could not be published: recorded as rejected, retried later with backoff."""
+        message = exc if isinstance(exc, str) else failure_message(self.cfg.paths.briefs / path, exc)
+        if self.retries.failed(path, stat, message):
+            # A bug (not a failure we know) keeps its traceback in the log, once.
+            log.error("%s (retried on a later scan)", message, exc_info=None if isinstance(exc, (str, *EXPECTED)) else exc)
+        result.errors.append(message)
+        index = self.load_index()
+        known = index.get(path)
+        try:
+            with self._lock, self.engine.begin() as conn:
+                files_store.record_failure(conn, path, message, now=self._now())
+                if known is not None and known.slug:
+                    stories.set_error(conn, known.slug, message)
+            if known is None:
+                # As the store now has it: a file never seen, so a deletion is noticed and clears the error.
+                index[path] = watch.Indexed(watch.Stat(files_store.UNSEEN, files_store.UNSEEN), "", None)
+        except Exception as exc:  # the store itself may be what is failing (a full disk): the log has it
+            log.error("could not record the failure of %s: %s", path, exc)
 
     # -- outputs --------------------------------------------------------
 
@@ -266,8 +216,14 @@ class Pipeline:
         except PublisherError as exc:  # a hub outage only delays readers
             log.warning("WebSub ping failed: %s", exc)
 
-    def _story_outputs(self, conn: Connection, slug: str, now: dt.datetime) -> list[str]:
-        """Web issue files and the story's email issue, after its story row changed."""
+    def _story_outputs(self, conn: Connection, slug: str, now: dt.datetime, ready: RenderedIssue | None = None) -> list[str]:
+        """Web issue files and the story's email issue, after its story row changed.
+
+        The rows go first and the files last, both inside the caller's
+        transaction: a failed write rolls the rows back with it. ``ready``
+        is the render made before the lock was taken, used when it is of
+        this very content.
+        """
         row = stories.state(conn, slug)
         if row is None or row.deleted or row.status == "draft":
             if row is not None and row.status == "draft" and not row.deleted:
@@ -276,86 +232,165 @@ class Pipeline:
         brief = self.briefs.get(conn, slug)
         titles = stories.live_titles(conn, brief.related) if brief.related else {}
         # One render serves both the web version and the email issue.
-        issue = render_story(brief, self.cfg, related_titles=titles)
-        written = write_web_issue(brief, self.cfg, issue, titles)
+        if ready is not None and ready.key == slug and ready.content_hash == render_hash(brief, self.cfg, titles):
+            issue = ready
+        else:
+            issue = render_story(brief, self.cfg, related_titles=titles)
         self.issues.sync(conn, slug, now, draft=False, rendered=issue)
-        return written
+        return write_web_issue(brief, self.cfg, issue, titles)
+
+    def _titles(self, brief: Brief) -> dict[str, str]:
+        """Titles of the stories ``brief`` names as related (one small read, outside the lock)."""
+        if not brief.related:
+            return {}
+        with self.engine.connect() as conn:
+            return stories.live_titles(conn, brief.related)
+
+    def _write_feeds(self, touched: set[str], result: SyncResult, *, force: bool = False) -> None:
+        """Every feed of ``touched`` plus those a failed write left behind; on failure they wait for the next scan."""
+        keys = touched | self._feeds_pending
+        if not keys:
+            return
+        try:
+            with self.engine.begin() as conn:
+                result.written += self.feeds.write(conn, keys, force=force)
+                result.written += self.site.write(conn, keys)
+        except EXPECTED as exc:
+            self._feeds_pending = keys
+            message = failure_message(self.cfg.paths.public, exc).replace("cannot publish", "feeds not written")
+            if self.retries.failed("<feeds>", None, message):
+                log.error("%s (retried on the next scan)", message)
+            result.retry_after = _min(result.retry_after, self.retries.seconds_to_next())
+            return
+        self._feeds_pending = set()
+        if self.retries.succeeded("<feeds>"):
+            log.info("feeds written again")
 
     # -- the public API ---------------------------------------------------
 
     def _seen(self, paths: Iterable[str] | None, index: dict[str, watch.Indexed]) -> tuple[dict[str, watch.Stat], dict[str, watch.Indexed]]:
         """What is in the folder now (all of it, or the named files) and the index entries to compare with."""
         if paths is None:
-            return watch.scan(self.cfg.paths.briefs), index
+            return self._scan(index), index
         wanted = sorted(set(paths))
-        seen = {p: st for p in wanted if watch.is_watched(Path(p).name) and (st := watch.scan_one(self.cfg.paths.briefs / p))}
+        seen = {p: st for p in wanted if watch.is_watched(Path(p).name) and (st := watch.scan_one(self.cfg.paths.briefs / p, follow_symlinks=self.cfg.briefs.follow_symlinks))}
         return seen, {p: index[p] for p in wanted if p in index}
 
-    def _read_planned(self, conn: Connection, plan: watch.Plan, seen: dict[str, watch.Stat], index: dict[str, watch.Indexed],
-                      now: dt.datetime, result: SyncResult) -> tuple[set[str], set[str]]:
-        """Read, parse and record each planned file; (slugs changed, tag keys touched)."""
-        changed: set[str] = set()
-        touched: set[str] = set()
-        for path in plan.read:
-            parsed, brief = _read_and_parse(self.cfg.paths.briefs, path, seen[path], self.cfg.site.base_url, self.cfg.site.tz)
-            if brief is not None:
-                self.briefs.remember(parsed.sha256, brief)
-            if watch.scan_one(self.cfg.paths.briefs / path) != seen[path]:
-                result.waiting.append(path)  # changed while we read it: next scan
-                continue
-            known = index.get(path)
-            if known is not None and known.sha256 == parsed.sha256 and parsed.error is None and known.slug == parsed.slug:
-                # Touched, not changed (e.g. `touch`, a save without edits).
-                files_store.touch(conn, path, mtime_ns=parsed.stat.mtime_ns, size=parsed.stat.size)
-                index[path] = watch.Indexed(parsed.stat, known.sha256, known.slug)
-                continue
-            slug, tags, error = self._record(conn, parsed, now, index)
-            touched |= tags
-            if error is not None:
-                result.errors.append(error)
-            if slug is not None:
-                changed.add(slug)
-                result.published.append(slug)
-        return changed, touched
+    def _scan(self, index: dict[str, watch.Indexed]) -> dict[str, watch.Stat]:
+        """The whole folder; files under a subfolder that cannot be listed keep their last state (unknown is not gone)."""
+        blind: set[str] = set()
+        seen = watch.scan(self.cfg.paths.briefs, follow_symlinks=self.cfg.briefs.follow_symlinks, blind=blind)
+        for prefix in sorted(blind):
+            if self.retries.failed(f"<folder {prefix}>", None, prefix):
+                log.error("%s: cannot list this folder; its briefs stay as they were until it can be read", self.cfg.paths.briefs / prefix)
+            for path, known in index.items():
+                if path.startswith(prefix):
+                    seen.setdefault(path, known.stat)
+        for key in [k for k in self.retries.pending() if k.startswith("<folder ") and k[8:-1] not in blind]:
+            self.retries.forget(key)
+        return seen
+
+    def _sync_file(self, path: str, stat: watch.Stat, index: dict[str, watch.Indexed], result: SyncResult, touched: set[str]) -> None:
+        """Read, parse, record and write one file in its own transaction; its failure is its own."""
+        parsed, brief = read_and_parse(self.cfg, path, stat)  # no lock held: other work goes on meanwhile
+        if parsed.retry:
+            self._failed(path, stat, parsed.error or "", result)
+            return
+        known = index.get(path)
+        unchanged = known is not None and known.sha256 == parsed.sha256 and parsed.error is None and known.slug == parsed.slug
+        ready: RenderedIssue | None = None
+        if brief is not None:
+            self.briefs.remember(parsed.sha256, brief)
+        if brief is not None and not unchanged:
+            try:
+                # Rendered before the lock too: the desk never waits for this file's render.
+                ready = None if brief.is_draft else render_story(brief, self.cfg, related_titles=self._titles(brief))
+            except Exception as exc:  # whatever one brief does, the others publish
+                self._failed(path, stat, exc, result)
+                return
+        if watch.scan_one(self.cfg.paths.briefs / path, follow_symlinks=self.cfg.briefs.follow_symlinks) != stat:
+            result.waiting.append(path)  # changed while we read it: next scan
+            return
+        now = self._now()
+        try:
+            with self._lock, self.engine.begin() as conn:
+                if known is not None and unchanged:
+                    # Touched, not changed (e.g. `touch`, a save without edits).
+                    files_store.touch(conn, path, mtime_ns=stat.mtime_ns, size=stat.size)
+                    recorded = _Recorded(watch.Indexed(stat, known.sha256, known.slug), None, frozenset(), None)
+                else:
+                    recorded = self._record(conn, parsed, now, index)
+                    for slug in filter(None, (recorded.changed_slug, recorded.retired)):
+                        result.written += self._story_outputs(conn, slug, now, ready)
+        except Exception as exc:  # one file's failure, whatever it is, is that file's alone
+            # The transaction rolled back; the file stays unseen and is read again later.
+            self._failed(path, stat, exc, result)
+            return
+        index[path] = recorded.indexed
+        if self.retries.succeeded(path):
+            log.info("%s published after earlier failures", path)
+        touched |= recorded.touched
+        if recorded.error is not None:
+            result.errors.append(recorded.error)
+        if recorded.changed_slug is not None:
+            result.published.append(recorded.changed_slug)
+            log.info("published %s", recorded.changed_slug)
+
+    def _sync_removed(self, path: str, index: dict[str, watch.Indexed], result: SyncResult, touched: set[str]) -> None:
+        now = self._now()
+        gone: set[str] = set()
+        try:
+            with self._lock, self.engine.begin() as conn:
+                slug = self._forget_file(conn, path, index, now, gone)
+                if slug is not None:
+                    result.written += self._story_outputs(conn, slug, now)
+        except Exception as exc:  # as in _sync_file
+            self._failed(path, None, exc, result)
+            return
+        del index[path]
+        self.retries.forget(path)
+        touched |= gone
+        if slug is not None:
+            result.removed.append(slug)
+            log.info("removed %s (%s deleted)", slug, path)
 
     def sync(self, paths: Iterable[str] | None = None) -> SyncResult:
         """One scan, plan and publish cycle; only what changed is read or written.
 
         ``paths`` (relative to the briefs folder) limits the scan to files a
         filesystem event named, so the cost follows the change, not the
-        folder; None walks the whole folder.
+        folder; None walks the whole folder. Each file is its own
+        transaction: one that fails is recorded and retried, the rest publish.
         """
-        with self._lock:
+        with self._sync_lock:
             index = self.load_index()
             seen, subset = self._seen(paths, index)
             plan = watch.plan(subset, seen, now_ns=time.time_ns(), quiet=self.cfg.schedule.quiet_period)
             result = SyncResult(waiting=list(plan.waiting), retry_after=plan.retry_after)
-            if not plan.read and not plan.removed:
-                return result
-            now = self._now()
-            with self.engine.begin() as conn:
-                changed, touched = self._read_planned(conn, plan, seen, index, now, result)
-                for path in plan.removed:
-                    slug = self._forget_file(conn, path, index, now, touched)
-                    if slug is not None:
-                        changed.add(slug)
-                        result.removed.append(slug)
-                        log.info("removed %s (%s deleted)", slug, path)
-                for slug in sorted(changed):
-                    result.written += self._story_outputs(conn, slug, now)
-                    if slug in result.published:
-                        log.info("published %s", slug)
-                if changed:
-                    result.written += self.feeds.write(conn, {MAIN_FEED, *touched})
-                    result.written += self.site.write(conn, touched)
+            due = [p for p in plan.read if self.retries.due(p, seen[p])]
+            result.retrying = sorted(set(plan.read) - set(due))
+            touched: set[str] = set()
+            for path in due:
+                self._sync_file(path, seen[path], index, result, touched)
+            for path in plan.removed:
+                self._sync_removed(path, index, result, touched)
+            if result.published or result.removed:
+                touched.add(MAIN_FEED)
+            self._write_feeds(touched, result)
+            result.retrying = sorted(set(result.retrying) | {p for p in self.retries.pending() if p in seen})
+            result.retry_after = _min(result.retry_after, self.retries.seconds_to_next())
             self._ping_hub(result.written)
             return result
 
     def build_all(self, *, workers: int | None = None) -> SyncResult:
-        """Render every brief now (no quiet period): web issues in parallel, then every feed."""
-        with self._lock:
+        """Render every brief now (no quiet period): web issues in parallel, then every feed.
+
+        Workers isolate each file: a brief that fails to parse, render or
+        write comes back as an error and the rest of the build goes on.
+        """
+        with self._sync_lock:
             index = self.load_index()
-            seen = watch.scan(self.cfg.paths.briefs)
+            seen = self._scan(index)
             result = SyncResult()
             now = self._now()
             items = sorted(seen.items())
@@ -363,45 +398,54 @@ class Pipeline:
             chunk = max(1, min(200, len(items) // (n_workers * 4) or 1))
             chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
             touched: set[str] = {MAIN_FEED}
-            linked: list[Parsed] = []
-            with self.engine.begin() as conn:
-                for parsed_chunk in self._map_chunks(chunks, n_workers):
-                    for parsed in parsed_chunk:
-                        if parsed.related and parsed.error is None:
-                            linked.append(parsed)
-                        _slug, tags, error = self._record(conn, parsed, now, index)
-                        touched |= tags
-                        if error is not None:
-                            result.errors.append(error)
-                        elif parsed.slug:
-                            result.published.append(parsed.slug)
-                for path in [p for p in index if p not in seen]:
-                    slug = self._forget_file(conn, path, index, now, touched)
-                    if slug is not None:
-                        result.removed.append(slug)
-                        _remove_web_issue(self.cfg, slug)
+            failed: list[Parsed] = []
+            linked: list[str] = []  # stories naming related ones: workers cannot see their titles
+            for parsed_chunk in map_chunks(self.cfg, chunks, n_workers):
+                linked += [p.slug for p in parsed_chunk if p.related and p.slug and not p.error and p.status != "draft"]
+                # One short transaction per chunk, the lock only around it: the
+                # desk is never kept waiting for the workers' parsing and rendering.
+                failed += [p for p in parsed_chunk if p.retry]
+                self._record_chunk([p for p in parsed_chunk if not p.retry], index, now, result, touched)
+            with self._lock, self.engine.begin() as conn:
+                gone = [p for p in index if p not in seen]
+                removed = {path: self._forget_file(conn, path, index, now, touched) for path in gone}
                 # Every tag any live story has, so a deleted public/ is rebuilt whole.
                 touched |= stories.live_feed_tags(conn)
                 self.digests.rewrite_pages(conn)
-                result.written += self.feeds.write(conn, touched, force=True)
-                # Workers cannot see the store: pages with related stories get their titles now.
-                for slug in sorted({p.slug for p in linked if p.slug and p.status != "draft"}):
-                    result.written += self.site.story(conn, self.briefs.get(conn, slug))
-                result.written += self.site.write(conn, touched)
+                for related in sorted(set(linked)):
+                    result.written += self.site.story(conn, self.briefs.get(conn, related))
+            for path, slug in removed.items():
+                del index[path]
+                if slug is not None:
+                    result.removed.append(slug)
+                    _remove_web_issue(self.cfg, slug)
+            for parsed in failed:
+                self._failed(parsed.path, parsed.stat, parsed.error or "", result)
+            self._write_feeds(touched, result, force=True)
             self._ping_hub(result.written)
             log.info("build: %d published, %d rejected, %d removed", len(result.published), len(result.errors), len(result.removed))
             return result
 
-    def _map_chunks(self, chunks: list[list[tuple[str, watch.Stat]]], n_workers: int) -> Iterator[list[Parsed]]:
-        if n_workers <= 1 or len(chunks) <= 1:
-            _init_worker(self.cfg)
-            for c in chunks:
-                yield _build_chunk(c)
-            return
-        # fork: workers inherit the imported modules and compiled templates.
-        ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker, initargs=(self.cfg,)) as pool:
-            yield from pool.map(_build_chunk, chunks)
+    def _record_chunk(self, chunk: Sequence[Parsed], index: dict[str, watch.Indexed], now: dt.datetime,
+                      result: SyncResult, touched: set[str]) -> None:
+        recorded: list[tuple[Parsed, _Recorded]] = []
+        try:
+            with self._lock, self.engine.begin() as conn:
+                for parsed in chunk:
+                    rec = self._record(conn, parsed, now, index)
+                    # Later files of the chunk must see this one's slug (duplicate-slug check).
+                    index[parsed.path] = rec.indexed
+                    recorded.append((parsed, rec))
+        except BaseException:
+            self._index = None  # rolled back: what the store holds is the truth again
+            raise
+        # Reached only after the commit; a rollback raised above, and the store reloads the index.
+        for parsed, rec in recorded:
+            touched |= rec.touched
+            if rec.error is not None:
+                result.errors.append(rec.error)
+            elif parsed.slug:
+                result.published.append(parsed.slug)
 
     # -- editors' actions, previews and digests (the desk's DeskActions) ---
 

@@ -50,8 +50,26 @@ class Plan:
         return not (self.read or self.removed or self.waiting)
 
 
-def scan(folder: Path) -> dict[str, Stat]:
-    """Every watched file under ``folder`` (relative POSIX path → stat); hidden folders skipped."""
+def _stat(path: str | Path, follow_symlinks: bool) -> os.stat_result:
+    """The file's own stat; through a link only when links are followed (then an edit of the target counts)."""
+    if follow_symlinks:
+        try:
+            return os.stat(path)
+        except FileNotFoundError:
+            pass  # a dangling link: its own stat, so it is read and refused with a reason
+    return os.lstat(path)
+
+
+def scan(folder: Path, *, follow_symlinks: bool = False, blind: set[str] | None = None) -> dict[str, Stat]:
+    """Every watched file under ``folder`` (relative POSIX path → stat); hidden folders skipped.
+
+    Links, FIFOs and other non-regular entries with a brief's name are listed
+    too, from their own ``lstat`` (never opened here): reading refuses them
+    with a reason that shows in ``status``, rather than skipping them silently.
+    A subfolder that cannot be listed (permissions, an I/O error) is added to
+    ``blind`` as its prefix: its files are unknown, not gone. The folder
+    itself failing raises: that is no scan at all.
+    """
     out: dict[str, Stat] = {}
     stack = [(folder, "")]
     while stack:
@@ -60,6 +78,11 @@ def scan(folder: Path) -> dict[str, Stat]:
             entries = list(os.scandir(current))
         except FileNotFoundError:
             continue
+        except OSError:
+            if not prefix or blind is None:
+                raise
+            blind.add(prefix)
+            continue
         for entry in entries:
             name = entry.name
             if name.startswith("."):
@@ -67,8 +90,8 @@ def scan(folder: Path) -> dict[str, Stat]:
             try:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((Path(entry.path), f"{prefix}{name}/"))
-                elif entry.is_file() and is_watched(name):
-                    st = entry.stat()
+                elif is_watched(name):
+                    st = _stat(entry.path, follow_symlinks)
                     out[prefix + name] = Stat(st.st_mtime_ns, st.st_size)
             except FileNotFoundError:
                 continue  # deleted between listing and stat: the next scan sees it gone
@@ -96,10 +119,10 @@ def plan(index: Mapping[str, Indexed], seen: Mapping[str, Stat], *, now_ns: int,
     return Plan(tuple(sorted(read)), tuple(sorted(removed)), tuple(sorted(waiting)), retry)
 
 
-def scan_one(path: Path) -> Stat | None:
-    """The stat of one file now (None when it is gone)."""
+def scan_one(path: Path, *, follow_symlinks: bool = False) -> Stat | None:
+    """The stat of one file now, as :func:`scan` takes it (None when it is gone)."""
     try:
-        st = path.stat()
+        st = _stat(path, follow_symlinks)
     except FileNotFoundError:
         return None
     return Stat(st.st_mtime_ns, st.st_size)

@@ -139,6 +139,20 @@ def groups(brief: Brief) -> tuple[LensGroup, ...]:
     return tuple(sorted(out, key=lambda g: g.label == ""))
 
 
+def capped(all_groups: tuple[LensGroup, ...], limit: int) -> tuple[tuple[LensGroup, ...], int]:
+    """The groups cut to their first ``limit`` takes in order, and how many were left out."""
+    out: list[LensGroup] = []
+    left = limit
+    hidden = 0
+    for g in all_groups:
+        rows, folded = g.rows[: max(left, 0)], g.folded[: max(left - len(g.rows), 0)]
+        left -= len(rows) + len(folded)
+        hidden += len(g.rows) - len(rows) + len(g.folded) - len(folded)
+        if rows or folded:
+            out.append(LensGroup(g.label, rows, folded))
+    return tuple(out), hidden
+
+
 def region_counts(brief: Brief) -> list[tuple[str, int]]:
     return [(clean_line(r), n) for r, n in brief.region_distribution() if clean_line(r)]
 

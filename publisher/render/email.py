@@ -10,6 +10,7 @@ a MIME message once per issue and fills the placeholder per recipient.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import html as html_mod
@@ -215,6 +216,17 @@ def related_links(brief: Brief, cfg: Config, titles: Mapping[str, str]) -> list[
     ]
 
 
+def _story_hash(brief: Brief, cfg: Config, related: list[dict[str, str]], template_digest: str) -> str:
+    parts = [brief.content_hash, repr(sorted((r["label"], r["url"]) for r in related))]
+    return _inputs_hash("story", brief.slug, parts, cfg, template_digest)
+
+
+def render_hash(brief: Brief, cfg: Config, related_titles: Mapping[str, str] | None = None) -> str:
+    """The content hash :func:`render_story` would give ``brief`` now (templates and settings included)."""
+    _env, tdigest = _environment(_template_dirs(cfg))
+    return _story_hash(brief, cfg, related_links(brief, cfg, dict(related_titles or {})), tdigest)
+
+
 def render_story(brief: Brief, cfg: Config, *, related_titles: Mapping[str, str] | None = None) -> RenderedIssue:
     """A story issue for one brief; the curated takes shrink to fit the HTML budget.
 
@@ -225,9 +237,7 @@ def render_story(brief: Brief, cfg: Config, *, related_titles: Mapping[str, str]
     titles = dict(related_titles or {})
     env, tdigest = _environment(_template_dirs(cfg))
     related = related_links(brief, cfg, titles)
-    content_hash = _inputs_hash(
-        "story", brief.slug, [brief.content_hash, repr(sorted((r["label"], r["url"]) for r in related))], cfg, tdigest
-    )
+    content_hash = _story_hash(brief, cfg, related, tdigest)
     unsub = unsubscribe_placeholder(content_hash)
     subject = clean_line(brief.title, MAX_SUBJECT) or brief.slug
     preheader = clean_line(brief.dek or brief.summary.text, MAX_PREHEADER)
@@ -385,3 +395,29 @@ def web_version(issue: RenderedIssue, cfg: Config) -> tuple[str, str]:
     return issue.html.replace(token, html_mod.escape(url)), issue.text.replace(token, url)
 
 
+
+
+# ---------------------------------------------------------------- check
+
+
+def budget_problem(brief: Brief, cfg: Config) -> str | None:
+    """Why ``brief``'s story email can never fit ``email.max_html_bytes`` (even with every take cut), or None.
+
+    Takes are cut to fit, so only the rest of the brief can overflow. A
+    brief whose other text is far under budget is passed without a render,
+    which keeps ``publisher check`` over a large folder fast.
+    """
+    budget = cfg.email.max_html_bytes
+    rest = [brief.summary.html, brief.why_it_matters.html if brief.why_it_matters else "", brief.title, brief.dek or ""]
+    rest += [item.html for item in brief.what_to_watch] + [s.body.html for s in brief.sections] + list(brief.entities)
+    # Each related story becomes a link to its web issue (~100 bytes of URL and markup besides the slug).
+    estimate = sum(len(part) for part in rest) + sum(len(slug) + 100 for slug in brief.related)
+    # The template adds well under half the budget and MJML well under doubling the text: render only near the limit.
+    if estimate * 2 < budget // 2:
+        return None
+    try:
+        # No lenses: the smallest email this brief can make.
+        render_story(dataclasses.replace(brief, lenses=(), content_hash=brief.content_hash + ":no-takes"), cfg)
+    except RenderError as exc:
+        return f"its email cannot fit the size budget even with no takes ({exc}); shorten the summary or sections, or raise email.max_html_bytes"
+    return None

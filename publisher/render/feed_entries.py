@@ -21,7 +21,7 @@ from ..briefs.slugs import tag_slug
 from ..core.config import Config
 from ..core.errors import RenderError
 from ..core.memo import IdentityMemo
-from .coverage import groups, lens_label
+from .coverage import capped, groups, lens_label
 from .templating import search_path
 
 ENTRY_TEMPLATE = "feed/entry.html.j2"
@@ -88,7 +88,10 @@ def entry_html(brief: Brief, cfg: Config) -> str:
         return str(hit)
     template = _entry_template(search_path(cfg.paths.templates))
     try:
-        html = clean(template.render(brief=brief, groups=groups(brief)))
+        # Feeds cap takes the way emails do: a brief with thousands of takes
+        # must not make every feed that carries it megabytes long.
+        shown, hidden = capped(groups(brief), cfg.feeds.max_takes)
+        html = clean(template.render(brief=brief, groups=shown, hidden=hidden, more_url=cfg.site.url(f"issues/{brief.slug}.html")))
     except TemplateError as exc:
         raise RenderError(f"{brief.slug}: {ENTRY_TEMPLATE}", str(exc)) from exc
     _HTML_MEMO.put((cfg, brief), (), html)

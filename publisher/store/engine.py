@@ -18,6 +18,9 @@ from .schema import kv, metadata
 # The types the rooms above hold and pass back in, without importing SQLAlchemy.
 Engine = sa.Engine
 Connection = sa.Connection
+# What a failing database raises (a full disk under state/, a lost server), for
+# callers that isolate one file's transaction from the next.
+DatabaseFailure = sa.exc.SQLAlchemyError
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

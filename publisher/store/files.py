@@ -27,13 +27,24 @@ def all_files(conn: Connection) -> list[FileRow]:
     return [FileRow(r.path, r.mtime_ns, r.size, r.sha256, r.slug) for r in rows]
 
 
-def save(conn: Connection, row: FileRow, *, error: str | None, now: dt.datetime, known: bool) -> None:
-    """Record what a read of the file found; ``known``: the index had it already."""
+# The stat of a file whose only record is a failure: matches no real file, so
+# the next scan (in this process or after a restart) reads it again.
+UNSEEN = -1
+
+
+def save(conn: Connection, row: FileRow, *, error: str | None, now: dt.datetime) -> None:
+    """Record what a read of the file found (over a failure-only row, if one was left)."""
     values = dict(mtime_ns=row.mtime_ns, size=row.size, sha256=row.sha256, slug=row.slug, error=error, seen_at=utc(now))
-    if known:
-        conn.execute(sa.update(files).where(files.c.path == row.path).values(**values))
-    else:
+    updated = conn.execute(sa.update(files).where(files.c.path == row.path).values(**values)).rowcount
+    if not updated:
         conn.execute(sa.insert(files).values(path=row.path, **values))
+
+
+def record_failure(conn: Connection, path: str, error: str, *, now: dt.datetime) -> None:
+    """A file that could not be published this time: its error shown, its last good stat kept (or none), so it is retried."""
+    updated = conn.execute(sa.update(files).where(files.c.path == path).values(error=error, seen_at=utc(now))).rowcount
+    if not updated:
+        conn.execute(sa.insert(files).values(path=path, mtime_ns=UNSEEN, size=UNSEEN, sha256="", slug=None, error=error, seen_at=utc(now)))
 
 
 def touch(conn: Connection, path: str, *, mtime_ns: int, size: int) -> None:

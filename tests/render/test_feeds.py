@@ -7,6 +7,8 @@ tests/test_feeds_validity.py.)
 
 from __future__ import annotations
 
+import re
+
 import calendar
 import dataclasses
 import html
@@ -437,3 +439,22 @@ def test_rfc5005_archive_pages(tmp_path: Path) -> None:
     assert walk(out) == ["s-04", "s-03", "s-02", "s-01", "s-00"]
     # Archives are off by default.
     assert not any(p.startswith("archive/") for p in render_feeds(items, make_cfg(tmp_path, size=3)))
+
+
+def test_feed_entries_cap_takes_like_emails() -> None:
+    ref = parse_brief((DATA / "reference.txt").read_bytes(), "reference.txt")
+    assert ref.take_count == 17
+    def takes(html: str) -> int:
+        covered = html.split("How the world covered it", 1)[1]
+        return covered.count("<li>")
+
+    full = entry_html(ref, build_config())
+    assert takes(full) == 17 and "more</a>" not in full
+    capped = entry_html(ref, build_config(feeds={"max_takes": 5}))
+    assert takes(capped) == 5
+    url = f"http://127.0.0.1:8000/issues/{ref.slug}.html"
+    assert f'<p><a href="{url}">and 12 more</a></p>' in capped
+    # Lenses whose takes are all cut leave no empty group behind.
+    lists = re.findall(r"<ul>(.*?)</ul>", capped.split("How the world covered it", 1)[1], re.S)
+    assert lists and all("<li>" in items for items in lists)
+    assert len(lists) < len([lens for lens in ref.lenses if lens.takes])

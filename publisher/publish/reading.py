@@ -1,0 +1,203 @@
+"""One brief file read, parsed and (in a build worker) rendered: the unit the pipeline isolates.
+
+Everything a file can do wrong ends here as a :class:`Parsed` with an error
+naming the file (and line, when the parser knows it); nothing raised while
+handling one file reaches the files beside it. ``Parsed.retry`` tells a
+content error (recorded, read again only when the file changes) from a
+failure of the moment (a render, a full disk: read again on a later scan).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import datetime as dt
+import hashlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..briefs.files import read_brief_bytes
+from ..briefs.model import Brief
+from ..briefs.parse import parse_brief
+from ..briefs.slugs import tag_slug
+from ..core.config import Config
+from ..core.errors import BriefError, BriefUnreadable, PublisherError
+from ..render import site
+from ..render.email import RenderedIssue, render_story, web_version
+from . import watch
+from .outputs import write_all_atomic
+
+log = logging.getLogger(__name__)
+
+
+def feed_tags(brief: Brief) -> tuple[str, ...]:
+    """Tag-feed keys of a story: its tags and entities, as path-safe slugs."""
+    seen: dict[str, None] = {}
+    for name in (*brief.tags, *brief.entities):
+        key = tag_slug(name)
+        if key:
+            seen.setdefault(key, None)
+    return tuple(seen)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """One file read and parsed: all the pipeline needs, small enough to pass between processes."""
+
+    path: str
+    stat: watch.Stat
+    sha256: str
+    error: str | None
+    slug: str | None = None
+    title: str = ""
+    status: str = "published"
+    published_at: dt.datetime | None = None
+    updated: dt.datetime | None = None  # front matter 'updated'
+    tags: tuple[str, ...] = ()
+    source: bytes = b""
+    related: tuple[str, ...] = ()  # its story page is rewritten once related titles are known
+    retry: bool = False  # the error is of the moment (render, I/O), not of the content
+
+
+def failure_message(full: Path, exc: BaseException) -> str:
+    """``file: cannot publish: reason [errno]``: one line for the log, the store and `status`."""
+    if isinstance(exc, OSError):
+        code = f" [{errno_name(exc.errno)}]" if exc.errno else ""
+        return f"{full}: cannot publish: {exc.strerror or exc}{code}"
+    if isinstance(exc, PublisherError):
+        return f"{full}: cannot publish: {exc}"
+    # A database error's text carries its SQL and parameters: its driver's first line says it.
+    first = (str(getattr(exc, "orig", None) or exc).splitlines() or [""])[0]
+    return f"{full}: cannot publish: {type(exc).__name__}: {first}"
+
+
+def errno_name(code: int | None) -> str:
+    import errno
+
+    return errno.errorcode.get(code or 0, str(code))
+
+
+def read_and_parse(cfg: Config, path: str, stat: watch.Stat) -> tuple[Parsed, Brief | None]:
+    full = cfg.paths.briefs / path
+    try:
+        data = read_brief_bytes(full, root=cfg.paths.briefs, max_bytes=cfg.briefs.max_bytes, follow_symlinks=cfg.briefs.follow_symlinks)
+    except BriefUnreadable as exc:
+        return Parsed(path, stat, "", str(exc), retry=True), None  # e.g. permissions: a chmod does not change the mtime
+    except BriefError as exc:
+        return Parsed(path, stat, "", str(exc)), None
+    sha = hashlib.sha256(data).hexdigest()
+    try:
+        brief = parse_brief(data, str(full), base_url=cfg.site.base_url)
+    except BriefError as exc:
+        return Parsed(path, stat, sha, str(exc)), None
+    return (
+        Parsed(
+            path, stat, sha, None, brief.slug, brief.title, brief.status, brief.published_at(cfg.site.tz),
+            brief.updated, feed_tags(brief), data, brief.related,
+        ),
+        brief,
+    )
+
+
+def write_web_issue(
+    brief: Brief, cfg: Config, issue: RenderedIssue | None = None, related_titles: dict[str, str] | None = None
+) -> list[str]:
+    """public/issues/<slug>.html, the story's web page (what the email's "view in browser" opens,
+    without the email's footer), and .txt, the email's plain text.
+
+    Both files are staged before either replaces its old version, so a full
+    disk leaves the old pair, never a new page beside an old text.
+    """
+    page = site.story_page(brief, cfg, related_titles=related_titles)
+    _html, text = web_version(issue or render_story(brief, cfg, related_titles=related_titles), cfg)
+    base = cfg.paths.public / "issues"
+    items = [(base / f"{brief.slug}.html", page.encode("utf-8")), (base / f"{brief.slug}.txt", text.encode("utf-8"))]
+    return [f"issues/{p.name}" for p in write_all_atomic(items)]
+
+
+# -- the process-pool side of a full build ------------------------------------
+
+_worker_cfg: Config | None = None
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker must not outlive the build that started it (kill -9 of the parent included)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d; watching the parent instead", ctypes.get_errno())
+        elif os.getppid() == parent:
+            return
+        else:
+            os._exit(1)  # the parent died before the death signal was armed
+    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _init_worker(cfg: Config, parent: int | None = None) -> None:
+    global _worker_cfg
+    _worker_cfg = cfg
+    if parent is not None:
+        _die_with_parent(parent)
+        # The parent decides when the build stops; a terminal's Ctrl-C goes to it alone,
+        # and the SIGTERM handler forked from it (unwind the build) is not the worker's.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def build_one(cfg: Config, path: str, stat: watch.Stat) -> Parsed:
+    """Read, parse and write the web issue of one file; whatever fails is this file's error."""
+    parsed, brief = read_and_parse(cfg, path, stat)
+    if brief is None or brief.is_draft:
+        return parsed
+    try:
+        write_web_issue(brief, cfg)
+    except Exception as exc:  # whatever one brief does, the others publish (the parent logs it)
+        return Parsed(path, stat, parsed.sha256, failure_message(cfg.paths.briefs / path, exc), retry=True)
+    return parsed
+
+
+def build_chunk(paths: Sequence[tuple[str, watch.Stat]]) -> list[Parsed]:
+    cfg = _worker_cfg
+    assert cfg is not None
+    return [build_one(cfg, path, stat) for path, stat in paths]
+
+
+def map_chunks(cfg: Config, chunks: list[list[tuple[str, watch.Stat]]], n_workers: int) -> Iterator[list[Parsed]]:
+    """Each chunk built, in order: in this process, or in a pool of forked workers that die with it."""
+    if n_workers <= 1 or len(chunks) <= 1:
+        _init_worker(cfg)
+        for c in chunks:
+            yield build_chunk(c)
+        return
+    import multiprocessing
+
+    # fork: workers inherit the imported modules and compiled templates.
+    ctx = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker, initargs=(cfg, os.getpid()))
+    finished = False
+    try:
+        yield from pool.map(build_chunk, chunks)
+        finished = True
+    finally:
+        if not finished:
+            # Interrupted (SIGTERM, Ctrl-C, a failure): stop the workers now
+            # rather than wait for their chunks.
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
