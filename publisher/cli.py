@@ -268,12 +268,25 @@ def deliveries_cmd(target: str, cfg: Config) -> None:
 @main.command()
 @click.option("--host", default=None, help="Bind address (default: desk.host, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default: desk.port, 8000).")
+@click.option("--no-auth", is_flag=True, help="Tests only: an open loopback desk without the sign-in link.")
 @with_config
-def serve(host: str | None, port: int | None, cfg: Config) -> None:
+def serve(host: str | None, port: int | None, no_auth: bool, cfg: Config) -> None:
     """Serve the editors' desk (/desk) and public/ (feeds, issues, subscribe) without the scheduler."""
     from .web.server import serve as serve_web
 
-    serve_web(cfg, host=host, port=port)
+    server = serve_web(cfg, host=host, port=port, no_auth=no_auth)
+    _announce_desk(server, no_auth)
+    server.run()
+
+
+def _announce_desk(server: Any, no_auth: bool) -> None:
+    from .web.server import sign_in_url
+
+    url = sign_in_url(server)
+    if url:
+        click.echo(f"desk sign-in link (no password set; valid until this process stops):\n    {url}", err=True)
+    if no_auth:
+        click.echo("WARNING: --no-auth: the desk is open to every local process and web page", err=True)
 
 
 @main.command()
@@ -340,8 +353,9 @@ def build(briefs_dir: str | None, out_dir: str | None, cfg: Config) -> None:
 @click.option("--once", is_flag=True, help="Scan and publish once, then exit.")
 @click.option("--no-web", is_flag=True, help="Run the scheduler without the web app.")
 @click.option("--no-send", is_flag=True, help="Do not drain the delivery queue.")
+@click.option("--no-auth", is_flag=True, help="Tests only: an open loopback desk without the sign-in link.")
 @with_config
-def run(once: bool, no_web: bool, no_send: bool, cfg: Config) -> None:
+def run(once: bool, no_web: bool, no_send: bool, no_auth: bool, cfg: Config) -> None:
     """The service: watch briefs/, publish, queue issues, make digests, serve the desk."""
     import signal
     import threading
@@ -371,8 +385,9 @@ def run(once: bool, no_web: bool, no_send: bool, cfg: Config) -> None:
         else:
             from .web.server import make_server
 
-            server = make_server(cfg, pub.engine, pub)
+            server = make_server(cfg, pub.engine, pub, no_auth=no_auth)
             click.echo(f"desk and feeds at http://{cfg.desk.host}:{cfg.desk.port}/", err=True)
+            _announce_desk(server, no_auth)
             # uvicorn re-raises the signal it caught once it has stopped; with the
             # default SIGTERM action that would kill us before the scheduler's
             # jobs finish, so the re-raised signal lands on a no-op instead.

@@ -133,3 +133,15 @@ kv = sa.Table(
     sa.Column("key", sa.String, primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
+
+# Attempts counted by the web app's throttles (failed sign-ins, sign-ups),
+# one row each, pruned past the window: shared by every serving process.
+throttle_hits = sa.Table(
+    "throttle_hits",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("bucket", sa.String(32), nullable=False),  # e.g. desk-signin, signup-client
+    sa.Column("key", sa.String, nullable=False),  # a peer address or network, or an address digest
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_throttle_bucket_key_at", "bucket", "key", "at"),
+)

@@ -18,7 +18,7 @@ from ..render.email import RenderedIssue
 from ..store.engine import Engine
 
 if TYPE_CHECKING:
-    from .auth import Throttle
+    from .auth import Gate
     from .deskdata import Desk
     from .public import PublicFiles
 
@@ -43,7 +43,7 @@ class WebContext:
     env: Environment  # the web templates (user overrides first)
     files: PublicFiles
     desk: Desk
-    throttle: Throttle
+    gate: Gate  # the desk's secret, sessions' generation, the sign-in throttle
     forms: URLSafeTimedSerializer  # signs the subscribe form's token
     key: bytes  # the signing key of link tokens
     stopping: threading.Event  # set when the server shuts down: live streams end

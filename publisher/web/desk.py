@@ -22,9 +22,11 @@ from ..render.templating import search_path
 from . import auth
 from .auth import requires_editor
 from .context import WebContext, context
+from .guard import origin_ok
 from .pages import desk_page, email_frame, not_found, redirect
 from . import preview as previews
 from .preview import Preview, force_dark
+from .throttle import peer_key
 
 log = logging.getLogger(__name__)
 
@@ -35,29 +37,43 @@ STATIC = {"desk.css": "text/css; charset=utf-8", "live.js": "text/javascript; ch
 
 async def login(request: Request) -> Response:
     ctx = context(request)
-    if auth.desk_is_open(ctx.cfg):
+    gate = ctx.gate
+    if gate.access.mode == "none":
         return RedirectResponse("/desk/", status_code=303)
-    client = request.client.host if request.client else "?"
-    if request.method == "GET":
-        return desk_page(request, "login.html")
-    form = await request.form()
-    if not auth.csrf_ok(ctx.cfg, request, form.get(auth.CSRF_FIELD)):
-        return PlainTextResponse("CSRF token missing or wrong; reload the page", status_code=403)
-    if ctx.throttle.blocked(client):
-        return desk_page(request, "login.html", 429, error="Too many attempts; wait a few minutes.")
-    if not auth.password_ok(ctx.cfg, str(form.get("password", ""))):
-        ctx.throttle.fail(client)
-        return desk_page(request, "login.html", 401, error="Wrong password.")
-    ctx.throttle.reset(client)
-    auth.start_session(request)
-    log.info("desk: editor signed in from %s", client)
+    peer = peer_key(request)
+    link_token = request.query_params.get(auth.TOKEN_PARAM)
+    if request.method == "GET" and link_token is None:
+        return desk_page(request, "login.html", 401 if gate.access.mode == "token" else 200, token_mode=gate.access.mode == "token")
+    if request.method == "POST":
+        if not origin_ok(ctx.cfg, request):
+            return PlainTextResponse("cross-site request refused", status_code=403)
+        form = await request.form()
+        if not auth.csrf_ok(request, form.get(auth.CSRF_FIELD)):
+            return PlainTextResponse("CSRF token missing or wrong; reload the page", status_code=403)
+        given = str(form.get("password", ""))
+    else:
+        given = link_token or ""
+    wait = await run_in_threadpool(gate.throttle.retry_after, peer)
+    if wait:
+        response = desk_page(request, "login.html", 429, error="Too many attempts; wait a few minutes.")
+        response.headers["Retry-After"] = str(wait)
+        return response
+    if not gate.access.secret_ok(given):
+        await run_in_threadpool(gate.throttle.hit, peer)
+        log.warning("desk: sign-in failed from %s", peer)
+        return desk_page(request, "login.html", 401, error="Wrong password or sign-in link.")
+    await run_in_threadpool(gate.throttle.reset, peer)
+    await run_in_threadpool(auth.start_session, gate, request)
+    log.info("desk: editor signed in from %s", peer)
+    # A redirect drops the token from the address bar and the history.
     return RedirectResponse("/desk/", status_code=303)
 
 
 @requires_editor
 async def logout(request: Request) -> Response:
-    request.session.clear()
-    return RedirectResponse("/desk/login" if not auth.desk_is_open(context(request).cfg) else "/desk/", status_code=303)
+    gate = context(request).gate
+    await run_in_threadpool(auth.end_sessions, gate, request)
+    return RedirectResponse("/desk/login" if gate.access.mode == "password" else "/desk/", status_code=303)
 
 
 @requires_editor

@@ -39,7 +39,7 @@ def desk_page(request: Request, name: str, status: int = 200, **ctx: Any) -> HTM
     cfg = context(request).cfg
     return page(
         request, name, status, csp=CSP_DESK, csrf=auth.csrf_token(request), open_desk=auth.desk_is_open(cfg),
-        signed_in=auth.is_signed_in(cfg, request), flash=request.session.pop("flash", None), **ctx,
+        signed_in=getattr(request.state, "editor", False), flash=request.session.pop("flash", None), **ctx,
     )
 
 
