@@ -21,6 +21,10 @@ from .auth import is_loopback
 log = logging.getLogger(__name__)
 
 PUBLIC_BODY_LIMIT = 64 * 1024
+# h11 refuses a request head that stays incomplete past its buffer limit, but
+# one that arrives whole in a single read is parsed; these catch that case.
+MAX_HEADER_BYTES = 16 * 1024
+MAX_HEADER_COUNT = 100
 DESK_BODY_LIMIT = 1024 * 1024
 WILDCARD_BINDS = ("0.0.0.0", "::", "")
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -95,7 +99,8 @@ def body_limit_for(path: str) -> int:
 
 
 class BodyLimit:
-    """413 for a body over the route's limit: at once from Content-Length, else as soon as it is passed.
+    """431 for too many or too large headers; 413 for a body over the route's limit: at once from
+    Content-Length, else as soon as it is passed.
 
     The count is of bytes received, before any parser buffers them, so an
     oversized upload costs at most one limit's worth of memory.
@@ -108,15 +113,19 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        headers = scope["headers"]
+        if len(headers) > MAX_HEADER_COUNT or sum(len(k) + len(v) for k, v in headers) > MAX_HEADER_BYTES:
+            await _refuse(send, 431, b"Request headers too large.\n")
+            return
         limit = body_limit_for(scope["path"])
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared = dict(headers).get(b"content-length")
         if declared is not None:
             try:
                 too_big = int(declared) > limit
             except ValueError:
                 too_big = True
             if too_big:
-                await _refuse(send, limit)
+                await _refuse_body(send, limit)
                 return
         seen = 0
         started = False
@@ -141,11 +150,14 @@ class BodyLimit:
         except BodyTooLarge:
             if started:
                 raise
-            await _refuse(send, limit)
+            await _refuse_body(send, limit)
 
 
-async def _refuse(send: Send, limit: int) -> None:
-    body = f"Request body too large (limit {limit // 1024} KB).\n".encode("ascii")
+async def _refuse_body(send: Send, limit: int) -> None:
+    await _refuse(send, 413, f"Request body too large (limit {limit // 1024} KB).\n".encode("ascii"))
+
+
+async def _refuse(send: Send, status: int, body: bytes) -> None:
     headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode("ascii")), (b"connection", b"close")]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
