@@ -25,6 +25,7 @@ from starlette.routing import Mount, Route, Router
 
 from ..core.clock import Clock, system_clock
 from ..core.config import Config
+from ..delivery.subscriptions import ConfirmationQueue
 from ..mail.tokens import signing_key
 from ..render.templating import search_path
 from ..store.engine import Engine
@@ -88,6 +89,9 @@ def create_app(
             auth.desk_access(cfg, key, no_auth=no_auth, token=desk_token), engine,
             Throttle(engine, "desk-signin", auth.MAX_FAILURES, auth.FAILURE_WINDOW, clock=clock),
         ),
+        signups=ConfirmationQueue(cfg, engine, clock=clock),
+        signup_client=Throttle(engine, "signup-client", forms.SIGNUPS_PER_CLIENT, forms.SIGNUP_WINDOW, clock=clock),
+        signup_address=Throttle(engine, "signup-address", forms.SIGNUPS_PER_ADDRESS, forms.SIGNUP_WINDOW, clock=clock),
         forms=URLSafeTimedSerializer(key, salt="publisher.subscribe-form"), key=key,
         stopping=threading.Event(), sse_interval=sse_interval,
     )
@@ -97,6 +101,7 @@ def create_app(
         ctx.stopping.clear()
         yield
         ctx.stopping.set()
+        ctx.signups.stop()
 
     routes = [
         Route("/desk", _desk_root, methods=["GET", "HEAD", "POST"]),

@@ -410,8 +410,9 @@ def test_bad_tokens_on_get(client: TestClient, path: str) -> None:
 def test_unsubscribe_token_is_not_a_confirm_token(client: TestClient, env: tuple[Config, sa.Engine]) -> None:
     from publisher.mail.tokens import make_token, signing_key
 
-    cfg, _ = env
-    token = make_token(signing_key(cfg), "unsubscribe", 1, "a@example.org")
+    cfg, engine = env
+    sub, _ = subscribers_store.add_subscriber(engine, "a@example.org", "daily", status="active", now=NOW)
+    token = make_token(signing_key(cfg), "unsubscribe", sub.id, sub.email)
     assert client.get(f"/unsubscribe?t={token}").status_code == 200
     assert client.get(f"/confirm?t={token}").status_code == 400
 
@@ -451,6 +452,7 @@ def test_subscribe_confirm_unsubscribe_round_trip(client: TestClient, env: tuple
     token = re.search(r'name="form_token" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
     r = client.post("/subscribe", data={"email": "Reader@Example.org", "cadence": "weekly", "form_token": token})
     assert r.status_code == 200 and "Check your inbox" in r.text
+    assert client.app.state.ctx.signups.wait_idle()  # type: ignore[attr-defined]
     sub = subscribers_store.find_subscriber(engine, "reader@example.org")
     assert sub is not None and sub.status == "pending" and sub.cadence == "weekly"
     # The confirmation mail links to /confirm; GET only shows a button.
@@ -484,7 +486,7 @@ def test_tampered_unsubscribe_token_changes_nothing(client: TestClient, env: tup
     from publisher.mail.tokens import make_token, signing_key
 
     cfg, engine = env
-    subscribers_store.request_subscription(engine, "x@example.org", "daily", now=NOW)
+    subscribers_store.request_signup(engine, "x@example.org", "daily", now=NOW, resend_after=dt.timedelta(hours=1))
     sub = subscribers_store.find_subscriber(engine, "x@example.org")
     assert sub is not None
     other = make_token(b"another key entirely, 32 bytes long!", "unsubscribe", sub.id, sub.email)
