@@ -67,7 +67,13 @@ def _key_file(path: Path) -> bytes:
         return _read_key(path)
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # The state folder: private, as it holds this key and the subscriber store.
+        path.parent.mkdir(parents=True, mode=0o700)
+    except FileExistsError:
+        pass
+    else:
+        os.chmod(path.parent, 0o700)
     # Write a private temp file, then link it into place: link() fails if
     # another process won the race, and then we read the winner's key. The
     # key is hex text so it can be copied verbatim into the env variable.
