@@ -94,6 +94,12 @@ def _view(request: Request) -> str:
     return view if view in VIEWS else "both"
 
 
+def _nothing_to_show(exc: PublisherError) -> Response:
+    # A brief that fails to parse or a digest with no stories is the desk's
+    # normal state, not a server fault: say what is missing.
+    return PlainTextResponse(f"Nothing to preview: {exc}", status_code=404, headers={"Cache-Control": "no-store"})
+
+
 def _frame(request: Request, preview: Preview) -> Response:
     dark = request.query_params.get("scheme") == "dark"
     return email_frame(request, force_dark(preview.html) if dark else preview.html)
@@ -130,7 +136,7 @@ async def story_email(request: Request) -> Response:
     except NotFound:
         return not_found(request)
     except PublisherError as exc:
-        return PlainTextResponse(str(exc), status_code=500)
+        return _nothing_to_show(exc)
     return _frame(request, preview)
 
 
@@ -145,7 +151,7 @@ async def story_feed(request: Request) -> Response:
     except NotFound:
         return not_found(request)
     except PublisherError as exc:
-        return PlainTextResponse(str(exc), status_code=500)
+        return _nothing_to_show(exc)
     body = ctx.env.get_template("feed_entry.html").render(brief=brief, entry=str(entry_html(brief, ctx.cfg)))
     return email_frame(request, body)
 
@@ -237,7 +243,7 @@ async def digest_email(request: Request) -> Response:
     try:
         preview, _ = await run_in_threadpool(context(request).desk.digest_preview)
     except PublisherError as exc:
-        return PlainTextResponse(str(exc), status_code=500)
+        return _nothing_to_show(exc)
     return _frame(request, preview)
 
 

@@ -226,3 +226,55 @@ def test_a_password_change_revokes_older_cookies(env: tuple[Config, sa.Engine], 
     app = web_app.create_app(cfg, engine, RecordingPipeline(cfg, engine))
     with TestClient(app, base_url=BASE, cookies={webauth.SESSION_COOKIE: str(captured)}) as after:
         assert after.get("/desk/", follow_redirects=False).status_code == 303
+
+
+# ------------------------------------------------------------------ framing and empty states
+
+
+@pytest.mark.parametrize("path", ["/issues/some-story.html", "/issues/some-story", "/", "/feed.atom", "/subscribe", "/nope"])
+def test_public_pages_have_a_strict_csp_and_cannot_be_framed(locked: tuple[TestClient, RecordingPipeline], path: str) -> None:
+    c, _ = locked
+    r = c.get(path)
+    csp = r.headers["content-security-policy"]
+    assert re.search(r"default-src '(self|none)'", csp) and "frame-ancestors 'none'" in csp
+    assert "script-src 'unsafe-inline'" not in csp
+    assert r.headers["x-frame-options"] == "DENY"
+    etag = r.headers.get("etag")
+    if etag:  # a 304 carries them too
+        again = c.get(path, headers={"If-None-Match": etag})
+        assert again.status_code == 304 and again.headers["x-frame-options"] == "DENY"
+
+
+def test_desk_preview_frames_stay_sandboxed_and_same_origin_only(locked: tuple[TestClient, RecordingPipeline]) -> None:
+    c, _ = locked
+    sign_in(c)
+    page = c.get("/desk/story/alpha")
+    assert page.headers["x-frame-options"] == "DENY"
+    frames = re.findall(r"<iframe[^>]*>", page.text)
+    assert frames and all('sandbox="' in f and "allow-scripts" not in f and "allow-same-origin" not in f for f in frames)
+    frame = c.get("/desk/story/alpha/email")
+    assert frame.headers["x-frame-options"] == "SAMEORIGIN"
+    assert "frame-ancestors 'self'" in frame.headers["content-security-policy"]
+
+
+def test_desk_routes_with_nothing_to_show_answer_4xx_with_a_message(env: tuple[Config, sa.Engine]) -> None:
+    cfg, engine = env
+    add_story(engine, "broken", source=b"not a brief at all")
+    with TestClient(web_app.create_app(cfg, engine, Pipeline(cfg, engine), no_auth=True), base_url=BASE, raise_server_exceptions=False) as c:
+        for path in ("/desk/story/broken/email", "/desk/story/broken/feed", "/desk/story/missing/email", "/desk/story/missing/feed"):
+            r = c.get(path)
+            assert 400 <= r.status_code < 500 and r.text.strip(), path
+        assert c.get("/desk/story/broken").status_code == 200  # the page itself shows the error
+
+
+def test_digest_preview_with_no_stories_is_4xx_not_500(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PUBLISHER_SIGNING_KEY", "k" * 64)
+    monkeypatch.delenv("PUBLISHER_DESK_PASSWORD", raising=False)
+    cfg = make_config(tmp_path)
+    engine = store.connect(cfg.store_url)
+    with TestClient(web_app.create_app(cfg, engine, Pipeline(cfg, engine), no_auth=True), base_url=BASE, raise_server_exceptions=False) as c:
+        assert c.get("/desk/digest").status_code == 200
+        r = c.get("/desk/digest/email")
+        assert r.status_code == 404 and "no published stories" in r.text
+        assert c.get("/desk/").status_code == 200
+    engine.dispose()
