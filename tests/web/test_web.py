@@ -570,7 +570,7 @@ def test_broken_story_source_shows_an_error_not_a_crash(client: TestClient, env:
     r = client.get("/desk/story/broken")
     assert r.status_code == 200
     assert "Cannot render" in r.text
-    assert client.get("/desk/story/broken/email").status_code == 500
+    assert client.get("/desk/story/broken/email").status_code == 404  # a message, never a 500
 
 
 def test_digest_preview_with_no_stories_explains(client: TestClient) -> None:
