@@ -278,3 +278,46 @@ def test_digest_preview_with_no_stories_is_4xx_not_500(tmp_path: Path, monkeypat
         assert r.status_code == 404 and "no published stories" in r.text
         assert c.get("/desk/").status_code == 200
     engine.dispose()
+
+
+# ------------------------------------------------------------------ the printed sign-in link, end to end
+
+
+def test_publisher_serve_prints_a_sign_in_link_that_opens_the_desk(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.support.ports import free_port
+
+    port = free_port()
+    (tmp_path / "public").mkdir()
+    (tmp_path / "config.toml").write_text(f'[site]\nbase_url = "http://127.0.0.1:{port}/"\n[desk]\nport = {port}\n')
+    env = {k: v for k, v in os.environ.items() if k != "PUBLISHER_DESK_PASSWORD"} | {"PUBLISHER_SIGNING_KEY": "k" * 64}
+    exe = Path(sys.executable).with_name("publisher")
+    proc = subprocess.Popen([str(exe), "serve", "--config", str(tmp_path / "config.toml")], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stderr is not None
+        link = ""
+        deadline = time.monotonic() + 30
+        while not link and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            assert line, "publisher serve exited before printing its sign-in link"
+            if "/desk/login?token=" in line:
+                link = line.strip()
+        assert link.startswith(f"http://127.0.0.1:{port}/desk/login?token=")
+        with httpx.Client(timeout=10, follow_redirects=True) as c:
+            for _ in range(100):
+                try:
+                    first = c.get(f"http://127.0.0.1:{port}/desk/")
+                    break
+                except httpx.ConnectError:
+                    time.sleep(0.1)
+            assert first.status_code == 401
+            assert c.get(link).status_code == 200  # follows the redirect to the desk with its cookie
+            assert c.get(f"http://127.0.0.1:{port}/desk/").status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
