@@ -9,6 +9,7 @@ token, so state-changing requests check both.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from urllib.parse import urlsplit
 
@@ -29,6 +30,7 @@ DESK_BODY_LIMIT = 1024 * 1024
 WILDCARD_BINDS = ("0.0.0.0", "::", "")
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 SAME_SITE_FETCH = ("same-origin", "none")
+BODY_IDLE_SECONDS = 10.0  # a client sending its body must keep sending: each chunk within this
 
 
 def _split(value: str) -> list[str]:
@@ -94,6 +96,10 @@ class BodyTooLarge(Exception):
     """Raised from ``receive`` when a body passes its limit; answered 413 if nothing was sent yet."""
 
 
+class BodyTooSlow(Exception):
+    """Raised from ``receive`` when the next piece of a body does not come in time; answered 408."""
+
+
 def body_limit_for(path: str) -> int:
     return DESK_BODY_LIMIT if path == "/desk" or path.startswith("/desk/") else PUBLIC_BODY_LIMIT
 
@@ -129,14 +135,22 @@ class BodyLimit:
                 return
         seen = 0
         started = False
+        body_done = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, body_done
+            if body_done:
+                # Past the body only a disconnect can come (live streams wait for it): no deadline.
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), BODY_IDLE_SECONDS)
+            except asyncio.TimeoutError:
+                raise BodyTooSlow from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
                     raise BodyTooLarge
+                body_done = not message.get("more_body", False)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -151,6 +165,11 @@ class BodyLimit:
             if started:
                 raise
             await _refuse_body(send, limit)
+        except BodyTooSlow:
+            if started:
+                raise
+            log.info("%s %s: request body stalled for %.0f s", scope["method"], scope["path"], BODY_IDLE_SECONDS)
+            await _refuse(send, 408, b"Request body too slow.\n")
 
 
 async def _refuse_body(send: Send, limit: int) -> None:

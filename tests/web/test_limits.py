@@ -107,3 +107,14 @@ def test_too_many_headers_are_refused(live: tuple[LiveServer, Config, sa.Engine]
     srv, _, _ = live
     with httpx.Client(base_url=srv.url, timeout=10) as c:
         assert c.get("/feed.atom", headers={f"X-H{i}": "v" for i in range(200)}).status_code == 431
+
+
+def test_a_stalled_request_body_gets_408(live: tuple[LiveServer, Config, sa.Engine], monkeypatch: pytest.MonkeyPatch) -> None:
+    srv, _, _ = live
+    monkeypatch.setattr(guard, "BODY_IDLE_SECONDS", 1.0)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        sock.sendall(b"POST /subscribe HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nemail=a")
+        started = time.monotonic()
+        status = sock.recv(200).split(b"\r\n", 1)[0]
+        assert status.startswith(b"HTTP/1.1 408"), status
+        assert time.monotonic() - started < 8
