@@ -41,7 +41,8 @@ async def login(request: Request) -> Response:
     if gate.access.mode == "none":
         return RedirectResponse("/desk/", status_code=303)
     peer = peer_key(request)
-    link_token = request.query_params.get(auth.TOKEN_PARAM)
+    # Only the startup token travels in a link; a password never goes in a URL.
+    link_token = request.query_params.get(auth.TOKEN_PARAM) if gate.access.mode == "token" else None
     if request.method == "GET" and link_token is None:
         return desk_page(request, "login.html", 401 if gate.access.mode == "token" else 200, token_mode=gate.access.mode == "token")
     if request.method == "POST":

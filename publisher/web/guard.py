@@ -42,10 +42,11 @@ def allowed_hosts(cfg: Config) -> list[str]:
     hosts: list[str] = []
     base = urlsplit(cfg.site.base_url).hostname
     if base:
-        hosts.append(base.lower())
+        hosts.append(f"[{base.lower()}]" if ":" in base else base.lower())
     bind = cfg.desk.host.strip("[]").lower()
     if bind not in WILDCARD_BINDS:
-        hosts.append(bind)
+        # Starlette keeps the brackets of an IPv6 literal in Host.
+        hosts.append(f"[{bind}]" if ":" in bind else bind)
     if is_loopback(cfg.desk.host):
         hosts += LOOPBACK_NAMES
     hosts += [h.lower() for h in _split(cfg.desk.allowed_hosts)]
