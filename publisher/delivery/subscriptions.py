@@ -71,16 +71,19 @@ def check_token(cfg: Config, engine: Engine, purpose: str, token: str, *, clock:
 
 
 def confirm(cfg: Config, engine: Engine, token: str, *, clock: Clock = system_clock) -> bool:
-    """Activate the subscriber of a confirm token's sign-up; False if nothing changed.
+    """Activate the subscriber of a confirm token's sign-up; False if it already was.
 
-    Raises :class:`TokenError` for a forged, expired or tampered token. A
-    genuine token whose sign-up was superseded, or came before an
-    unsubscribe, changes nothing.
+    Raises :class:`TokenError` for a forged, expired or tampered token, and
+    for a genuine one whose sign-up was superseded by a newer confirmation
+    or came before an unsubscribe: it changes nothing.
     """
     claim, sub = _checked(cfg, engine, "confirm", token, max_age=CONFIRM_MAX_AGE, clock=clock)
     if not claim.bind:
         raise TokenError("confirm token names no sign-up")
-    return subscribers_store.confirm_signup(engine, sub.id, int(claim.bind), now=clock(), max_age=dt.timedelta(seconds=CONFIRM_MAX_AGE))
+    outcome = subscribers_store.confirm_signup(engine, sub.id, int(claim.bind), now=clock(), max_age=dt.timedelta(seconds=CONFIRM_MAX_AGE))
+    if outcome == "void":
+        raise TokenError("confirm link replaced by a newer one, or from before an unsubscribe")
+    return outcome == "confirmed"
 
 
 def unsubscribe(cfg: Config, engine: Engine, token: str, *, clock: Clock = system_clock) -> bool:

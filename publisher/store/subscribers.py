@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -145,11 +145,14 @@ def request_signup(engine: Engine, email: str, cadence: str, *, now: dt.datetime
     return Signup(id=int(inserted[0]), subscriber_id=row.id, email=address) if mail else None
 
 
-def confirm_signup(engine: Engine, subscriber_id: int, signup_id: int, *, now: dt.datetime, max_age: dt.timedelta) -> bool:
-    """Activate a subscriber from one sign-up; False when that sign-up no longer may.
+ConfirmOutcome = Literal["confirmed", "already", "void"]
 
-    It may only while it is the subscriber's newest mailed sign-up, younger
-    than ``max_age``, unconfirmed, and made after the reader last unsubscribed.
+
+def confirm_signup(engine: Engine, subscriber_id: int, signup_id: int, *, now: dt.datetime, max_age: dt.timedelta) -> ConfirmOutcome:
+    """Activate a subscriber from one sign-up: ``confirmed``, ``already`` (active, or this one used), or ``void``.
+
+    A sign-up confirms only while it is the subscriber's newest mailed one,
+    younger than ``max_age``, and made after the reader last unsubscribed.
     """
     at = utc(now)
     with engine.begin() as conn:
@@ -157,8 +160,8 @@ def confirm_signup(engine: Engine, subscriber_id: int, signup_id: int, *, now: d
         signup = conn.execute(
             sa.select(signups).where(signups.c.id == signup_id, signups.c.subscriber_id == subscriber_id)
         ).first()
-        if sub is None or signup is None or signup.confirmed_at is not None or sub.status == SubscriberStatus.ACTIVE:
-            return False
+        if sub is None or signup is None:
+            return "void"
         newer = conn.execute(
             sa.select(sa.func.count()).where(
                 signups.c.subscriber_id == subscriber_id, signups.c.id > signup_id, signups.c.mailed_at.is_not(None)
@@ -166,14 +169,16 @@ def confirm_signup(engine: Engine, subscriber_id: int, signup_id: int, *, now: d
         ).scalar_one()
         requested = signup.requested_at
         if newer or requested < at - max_age or (sub.unsubscribed_at is not None and sub.unsubscribed_at >= requested):
-            return False
+            return "void"
+        if signup.confirmed_at is not None or sub.status == SubscriberStatus.ACTIVE:
+            return "already"
         conn.execute(
             subscribers.update().where(subscribers.c.id == subscriber_id)
             .values(status=SubscriberStatus.ACTIVE, cadence=signup.cadence, confirmed_at=at, bounces=0)
         )
         conn.execute(signups.update().where(signups.c.id == signup_id).values(confirmed_at=at))
     log.info("subscriber confirmed: id=%d (sign-up %d)", subscriber_id, signup_id)
-    return True
+    return "confirmed"
 
 
 def unsubscribe_subscriber(engine: Engine, subscriber_id: int, email: str, *, now: dt.datetime) -> bool:

@@ -98,7 +98,7 @@ async def _token_ok(request: Request, purpose: str, token: str) -> bool:
 
 async def confirm(request: Request) -> Response:
     ctx = context(request)
-    invalid = ("Link not valid", "This confirmation link is invalid or has expired.")
+    invalid = ("Link not valid", "This confirmation link is invalid, has expired or was replaced by a newer one: please sign up again.")
     if request.method == "GET":
         token = request.query_params.get("t", "")
         if not token:

@@ -144,7 +144,8 @@ def test_readers_who_left_must_confirm_again_and_old_links_are_void(env: tuple[C
     assert subscribers_store.find_subscriber(engine, "back@example.org").status == "unsubscribed"  # type: ignore[union-attr]
     second = confirm_token(outbox(cfg)[1])
     later = FixedClock(NOW + dt.timedelta(hours=4))
-    assert subscriptions.confirm(cfg, engine, first, clock=later) is False  # from before the unsubscribe
+    with pytest.raises(TokenError):  # from before the unsubscribe
+        subscriptions.confirm(cfg, engine, first, clock=later)
     assert subscriptions.confirm(cfg, engine, second, clock=later) is True
     back = subscribers_store.find_subscriber(engine, "back@example.org")
     assert back is not None and back.status == "active" and back.cadence == "weekly"
@@ -169,10 +170,12 @@ def test_a_superseded_or_old_confirm_link_is_void(env: tuple[Config, sa.Engine])
     subscriptions.subscribe(cfg, engine, "twice@example.org", "daily", clock=FixedClock(NOW + dt.timedelta(hours=2)))
     first, second = (confirm_token(m) for m in outbox(cfg))
     at = FixedClock(NOW + dt.timedelta(hours=3))
-    assert subscriptions.confirm(cfg, engine, first, clock=at) is False
+    with pytest.raises(TokenError):  # replaced by the second
+        subscriptions.confirm(cfg, engine, first, clock=at)
     with pytest.raises(TokenError):  # 48 h on
         subscriptions.confirm(cfg, engine, second, clock=FixedClock(NOW + dt.timedelta(hours=50, minutes=1)))
     assert subscriptions.confirm(cfg, engine, second, clock=at) is True
+    assert subscriptions.confirm(cfg, engine, second, clock=at) is False  # a second click: already
 
 
 RELAY = """
