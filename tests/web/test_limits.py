@@ -68,8 +68,9 @@ def test_an_8_mb_post_is_413_without_growing_the_server(live: tuple[LiveServer, 
     before = rss_bytes()
     for _ in range(3):
         status = _post_raw(srv.port, "/subscribe", 8 * MB, chunked=chunked)
-        assert status == b"HTTP/1.1 413 Request Entity Too Large" or status.startswith(b"HTTP/1.1 413"), status
+        assert status.startswith(b"HTTP/1.1 413"), status
     growth = rss_bytes() - before
+    print(f"RSS growth over three 8 MB POSTs ({'chunked' if chunked else 'Content-Length'}): {growth / MB:.2f} MB")
     assert growth < 20 * MB, f"RSS grew {growth / MB:.1f} MB"
 
 
