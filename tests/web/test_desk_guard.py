@@ -321,3 +321,25 @@ def test_publisher_serve_prints_a_sign_in_link_that_opens_the_desk(tmp_path: Pat
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)
+
+
+def test_throttle_rows_expire_with_their_window(env: tuple[Config, sa.Engine]) -> None:
+    import datetime as dt
+
+    from publisher.store import schema
+    from publisher.web.throttle import Throttle
+
+    _, engine = env
+    now = [dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)]
+    throttle = Throttle(engine, "test", limit=3, window=300, clock=lambda: now[0])
+    for i in range(500):  # rotating peers: each one fresh
+        throttle.hit(f"198.51.100.{i % 250}/{i}")
+    assert throttle.retry_after("198.51.100.0/0") == 0
+    for _ in range(3):
+        throttle.hit("203.0.113.9")
+    assert 0 < throttle.retry_after("203.0.113.9") <= 300
+    now[0] += dt.timedelta(seconds=301)
+    assert throttle.retry_after("203.0.113.9") == 0
+    throttle.hit("203.0.113.10")
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.throttle_hits)).scalar_one() == 1
