@@ -107,6 +107,10 @@ async def confirm(request: Request) -> Response:
             return message(request, 400, *invalid)
         # A button, not an automatic confirm: mail scanners prefetch links.
         return page(request, "confirm.html", token=token)
+    # The button is on our own page; a cross-site POST is someone else's doing.
+    # (Unsubscribe takes no such check: RFC 8058 one-click POSTs come from mail providers.)
+    if not origin_ok(ctx.cfg, request):
+        return message(request, 403, "Not allowed", "Please use the button on this site.")
     form = await request.form()
     token = str(form.get("t", "") or request.query_params.get("t", ""))
     try:

@@ -257,3 +257,13 @@ def test_known_and_unknown_addresses_answer_alike_with_a_slow_relay(tmp_path: Pa
     assert abs(med_known - med_unknown) <= 0.2 * max(med_known, med_unknown), (med_known, med_unknown)
     assert med_unknown < delay  # the answer never waited for the relay
     assert len(mailed) == 33 and "known@example.org" not in mailed  # every new address did get its confirmation
+
+
+def test_confirm_post_from_another_site_is_refused(client: TestClient, env: tuple[Config, sa.Engine]) -> None:
+    cfg, engine = env
+    subscriptions.subscribe(cfg, engine, "x@example.org", "daily")
+    token = confirm_token(outbox(cfg)[0])
+    assert client.post("/confirm", data={"t": token}, headers={"Origin": "https://evil.example"}).status_code == 403
+    assert subscribers_store.find_subscriber(engine, "x@example.org").status == "pending"  # type: ignore[union-attr]
+    assert client.post("/confirm", data={"t": token}, headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"}).status_code == 200
+    assert subscribers_store.find_subscriber(engine, "x@example.org").status == "active"  # type: ignore[union-attr]
