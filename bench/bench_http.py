@@ -129,7 +129,7 @@ def start_ours(cfg_path: Path, port: int) -> subprocess.Popen[bytes]:
         cfg = config.load({str(cfg_path)!r})
         engine = store.connect(cfg.store_url)
         app = web_app.create_app(cfg, engine, Pipeline(cfg, engine))
-        uvicorn.run(app, host="127.0.0.1", port={port}, http=web_server._http_impl(), access_log=False, log_level="warning")
+        uvicorn.run(app, host="127.0.0.1", port={port}, access_log=False, log_level="warning", **web_server.uvicorn_limits(cfg))
         """
     )
     env = dict(os.environ, PUBLISHER_SIGNING_KEY="b" * 64)

@@ -16,14 +16,25 @@ from .delivery import delivery_warnings
 @main.command()
 @click.option("--host", default=None, help="Bind address (default: desk.host, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default: desk.port, 8000).")
+@click.option("--no-auth", is_flag=True, help="Tests only: an open loopback desk without the sign-in link.")
 @with_config
-def serve(host: str | None, port: int | None, cfg: Config) -> None:
+def serve(host: str | None, port: int | None, no_auth: bool, cfg: Config) -> None:
     """Serve the editors' desk (/desk) and public/ (feeds, issues, subscribe) without the scheduler."""
     from ..web.server import serve as serve_web
 
-    serve_web(cfg, host=host, port=port)
+    server = serve_web(cfg, host=host, port=port, no_auth=no_auth)
+    _announce_desk(server, no_auth)
+    server.run()
 
 
+def _announce_desk(server: Any, no_auth: bool) -> None:
+    from ..web.server import sign_in_url
+
+    url = sign_in_url(server)
+    if url:
+        click.echo(f"desk sign-in link (no password set; valid until this process stops):\n    {url}", err=True)
+    if no_auth:
+        click.echo("WARNING: --no-auth: the desk is open to every local process and web page", err=True)
 
 
 @main.command()
@@ -66,8 +77,9 @@ def build(briefs_dir: str | None, out_dir: str | None, cfg: Config) -> None:
 @click.option("--once", is_flag=True, help="Scan and publish once, then exit.")
 @click.option("--no-web", is_flag=True, help="Run the scheduler without the web app.")
 @click.option("--no-send", is_flag=True, help="Do not drain the delivery queue.")
+@click.option("--no-auth", is_flag=True, help="Tests only: an open loopback desk without the sign-in link.")
 @with_config
-def run(once: bool, no_web: bool, no_send: bool, cfg: Config) -> None:
+def run(once: bool, no_web: bool, no_send: bool, no_auth: bool, cfg: Config) -> None:
     """The service: watch briefs/, publish, queue issues, make digests, serve the desk."""
     # One service per state folder; the kernel drops the lock however the process ends.
     import signal
@@ -75,7 +87,7 @@ def run(once: bool, no_web: bool, no_send: bool, cfg: Config) -> None:
     lock = _state_lock(cfg, "run", "")
     before = signal.getsignal(signal.SIGTERM)
     try:
-        _run(once, no_web, no_send, cfg)
+        _run(once, no_web, no_send, no_auth, cfg)
     finally:
         signal.signal(signal.SIGTERM, before)
         lock.release()
@@ -99,7 +111,7 @@ def _stop_on_sigterm() -> Any:
     return signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
 
-def _run(once: bool, no_web: bool, no_send: bool, cfg: Config) -> None:
+def _run(once: bool, no_web: bool, no_send: bool, no_auth: bool, cfg: Config) -> None:
     import signal
     import threading
 
@@ -131,8 +143,9 @@ def _run(once: bool, no_web: bool, no_send: bool, cfg: Config) -> None:
         else:
             from ..web.server import make_server
 
-            server = make_server(cfg, pub.engine, pub)
+            server = make_server(cfg, pub.engine, pub, no_auth=no_auth)
             click.echo(f"desk and feeds at http://{cfg.desk.host}:{cfg.desk.port}/", err=True)
+            _announce_desk(server, no_auth)
             # uvicorn re-raises the signal it caught once it has stopped; with the
             # default SIGTERM action that would kill us before the scheduler's
             # jobs finish, so the re-raised signal lands on a no-op instead.

@@ -135,6 +135,8 @@ class DeskConfig:
     port: int = _doc("Port of the web app.", default=8000)
     password_env: str = _doc("Environment variable holding the editors' password.", default="PUBLISHER_DESK_PASSWORD")
     session_max_age: int = _doc("Seconds an editor's session lasts.", default=43200)
+    allowed_hosts: str = _doc("Comma-separated extra Host names the web app answers (besides site.base_url's host and the bind address); others get 400.", default="")
+    trusted_proxies: str = _doc("Comma-separated proxy IPs whose X-Forwarded-For/-Proto are believed (uvicorn forwarded_allow_ips); empty trusts none.", default="")
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,17 @@
-"""Signed tokens for unsubscribe and confirmation links.
+"""Opaque signed tokens for unsubscribe and confirmation links.
 
-A token carries the subscriber id and address, signed with HMAC-SHA256
-(itsdangerous' TimestampSigner) under a *purpose* salt, so an unsubscribe token can never
-confirm anyone and vice versa. The address is inside the signed payload so
-a token stops working if the row's address changes. Verification is
-constant-time (itsdangerous compares digests with ``hmac.compare_digest``).
+A token is ``<subscriber id>[-<bind>].<issued, base 36>.<HMAC-SHA256>``: the
+address is never in it (a leaked link or log line names nobody), but it is
+inside the MAC, so a token stops working if the row's address changes. The
+purpose is inside the MAC too, so an unsubscribe token never confirms
+anyone. ``bind`` ties a confirm token to one sign-up, so a link from before
+an unsubscribe is void. Checking needs the address, so it goes in two steps:
+:func:`parse_token` (the id, from the text alone), then :func:`verify_token`
+(constant-time) with the address the store holds for that id.
+
+Unsubscribe links sent before this format (``<id>~<base64 address>``, signed
+by itsdangerous) are still honoured, as they sit in readers' inboxes and
+cannot be forged without the key; old confirm links are not.
 
 The key comes from the environment variable named by
 ``security.signing_key_env``; without it a random key is generated once into
@@ -17,10 +24,13 @@ import base64
 import binascii
 import functools
 import hashlib
+import hmac
 import logging
 import os
 import re
 import secrets
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -57,7 +67,13 @@ def _key_file(path: Path) -> bytes:
         return _read_key(path)
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # The state folder: private, as it holds this key and the subscriber store.
+        path.parent.mkdir(parents=True, mode=0o700)
+    except FileExistsError:
+        pass
+    else:
+        os.chmod(path.parent, 0o700)
     # Write a private temp file, then link it into place: link() fails if
     # another process won the race, and then we read the winner's key. The
     # key is hex text so it can be copied verbatim into the env variable.
@@ -86,45 +102,92 @@ def _read_key(path: Path) -> bytes:
 
 
 @functools.lru_cache(maxsize=16)
-def _signer(key: bytes, purpose: str) -> TimestampSigner:
-    if purpose not in PURPOSES:
-        raise ValueError(f"unknown token purpose {purpose!r}")
+def _legacy_signer(key: bytes, purpose: str) -> TimestampSigner:
     return TimestampSigner(key, salt=f"publisher.{purpose}", digest_method=hashlib.sha256)
 
 
-def make_token(key: bytes, purpose: str, subscriber_id: int, email: str) -> str:
-    """A URL-safe token binding ``purpose``, ``subscriber_id`` and ``email``.
+@dataclass(frozen=True, slots=True)
+class TokenClaim:
+    """What a token says before it is checked: whose it is, what it is bound to, when it was made."""
 
-    ``<id>~<base64url(email)>.<timestamp>.<hmac>``: a signer, not a
-    serializer, because a send makes one token per recipient and the
-    serializer's JSON and zlib steps cost more than the rest of a message.
-    """
-    address = base64.urlsafe_b64encode(email.encode("utf-8")).rstrip(b"=").decode("ascii")
-    return _signer(key, purpose).sign(f"{subscriber_id}~{address}").decode("ascii")
+    subscriber_id: int
+    bind: str
+    issued: int  # Unix seconds
 
 
-def read_token(key: bytes, purpose: str, token: str, *, max_age: int | None = None) -> tuple[int, str]:
-    """``(subscriber_id, email)`` from a token; :class:`TokenError` if it is not genuine.
+def _mac(key: bytes, purpose: str, subscriber_id: int, bind: str, issued: int, email: str) -> str:
+    message = "\x00".join(("publisher.token", purpose, str(subscriber_id), bind, str(issued), email)).encode("utf-8")
+    return base64.urlsafe_b64encode(hmac.new(key, message, hashlib.sha256).digest()).rstrip(b"=").decode("ascii")
 
-    ``max_age`` (seconds) expires confirmation links; unsubscribe links
-    never expire (RFC 8058 links must keep working).
-    """
+
+def _check_purpose(purpose: str) -> None:
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown token purpose {purpose!r}")
+
+
+def make_token(key: bytes, purpose: str, subscriber_id: int, email: str, *, bind: str = "", now: float | None = None) -> str:
+    """A URL-safe opaque token for ``purpose``, ``subscriber_id`` and ``email`` (and ``bind``, digits)."""
+    _check_purpose(purpose)
+    if bind and not bind.isdigit():
+        raise ValueError(f"token bind must be digits, not {bind!r}")
+    issued = int(time.time() if now is None else now)
+    head = f"{subscriber_id}-{bind}" if bind else str(subscriber_id)
+    return f"{head}.{_base36(issued)}.{_mac(key, purpose, subscriber_id, bind, issued, email)}"
+
+
+def parse_token(purpose: str, token: str) -> TokenClaim:
+    """The claim a token makes, unchecked; :class:`TokenError` if it is not even well-formed."""
+    _check_purpose(purpose)
     if not isinstance(token, str) or not token or len(token) > 2048 or not token.isascii():
         raise TokenError(f"invalid {purpose} token")
+    match = _TOKEN.fullmatch(token)
+    if match is not None:
+        return TokenClaim(int(match.group(1)), match.group(2) or "", int(match.group(3), 36))
+    legacy = _LEGACY.fullmatch(token)
+    if legacy is not None and purpose == "unsubscribe":
+        return TokenClaim(int(legacy.group(1)), "", 0)
+    raise TokenError(f"invalid {purpose} token")
+
+
+def verify_token(key: bytes, purpose: str, token: str, email: str, *, max_age: int | None = None, now: float | None = None) -> TokenClaim:
+    """The claim, once the MAC over ``email`` holds (and the token is younger than ``max_age`` s).
+
+    Raises :class:`TokenError` for anything forged, tampered, expired or
+    made for another purpose or address.
+    """
+    claim = parse_token(purpose, token)
+    if _LEGACY.fullmatch(token):
+        return _verify_legacy(key, purpose, token, email, claim)
+    given = token.rsplit(".", 1)[1]
+    expected = _mac(key, purpose, claim.subscriber_id, claim.bind, claim.issued, email)
+    if not hmac.compare_digest(given.encode("ascii"), expected.encode("ascii")):
+        raise TokenError(f"invalid {purpose} token")
+    if max_age is not None and (time.time() if now is None else now) - claim.issued > max_age:
+        raise TokenError(f"expired {purpose} token")
+    return claim
+
+
+def _verify_legacy(key: bytes, purpose: str, token: str, email: str, claim: TokenClaim) -> TokenClaim:
     try:
-        payload = _signer(key, purpose).unsign(token, max_age=max_age).decode("ascii")
-    except BadData as exc:
+        payload = _legacy_signer(key, purpose).unsign(token).decode("ascii")
+        encoded = payload.split("~", 1)[1]
+        address = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8")
+    except (BadData, IndexError, binascii.Error, UnicodeDecodeError) as exc:
         raise TokenError(f"invalid {purpose} token") from exc
-    # Signed by us, so well-formed unless the key is shared with something else.
-    match = _PAYLOAD.fullmatch(payload)
-    if match is None:
-        raise TokenError(f"invalid {purpose} token payload")
-    encoded = match.group(2)
-    try:
-        email = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise TokenError(f"invalid {purpose} token payload") from exc
-    return int(match.group(1)), email
+    if not hmac.compare_digest(address.encode("utf-8"), email.encode("utf-8")):
+        raise TokenError(f"invalid {purpose} token")
+    return claim
 
 
-_PAYLOAD = re.compile(r"(\d{1,18})~([A-Za-z0-9_-]+)")
+def _base36(value: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        value, rest = divmod(value, 36)
+        out = digits[rest] + out
+        if not value:
+            return out
+
+
+_TOKEN = re.compile(r"(\d{1,18})(?:-(\d{1,18}))?\.([0-9a-z]{1,10})\.[A-Za-z0-9_-]{43}")
+_LEGACY = re.compile(r"(\d{1,18})~[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")

@@ -6,6 +6,7 @@ read while the scheduler writes); any SQLAlchemy URL works.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -54,17 +55,37 @@ def _upgrade(engine: Engine) -> None:
             ))
 
 
+def _private_sqlite_file(db: Path) -> None:
+    """The folder (when we make it) 0700, the database and its -wal/-shm 0600: subscribers' addresses live there.
+
+    SQLite gives -wal and -shm the database file's mode, so creating the
+    database 0600 before SQLite opens it covers them too; files made by an
+    older version are tightened here.
+    """
+    try:
+        db.parent.mkdir(parents=True, mode=0o700)
+    except FileExistsError:
+        pass  # the user's folder, or another process's: left as it is
+    else:
+        os.chmod(db.parent, 0o700)  # mkdir's mode is filtered by the umask
+    if not db.exists():
+        os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        if path.exists() and path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+
+
 def connect(url: str) -> Engine:
-    """An engine for ``url`` with the schema created; SQLite folders made as needed."""
+    """An engine for ``url`` with the schema created; SQLite folders (0700) and files (0600) made as needed."""
     try:
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_file(Path(url.removeprefix("sqlite:///")))
         engine = sa.create_engine(url)
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         metadata.create_all(engine)
         _upgrade(engine)
-    except sa.exc.SQLAlchemyError as exc:
+    except (sa.exc.SQLAlchemyError, OSError) as exc:
         raise StoreError(f"cannot open store {url}: {exc}") from exc
     return engine
 

@@ -183,3 +183,30 @@ kv = sa.Table(
     sa.Column("key", sa.String, primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
+
+# Attempts counted by the web app's throttles (failed sign-ins, sign-ups),
+# one row each, pruned past the window: shared by every serving process.
+throttle_hits = sa.Table(
+    "throttle_hits",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("bucket", sa.String(32), nullable=False),  # e.g. desk-signin, signup-client
+    sa.Column("key", sa.String, nullable=False),  # a peer address or network, or an address digest
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_throttle_bucket_key_at", "bucket", "key", "at"),
+)
+
+# Every sign-up through the form, kept as history: a confirm link names one
+# row, and only the newest mailed row of a subscriber can be confirmed, only
+# within its age and only if the reader has not unsubscribed since.
+signups = sa.Table(
+    "signups",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), nullable=False),
+    sa.Column("cadence", sa.String(16), nullable=False),  # what the reader chose this time
+    sa.Column("requested_at", UTCDateTime, nullable=False),
+    sa.Column("mailed_at", UTCDateTime, nullable=True),  # None: within the resend window, no mail
+    sa.Column("confirmed_at", UTCDateTime, nullable=True),
+    sa.Index("ix_signups_subscriber", "subscriber_id", "id"),
+)

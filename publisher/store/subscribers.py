@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from ..core.addresses import normalize_email
 from ..core.errors import NotFound, PublisherError
 from ..core.states import CADENCES, SUBSCRIBER_STATUSES, SubscriberStatus
-from .schema import deliveries, subscribers
+from .schema import deliveries, signups, subscribers
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +107,23 @@ def add_subscriber(
     return _subscriber(row), True
 
 
-def request_subscription(engine: Engine, email: str, cadence: str, *, now: dt.datetime) -> Subscriber | None:
-    """Record a sign-up as pending; the subscriber to send a confirmation to, or None.
+@dataclass(frozen=True, slots=True)
+class Signup:
+    """A sign-up to mail a confirmation link for."""
 
-    Someone already active gets no new email (and the form says the same
-    thing either way, so it does not reveal who is subscribed). A person who
-    left or bounced may sign up again: they go back to pending.
+    id: int
+    subscriber_id: int
+    email: str
+
+
+def request_signup(engine: Engine, email: str, cadence: str, *, now: dt.datetime, resend_after: dt.timedelta) -> Signup | None:
+    """Record a sign-up; the one to mail a confirmation for, or None.
+
+    None when the address is already active, or when a confirmation went to
+    it less than ``resend_after`` ago (that link still works). A new address
+    is stored as pending; a reader who left or bounced keeps that status and
+    history until they confirm again. Every sign-up is one row either way,
+    so the work (and the write lock it takes) does not tell the cases apart.
     """
     address = normalize_email(email)
     cadence = check_cadence(cadence)
@@ -120,39 +131,54 @@ def request_subscription(engine: Engine, email: str, cadence: str, *, now: dt.da
     with engine.begin() as conn:
         row = conn.execute(sa.select(subscribers).where(subscribers.c.email == address)).first()
         if row is None:
-            conn.execute(
-                subscribers.insert().values(
-                    email=address, status=SubscriberStatus.PENDING, cadence=cadence, bounces=0, created_at=at
-                )
-            )
-        elif row.status == SubscriberStatus.ACTIVE:
-            return None
-        else:
-            conn.execute(
-                subscribers.update()
-                .where(subscribers.c.id == row.id)
-                .values(status=SubscriberStatus.PENDING, cadence=cadence, bounces=0)
-            )
-        row = conn.execute(sa.select(subscribers).where(subscribers.c.email == address)).one()
-    return _subscriber(row)
+            conn.execute(subscribers.insert().values(email=address, status=SubscriberStatus.PENDING, cadence=cadence, bounces=0, created_at=at))
+            row = conn.execute(sa.select(subscribers).where(subscribers.c.email == address)).one()
+        last_mailed = conn.execute(
+            sa.select(signups.c.mailed_at).where(signups.c.subscriber_id == row.id, signups.c.mailed_at.is_not(None))
+            .order_by(signups.c.id.desc()).limit(1)
+        ).scalar_one_or_none()
+        mail = row.status != SubscriberStatus.ACTIVE and (last_mailed is None or last_mailed <= at - resend_after)
+        inserted = conn.execute(
+            signups.insert().values(subscriber_id=row.id, cadence=cadence, requested_at=at, mailed_at=at if mail else None)
+        ).inserted_primary_key
+        assert inserted is not None
+    return Signup(id=int(inserted[0]), subscriber_id=row.id, email=address) if mail else None
 
 
-def confirm_subscriber(engine: Engine, subscriber_id: int, email: str, *, now: dt.datetime) -> bool:
-    """pending → active; False when nothing changed (already active, gone, or left since)."""
+ConfirmOutcome = Literal["confirmed", "already", "void"]
+
+
+def confirm_signup(engine: Engine, subscriber_id: int, signup_id: int, *, now: dt.datetime, max_age: dt.timedelta) -> ConfirmOutcome:
+    """Activate a subscriber from one sign-up: ``confirmed``, ``already`` (active, or this one used), or ``void``.
+
+    A sign-up confirms only while it is the subscriber's newest mailed one,
+    younger than ``max_age``, and made after the reader last unsubscribed.
+    """
+    at = utc(now)
     with engine.begin() as conn:
-        result = conn.execute(
-            subscribers.update()
-            .where(
-                subscribers.c.id == subscriber_id,
-                subscribers.c.email == email,
-                subscribers.c.status == SubscriberStatus.PENDING,
+        sub = conn.execute(sa.select(subscribers).where(subscribers.c.id == subscriber_id)).first()
+        signup = conn.execute(
+            sa.select(signups).where(signups.c.id == signup_id, signups.c.subscriber_id == subscriber_id)
+        ).first()
+        if sub is None or signup is None:
+            return "void"
+        newer = conn.execute(
+            sa.select(sa.func.count()).where(
+                signups.c.subscriber_id == subscriber_id, signups.c.id > signup_id, signups.c.mailed_at.is_not(None)
             )
-            .values(status=SubscriberStatus.ACTIVE, confirmed_at=utc(now))
+        ).scalar_one()
+        requested = signup.requested_at
+        if newer or requested < at - max_age or (sub.unsubscribed_at is not None and sub.unsubscribed_at >= requested):
+            return "void"
+        if signup.confirmed_at is not None or sub.status == SubscriberStatus.ACTIVE:
+            return "already"
+        conn.execute(
+            subscribers.update().where(subscribers.c.id == subscriber_id)
+            .values(status=SubscriberStatus.ACTIVE, cadence=signup.cadence, confirmed_at=at, bounces=0)
         )
-    changed = result.rowcount == 1
-    if changed:
-        log.info("subscriber confirmed: id=%d", subscriber_id)
-    return changed
+        conn.execute(signups.update().where(signups.c.id == signup_id).values(confirmed_at=at))
+    log.info("subscriber confirmed: id=%d (sign-up %d)", subscriber_id, signup_id)
+    return "confirmed"
 
 
 def unsubscribe_subscriber(engine: Engine, subscriber_id: int, email: str, *, now: dt.datetime) -> bool:
@@ -182,6 +208,7 @@ def remove_subscriber(engine: Engine, email: str, *, forget: bool, now: dt.datet
             raise NotFound("subscriber", address)
         if forget:
             conn.execute(deliveries.delete().where(deliveries.c.subscriber_id == row.id))
+            conn.execute(signups.delete().where(signups.c.subscriber_id == row.id))
             conn.execute(subscribers.delete().where(subscribers.c.id == row.id))
         else:
             conn.execute(

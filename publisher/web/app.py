@@ -20,12 +20,14 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route, Router
 
 from ..core.clock import Clock, system_clock
 from ..core.config import Config
+from ..delivery.subscriptions import ConfirmationQueue
 from ..mail.tokens import signing_key
 from ..render.templating import search_path
 from ..store.engine import Engine
@@ -33,7 +35,9 @@ from . import auth, desk, forms
 from . import webhooks
 from .context import DeskActions, WebContext
 from .deskdata import Desk
+from .guard import BodyLimit, allowed_hosts
 from .public import PublicFastPath, PublicFiles, public_file
+from .throttle import Throttle
 
 FAST_PATH_SKIP = ("/desk", "/subscribe", "/confirm", "/unsubscribe", "/_web")
 
@@ -71,8 +75,15 @@ async def _desk_root(request: Request) -> Response:
     return RedirectResponse("/desk/", status_code=308)
 
 
-def create_app(cfg: Config, engine: Engine, actions: DeskActions, *, clock: Clock = system_clock, sse_interval: float = 1.0) -> Starlette:
-    """The whole web app: public files and forms at /, the desk under /desk."""
+def create_app(
+    cfg: Config, engine: Engine, actions: DeskActions, *, clock: Clock = system_clock, sse_interval: float = 1.0,
+    no_auth: bool = False, desk_token: str | None = None,
+) -> Starlette:
+    """The whole web app: public files and forms at /, the desk under /desk.
+
+    Without a password the desk answers only to ``desk_token`` (random when
+    not given; ``app.state.ctx.gate.access.secret``), unless ``no_auth``.
+    """
     auth.check_bind(cfg, cfg.desk.host)
     key = signing_key(cfg)
     # Sessions get their own derived key: a session cookie can never pass as a link token.
@@ -86,7 +97,14 @@ def create_app(cfg: Config, engine: Engine, actions: DeskActions, *, clock: Cloc
     files = PublicFiles(cfg.paths.public)
     ctx = WebContext(
         cfg=cfg, engine=engine, actions=actions, clock=clock, env=env, files=files, desk=Desk(cfg, engine, actions, clock),
-        throttle=auth.Throttle(), forms=URLSafeTimedSerializer(key, salt="publisher.subscribe-form"), key=key,
+        gate=auth.Gate(
+            auth.desk_access(cfg, key, no_auth=no_auth, token=desk_token), engine,
+            Throttle(engine, "desk-signin", auth.MAX_FAILURES, auth.FAILURE_WINDOW, clock=clock),
+        ),
+        signups=ConfirmationQueue(cfg, engine, clock=clock),
+        signup_client=Throttle(engine, "signup-client", forms.SIGNUPS_PER_CLIENT, forms.SIGNUP_WINDOW, clock=clock),
+        signup_address=Throttle(engine, "signup-address", forms.SIGNUPS_PER_ADDRESS, forms.SIGNUP_WINDOW, clock=clock),
+        forms=URLSafeTimedSerializer(key, salt="publisher.subscribe-form"), key=key,
         stopping=threading.Event(), sse_interval=sse_interval,
     )
 
@@ -95,6 +113,7 @@ def create_app(cfg: Config, engine: Engine, actions: DeskActions, *, clock: Cloc
         ctx.stopping.clear()
         yield
         ctx.stopping.set()
+        ctx.signups.stop()
 
     routes = [
         Route("/desk", _desk_root, methods=["GET", "HEAD", "POST"]),
@@ -107,6 +126,12 @@ def create_app(cfg: Config, engine: Engine, actions: DeskActions, *, clock: Cloc
         *webhooks.routes(),
         Route("/{path:path}", public_file, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(PublicFastPath, files=files, skip=FAST_PATH_SKIP)], lifespan=lifespan)
+    middleware = [
+        # Outermost first: a foreign Host never reaches a file or a form (DNS rebinding).
+        Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(cfg), www_redirect=False),
+        Middleware(BodyLimit),
+        Middleware(PublicFastPath, files=files, skip=FAST_PATH_SKIP),
+    ]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.ctx = ctx
     return app

@@ -20,7 +20,9 @@ from ..render.email import RenderedIssue
 from ..store.engine import Engine
 
 if TYPE_CHECKING:
-    from .auth import Throttle
+    from ..delivery.subscriptions import ConfirmationQueue
+    from .auth import Gate
+    from .throttle import Throttle
     from .deskdata import Desk
     from .public import PublicFiles
 
@@ -45,8 +47,11 @@ class WebContext:
     env: Environment  # the web templates (user overrides first)
     files: PublicFiles
     desk: Desk
-    throttle: Throttle
+    gate: Gate  # the desk's secret, sessions' generation, the sign-in throttle
     forms: URLSafeTimedSerializer  # signs the subscribe form's token
+    signups: ConfirmationQueue  # records sign-ups and mails confirmations off the request path
+    signup_client: Throttle  # sign-ups per peer
+    signup_address: Throttle  # sign-ups per address (keyed digest)
     key: bytes  # the signing key of link tokens
     stopping: threading.Event  # set when the server shuts down: live streams end
     sse_interval: float

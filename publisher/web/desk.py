@@ -26,9 +26,11 @@ from . import auth
 from .auth import requires_editor
 from .context import WebContext, context
 from .deskdata import Desk
+from .guard import origin_ok
 from .pages import desk_page, email_frame, not_found, redirect
 from . import preview as previews
 from .preview import Preview, force_dark
+from .throttle import peer_key
 
 log = logging.getLogger(__name__)
 
@@ -40,29 +42,44 @@ STATIC = {"desk.css": "text/css; charset=utf-8", "live.js": "text/javascript; ch
 
 async def login(request: Request) -> Response:
     ctx = context(request)
-    if auth.desk_is_open(ctx.cfg):
+    gate = ctx.gate
+    if gate.access.mode == "none":
         return RedirectResponse("/desk/", status_code=303)
-    client = request.client.host if request.client else "?"
-    if request.method == "GET":
-        return desk_page(request, "login.html")
-    form = await request.form()
-    if not auth.csrf_ok(ctx.cfg, request, form.get(auth.CSRF_FIELD)):
-        return PlainTextResponse("CSRF token missing or wrong; reload the page", status_code=403)
-    if ctx.throttle.blocked(client):
-        return desk_page(request, "login.html", 429, error="Too many attempts; wait a few minutes.")
-    if not auth.password_ok(ctx.cfg, str(form.get("password", ""))):
-        ctx.throttle.fail(client)
-        return desk_page(request, "login.html", 401, error="Wrong password.")
-    ctx.throttle.reset(client)
-    auth.start_session(request)
-    log.info("desk: editor signed in from %s", client)
+    peer = peer_key(request)
+    # Only the startup token travels in a link; a password never goes in a URL.
+    link_token = request.query_params.get(auth.TOKEN_PARAM) if gate.access.mode == "token" else None
+    if request.method == "GET" and link_token is None:
+        return desk_page(request, "login.html", 401 if gate.access.mode == "token" else 200, token_mode=gate.access.mode == "token")
+    if request.method == "POST":
+        if not origin_ok(ctx.cfg, request):
+            return PlainTextResponse("cross-site request refused", status_code=403)
+        form = await request.form()
+        if not auth.csrf_ok(request, form.get(auth.CSRF_FIELD)):
+            return PlainTextResponse("CSRF token missing or wrong; reload the page", status_code=403)
+        given = str(form.get("password", ""))
+    else:
+        given = link_token or ""
+    wait = await run_in_threadpool(gate.throttle.retry_after, peer)
+    if wait:
+        response = desk_page(request, "login.html", 429, error="Too many attempts; wait a few minutes.")
+        response.headers["Retry-After"] = str(wait)
+        return response
+    if not gate.access.secret_ok(given):
+        await run_in_threadpool(gate.throttle.hit, peer)
+        log.warning("desk: sign-in failed from %s", peer)
+        return desk_page(request, "login.html", 401, error="Wrong password or sign-in link.")
+    await run_in_threadpool(gate.throttle.reset, peer)
+    await run_in_threadpool(auth.start_session, gate, request)
+    log.info("desk: editor signed in from %s", peer)
+    # A redirect drops the token from the address bar and the history.
     return RedirectResponse("/desk/", status_code=303)
 
 
 @requires_editor
 async def logout(request: Request) -> Response:
-    request.session.clear()
-    return RedirectResponse("/desk/login" if not auth.desk_is_open(context(request).cfg) else "/desk/", status_code=303)
+    gate = context(request).gate
+    await run_in_threadpool(auth.end_sessions, gate, request)
+    return RedirectResponse("/desk/login" if gate.access.mode == "password" else "/desk/", status_code=303)
 
 
 def actor(request: Request) -> str:
@@ -93,6 +110,12 @@ def _slug(request: Request) -> str | None:
 def _view(request: Request) -> str:
     view = request.query_params.get("view", "both")
     return view if view in VIEWS else "both"
+
+
+def _nothing_to_show(exc: PublisherError) -> Response:
+    # A brief that fails to parse or a digest with no stories is the desk's
+    # normal state, not a server fault: say what is missing.
+    return PlainTextResponse(f"Nothing to preview: {exc}", status_code=404, headers={"Cache-Control": "no-store"})
 
 
 def _frame(request: Request, preview: Preview) -> Response:
@@ -133,7 +156,7 @@ async def story_email(request: Request) -> Response:
     except NotFound:
         return not_found(request)
     except PublisherError as exc:
-        return PlainTextResponse(str(exc), status_code=500)
+        return _nothing_to_show(exc)
     return _frame(request, preview)
 
 
@@ -148,7 +171,7 @@ async def story_feed(request: Request) -> Response:
     except NotFound:
         return not_found(request)
     except PublisherError as exc:
-        return PlainTextResponse(str(exc), status_code=500)
+        return _nothing_to_show(exc)
     body = ctx.env.get_template("feed_entry.html").render(brief=brief, entry=str(entry_html(brief, ctx.cfg)))
     return email_frame(request, body)
 
@@ -273,7 +296,7 @@ async def digest_email(request: Request) -> Response:
     try:
         digest = await run_in_threadpool(context(request).desk.digest_preview, _cadence(request))
     except PublisherError as exc:
-        return PlainTextResponse(str(exc), status_code=409)
+        return _nothing_to_show(exc)
     if digest.preview is None:
         return PlainTextResponse(f"no stories for the next {digest.cadence} digest yet", status_code=404)
     return _frame(request, digest.preview)

@@ -1,7 +1,13 @@
-"""The public forms: subscribe, confirm (double opt-in), unsubscribe (RFC 8058 one-click)."""
+"""The public forms: subscribe, confirm (double opt-in), unsubscribe (RFC 8058 one-click).
+
+Sign-ups are rate-limited per client and per address in the store, checked
+for a honeypot field, and handed to the confirmation queue: the answer is
+the same, in the same time, whatever the store holds for the address.
+"""
 
 from __future__ import annotations
 
+import hmac
 import logging
 
 from itsdangerous import BadSignature
@@ -10,16 +16,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..core.addresses import InvalidAddress, normalize_email
-from ..core.errors import NotFound, PublisherError, TokenError
+from ..core.errors import NotFound, TokenError
 from ..core.states import CADENCES, Cadence
 from ..delivery import subscriptions
-from ..mail.tokens import read_token
-from .context import context
+from .context import WebContext, context
+from .guard import origin_ok
 from .pages import message, page
+from .throttle import peer_key
 
 log = logging.getLogger(__name__)
 
 FORM_MAX_AGE = 86400  # seconds a subscribe form stays valid
+HONEYPOT_FIELD = "website"  # hidden from people; bots that fill every field fill it
+SIGNUPS_PER_CLIENT = 10  # per SIGNUP_WINDOW from one peer
+SIGNUPS_PER_ADDRESS = 3  # per SIGNUP_WINDOW for one address, from anywhere
+SIGNUP_WINDOW = 3600.0
 
 
 def _form(request: Request, status: int = 200, *, error: str | None = None, email: str = "", cadence: str = Cadence.DAILY) -> Response:
@@ -31,51 +42,79 @@ async def subscribe_form(request: Request) -> Response:
     return _form(request)
 
 
+def _address_key(ctx: WebContext, address: str) -> str:
+    # The throttle table names addresses only by a keyed digest.
+    return hmac.new(ctx.key, b"publisher.signup-address\x00" + address.encode("utf-8"), "sha256").hexdigest()[:32]
+
+
+def _signup_wait(ctx: WebContext, peer: str, address: str) -> int:
+    """Seconds this client or address must wait; 0 (and the attempt counted) when it may sign up now."""
+    address_key = _address_key(ctx, address)
+    wait = max(ctx.signup_client.retry_after(peer), ctx.signup_address.retry_after(address_key))
+    if not wait:
+        ctx.signup_client.hit(peer)
+        ctx.signup_address.hit(address_key)
+    return wait
+
+
+def _check_inbox(request: Request) -> Response:
+    # Same answer whether or not the address was known: no list probing.
+    return message(request, 200, "Check your inbox", "We sent a confirmation link. Your subscription starts when you click it.")
+
+
 async def subscribe_post(request: Request) -> Response:
     ctx = context(request)
+    if not origin_ok(ctx.cfg, request):
+        return message(request, 403, "Not allowed", "Please use the form on this site.")
     form = await request.form()
     address, cadence, token = str(form.get("email", "")).strip(), str(form.get("cadence", "")), str(form.get("form_token", ""))
     try:
         ctx.forms.loads(token, max_age=FORM_MAX_AGE)
     except BadSignature:
         return _form(request, 400, error="The form expired; please try again.", email=address)
+    if str(form.get(HONEYPOT_FIELD, "")):
+        log.info("sign-up with the honeypot field filled: ignored")
+        return _check_inbox(request)
     if cadence not in CADENCES:
         cadence = Cadence.DAILY
     try:
         address = normalize_email(address)
-        await run_in_threadpool(subscriptions.subscribe, ctx.cfg, ctx.engine, address, cadence)
     except InvalidAddress:
         return _form(request, 400, error="That does not look like an email address.", email=address, cadence=cadence)
-    except PublisherError as exc:
-        log.error("subscribe failed: %s", exc)
+    wait = await run_in_threadpool(_signup_wait, ctx, peer_key(request), address)
+    if wait:
+        response = message(request, 429, "Too many sign-ups", "Please wait a while before trying again.")
+        response.headers["Retry-After"] = str(wait)
+        return response
+    if not ctx.signups.submit(address, cadence):
         return message(request, 503, "Try again later", "We could not record your subscription just now.")
-    # Same answer whether or not the address was known: no list probing.
-    return message(request, 200, "Check your inbox", "We sent a confirmation link. Your subscription starts when you click it.")
+    return _check_inbox(request)
 
 
-def _token_ok(request: Request, purpose: str, token: str) -> bool:
-    try:
-        read_token(context(request).key, purpose, token)
-    except TokenError:
-        return False
-    return True
+async def _token_ok(request: Request, purpose: str, token: str) -> bool:
+    ctx = context(request)
+    return await run_in_threadpool(subscriptions.check_token, ctx.cfg, ctx.engine, purpose, token, clock=ctx.clock)
 
 
 async def confirm(request: Request) -> Response:
     ctx = context(request)
-    invalid = ("Link not valid", "This confirmation link is invalid or has expired.")
+    invalid = ("Link not valid", "This confirmation link is invalid, has expired or was replaced by a newer one: please sign up again.")
     if request.method == "GET":
         token = request.query_params.get("t", "")
         if not token:
             return message(request, 400, "Link incomplete", "This confirmation link is missing its token.")
-        if not _token_ok(request, "confirm", token):
+        if not await _token_ok(request, "confirm", token):
             return message(request, 400, *invalid)
         # A button, not an automatic confirm: mail scanners prefetch links.
         return page(request, "confirm.html", token=token)
+    # The button is on our own page; a cross-site POST is someone else's doing.
+    # (Unsubscribe takes no such check: RFC 8058 one-click POSTs come from mail providers.)
+    if not origin_ok(ctx.cfg, request):
+        return message(request, 403, "Not allowed", "Please use the button on this site.")
     form = await request.form()
     token = str(form.get("t", "") or request.query_params.get("t", ""))
     try:
-        await run_in_threadpool(subscriptions.confirm, ctx.cfg, ctx.engine, token)
+        await run_in_threadpool(subscriptions.confirm, ctx.cfg, ctx.engine, token, clock=ctx.clock)
     except (TokenError, NotFound):
         return message(request, 400, *invalid)
     return message(request, 200, "Subscribed", "Thank you: your subscription is confirmed.")
@@ -88,7 +127,7 @@ async def unsubscribe(request: Request) -> Response:
     if request.method == "GET":
         if not token:
             return message(request, 400, "Link incomplete", "This unsubscribe link is missing its token.")
-        if not _token_ok(request, "unsubscribe", token):
+        if not await _token_ok(request, "unsubscribe", token):
             return message(request, 400, *invalid)
         return page(request, "unsubscribe.html", token=token)
     # RFC 8058 one-click: a POST with "List-Unsubscribe=One-Click" to the
@@ -96,7 +135,7 @@ async def unsubscribe(request: Request) -> Response:
     form = await request.form()
     token = str(form.get("t", "") or token)
     try:
-        await run_in_threadpool(subscriptions.unsubscribe, ctx.cfg, ctx.engine, token)
+        await run_in_threadpool(subscriptions.unsubscribe, ctx.cfg, ctx.engine, token, clock=ctx.clock)
     except (TokenError, NotFound):
         return message(request, 400, *invalid)
     return message(request, 200, "Unsubscribed", "You will not receive further emails from us.")

@@ -23,7 +23,10 @@ def page(request: Request, name: str, status: int = 200, *, csp: str = CSP_PUBLI
     return HTMLResponse(
         body,
         status_code=status,
-        headers={"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"},
+        headers={
+            "Content-Security-Policy": csp, "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer", "Cache-Control": "no-store",
+        },
     )
 
 
@@ -39,13 +42,15 @@ def desk_page(request: Request, name: str, status: int = 200, **ctx: Any) -> HTM
     cfg = context(request).cfg
     return page(
         request, name, status, csp=CSP_DESK, csrf=auth.csrf_token(request), open_desk=auth.desk_is_open(cfg),
-        signed_in=auth.is_signed_in(cfg, request), flash=request.session.pop("flash", None), **ctx,
+        signed_in=getattr(request.state, "editor", False), flash=request.session.pop("flash", None), **ctx,
     )
 
 
 def email_frame(request: Request, html: str) -> Response:
     """An email's HTML for the desk's sandboxed preview frames."""
-    return HTMLResponse(html, headers={"Content-Security-Policy": CSP_EMAIL, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
+    return HTMLResponse(
+        html, headers={"Content-Security-Policy": CSP_EMAIL, "X-Frame-Options": "SAMEORIGIN", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"},
+    )
 
 
 def redirect(to: str, flash: str | None = None, request: Request | None = None, background: BackgroundTask | None = None) -> Response:

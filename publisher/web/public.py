@@ -43,6 +43,13 @@ FEED_SUFFIXES = (".atom", ".rss")
 CACHE_FEED = "public, max-age=300, must-revalidate"
 CACHE_PAGE = "public, max-age=300"
 CACHE_STATIC = "public, max-age=86400"
+# Public files share the desk's origin: none may be framed (clickjacking) and
+# none may load from elsewhere but images and fonts. Inline styles stay, as
+# the web copies of issues are email HTML.
+CSP_PUBLIC_FILE = (
+    "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' https: data:; font-src 'self' https: data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +196,8 @@ class PublicFastPath:
             (b"last-modified", st.last_modified.encode("latin-1")),
             (b"cache-control", cache_control_for(st.path).encode("latin-1")),
             (b"x-content-type-options", b"nosniff"),
+            (b"content-security-policy", CSP_PUBLIC_FILE.encode("latin-1")),
+            (b"x-frame-options", b"DENY"),
         ]
         if conditional and not_modified(conditional, st):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
@@ -215,6 +224,8 @@ async def public_file(request: Request) -> Response:
         "Last-Modified": st.last_modified,
         "Cache-Control": cache_control_for(st.path),
         "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": CSP_PUBLIC_FILE,
+        "X-Frame-Options": "DENY",
     }
     if not_modified(request.headers, st):
         return Response(status_code=304, headers=headers)

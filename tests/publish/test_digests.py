@@ -51,7 +51,7 @@ def test_desk_digest_preview_is_the_digest_that_is_stored(tmp_path: Path, monkey
         preview = Desk(cfg, engine, pipeline, clock).rendered_digest()
         subject, html, text = preview.subject, preview.html, preview.text
     else:
-        with TestClient(create_app(cfg, engine, pipeline, clock=clock), base_url="http://127.0.0.1:8000") as c:
+        with TestClient(create_app(cfg, engine, pipeline, clock=clock, no_auth=True), base_url="http://127.0.0.1:8000") as c:
             page = c.get("/desk/digest").text
         preview = Desk(cfg, engine, pipeline, clock).rendered_digest()
         subject, html, text = preview.subject, preview.html, preview.text

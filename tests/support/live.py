@@ -15,9 +15,9 @@ from .ports import free_port
 
 
 class LiveServer:
-    def __init__(self, cfg: Config, engine: sa.Engine, pipeline: Pipeline) -> None:
+    def __init__(self, cfg: Config, engine: sa.Engine, pipeline: Pipeline, *, no_auth: bool = True) -> None:
         self.port = free_port()
-        self.server = web_server.make_server(cfg, engine, pipeline, host="127.0.0.1", port=self.port, access_log=False)
+        self.server = web_server.make_server(cfg, engine, pipeline, host="127.0.0.1", port=self.port, access_log=False, no_auth=no_auth)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.url = f"http://127.0.0.1:{self.port}"
 

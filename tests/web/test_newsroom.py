@@ -30,7 +30,8 @@ def newsroom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[TestClien
     clock = FixedClock(dt.datetime(2030, 1, 6, 12, 0, tzinfo=UTC))
     pipeline = Pipeline(cfg, store.connect(cfg.store_url), clock=clock)
     pipeline.catch_up_digest()
-    return TestClient(create_app(cfg, pipeline.engine, pipeline, clock=clock), base_url="http://127.0.0.1:8000"), pipeline, clock
+    app = create_app(cfg, pipeline.engine, pipeline, clock=clock, no_auth=True)
+    return TestClient(app, base_url="http://127.0.0.1:8000"), pipeline, clock
 
 
 def csrf(html: str) -> str:

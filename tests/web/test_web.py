@@ -59,7 +59,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Confi
 @pytest.fixture
 def client(env: tuple[Config, sa.Engine]) -> Iterator[TestClient]:
     cfg, engine = env
-    with TestClient(web_app.create_app(cfg, engine, Pipeline(cfg, engine)), base_url="http://127.0.0.1:8000") as c:
+    with TestClient(web_app.create_app(cfg, engine, Pipeline(cfg, engine), no_auth=True), base_url="http://127.0.0.1:8000") as c:
         yield c
 
 
@@ -214,7 +214,7 @@ def test_public_file_requests_do_not_touch_the_database(env: tuple[Config, sa.En
     cfg, engine = env
     seen: list[str] = []
     sa.event.listen(engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
-    with TestClient(web_app.create_app(cfg, engine, Pipeline(cfg, engine))) as c:
+    with TestClient(web_app.create_app(cfg, engine, Pipeline(cfg, engine), no_auth=True), base_url="http://127.0.0.1:8000") as c:
         etag = c.get("/feed.atom").headers["etag"]
         c.get("/feed.atom", headers={"If-None-Match": etag})
         c.get("/issues/some-story")
@@ -358,7 +358,7 @@ def test_send_now_needs_the_confirm_box(locked: tuple[TestClient, RecordingPipel
 def test_bearer_token_works_without_cookie_or_csrf(locked: tuple[TestClient, RecordingPipeline]) -> None:
     c, fake = locked
     assert c.get("/desk/", headers={"Authorization": f"Bearer {PASSWORD}"}).status_code == 200
-    assert c.get("/desk/", headers={"Authorization": "Bearer nope"}, follow_redirects=False).status_code == 303
+    assert c.get("/desk/", headers={"Authorization": "Bearer nope"}, follow_redirects=False).status_code == 401  # counted by the throttle
     r = c.post("/desk/story/alpha/hold", headers={"Authorization": f"Bearer {PASSWORD}"}, follow_redirects=False)
     assert r.status_code == 303
     assert fake.calls == [("hold", "alpha")]
@@ -414,8 +414,9 @@ def test_bad_tokens_on_get(client: TestClient, path: str) -> None:
 def test_unsubscribe_token_is_not_a_confirm_token(client: TestClient, env: tuple[Config, sa.Engine]) -> None:
     from publisher.mail.tokens import make_token, signing_key
 
-    cfg, _ = env
-    token = make_token(signing_key(cfg), "unsubscribe", 1, "a@example.org")
+    cfg, engine = env
+    sub, _ = subscribers_store.add_subscriber(engine, "a@example.org", "daily", status="active", now=NOW)
+    token = make_token(signing_key(cfg), "unsubscribe", sub.id, sub.email)
     assert client.get(f"/unsubscribe?t={token}").status_code == 200
     assert client.get(f"/confirm?t={token}").status_code == 400
 
@@ -455,6 +456,7 @@ def test_subscribe_confirm_unsubscribe_round_trip(client: TestClient, env: tuple
     token = re.search(r'name="form_token" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
     r = client.post("/subscribe", data={"email": "Reader@Example.org", "cadence": "weekly", "form_token": token})
     assert r.status_code == 200 and "Check your inbox" in r.text
+    assert client.app.state.ctx.signups.wait_idle()  # type: ignore[attr-defined]
     sub = subscribers_store.find_subscriber(engine, "reader@example.org")
     assert sub is not None and sub.status == "pending" and sub.cadence == "weekly"
     # The confirmation mail links to /confirm; GET only shows a button.
@@ -470,7 +472,7 @@ def test_subscribe_confirm_unsubscribe_round_trip(client: TestClient, env: tuple
     assert subscribers_store.find_subscriber(engine, "reader@example.org").status == "active"  # type: ignore[union-attr]
     # RFC 8058 one-click: no cookie, no CSRF, the token in the URL.
     unsub = make_token(signing_key(cfg), "unsubscribe", sub.id, sub.email)
-    fresh = TestClient(client.app)
+    fresh = TestClient(client.app, base_url="http://127.0.0.1:8000")
     r = fresh.post(f"/unsubscribe?t={unsub}", content=b"List-Unsubscribe=One-Click", headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 200 and "Unsubscribed" in r.text
     assert subscribers_store.find_subscriber(engine, "reader@example.org").status == "unsubscribed"  # type: ignore[union-attr]
@@ -488,7 +490,7 @@ def test_tampered_unsubscribe_token_changes_nothing(client: TestClient, env: tup
     from publisher.mail.tokens import make_token, signing_key
 
     cfg, engine = env
-    subscribers_store.request_subscription(engine, "x@example.org", "daily", now=NOW)
+    subscribers_store.request_signup(engine, "x@example.org", "daily", now=NOW, resend_after=dt.timedelta(hours=1))
     sub = subscribers_store.find_subscriber(engine, "x@example.org")
     assert sub is not None
     other = make_token(b"another key entirely, 32 bytes long!", "unsubscribe", sub.id, sub.email)
@@ -572,7 +574,7 @@ def test_broken_story_source_shows_an_error_not_a_crash(client: TestClient, env:
     r = client.get("/desk/story/broken")
     assert r.status_code == 200
     assert "Cannot render" in r.text
-    assert client.get("/desk/story/broken/email").status_code == 500
+    assert client.get("/desk/story/broken/email").status_code == 404  # a message, never a 500
 
 
 def test_digest_preview_with_no_stories_explains(client: TestClient) -> None:
@@ -603,7 +605,7 @@ def test_send_now_approves_then_sends_through_delivery(env: tuple[Config, sa.Eng
     subscribers_store.add_subscriber(engine, "daily@example.org", "daily", status="active", now=NOW)
 
     fake = RecordingPipeline(cfg, engine)
-    with TestClient(web_app.create_app(cfg, engine, fake)) as c:
+    with TestClient(web_app.create_app(cfg, engine, fake, no_auth=True), base_url="http://127.0.0.1:8000") as c:
         token = sign_in(c)
         r = c.post("/desk/story/alpha/send", data={"csrf": token, "confirm": "yes"}, follow_redirects=False)
         assert r.status_code == 303

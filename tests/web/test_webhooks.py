@@ -143,7 +143,8 @@ def client(tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch) -> Iterato
     engine = make_store(cfg)
     emails = add_subscribers(engine, 6)
     assert add_issue(engine) == 1  # the issue SES names through X-Publisher-Issue
-    with TestClient(web_app.create_app(cfg, engine, Pipeline(cfg, engine))) as c:
+    # The providers post to the public address, the one Host the app answers to.
+    with TestClient(web_app.create_app(cfg, engine, Pipeline(cfg, engine)), base_url=cfg.site.base_url) as c:
         yield c, engine, emails
 
 
@@ -271,7 +272,7 @@ def test_sendgrid_ecdsa(client: Any) -> None:
 def test_endpoints_are_off_until_configured(tmp_path: Path) -> None:
     cfg = build_config(tmp_path, create=True)
     engine = make_store(cfg)
-    with TestClient(web_app.create_app(cfg, engine, Pipeline(cfg, engine))) as c:
+    with TestClient(web_app.create_app(cfg, engine, Pipeline(cfg, engine)), base_url=cfg.site.base_url) as c:
         for provider in ("ses", "postmark", "mailgun", "sendgrid"):
             assert c.post(f"/webhooks/{provider}", content=b"{}").status_code == 404
 
