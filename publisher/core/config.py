@@ -118,7 +118,7 @@ class DigestsConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    url: str = _doc("SQLAlchemy URL; empty means sqlite in the state folder.", default="")
+    url: str = _doc("SQLAlchemy URL (sqlite:///… or postgresql+psycopg://…); empty means sqlite in the state folder; $PUBLISHER_STORE_URL overrides it.", default="")
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,8 @@ class Config:
 
     @property
     def store_url(self) -> str:
-        return self.store.url or f"sqlite:///{self.paths.state / 'publisher.db'}"
+        # The environment wins over the file, so one config.toml serves every machine of a deployment.
+        return os.environ.get("PUBLISHER_STORE_URL") or self.store.url or f"sqlite:///{self.paths.state / 'publisher.db'}"
 
     def secret(self, env_name: str) -> str | None:
         value = os.environ.get(env_name)
