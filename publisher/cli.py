@@ -117,11 +117,8 @@ class PublisherGroup(click.Group):
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help=CONFIG_HELP)
 def main(verbose: bool, config_path: str | None) -> None:
     """Publish news briefs as feeds and newsletters."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _paths_arg(paths: tuple[str, ...]) -> list[Path]:
@@ -498,3 +495,6 @@ def status(cfg: Config) -> None:
             click.echo(f"  {error}")
     click.echo(f"next digest: {st.next_digest.isoformat() if st.next_digest else 'none scheduled'}")
 
+
+from .cli_scale import register  # noqa: E402  (migrate, worker; the schema check and the leader lock)
+register(main)

@@ -117,6 +117,11 @@ class DigestsConfig:
 
 
 @dataclass(frozen=True)
+class DeliveryConfig:
+    lease: float = _doc("Seconds without a heartbeat after which a `publisher worker` is presumed dead and its claimed deliveries are requeued by another.", default=60.0)
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     url: str = _doc("SQLAlchemy URL (sqlite:///… or postgresql+psycopg://…); empty means sqlite in the state folder; $PUBLISHER_STORE_URL overrides it.", default="")
 
@@ -144,6 +149,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     digests: DigestsConfig = field(default_factory=DigestsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     desk: DeskConfig = field(default_factory=DeskConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     source: str = "<defaults>"  # where it was loaded from
@@ -244,6 +250,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "site.title": _no_newlines,
     "site.author_email": _check_optional_email,
     "feeds.size": _positive,
+    "delivery.lease": _positive,
     "feeds.archive_page_size": _positive,
     "feeds.hub": _check_optional_url,
     "email.sender_name": _no_newlines,

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..core.errors import NotFound, StateError
 from ..core.states import Cadence, DeliveryState, IssueState, SubscriberStatus, check_move
+from .engine import insert_ignore
 from .schema import deliveries, issue_events, issues, subscribers
 from .subscribers import utc
 
@@ -255,14 +256,12 @@ def insert(
 ) -> int:
     at = utc(now)
     approved = {"approved_at": at} if state is IssueState.APPROVED else {}
-    inserted = conn.execute(
-        sa.insert(issues).values(
-            kind=kind, key=key, state=state.value, cadence=cadence, created_at=at, updated_at=at, **approved, **_content(content)
-        )
-    ).inserted_primary_key
-    assert inserted is not None
-    issue_id = int(inserted[0])
-    _record(conn, issue_id, None, state, actor, at)
+    values = dict(kind=kind, key=key, state=state.value, cadence=cadence, created_at=at, updated_at=at, **approved, **_content(content))
+    # ON CONFLICT DO NOTHING: a second process making the same issue gets the first one's id, not an IntegrityError.
+    created = insert_ignore(conn, issues, values, ["kind", "key"])
+    issue_id = int(conn.execute(sa.select(issues.c.id).where(issues.c.kind == kind, issues.c.key == key)).scalar_one())
+    if created:
+        _record(conn, issue_id, None, state, actor, at)
     return issue_id
 
 
