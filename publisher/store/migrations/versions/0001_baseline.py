@@ -22,6 +22,11 @@ depends_on = None
 
 
 def upgrade() -> None:
+    _publishing_tables()
+    _mailing_tables()
+
+
+def _publishing_tables() -> None:
     op.create_table(
         "files",
         sa.Column("path", sa.String, primary_key=True),
@@ -48,6 +53,15 @@ def upgrade() -> None:
         sa.Column("feed_tags", sa.Text, nullable=False),
     )
     op.create_index("ix_stories_published", "stories", ["published_at"])
+    op.create_table(
+        "kv",
+        sa.Column("key", sa.String, primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+    )
+
+
+
+def _mailing_tables() -> None:
     op.create_table(
         "issues",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -105,11 +119,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery"),
     )
     op.create_index("ix_deliveries_issue_state", "deliveries", ["issue_id", "state"])
-    op.create_table(
-        "kv",
-        sa.Column("key", sa.String, primary_key=True),
-        sa.Column("value", sa.Text, nullable=False),
-    )
 
 
 def downgrade() -> None:
