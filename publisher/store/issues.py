@@ -174,6 +174,8 @@ def finish_issue(engine: Engine, issue_id: int, *, now: dt.datetime) -> bool:
     """sending → sent once no row is queued or in flight; True if it changed."""
     at = utc(now)
     with engine.begin() as conn:
+        # Lock the issue first: two workers finishing at once serialise here, and one records the move.
+        conn.execute(sa.select(issues.c.id).where(issues.c.id == issue_id).with_for_update()).first()
         open_rows = conn.execute(
             sa.select(sa.func.count()).where(
                 deliveries.c.issue_id == issue_id, deliveries.c.state.in_((DeliveryState.QUEUED, DeliveryState.SENDING))
@@ -181,14 +183,15 @@ def finish_issue(engine: Engine, issue_id: int, *, now: dt.datetime) -> bool:
         ).scalar_one()
         if open_rows:
             return False
-        result = conn.execute(
+        moved = conn.execute(
             issues.update()
             .where(issues.c.id == issue_id, issues.c.state == IssueState.SENDING)
             .values(state=IssueState.SENT, sent_at=at, updated_at=at)
-        )
-        if result.rowcount == 1:
+            .returning(issues.c.id)
+        ).first() is not None
+        if moved:
             _record(conn, issue_id, IssueState.SENDING, IssueState.SENT, "service", at)
-    return result.rowcount == 1
+    return moved
 
 
 # ------------------------------------------------- steps of the pipeline's transactions
@@ -289,8 +292,10 @@ def move(
     values: dict[str, Any] = {"state": target.value, "updated_at": at, "send_at": utc(send_at) if send_at else None}
     if target in (IssueState.APPROVED, IssueState.SCHEDULED):
         values["approved_at"] = at
-    done = conn.execute(sa.update(issues).where(issues.c.id == issue.id, issues.c.state == issue.state.value).values(**values))
-    if done.rowcount != 1:
+    done = conn.execute(
+        sa.update(issues).where(issues.c.id == issue.id, issues.c.state == issue.state.value).values(**values).returning(issues.c.id)
+    ).first()
+    if done is None:
         raise StateError(f"{issue.label} changed state meanwhile; try again")
     _record(conn, issue.id, issue.state, target, actor, at, note)
 
