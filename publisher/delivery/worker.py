@@ -139,8 +139,11 @@ class Worker:
             return
         if issue.state is not IssueState.SENDING:
             return
+        # Marks in groups of half a claim: fewer UPDATEs per message; what a crash can duplicate
+        # stays bounded by the claim (Sender.max_in_flight), not by this.
         sender = Sender(self.cfg, self.engine, factory=self.factory, limiter=self.limiter, clock=self.clock,
-                        progress=self._progress(issue.label), source=workers_store.WorkerSource(self.engine))
+                        progress=self._progress(issue.label), source=workers_store.WorkerSource(self.engine),
+                        record_every=max(50, self.cfg.smtp.batch_size // 2))
         sender.worker = self.id  # claims carry the id the heartbeat row proves alive
         report: SendReport = sender.run(issue, build_template(issue, self.cfg, sent_at=self.clock()), wait=False)
         self.report.sent += report.sent
