@@ -132,13 +132,11 @@ def worker(config_path: str | None, until_idle: bool) -> None:
 
 
 def _load(config_path: str | None) -> Config:
+    from .cli import _load_config  # cli imports this module at its end
+
     path = config_path or click.get_current_context().find_root().params.get("config_path")
-    path = path or os.environ.get("PUBLISHER_CONFIG")
-    try:
-        return config_mod.load(path or None)
-    except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    # writes=True: like every command that changes the state, refuse built-in defaults in a folder without config.toml.
+    return _load_config(path, writes=True)
 
 
 def register(main: click.Group) -> None:
