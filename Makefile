@@ -37,7 +37,7 @@ test-fast: $(STAMP)
 
 # Each script prints its own table; they take minutes (10,000-brief corpora, Hugo, nginx, node mjml, Postfix).
 bench: $(STAMP)
-	for b in build latency render send http ingest; do $(BIN)/python bench/bench_$$b.py || exit 1; done
+	for b in build latency render send http ingest scale; do $(BIN)/python bench/bench_$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) public state .pytest_cache .mypy_cache

@@ -125,8 +125,13 @@ class DigestsConfig:
 
 
 @dataclass(frozen=True)
+class DeliveryConfig:
+    lease: float = _doc("Seconds without a heartbeat after which a `publisher worker` is presumed dead and its claimed deliveries are requeued by another.", default=60.0)
+
+
+@dataclass(frozen=True)
 class StoreConfig:
-    url: str = _doc("SQLAlchemy URL; empty means sqlite in the state folder.", default="")
+    url: str = _doc("SQLAlchemy URL (sqlite:///… or postgresql+psycopg://…); empty means sqlite in the state folder; $PUBLISHER_STORE_URL overrides it.", default="")
 
 
 @dataclass(frozen=True)
@@ -187,6 +192,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     digests: DigestsConfig = field(default_factory=DigestsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     desk: DeskConfig = field(default_factory=DeskConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     dkim: DkimConfig = field(default_factory=DkimConfig)
@@ -197,7 +203,8 @@ class Config:
 
     @property
     def store_url(self) -> str:
-        return self.store.url or f"sqlite:///{self.paths.state / 'publisher.db'}"
+        # The environment wins over the file, so one config.toml serves every machine of a deployment.
+        return os.environ.get("PUBLISHER_STORE_URL") or self.store.url or f"sqlite:///{self.paths.state / 'publisher.db'}"
 
     def secret(self, env_name: str) -> str | None:
         value = os.environ.get(env_name)
@@ -291,6 +298,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "briefs.max_bytes": _positive,
     "feeds.size": _positive,
     "feeds.max_takes": _positive,
+    "delivery.lease": _positive,
     "feeds.archive_page_size": _positive,
     "feeds.hub": _check_optional_url,
     "email.sender_name": _no_newlines,

@@ -335,6 +335,8 @@ class MaildirTransport:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
+            # The state folder exists already with a SQLite store, not with a PostgreSQL one.
+            path.parent.mkdir(parents=True, exist_ok=True)
             self.box = mailbox.Maildir(str(path), create=True)
         except OSError as exc:
             raise TransportUnavailable(f"maildir {path}: {exc}") from exc

@@ -35,24 +35,38 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _upgrade(engine: Engine) -> None:
-    """Bring a store made by an earlier version up to this schema, in place."""
-    columns = {c["name"] for c in sa.inspect(engine).get_columns("issues")}
-    with engine.begin() as conn:
-        # issues.slugs (comma-separated digest members) was written and never
-        # read; stores made before it went still carry it as NOT NULL, which
-        # would refuse every new issue row.
-        if "slugs" in columns:
-            conn.execute(sa.text("ALTER TABLE issues DROP COLUMN slugs"))
-        if "send_at" not in columns:
-            conn.execute(sa.text("ALTER TABLE issues ADD COLUMN send_at TIMESTAMP"))
-        if "cadence" not in columns:
-            # Digests used to be told apart by their period key alone (ISO weeks were weekly).
-            conn.execute(sa.text("ALTER TABLE issues ADD COLUMN cadence VARCHAR(16)"))
-            conn.execute(sa.text(
-                "UPDATE issues SET cadence = CASE WHEN kind = 'story' THEN 'instant' "
-                "WHEN key LIKE '%-W%' THEN 'weekly' ELSE 'daily' END"
-            ))
+def columns_types(conn: Connection) -> dict[str, Any]:
+    return {c["name"]: c["type"] for c in sa.inspect(conn).get_columns("issues")}
+
+
+def legacy_upgrade(conn: Connection) -> None:
+    """Bring a store made by ``create_all`` before migrations to the baseline, in place.
+
+    Only ``store.migrate`` calls this, once, before stamping such a store at
+    the baseline revision; every later change is an Alembic migration.
+    """
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("issues")}
+    # issues.slugs (comma-separated digest members) was written and never
+    # read; stores made before it went still carry it as NOT NULL, which
+    # would refuse every new issue row.
+    if "slugs" in columns:
+        conn.execute(sa.text("ALTER TABLE issues DROP COLUMN slugs"))
+    stamp = sa.DateTime(timezone=True).compile(dialect=conn.dialect)
+    if "send_at" not in columns:
+        conn.execute(sa.text(f"ALTER TABLE issues ADD COLUMN send_at {stamp}"))
+    elif conn.dialect.name == "postgresql" and not getattr(columns_types(conn)["send_at"], "timezone", True):
+        # Earlier in-place upgrades added it without a zone; the values were UTC.
+        conn.execute(sa.text(f"ALTER TABLE issues ALTER COLUMN send_at TYPE {stamp} USING send_at AT TIME ZONE 'UTC'"))
+    if "cadence" not in columns:
+        # Digests used to be told apart by their period key alone (ISO weeks were weekly).
+        conn.execute(sa.text("ALTER TABLE issues ADD COLUMN cadence VARCHAR(16)"))
+        conn.execute(sa.text(
+            "UPDATE issues SET cadence = CASE WHEN kind = 'story' THEN 'instant' "
+            "WHEN key LIKE '%-W%' THEN 'weekly' ELSE 'daily' END"
+        ))
+    tables = set(sa.inspect(conn).get_table_names())
+    if "issue_events" not in tables:
+        metadata.tables["issue_events"].create(conn)
 
 
 def _private_sqlite_file(db: Path) -> None:
@@ -76,15 +90,24 @@ def _private_sqlite_file(db: Path) -> None:
 
 
 def connect(url: str) -> Engine:
-    """An engine for ``url`` with the schema created; SQLite folders (0700) and files (0600) made as needed."""
+    """An engine for ``url``; an empty database gets the whole schema (every migration).
+
+    An existing store is never altered here: ``publisher migrate`` does
+    that, and ``run``, ``worker`` and ``serve`` refuse an old schema
+    (``store.migrate.ensure_current``). SQLite folders (0700) and files
+    (0600) are made as needed.
+    """
     try:
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             _private_sqlite_file(Path(url.removeprefix("sqlite:///")))
         engine = sa.create_engine(url)
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
-        metadata.create_all(engine)
-        _upgrade(engine)
+        from . import migrate
+
+        revision, has_tables = migrate.state(engine)
+        if revision is None and not has_tables:
+            migrate.upgrade(engine)
     except (sa.exc.SQLAlchemyError, OSError) as exc:
         raise StoreError(f"cannot open store {url}: {exc}") from exc
     return engine
@@ -102,6 +125,26 @@ def upsert(conn: Connection, table: sa.Table, values: dict[str, Any], key: list[
             conn.execute(sa.insert(table).values(**values))
         return
     conn.execute(stmt.on_conflict_do_update(index_elements=key, set_={c: stmt.excluded[c] for c in update}))
+
+
+def insert_ignore(conn: Connection, table: sa.Table, values: dict[str, Any], key: list[str]) -> bool:
+    """INSERT … ON CONFLICT (key) DO NOTHING; True if this call made the row.
+
+    The answer comes from RETURNING, not rowcount (drivers disagree about
+    rowcount), and a concurrent insert of the same key is not an error.
+    """
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        stmt: Any = sqlite.insert(table).values(**values)
+    elif dialect == "postgresql":
+        stmt = postgresql.insert(table).values(**values)
+    else:  # pragma: no cover - other backends keep the portable two-step form
+        if conn.execute(sa.select(*[table.c[k] for k in key]).where(*[table.c[k] == values[k] for k in key])).first():
+            return False
+        conn.execute(sa.insert(table).values(**values))
+        return True
+    pk = list(table.primary_key.columns)
+    return conn.execute(stmt.on_conflict_do_nothing(index_elements=key).returning(*pk)).first() is not None
 
 
 def get_kv(conn: Connection, key: str) -> str | None:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..core.errors import NotFound, StateError
 from ..core.states import Cadence, DeliveryState, IssueState, SubscriberStatus, check_move
+from .engine import insert_ignore
 from .schema import deliveries, issue_events, issue_stories, issues, subscribers
 from .subscribers import utc
 
@@ -173,6 +174,8 @@ def finish_issue(engine: Engine, issue_id: int, *, now: dt.datetime) -> bool:
     """sending → sent once no row is queued or in flight; True if it changed."""
     at = utc(now)
     with engine.begin() as conn:
+        # Lock the issue first: two workers finishing at once serialise here, and one records the move.
+        conn.execute(sa.select(issues.c.id).where(issues.c.id == issue_id).with_for_update()).first()
         open_rows = conn.execute(
             sa.select(sa.func.count()).where(
                 deliveries.c.issue_id == issue_id, deliveries.c.state.in_((DeliveryState.QUEUED, DeliveryState.SENDING))
@@ -180,14 +183,15 @@ def finish_issue(engine: Engine, issue_id: int, *, now: dt.datetime) -> bool:
         ).scalar_one()
         if open_rows:
             return False
-        result = conn.execute(
+        moved = conn.execute(
             issues.update()
             .where(issues.c.id == issue_id, issues.c.state == IssueState.SENDING)
             .values(state=IssueState.SENT, sent_at=at, updated_at=at)
-        )
-        if result.rowcount == 1:
+            .returning(issues.c.id)
+        ).first() is not None
+        if moved:
             _record(conn, issue_id, IssueState.SENDING, IssueState.SENT, "service", at)
-    return result.rowcount == 1
+    return moved
 
 
 # ------------------------------------------------- steps of the pipeline's transactions
@@ -255,16 +259,14 @@ def insert(
 ) -> int:
     at = utc(now)
     approved = {"approved_at": at} if state is IssueState.APPROVED else {}
-    inserted = conn.execute(
-        sa.insert(issues).values(
-            kind=kind, key=key, state=state.value, cadence=cadence, created_at=at, updated_at=at, **approved, **_content(content)
-        )
-    ).inserted_primary_key
-    assert inserted is not None
-    issue_id = int(inserted[0])
-    if members:
-        conn.execute(sa.insert(issue_stories), [{"issue_id": issue_id, "position": i, "slug": s} for i, s in enumerate(members)])
-    _record(conn, issue_id, None, state, actor, at)
+    values = dict(kind=kind, key=key, state=state.value, cadence=cadence, created_at=at, updated_at=at, **approved, **_content(content))
+    # ON CONFLICT DO NOTHING: a second process making the same issue gets the first one's id, not an IntegrityError.
+    created = insert_ignore(conn, issues, values, ["kind", "key"])
+    issue_id = int(conn.execute(sa.select(issues.c.id).where(issues.c.kind == kind, issues.c.key == key)).scalar_one())
+    if created:
+        if members:
+            conn.execute(sa.insert(issue_stories), [{"issue_id": issue_id, "position": i, "slug": s} for i, s in enumerate(members)])
+        _record(conn, issue_id, None, state, actor, at)
     return issue_id
 
 
@@ -298,8 +300,10 @@ def move(
     values: dict[str, Any] = {"state": target.value, "updated_at": at, "send_at": utc(send_at) if send_at else None}
     if target in (IssueState.APPROVED, IssueState.SCHEDULED):
         values["approved_at"] = at
-    done = conn.execute(sa.update(issues).where(issues.c.id == issue.id, issues.c.state == issue.state.value).values(**values))
-    if done.rowcount != 1:
+    done = conn.execute(
+        sa.update(issues).where(issues.c.id == issue.id, issues.c.state == issue.state.value).values(**values).returning(issues.c.id)
+    ).first()
+    if done is None:
         raise StateError(f"{issue.label} changed state meanwhile; try again")
     _record(conn, issue.id, issue.state, target, actor, at, note)
 

@@ -210,3 +210,19 @@ signups = sa.Table(
     sa.Column("confirmed_at", UTCDateTime, nullable=True),
     sa.Index("ix_signups_subscriber", "subscriber_id", "id"),
 )
+
+# Sending: the send-rate window counts sent rows by time; recovery finds a worker's claims.
+sa.Index("ix_deliveries_sent_at", deliveries.c.sent_at)
+sa.Index("ix_deliveries_claimed_by", deliveries.c.claimed_by)
+
+# One row per running ``publisher worker``, beaten every few seconds: a claim
+# whose worker has not beaten within ``delivery.lease`` is requeued by any other.
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),  # the claim tag prefix, host:pid:random
+    sa.Column("host", sa.String, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime, nullable=False),
+)

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from ..core.addresses import normalize_email
 from ..core.errors import NotFound, PublisherError
 from ..core.states import CADENCES, SUBSCRIBER_STATUSES, SubscriberStatus
+from .engine import insert_ignore
 from .schema import deliveries, signups, subscribers
 
 log = logging.getLogger(__name__)
@@ -88,21 +89,19 @@ def add_subscriber(
         raise PublisherError(f"status {status!r}: expected one of {', '.join(SUBSCRIBER_STATUSES)}")
     at = utc(now)
     with engine.begin() as conn:
-        row = conn.execute(sa.select(subscribers).where(subscribers.c.email == address)).first()
-        if row is not None:
-            return _subscriber(row), False
-        conn.execute(
-            subscribers.insert().values(
-                email=address,
-                status=status,
-                cadence=cadence,
-                bounces=0,
-                created_at=at,
-                confirmed_at=at if status == SubscriberStatus.ACTIVE else None,
-                unsubscribed_at=at if status == SubscriberStatus.UNSUBSCRIBED else None,
-            )
-        )
+        # One statement: two processes adding the same address cannot both insert.
+        created = insert_ignore(conn, subscribers, dict(
+            email=address,
+            status=status,
+            cadence=cadence,
+            bounces=0,
+            created_at=at,
+            confirmed_at=at if status == SubscriberStatus.ACTIVE else None,
+            unsubscribed_at=at if status == SubscriberStatus.UNSUBSCRIBED else None,
+        ), ["email"])
         row = conn.execute(sa.select(subscribers).where(subscribers.c.email == address)).one()
+        if not created:
+            return _subscriber(row), False
     log.info("subscriber added: %s (%s, %s)", address, status, cadence)
     return _subscriber(row), True
 
@@ -129,10 +128,11 @@ def request_signup(engine: Engine, email: str, cadence: str, *, now: dt.datetime
     cadence = check_cadence(cadence)
     at = utc(now)
     with engine.begin() as conn:
-        row = conn.execute(sa.select(subscribers).where(subscribers.c.email == address)).first()
-        if row is None:
-            conn.execute(subscribers.insert().values(email=address, status=SubscriberStatus.PENDING, cadence=cadence, bounces=0, created_at=at))
-            row = conn.execute(sa.select(subscribers).where(subscribers.c.email == address)).one()
+        # ON CONFLICT DO NOTHING, then read: two sign-ups at once never race into an IntegrityError.
+        insert_ignore(conn, subscribers, dict(
+            email=address, status=SubscriberStatus.PENDING, cadence=cadence, bounces=0, created_at=at
+        ), ["email"])
+        row = conn.execute(sa.select(subscribers).where(subscribers.c.email == address).with_for_update()).one()
         last_mailed = conn.execute(
             sa.select(signups.c.mailed_at).where(signups.c.subscriber_id == row.id, signups.c.mailed_at.is_not(None))
             .order_by(signups.c.id.desc()).limit(1)

@@ -14,6 +14,8 @@ from publisher.core.errors import ConfigProblem, PublisherError
 
 def _all_subclasses() -> list[type[PublisherError]]:
     for info in pkgutil.walk_packages(publisher.__path__, "publisher."):
+        if ".migrations" in info.name:
+            continue  # Alembic's scripts run only inside Alembic
         importlib.import_module(info.name)
     out: list[type[PublisherError]] = []
     todo: list[type[PublisherError]] = [PublisherError]

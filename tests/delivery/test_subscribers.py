@@ -18,6 +18,7 @@ from publisher.store import deliveries as ledger
 from publisher.store import issues as issues_store
 from publisher.store import subscribers as subscribers_store
 
+from publisher.store import connect
 from tests.support.smtp import T0, add_issue, make_cfg, make_store
 
 CSV = """email,cadence,status
@@ -58,14 +59,14 @@ def test_reimport_never_resubscribes_someone_who_left(tmp_path: Path) -> None:
     assert subscribers_store.find_subscriber(engine, "left@example.org").status == "unsubscribed"  # type: ignore[union-attr]
 
 
-def test_export_round_trips(tmp_path: Path) -> None:
+def test_export_round_trips(tmp_path: Path, second_store_url: str) -> None:
     engine = make_store(make_cfg(tmp_path))
     import_text(engine, CSV, source="list.csv", now=T0)
     out = io.StringIO()
     assert export_csv(engine, out) == 5
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert rows[0]["email"] == "good@example.org" and rows[0]["created_at"] == "2026-11-28T12:00:00+00:00"
-    other = make_store(make_cfg(tmp_path / "other"))
+    other = connect(second_store_url)
     again = import_text(other, out.getvalue(), source="export.csv", now=T0)
     assert again.problems == [] and again.added == 5
     assert [(s.email, s.status, s.cadence) for s in subscribers_store.list_subscribers(other)] == [

@@ -17,6 +17,10 @@ from publisher.core.config import Config
 from publisher.publish.pipeline import Pipeline
 from publisher.service import DIGEST, SCAN, Service, jobs
 from tests.support.folders import brief, issue_state, make_cfg, put
+from tests.support.postgres import store_url  # noqa: F401
+
+# The service runs on SQLite and on a real PostgreSQL server alike.
+pytestmark = pytest.mark.usefixtures("store_url")
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Scale-out on PostgreSQL: N ``publisher worker`` processes against Postfix's smtp-sink, and enqueue time.
+
+Run from the repository root:  .venv/bin/python bench/bench_scale.py [--n 20000] [--enqueue 100000,1000000]
+
+In one run, on a throwaway PostgreSQL 15 (tests/support/postgres.py) and one
+``smtp-sink``:
+
+* ``smtp-source`` against the sink (the ceiling of the sink on this machine),
+* 1, 2 and 4 ``publisher worker --until-idle`` processes sending one issue
+  (the reference brief) to ``--n`` readers: messages per second, and the
+  ratio to smtp-source,
+* the share of a worker's wall time spent in the ledger queries (claim,
+  mark sent/failed, release, progress), measured in-process with one worker,
+* enqueue time: ``start_issue`` (one ``INSERT … SELECT``) for each size in
+  ``--enqueue``, and the projected send time of that audience at a relay
+  rate (``--relay`` msg/s) and at the rate measured with 2 workers.
+
+The machine has 2 cores shared by the sink, the workers and PostgreSQL:
+compare ratios within one run, not numbers across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_send import ensure_postfix_tools, postfix_sink, smtp_source  # noqa: E402
+
+from tests.support import postgres  # noqa: E402
+
+T0_SQL = "2026-11-28 12:00:00+00"
+
+
+def load_subscribers(url: str, n: int) -> float:
+    """``n`` active instant readers by COPY; seconds."""
+    import psycopg
+
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    start = time.perf_counter()
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("TRUNCATE deliveries, subscribers RESTART IDENTITY CASCADE")
+        with cur.copy("COPY subscribers (email, status, cadence, bounces, created_at, confirmed_at) FROM STDIN") as copy:
+            buf = io.StringIO()
+            for i in range(n):
+                buf.write(f"reader{i:07d}@example.net\tactive\tinstant\t0\t{T0_SQL}\t{T0_SQL}\n")
+                if i % 50_000 == 49_999:
+                    copy.write(buf.getvalue())
+                    buf = io.StringIO()
+            copy.write(buf.getvalue())
+        cur.execute("ANALYZE subscribers")
+    return time.perf_counter() - start
+
+
+def new_issue(engine: object, cfg: object) -> int:
+    from tests.support.smtp import add_story_issue
+
+    import sqlalchemy as sa
+
+    from publisher.store.schema import deliveries, issue_events, issues
+
+    with engine.begin() as conn:  # type: ignore[attr-defined]
+        conn.execute(sa.delete(deliveries))
+        conn.execute(sa.delete(issue_events))
+        conn.execute(sa.delete(issues))
+    return add_story_issue(engine, cfg)  # type: ignore[arg-type]
+
+
+def write_config(folder: Path, port: int) -> Path:
+    path = folder / "config.toml"
+    path.write_text(
+        f'[site]\nbase_url = "https://news.example.org/"\n[email]\nsender_address = "briefs@news.example.org"\n'
+        f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\nconnections = 4\nbatch_size = 200\n'
+        f"[delivery]\nlease = 30.0\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def run_workers(cfg_path: Path, n_workers: int, url: str) -> float:
+    env = {**os.environ, "PUBLISHER_SIGNING_KEY": "k" * 40, "PUBLISHER_STORE_URL": url}
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen([sys.executable, "-c", "from publisher.cli import main; main()", "worker", "--until-idle",
+                          "--config", str(cfg_path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(n_workers)
+    ]
+    for p in procs:
+        if p.wait() != 0:
+            raise RuntimeError(f"a worker exited {p.returncode}")
+    return time.perf_counter() - start
+
+
+def query_share(cfg_path: Path, url: str) -> tuple[dict[str, float], float]:
+    """One worker in this process with its ledger calls timed: (share of wall time by kind, wall seconds)."""
+    from publisher.core import config as config_mod
+    from publisher.delivery.worker import Worker
+    from publisher.store import connect
+    from publisher.store import workers as workers_store
+
+    spent = {"claim": 0.0, "mark": 0.0, "progress": 0.0}
+
+    def timed(name: str) -> None:
+        original = getattr(workers_store.WorkerSource, name)
+        kind = "claim" if name in ("claim", "next_retry") else "progress" if name == "progress" else "mark"
+
+        def wrapper(self: object, *a: object, **kw: object) -> object:
+            t = time.perf_counter()
+            try:
+                return original(self, *a, **kw)
+            finally:
+                spent[kind] += time.perf_counter() - t
+
+        setattr(workers_store.WorkerSource, name, wrapper)
+
+    for name in ("claim", "mark_sent", "mark_failed", "release", "progress", "next_retry"):
+        timed(name)
+    os.environ["PUBLISHER_STORE_URL"] = url
+    os.environ.setdefault("PUBLISHER_SIGNING_KEY", "k" * 40)
+    cfg = config_mod.load(cfg_path)
+    worker = Worker(cfg, connect(url), poll=0.2)
+    start = time.perf_counter()
+    worker.run(until_idle=True)
+    wall = time.perf_counter() - start
+    return {k: v / wall for k, v in spent.items()}, wall
+
+
+@contextlib.contextmanager
+def pg() -> Iterator[postgres.PgServer]:
+    gen = postgres.start_server()
+    server = next(gen)
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(StopIteration):
+            next(gen)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--enqueue", default="100000,1000000")
+    parser.add_argument("--relay", type=float, default=50.0, help="relay rate for the projection (msg/s)")
+    args = parser.parse_args()
+    if not postgres.available():
+        sys.exit("PostgreSQL 15 binaries or psycopg missing (see .ci/run)")
+    tools = ensure_postfix_tools()
+    from publisher.store import connect
+    from publisher.store import issues as issues_store
+    from tests.support.smtp import make_cfg
+
+    rows: list[tuple[str, str]] = []
+    with pg() as server, postfix_sink(tools) as port, tempfile.TemporaryDirectory() as tmp:
+        url = server.create_database("bench")
+        os.environ["PUBLISHER_STORE_URL"] = url
+        cfg = make_cfg(Path(tmp))
+        engine = connect(url)
+        cfg_path = write_config(Path(tmp), port)
+        ceiling = smtp_source(tools, port, args.n, 20_000, 10)
+        rows.append(("smtp-source -s10, 20 KB", f"{ceiling:,.0f} msg/s"))
+        load_subscribers(url, args.n)
+        rates: dict[int, float] = {}
+        for n_workers in (1, 2, 4):
+            new_issue(engine, cfg)
+            took = run_workers(cfg_path, n_workers, url)
+            rates[n_workers] = args.n / took
+            rows.append((f"{n_workers} worker(s), {args.n:,} readers",
+                         f"{rates[n_workers]:,.0f} msg/s ({rates[n_workers] / ceiling:.0%} of smtp-source)"))
+        new_issue(engine, cfg)
+        share, wall = query_share(cfg_path, url)
+        rows.append(("ledger queries' share of 1 worker's wall time",
+                     f"claim {share['claim']:.1%} + mark {share['mark']:.1%} = {share['claim'] + share['mark']:.1%}"
+                     f" (progress counts {share['progress']:.1%}) of {wall:.1f}s"))
+        for size in (int(s) for s in args.enqueue.split(",") if s):
+            loaded = load_subscribers(url, size)
+            issue_id = new_issue(engine, cfg)
+            start = time.perf_counter()
+            _issue, created = issues_store.start_issue(engine, issue_id, now=_now())
+            took = time.perf_counter() - start
+            assert created == size, (created, size)
+            rows.append((f"enqueue {size:,} (INSERT … SELECT)", f"{took:.1f}s (COPY of the readers {loaded:.1f}s)"))
+            rows.append((f"  projected send of {size:,}",
+                         f"{size / args.relay / 3600:.1f} h at a {args.relay:g} msg/s relay; "
+                         f"{size / rates[2] / 60:.1f} min at 2 workers' measured rate"))
+    width = max(len(k) for k, _ in rows)
+    print(f"\n{'what':<{width}}  result")
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+
+
+def _now() -> object:
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc)
+
+
+if __name__ == "__main__":
+    main()
