@@ -19,6 +19,7 @@ from ..core.addresses import InvalidAddress, normalize_email
 from ..core.errors import NotFound, TokenError
 from ..core.states import CADENCES, Cadence
 from ..delivery import subscriptions
+from ..mail.tokens import parse_token
 from .context import WebContext, context
 from .guard import origin_ok
 from .pages import message, page
@@ -120,10 +121,23 @@ async def confirm(request: Request) -> Response:
     return message(request, 200, "Subscribed", "Thank you: your subscription is confirmed.")
 
 
+TEST_COPY = ("Test copy", "This link came in a [TEST] copy sent from the editors' desk to an address that is not subscribed: there is no subscription to end.")
+
+
+def _test_copy(token: str) -> bool:
+    """A [TEST] copy's link (subscriber id 0): nothing to unsubscribe, and nothing to reveal either."""
+    try:
+        return parse_token("unsubscribe", token).subscriber_id == 0
+    except TokenError:
+        return False
+
+
 async def unsubscribe(request: Request) -> Response:
     ctx = context(request)
     token = request.query_params.get("t", "")
     invalid = ("Link not valid", "This unsubscribe link is invalid.")
+    if token and _test_copy(token) and request.method == "GET":
+        return message(request, 200, *TEST_COPY)
     if request.method == "GET":
         if not token:
             return message(request, 400, "Link incomplete", "This unsubscribe link is missing its token.")
@@ -134,6 +148,8 @@ async def unsubscribe(request: Request) -> Response:
     # header URL, no cookies; the signed token alone authenticates it.
     form = await request.form()
     token = str(form.get("t", "") or token)
+    if _test_copy(token):
+        return message(request, 200, *TEST_COPY)
     try:
         await run_in_threadpool(subscriptions.unsubscribe, ctx.cfg, ctx.engine, token, clock=ctx.clock)
     except (TokenError, NotFound):

@@ -628,3 +628,14 @@ def test_feed_entry_frame(client: TestClient, env: tuple[Config, sa.Engine]) -> 
     assert r.status_code == 200
     assert "default-src 'none'" in r.headers["content-security-policy"]
     assert "Anthropic" in r.text and "<script" not in r.text.lower()
+
+
+def test_a_test_copy_s_unsubscribe_link_says_it_was_a_test(client: TestClient, env: tuple[Config, sa.Engine]) -> None:
+    from publisher.mail.tokens import make_token, signing_key
+
+    cfg, _ = env
+    token = make_token(signing_key(cfg), "unsubscribe", 0, "editor@example.org")  # what send_test uses for a non-subscriber
+    page = client.get(f"/unsubscribe?t={token}")
+    assert page.status_code == 200 and "[TEST] copy" in page.text and "Unsubscribed" not in page.text
+    done = client.post("/unsubscribe", data={"t": token, "List-Unsubscribe": "One-Click"})
+    assert done.status_code == 200 and "there is no subscription to end" in done.text
