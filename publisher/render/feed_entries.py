@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, Template, TemplateError
+from jinja2 import Template, TemplateError
 
 from ..briefs.model import Brief
 from ..briefs.slugs import tag_slug
@@ -22,7 +22,7 @@ from ..core.config import Config
 from ..core.errors import RenderError
 from ..core.memo import IdentityMemo
 from .coverage import capped, groups, lens_label
-from .templating import search_path
+from .templating import html_environment, search_path
 
 ENTRY_TEMPLATE = "feed/entry.html.j2"
 GENERATOR = "publisher"
@@ -61,14 +61,7 @@ def line(text: str) -> str:
 @functools.lru_cache(maxsize=8)
 def _entry_template(dirs: tuple[str, ...]) -> Template:
     # Compiled once per process: entry_html runs for every story of a build.
-    env = Environment(
-        loader=ChoiceLoader([FileSystemLoader(d) for d in dirs]),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        auto_reload=False,
-    )
+    env = html_environment(dirs)
     try:
         return env.get_template(ENTRY_TEMPLATE)
     except TemplateError as exc:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateError
+from jinja2 import Environment, TemplateError
 
 from ..briefs.model import Brief
 from ..briefs.slugs import tag_slug
@@ -22,7 +22,7 @@ from ..core.config import Config
 from ..core.errors import RenderError
 from . import coverage as cov
 from .email import coverage_line, digest_takes, related_links, story_url, text_direction
-from .templating import search_path
+from .templating import html_environment, search_path
 from .text import clean_line
 
 
@@ -66,14 +66,7 @@ def story_item(brief: Brief, cfg: Config) -> StoryItem:
 
 @functools.lru_cache(maxsize=8)
 def _environment(dirs: tuple[str, ...]) -> Environment:
-    env = Environment(
-        loader=ChoiceLoader([FileSystemLoader(d) for d in dirs]),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        auto_reload=False,
-    )
+    env = html_environment(dirs)
     env.filters["day"] = lambda d: f"{d:%-d %B %Y}"
     return env
 

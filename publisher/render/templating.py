@@ -13,6 +13,8 @@ import functools
 import importlib.resources
 from pathlib import Path
 
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
+
 
 @functools.cache
 def builtin_dir() -> Path:
@@ -21,6 +23,18 @@ def builtin_dir() -> Path:
     if not (folder / "email").is_dir():
         raise RuntimeError(f"built-in templates missing from {folder}: a broken install")
     return folder
+
+
+def html_environment(dirs: tuple[str, ...]) -> Environment:
+    """A Jinja2 environment for HTML pages searching ``dirs`` in order: autoescaped, strict, read once."""
+    return Environment(
+        loader=ChoiceLoader([FileSystemLoader(d) for d in dirs]),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
 
 
 @functools.lru_cache(maxsize=8)

@@ -113,14 +113,19 @@ def connect(url: str) -> Engine:
     return engine
 
 
+def _dialect_insert(conn: Connection, table: sa.Table, values: dict[str, Any]) -> Any:
+    """The dialect's own INSERT (it has ON CONFLICT), or None on a backend without one."""
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table).values(**values)
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).values(**values)
+    return None
+
+
 def upsert(conn: Connection, table: sa.Table, values: dict[str, Any], key: list[str], update: list[str]) -> None:
     """INSERT … ON CONFLICT (key) DO UPDATE: one statement, no read-then-write race."""
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        stmt: Any = sqlite.insert(table).values(**values)
-    elif dialect == "postgresql":
-        stmt = postgresql.insert(table).values(**values)
-    else:  # pragma: no cover - other backends keep the portable two-step form
+    stmt = _dialect_insert(conn, table, values)
+    if stmt is None:  # pragma: no cover - other backends keep the portable two-step form
         if conn.execute(sa.update(table).where(*[table.c[k] == values[k] for k in key]).values({c: values[c] for c in update})).rowcount == 0:
             conn.execute(sa.insert(table).values(**values))
         return
@@ -133,12 +138,8 @@ def insert_ignore(conn: Connection, table: sa.Table, values: dict[str, Any], key
     The answer comes from RETURNING, not rowcount (drivers disagree about
     rowcount), and a concurrent insert of the same key is not an error.
     """
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        stmt: Any = sqlite.insert(table).values(**values)
-    elif dialect == "postgresql":
-        stmt = postgresql.insert(table).values(**values)
-    else:  # pragma: no cover - other backends keep the portable two-step form
+    stmt = _dialect_insert(conn, table, values)
+    if stmt is None:  # pragma: no cover - other backends keep the portable two-step form
         if conn.execute(sa.select(*[table.c[k] for k in key]).where(*[table.c[k] == values[k] for k in key])).first():
             return False
         conn.execute(sa.insert(table).values(**values))
