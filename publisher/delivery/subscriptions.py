@@ -97,6 +97,21 @@ def unsubscribe(cfg: Config, engine: Engine, token: str, *, clock: Clock = syste
     return subscribers_store.unsubscribe_subscriber(engine, sub.id, sub.email, now=clock())
 
 
+def manage(cfg: Config, engine: Engine, token: str, *, clock: Clock = system_clock) -> Subscriber:
+    """The reader an emailed link names (the page where they change cadence or leave)."""
+    return _checked(cfg, engine, "unsubscribe", token, clock=clock)[1]
+
+
+def change_cadence(cfg: Config, engine: Engine, token: str, cadence: str, *, clock: Clock = system_clock) -> bool:
+    """Switch an active reader's cadence from their emailed link; False when it was that already.
+
+    The link authenticates the reader, as for one-click unsubscribe: no
+    sign-up round trip, since the address is already proven.
+    """
+    sub = manage(cfg, engine, token, clock=clock)
+    return subscribers_store.set_cadence(engine, sub.id, sub.email, cadence)
+
+
 class ConfirmationQueue:
     """One worker thread that records sign-ups and mails confirmations, off the request path."""
 

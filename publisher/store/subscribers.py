@@ -199,6 +199,26 @@ def unsubscribe_subscriber(engine: Engine, subscriber_id: int, email: str, *, no
     return changed
 
 
+def set_cadence(engine: Engine, subscriber_id: int, email: str, cadence: str) -> bool:
+    """An active reader's new cadence (from their own emailed link); False when nothing changed."""
+    cadence = check_cadence(cadence)
+    with engine.begin() as conn:
+        result = conn.execute(
+            subscribers.update()
+            .where(
+                subscribers.c.id == subscriber_id,
+                subscribers.c.email == email,
+                subscribers.c.status == SubscriberStatus.ACTIVE,
+                subscribers.c.cadence != cadence,
+            )
+            .values(cadence=cadence)
+        )
+    changed = result.rowcount == 1
+    if changed:
+        log.info("subscriber id=%d now %s", subscriber_id, cadence)
+    return changed
+
+
 def remove_subscriber(engine: Engine, email: str, *, forget: bool, now: dt.datetime) -> Subscriber:
     """Unsubscribe by address (kept, so a later import cannot re-add them), or erase with ``forget``."""
     address = normalize_email(email)

@@ -39,7 +39,7 @@ from .guard import BodyLimit, allowed_hosts
 from .public import PublicFastPath, PublicFiles, public_file
 from .throttle import Throttle
 
-FAST_PATH_SKIP = ("/desk", "/subscribe", "/confirm", "/unsubscribe", "/_web")
+FAST_PATH_SKIP = ("/desk", "/subscribe", "/confirm", "/unsubscribe", "/cadence", "/_web")
 
 
 def _desk_routes(cfg: Config, session_key: str) -> SessionMiddleware:
@@ -122,6 +122,7 @@ def create_app(
         Route("/subscribe", forms.subscribe_post, methods=["POST"]),
         Route("/confirm", forms.confirm, methods=["GET", "POST"]),
         Route("/unsubscribe", forms.unsubscribe, methods=["GET", "POST"]),
+        Route("/cadence", forms.cadence, methods=["POST"]),
         Route("/_web/{name}", desk.static),
         *webhooks.routes(),
         Route("/{path:path}", public_file, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),

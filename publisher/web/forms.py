@@ -141,9 +141,11 @@ async def unsubscribe(request: Request) -> Response:
     if request.method == "GET":
         if not token:
             return message(request, 400, "Link incomplete", "This unsubscribe link is missing its token.")
-        if not await _token_ok(request, "unsubscribe", token):
+        try:
+            reader = await run_in_threadpool(subscriptions.manage, ctx.cfg, ctx.engine, token, clock=ctx.clock)
+        except TokenError:
             return message(request, 400, *invalid)
-        return page(request, "unsubscribe.html", token=token)
+        return page(request, "unsubscribe.html", token=token, reader=reader, cadences=CADENCES)
     # RFC 8058 one-click: a POST with "List-Unsubscribe=One-Click" to the
     # header URL, no cookies; the signed token alone authenticates it.
     form = await request.form()
@@ -155,3 +157,18 @@ async def unsubscribe(request: Request) -> Response:
     except (TokenError, NotFound):
         return message(request, 400, *invalid)
     return message(request, 200, "Unsubscribed", "You will not receive further emails from us.")
+
+
+async def cadence(request: Request) -> Response:
+    """POST /cadence: a reader switches between instant, daily and weekly from their emailed link."""
+    ctx = context(request)
+    form = await request.form()
+    token, wanted = str(form.get("t", "")), str(form.get("cadence", ""))
+    if wanted not in CADENCES:
+        return message(request, 400, "Not a choice", "Pick instant, daily or weekly.")
+    try:
+        changed = await run_in_threadpool(subscriptions.change_cadence, ctx.cfg, ctx.engine, token, wanted, clock=ctx.clock)
+    except TokenError:
+        return message(request, 400, "Link not valid", "This link is invalid.")
+    what = {"instant": "each story as it is published", "daily": "the daily digest", "weekly": "the weekly digest"}[wanted]
+    return message(request, 200, "Saved" if changed else "Nothing to change", f"You get {what}.")

@@ -639,3 +639,19 @@ def test_a_test_copy_s_unsubscribe_link_says_it_was_a_test(client: TestClient, e
     assert page.status_code == 200 and "[TEST] copy" in page.text and "Unsubscribed" not in page.text
     done = client.post("/unsubscribe", data={"t": token, "List-Unsubscribe": "One-Click"})
     assert done.status_code == 200 and "there is no subscription to end" in done.text
+
+
+def test_a_reader_changes_cadence_from_their_emailed_link(client: TestClient, env: tuple[Config, sa.Engine]) -> None:
+    from publisher.mail.tokens import make_token, signing_key
+
+    cfg, engine = env
+    sub, _ = subscribers_store.add_subscriber(engine, "reader@example.org", "instant", status="active", now=NOW)
+    token = make_token(signing_key(cfg), "unsubscribe", sub.id, sub.email)
+    page = client.get(f"/unsubscribe?t={token}")
+    assert page.status_code == 200 and 'id="cadence-form"' in page.text and "gets each story as it is published" in page.text
+    done = client.post("/cadence", data={"t": token, "cadence": "weekly"})
+    assert done.status_code == 200 and "the weekly digest" in done.text
+    assert subscribers_store.find_subscriber(engine, "reader@example.org").cadence == "weekly"  # type: ignore[union-attr]
+    assert client.post("/cadence", data={"t": token + "x", "cadence": "daily"}).status_code == 400
+    assert client.post("/cadence", data={"t": token, "cadence": "hourly"}).status_code == 400
+    assert subscribers_store.find_subscriber(engine, "reader@example.org").cadence == "weekly"  # type: ignore[union-attr]
