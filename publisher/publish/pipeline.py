@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from . import watch, websub
 from .briefcache import BriefCache
 from .digests import Digests, DigestSchedule
 from .feedfiles import MAIN_FEED, FeedWriter
+from .fileindex import FileIndex
 from .issues import Released, StoryIssues
 from .outputs import remove
 from .reading import Parsed, failure_message, map_chunks, read_and_parse, write_web_issue
@@ -87,7 +88,7 @@ class Pipeline:
         self.clock = clock
         self._lock = threading.RLock()
         self._sync_lock = threading.RLock()
-        self._index: dict[str, watch.Indexed] | None = None
+        self._index: FileIndex | None = None
         self._feeds_pending: set[str] = set()  # tag keys whose feeds failed to write: retried every scan
         self.retries = Retries(cfg.schedule.scan_interval)
         self.briefs = BriefCache(cfg)
@@ -99,12 +100,12 @@ class Pipeline:
     def _now(self) -> dt.datetime:
         return self.clock().astimezone(dt.timezone.utc)
 
-    def load_index(self) -> dict[str, watch.Indexed]:
+    def load_index(self) -> FileIndex:
         """What the store knows of the briefs folder (read once, then kept in step with each commit)."""
         if self._index is None:
             with self.engine.connect() as conn:
                 rows = files_store.all_files(conn)
-            self._index = {r.path: watch.Indexed(watch.Stat(r.mtime_ns, r.size), r.sha256, r.slug) for r in rows}
+            self._index = FileIndex((r.path, watch.Indexed(watch.Stat(r.mtime_ns, r.size), r.sha256, r.slug)) for r in rows)
         return self._index
 
     def has_published(self) -> bool:
@@ -113,12 +114,10 @@ class Pipeline:
 
     # -- recording ------------------------------------------------------
 
-    def _slug_owner(self, parsed: Parsed, index: dict[str, watch.Indexed]) -> str | None:
-        """Another file that already publishes this slug, if any."""
-        return next(
-            (p for p, ix in index.items() if ix.slug == parsed.slug and p != parsed.path and (self.cfg.paths.briefs / p).exists()),
-            None,
-        )
+    def _slug_owner(self, parsed: Parsed, index: FileIndex) -> str | None:
+        """Another file that already publishes this slug, if any (a lookup, not a walk: builds stay linear)."""
+        assert parsed.slug is not None
+        return next((p for p in index.holders(parsed.slug) if p != parsed.path and (self.cfg.paths.briefs / p).exists()), None)
 
     def _record_story(self, conn: Connection, parsed: Parsed, now: dt.datetime) -> tuple[bool, set[str]]:
         """Store a good parse as its story; (whether the story changed, tag keys it had before)."""
@@ -139,7 +138,7 @@ class Pipeline:
         stories.set_error(conn, parsed.slug, None)
         return False, set()
 
-    def _record(self, conn: Connection, parsed: Parsed, now: dt.datetime, index: dict[str, watch.Indexed]) -> _Recorded:
+    def _record(self, conn: Connection, parsed: Parsed, now: dt.datetime, index: FileIndex) -> _Recorded:
         """Store one read file (the index is not touched: the caller applies the result after commit)."""
         previous = index.get(parsed.path)
         touched: set[str] = set()
@@ -179,7 +178,7 @@ class Pipeline:
         touched |= row.feed_tags
         return True
 
-    def _forget_file(self, conn: Connection, path: str, index: dict[str, watch.Indexed], now: dt.datetime, touched: set[str]) -> str | None:
+    def _forget_file(self, conn: Connection, path: str, index: FileIndex, now: dt.datetime, touched: set[str]) -> str | None:
         """A file gone from the folder: its row dropped; the slug retired, if it was its story's."""
         gone = index[path]
         files_store.forget(conn, path)
@@ -268,7 +267,7 @@ class Pipeline:
 
     # -- the public API ---------------------------------------------------
 
-    def _seen(self, paths: Iterable[str] | None, index: dict[str, watch.Indexed]) -> tuple[dict[str, watch.Stat], dict[str, watch.Indexed]]:
+    def _seen(self, paths: Iterable[str] | None, index: FileIndex) -> tuple[dict[str, watch.Stat], Mapping[str, watch.Indexed]]:
         """What is in the folder now (all of it, or the named files) and the index entries to compare with."""
         if paths is None:
             return self._scan(index), index
@@ -276,7 +275,7 @@ class Pipeline:
         seen = {p: st for p in wanted if watch.is_watched(Path(p).name) and (st := watch.scan_one(self.cfg.paths.briefs / p, follow_symlinks=self.cfg.briefs.follow_symlinks))}
         return seen, {p: index[p] for p in wanted if p in index}
 
-    def _scan(self, index: dict[str, watch.Indexed]) -> dict[str, watch.Stat]:
+    def _scan(self, index: FileIndex) -> dict[str, watch.Stat]:
         """The whole folder; files under a subfolder that cannot be listed keep their last state (unknown is not gone)."""
         blind: set[str] = set()
         seen = watch.scan(self.cfg.paths.briefs, follow_symlinks=self.cfg.briefs.follow_symlinks, blind=blind)
@@ -290,7 +289,7 @@ class Pipeline:
             self.retries.forget(key)
         return seen
 
-    def _sync_file(self, path: str, stat: watch.Stat, index: dict[str, watch.Indexed], result: SyncResult, touched: set[str]) -> None:
+    def _sync_file(self, path: str, stat: watch.Stat, index: FileIndex, result: SyncResult, touched: set[str]) -> None:
         """Read, parse, record and write one file in its own transaction; its failure is its own."""
         parsed, brief = read_and_parse(self.cfg, path, stat)  # no lock held: other work goes on meanwhile
         if parsed.retry:
@@ -336,7 +335,7 @@ class Pipeline:
             result.published.append(recorded.changed_slug)
             log.info("published %s", recorded.changed_slug)
 
-    def _sync_removed(self, path: str, index: dict[str, watch.Indexed], result: SyncResult, touched: set[str]) -> None:
+    def _sync_removed(self, path: str, index: FileIndex, result: SyncResult, touched: set[str]) -> None:
         now = self._now()
         gone: set[str] = set()
         try:
@@ -426,7 +425,7 @@ class Pipeline:
             log.info("build: %d published, %d rejected, %d removed", len(result.published), len(result.errors), len(result.removed))
             return result
 
-    def _record_chunk(self, chunk: Sequence[Parsed], index: dict[str, watch.Indexed], now: dt.datetime,
+    def _record_chunk(self, chunk: Sequence[Parsed], index: FileIndex, now: dt.datetime,
                       result: SyncResult, touched: set[str]) -> None:
         recorded: list[tuple[Parsed, _Recorded]] = []
         try:
