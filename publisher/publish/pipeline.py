@@ -39,7 +39,7 @@ from .digests import Digests, DigestSchedule
 from .feedfiles import MAIN_FEED, FeedWriter
 from .fileindex import FileIndex
 from .issues import Released, StoryIssues
-from .outputs import remove
+from .outputs import remove_web_issue
 from .reading import Parsed, failure_message, map_chunks, read_and_parse, write_web_issue
 from .results import Status, SyncResult
 from .retry import Retries
@@ -68,10 +68,6 @@ def _min(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else min(a, b)
 
 
-def _remove_web_issue(cfg: Config, slug: str) -> list[str]:
-    return [f"issues/{slug}{suffix}" for suffix in (".html", ".txt") if remove(cfg.paths.public / "issues" / f"{slug}{suffix}")]
-
-
 class Pipeline:
     """One per process; every public method is safe to call from any thread.
 
@@ -89,6 +85,7 @@ class Pipeline:
         self._lock = threading.RLock()
         self._sync_lock = threading.RLock()
         self._index: FileIndex | None = None
+        self.tree = watch.Tree()  # what the last full scan saw, for the cheap safety-net sweep
         self._feeds_pending: set[str] = set()  # tag keys whose feeds failed to write: retried every scan
         self.retries = Retries(cfg.schedule.scan_interval)
         self.briefs = BriefCache(cfg)
@@ -227,7 +224,7 @@ class Pipeline:
         if row is None or row.deleted or row.status == "draft":
             if row is not None and row.status == "draft" and not row.deleted:
                 self.issues.sync(conn, slug, now, draft=True)
-            return _remove_web_issue(self.cfg, slug)
+            return remove_web_issue(self.cfg.paths.public, slug)
         brief = self.briefs.get(conn, slug)
         titles = stories.live_titles(conn, brief.related) if brief.related else {}
         # One render serves both the web version and the email issue.
@@ -272,13 +269,13 @@ class Pipeline:
         if paths is None:
             return self._scan(index), index
         wanted = sorted(set(paths))
-        seen = {p: st for p in wanted if watch.is_watched(Path(p).name) and (st := watch.scan_one(self.cfg.paths.briefs / p, follow_symlinks=self.cfg.briefs.follow_symlinks))}
+        seen = watch.scan_named(self.cfg.paths.briefs, wanted, follow_symlinks=self.cfg.briefs.follow_symlinks)
         return seen, {p: index[p] for p in wanted if p in index}
 
     def _scan(self, index: FileIndex) -> dict[str, watch.Stat]:
         """The whole folder; files under a subfolder that cannot be listed keep their last state (unknown is not gone)."""
         blind: set[str] = set()
-        seen = watch.scan(self.cfg.paths.briefs, follow_symlinks=self.cfg.briefs.follow_symlinks, blind=blind)
+        seen = watch.scan(self.cfg.paths.briefs, follow_symlinks=self.cfg.briefs.follow_symlinks, blind=blind, tree=self.tree)
         for prefix in sorted(blind):
             if self.retries.failed(f"<folder {prefix}>", None, prefix):
                 log.error("%s: cannot list this folder; its briefs stay as they were until it can be read", self.cfg.paths.briefs / prefix)
@@ -381,6 +378,12 @@ class Pipeline:
             self._ping_hub(result.written)
             return result
 
+    def sweep(self, named: Iterable[str] = ()) -> SyncResult:
+        """The safety net while file events work: :func:`watch.sweep`'s few files plus ``named`` (a full scan when it cannot tell)."""
+        with self._sync_lock:
+            paths = watch.sweep(self.cfg.paths.briefs, self.tree, list(self.load_index()))
+            return self.sync(None if paths is None else {*paths, *named})
+
     def build_all(self, *, workers: int | None = None) -> SyncResult:
         """Render every brief now (no quiet period): web issues in parallel, then every feed.
 
@@ -417,7 +420,7 @@ class Pipeline:
                 del index[path]
                 if slug is not None:
                     result.removed.append(slug)
-                    _remove_web_issue(self.cfg, slug)
+                    remove_web_issue(self.cfg.paths.public, slug)
             for parsed in failed:
                 self._failed(parsed.path, parsed.stat, parsed.error or "", result)
             self._write_feeds(touched, result, force=True)
