@@ -244,15 +244,15 @@ class Pipeline:
 
     def _write_feeds(self, touched: set[str], result: SyncResult, *, force: bool = False) -> None:
         """Every feed of ``touched`` plus those a failed write left behind; on failure they wait for the next scan."""
-        keys = touched | self._feeds_pending
+        keys, pending = touched | self._feeds_pending, bool(self._feeds_pending)
         if not keys:
             return
         try:
             with self.engine.begin() as conn:
                 result.written += self.feeds.write(conn, keys, force=force)
-                result.written += self.site.write(conn, keys)
+                result.written += self.site.write(conn, keys, None if force or pending else [*result.published, *result.removed])
         except EXPECTED as exc:
-            self._feeds_pending = keys
+            self._feeds_pending = keys  # and the next site write is a full one (pending)
             message = failure_message(self.cfg.paths.public, exc).replace("cannot publish", "feeds not written")
             if self.retries.failed("<feeds>", None, message):
                 log.error("%s (retried on the next scan)", message)

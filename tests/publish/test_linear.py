@@ -11,10 +11,12 @@ statements. Ratios, not seconds, so a loaded machine cannot fail it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,31 @@ def _folder(root: Path, n: int) -> Path:
     return root
 
 
+@contextlib.contextmanager
+def _counting() -> Iterator[list[int]]:
+    """[Python frames entered, lines run in publisher/publish] while the block runs, in this thread."""
+    counts = [0, 0]
+    room = str(Path(publish.__file__).parent)
+
+    def local(_frame: types.FrameType, event: str, _arg: object) -> Any:
+        if event == "line":
+            counts[1] += 1
+        return local
+
+    def trace(frame: types.FrameType, event: str, _arg: object) -> Any:
+        # Every frame entered is counted; lines only in the publish room, where the per-brief loops live.
+        counts[0] += 1
+        return local if frame.f_code.co_filename.startswith(room) else None
+
+    # The build forks its workers from this thread: they must not count (nor pay for) the tracing.
+    os.register_at_fork(after_in_child=lambda: sys.settrace(None))
+    sys.settrace(trace)
+    try:
+        yield counts
+    finally:
+        sys.settrace(None)
+
+
 def _work(root: Path) -> tuple[int, int, int, int]:
     """(statements, Python frames entered, lines run in publisher/publish, stories published) for one cold build of ``root``."""
     cfg = build_config(root, schedule={"quiet_period": 0.0})
@@ -59,29 +86,10 @@ def _work(root: Path) -> tuple[int, int, int, int]:
 
     sa.event.listen(engine, "before_cursor_execute", count)
     pipeline = Pipeline(cfg, engine, clock=FixedClock(dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)))
-    frames = lines = 0
-    room = str(Path(publish.__file__).parent)
-
-    def local(_frame: types.FrameType, event: str, _arg: object) -> Any:
-        nonlocal lines
-        if event == "line":
-            lines += 1
-        return local
-
-    def trace(frame: types.FrameType, event: str, _arg: object) -> Any:
-        # Every frame entered is counted; lines only in the publish room, where the per-brief loops live.
-        nonlocal frames
-        frames += 1
-        return local if frame.f_code.co_filename.startswith(room) else None
-
-    # The build forks its workers from this thread: they must not count (nor pay for) the tracing.
-    os.register_at_fork(after_in_child=lambda: sys.settrace(None))
-    sys.settrace(trace)
-    try:
+    with _counting() as counts:
         result = pipeline.build_all(workers=2)
-    finally:
-        sys.settrace(None)
-        engine.dispose()
+    engine.dispose()
+    frames, lines = counts
     return statements, frames, lines, len(result.published)
 
 
@@ -111,3 +119,29 @@ def test_file_index_keeps_slug_holders_in_step() -> None:
     assert ix.holders("one") == []
     del ix["a.md"]
     assert ix.holders("two") == [] and list(ix) == ["b.md"] and ix.get("a.md") is None
+
+
+def _edit_work(root: Path) -> list[int]:
+    """[frames, publish-room lines] of the sync that republishes one edited story, after a build."""
+    cfg = build_config(root, schedule={"quiet_period": 0.0})
+    engine = connect(cfg.store_url)
+    pipeline = Pipeline(cfg, engine)
+    pipeline.build_all(workers=2)
+    counts: list[int] = []
+    path = cfg.paths.briefs / "story-00007.md"
+    original = path.read_text()
+    for n in range(3):  # the first edit of a process may read the lists once: count the last
+        path.write_text(original.replace("A summary.", f"A summary, edit {n}."))
+        with _counting() as counts:
+            result = pipeline.sync(["story-00007.md"])
+        assert result.published == ["story-7"]
+    engine.dispose()
+    return counts
+
+
+@pytest.mark.slow
+def test_one_edit_costs_the_same_in_a_small_and_a_large_folder(tmp_path: Path) -> None:
+    small, large = (_edit_work(_folder(tmp_path / str(n), n)) for n in (250, 1000))
+    # 4× the stories: an edit that reads every story (the archive, the tag
+    # counts) would cost ~4×; one that reads only its own pages stays flat.
+    assert large[0] <= 1.2 * small[0] and large[1] <= 1.2 * small[1], (small, large)
