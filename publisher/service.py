@@ -54,23 +54,26 @@ class Service:
         last scan only scans when the safety-net interval is up: stat-ing ten
         thousand briefs every two seconds would be most of the idle CPU."""
         paths: list[str] | None = None
+        sweep = False
         if not force and self._events_live.is_set():
             due = time.monotonic() - self._last_full >= self.cfg.schedule.full_scan_interval
             with self._paths_lock:
                 named, self._paths = self._paths, set()
-                full = self._full_needed or due
-                self._full_needed = False
-            if not named and not full:
+                needed, self._full_needed = self._full_needed, False
+            if not named and not needed and not due:
                 return
             # Events named these files: look at them alone (cost follows the change).
-            paths = None if full else sorted(named)
-        if paths is None:
+            paths = None if needed else sorted(named)
+            # The safety net is a sweep (folder mtimes, inodes, a rotating slice: see
+            # watch.Tree), not a full scan: idle CPU must not grow with the folder.
+            sweep = due and not needed
+        if paths is None or sweep:
             self._last_full = time.monotonic()
-        self._scan_paths(paths)
+        self._scan_paths(paths, sweep)
 
-    def _scan_paths(self, paths: list[str] | None) -> None:
+    def _scan_paths(self, paths: list[str] | None, sweep: bool = False) -> None:
         try:
-            result = self.pipeline.sync(paths)
+            result = self.pipeline.sweep(paths or ()) if sweep else self.pipeline.sync(paths)
         except PublisherError as exc:
             log.error("scan failed: %s", exc)
             return

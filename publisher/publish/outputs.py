@@ -64,3 +64,8 @@ def remove(path: Path) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def remove_web_issue(public: Path, slug: str) -> list[str]:
+    """Remove a story's web issue files; the relative paths that were there."""
+    return [f"issues/{slug}{suffix}" for suffix in (".html", ".txt") if remove(public / "issues" / f"{slug}{suffix}")]

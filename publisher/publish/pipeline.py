@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +37,9 @@ from . import watch, websub
 from .briefcache import BriefCache
 from .digests import Digests, DigestSchedule
 from .feedfiles import MAIN_FEED, FeedWriter
+from .fileindex import FileIndex
 from .issues import Released, StoryIssues
-from .outputs import remove
+from .outputs import remove_web_issue
 from .reading import Parsed, failure_message, map_chunks, read_and_parse, write_web_issue
 from .results import Status, SyncResult
 from .retry import Retries
@@ -67,10 +68,6 @@ def _min(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else min(a, b)
 
 
-def _remove_web_issue(cfg: Config, slug: str) -> list[str]:
-    return [f"issues/{slug}{suffix}" for suffix in (".html", ".txt") if remove(cfg.paths.public / "issues" / f"{slug}{suffix}")]
-
-
 class Pipeline:
     """One per process; every public method is safe to call from any thread.
 
@@ -87,7 +84,8 @@ class Pipeline:
         self.clock = clock
         self._lock = threading.RLock()
         self._sync_lock = threading.RLock()
-        self._index: dict[str, watch.Indexed] | None = None
+        self._index: FileIndex | None = None
+        self.tree = watch.Tree()  # what the last full scan saw, for the cheap safety-net sweep
         self._feeds_pending: set[str] = set()  # tag keys whose feeds failed to write: retried every scan
         self.retries = Retries(cfg.schedule.scan_interval)
         self.briefs = BriefCache(cfg)
@@ -99,12 +97,12 @@ class Pipeline:
     def _now(self) -> dt.datetime:
         return self.clock().astimezone(dt.timezone.utc)
 
-    def load_index(self) -> dict[str, watch.Indexed]:
+    def load_index(self) -> FileIndex:
         """What the store knows of the briefs folder (read once, then kept in step with each commit)."""
         if self._index is None:
             with self.engine.connect() as conn:
                 rows = files_store.all_files(conn)
-            self._index = {r.path: watch.Indexed(watch.Stat(r.mtime_ns, r.size), r.sha256, r.slug) for r in rows}
+            self._index = FileIndex((r.path, watch.Indexed(watch.Stat(r.mtime_ns, r.size), r.sha256, r.slug)) for r in rows)
         return self._index
 
     def has_published(self) -> bool:
@@ -113,12 +111,10 @@ class Pipeline:
 
     # -- recording ------------------------------------------------------
 
-    def _slug_owner(self, parsed: Parsed, index: dict[str, watch.Indexed]) -> str | None:
-        """Another file that already publishes this slug, if any."""
-        return next(
-            (p for p, ix in index.items() if ix.slug == parsed.slug and p != parsed.path and (self.cfg.paths.briefs / p).exists()),
-            None,
-        )
+    def _slug_owner(self, parsed: Parsed, index: FileIndex) -> str | None:
+        """Another file that already publishes this slug, if any (a lookup, not a walk: builds stay linear)."""
+        assert parsed.slug is not None
+        return next((p for p in index.holders(parsed.slug) if p != parsed.path and (self.cfg.paths.briefs / p).exists()), None)
 
     def _record_story(self, conn: Connection, parsed: Parsed, now: dt.datetime) -> tuple[bool, set[str]]:
         """Store a good parse as its story; (whether the story changed, tag keys it had before)."""
@@ -139,7 +135,7 @@ class Pipeline:
         stories.set_error(conn, parsed.slug, None)
         return False, set()
 
-    def _record(self, conn: Connection, parsed: Parsed, now: dt.datetime, index: dict[str, watch.Indexed]) -> _Recorded:
+    def _record(self, conn: Connection, parsed: Parsed, now: dt.datetime, index: FileIndex) -> _Recorded:
         """Store one read file (the index is not touched: the caller applies the result after commit)."""
         previous = index.get(parsed.path)
         touched: set[str] = set()
@@ -179,7 +175,7 @@ class Pipeline:
         touched |= row.feed_tags
         return True
 
-    def _forget_file(self, conn: Connection, path: str, index: dict[str, watch.Indexed], now: dt.datetime, touched: set[str]) -> str | None:
+    def _forget_file(self, conn: Connection, path: str, index: FileIndex, now: dt.datetime, touched: set[str]) -> str | None:
         """A file gone from the folder: its row dropped; the slug retired, if it was its story's."""
         gone = index[path]
         files_store.forget(conn, path)
@@ -228,7 +224,7 @@ class Pipeline:
         if row is None or row.deleted or row.status == "draft":
             if row is not None and row.status == "draft" and not row.deleted:
                 self.issues.sync(conn, slug, now, draft=True)
-            return _remove_web_issue(self.cfg, slug)
+            return remove_web_issue(self.cfg.paths.public, slug)
         brief = self.briefs.get(conn, slug)
         titles = stories.live_titles(conn, brief.related) if brief.related else {}
         # One render serves both the web version and the email issue.
@@ -248,15 +244,15 @@ class Pipeline:
 
     def _write_feeds(self, touched: set[str], result: SyncResult, *, force: bool = False) -> None:
         """Every feed of ``touched`` plus those a failed write left behind; on failure they wait for the next scan."""
-        keys = touched | self._feeds_pending
+        keys, pending = touched | self._feeds_pending, bool(self._feeds_pending)
         if not keys:
             return
         try:
             with self.engine.begin() as conn:
                 result.written += self.feeds.write(conn, keys, force=force)
-                result.written += self.site.write(conn, keys)
+                result.written += self.site.write(conn, keys, None if force or pending else [*result.published, *result.removed])
         except EXPECTED as exc:
-            self._feeds_pending = keys
+            self._feeds_pending = keys  # and the next site write is a full one (pending)
             message = failure_message(self.cfg.paths.public, exc).replace("cannot publish", "feeds not written")
             if self.retries.failed("<feeds>", None, message):
                 log.error("%s (retried on the next scan)", message)
@@ -268,18 +264,18 @@ class Pipeline:
 
     # -- the public API ---------------------------------------------------
 
-    def _seen(self, paths: Iterable[str] | None, index: dict[str, watch.Indexed]) -> tuple[dict[str, watch.Stat], dict[str, watch.Indexed]]:
+    def _seen(self, paths: Iterable[str] | None, index: FileIndex) -> tuple[dict[str, watch.Stat], Mapping[str, watch.Indexed]]:
         """What is in the folder now (all of it, or the named files) and the index entries to compare with."""
         if paths is None:
             return self._scan(index), index
         wanted = sorted(set(paths))
-        seen = {p: st for p in wanted if watch.is_watched(Path(p).name) and (st := watch.scan_one(self.cfg.paths.briefs / p, follow_symlinks=self.cfg.briefs.follow_symlinks))}
+        seen = watch.scan_named(self.cfg.paths.briefs, wanted, follow_symlinks=self.cfg.briefs.follow_symlinks)
         return seen, {p: index[p] for p in wanted if p in index}
 
-    def _scan(self, index: dict[str, watch.Indexed]) -> dict[str, watch.Stat]:
+    def _scan(self, index: FileIndex) -> dict[str, watch.Stat]:
         """The whole folder; files under a subfolder that cannot be listed keep their last state (unknown is not gone)."""
         blind: set[str] = set()
-        seen = watch.scan(self.cfg.paths.briefs, follow_symlinks=self.cfg.briefs.follow_symlinks, blind=blind)
+        seen = watch.scan(self.cfg.paths.briefs, follow_symlinks=self.cfg.briefs.follow_symlinks, blind=blind, tree=self.tree)
         for prefix in sorted(blind):
             if self.retries.failed(f"<folder {prefix}>", None, prefix):
                 log.error("%s: cannot list this folder; its briefs stay as they were until it can be read", self.cfg.paths.briefs / prefix)
@@ -290,7 +286,7 @@ class Pipeline:
             self.retries.forget(key)
         return seen
 
-    def _sync_file(self, path: str, stat: watch.Stat, index: dict[str, watch.Indexed], result: SyncResult, touched: set[str]) -> None:
+    def _sync_file(self, path: str, stat: watch.Stat, index: FileIndex, result: SyncResult, touched: set[str]) -> None:
         """Read, parse, record and write one file in its own transaction; its failure is its own."""
         parsed, brief = read_and_parse(self.cfg, path, stat)  # no lock held: other work goes on meanwhile
         if parsed.retry:
@@ -336,7 +332,7 @@ class Pipeline:
             result.published.append(recorded.changed_slug)
             log.info("published %s", recorded.changed_slug)
 
-    def _sync_removed(self, path: str, index: dict[str, watch.Indexed], result: SyncResult, touched: set[str]) -> None:
+    def _sync_removed(self, path: str, index: FileIndex, result: SyncResult, touched: set[str]) -> None:
         now = self._now()
         gone: set[str] = set()
         try:
@@ -382,6 +378,12 @@ class Pipeline:
             self._ping_hub(result.written)
             return result
 
+    def sweep(self, named: Iterable[str] = ()) -> SyncResult:
+        """The safety net while file events work: :func:`watch.sweep`'s few files plus ``named`` (a full scan when it cannot tell)."""
+        with self._sync_lock:
+            paths = watch.sweep(self.cfg.paths.briefs, self.tree, list(self.load_index()))
+            return self.sync(None if paths is None else {*paths, *named})
+
     def build_all(self, *, workers: int | None = None) -> SyncResult:
         """Render every brief now (no quiet period): web issues in parallel, then every feed.
 
@@ -418,7 +420,7 @@ class Pipeline:
                 del index[path]
                 if slug is not None:
                     result.removed.append(slug)
-                    _remove_web_issue(self.cfg, slug)
+                    remove_web_issue(self.cfg.paths.public, slug)
             for parsed in failed:
                 self._failed(parsed.path, parsed.stat, parsed.error or "", result)
             self._write_feeds(touched, result, force=True)
@@ -426,7 +428,7 @@ class Pipeline:
             log.info("build: %d published, %d rejected, %d removed", len(result.published), len(result.errors), len(result.removed))
             return result
 
-    def _record_chunk(self, chunk: Sequence[Parsed], index: dict[str, watch.Indexed], now: dt.datetime,
+    def _record_chunk(self, chunk: Sequence[Parsed], index: FileIndex, now: dt.datetime,
                       result: SyncResult, touched: set[str]) -> None:
         recorded: list[tuple[Parsed, _Recorded]] = []
         try:

@@ -1,15 +1,20 @@
 """The briefs folder as data: scan it (I/O) and plan what to do (pure).
 
-Polling is the source of truth: every scan stats every brief file, which is
-cheap (no reads). Only files whose (mtime, size) differ from the index are
-read and hashed, and only once they are *stable*: untouched for the quiet
-period, so a brief being written or copied in chunks is never read half way.
+A full scan stats every brief file (no reads). Only files whose (mtime,
+size) differ from the index are read and hashed, and only once they are
+*stable*: untouched for the quiet period, so a brief being written or copied
+in chunks is never read half way.
+
+While file events work, the service's periodic safety net is a *sweep*
+(:func:`sweep`), not a full scan: its cost follows what changed, not the
+folder's size (see :class:`Tree` for why it still misses nothing for long).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +65,7 @@ def _stat(path: str | Path, follow_symlinks: bool) -> os.stat_result:
     return os.lstat(path)
 
 
-def scan(folder: Path, *, follow_symlinks: bool = False, blind: set[str] | None = None) -> dict[str, Stat]:
+def scan(folder: Path, *, follow_symlinks: bool = False, blind: set[str] | None = None, tree: Tree | None = None) -> dict[str, Stat]:
     """Every watched file under ``folder`` (relative POSIX path → stat); hidden folders skipped.
 
     Links, FIFOs and other non-regular entries with a brief's name are listed
@@ -68,25 +73,28 @@ def scan(folder: Path, *, follow_symlinks: bool = False, blind: set[str] | None 
     with a reason that shows in ``status``, rather than skipping them silently.
     A subfolder that cannot be listed (permissions, an I/O error) is added to
     ``blind`` as its prefix: its files are unknown, not gone. The folder
-    itself failing raises: that is no scan at all.
+    itself failing raises: that is no scan at all. ``tree``, when given, is
+    filled with what :func:`sweep` compares against later.
     """
     out: dict[str, Stat] = {}
     stack = [(folder, "")]
+    if tree is not None:
+        tree.reset()
     while stack:
         current, prefix = stack.pop()
         try:
-            entries = list(os.scandir(current))
+            entries = _list(current, prefix, tree)
         except FileNotFoundError:
             continue
         except OSError:
             if not prefix or blind is None:
                 raise
             blind.add(prefix)
+            if tree is not None:
+                tree.ready = False  # a folder it cannot see: sweeps would be blind to it
             continue
         for entry in entries:
             name = entry.name
-            if name.startswith("."):
-                continue
             try:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((Path(entry.path), f"{prefix}{name}/"))
@@ -96,6 +104,96 @@ def scan(folder: Path, *, follow_symlinks: bool = False, blind: set[str] | None 
             except FileNotFoundError:
                 continue  # deleted between listing and stat: the next scan sees it gone
     return out
+
+
+class Tree:
+    """What the last full scan saw of each folder: its identity and mtime, and its files' inodes.
+
+    Why a sweep can skip stat-ing files: creating, deleting or renaming a
+    file changes its folder's mtime, and an editor's safe save (write a
+    temporary file, rename it over the brief) also gives the name a new
+    inode, which the folder listing reports without a stat. Only an edit in
+    place (same inode, folder untouched) slips past both; file events report
+    those, and for an event that was lost each sweep also stats a rotating
+    slice of the known files (1/``ROTATION`` of them), so every file is
+    looked at within ``ROTATION`` sweeps. A folder whose mtime is less than
+    ``RACY_NS`` old when read is listed again next time (a coarse clock
+    could hide a change made in the same tick).
+    """
+
+    ROTATION = 10
+    RACY_NS = 2_000_000_000
+
+    def __init__(self) -> None:
+        self.ready = False
+        self.folders: dict[str, tuple[int, int, dict[str, int]]] = {}  # prefix → (inode, mtime_ns, name → inode)
+        self.cursor = 0
+
+    def reset(self) -> None:
+        self.folders = {}
+        self.ready = True
+
+    def remember(self, prefix: str, st: os.stat_result, files: dict[str, int]) -> None:
+        racy = time.time_ns() - st.st_mtime_ns < self.RACY_NS
+        self.folders[prefix] = (st.st_ino, -1 if racy else st.st_mtime_ns, files)
+
+
+def _list(current: Path, prefix: str, tree: Tree | None) -> list[os.DirEntry[str]]:
+    """The visible entries of one folder; its stat is taken first, so a change during the listing shows next time."""
+    st = os.lstat(current) if tree is not None else None
+    entries = [e for e in os.scandir(current) if not e.name.startswith(".")]
+    if tree is not None and st is not None:
+        tree.remember(prefix, st, {e.name: e.inode() for e in entries if is_watched(e.name)})
+    return entries
+
+
+def sweep(folder: Path, tree: Tree, known: Sequence[str]) -> list[str] | None:
+    """The files a full scan could find changed, found without stat-ing the rest (see :class:`Tree`).
+
+    Returns the paths to look at (new, gone or replaced files, files of a
+    folder that appeared or went, and this sweep's slice of ``known``), or
+    None when only a full scan will do (never scanned, a folder unreadable).
+    """
+    if not tree.ready:
+        return None
+    out: set[str] = set()
+    for prefix, (ino, mtime, files) in list(tree.folders.items()):
+        try:
+            st = os.lstat(folder / prefix)
+        except (FileNotFoundError, NotADirectoryError):
+            st = None
+        if st is not None and st.st_ino == ino and st.st_mtime_ns == mtime:
+            continue
+        del tree.folders[prefix]
+        out.update(prefix + name for name in files)  # gone, or listed again below
+        if st is None:
+            continue
+        stack = [prefix]
+        while stack:  # this folder and any subfolder new to the tree
+            current = stack.pop()
+            try:
+                entries = _list(folder / current, current, tree)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                tree.ready = False
+                return None
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    if f"{current}{entry.name}/" not in tree.folders:
+                        stack.append(f"{current}{entry.name}/")
+                elif is_watched(entry.name):
+                    name = current + entry.name
+                    if current != prefix or files.get(entry.name) != entry.inode():
+                        out.add(name)
+                    else:
+                        out.discard(name)  # the same file under the same name: left to the slice
+    if known:
+        step = -(-len(known) // Tree.ROTATION)
+        start = tree.cursor % len(known)
+        out.update(known[start : start + step])
+        tree.cursor = start + step
+    return sorted(out)
 
 
 def plan(index: Mapping[str, Indexed], seen: Mapping[str, Stat], *, now_ns: int, quiet: float) -> Plan:
@@ -126,3 +224,22 @@ def scan_one(path: Path, *, follow_symlinks: bool = False) -> Stat | None:
     except FileNotFoundError:
         return None
     return Stat(st.st_mtime_ns, st.st_size)
+
+
+def scan_named(folder: Path, paths: Iterable[str], *, follow_symlinks: bool = False) -> dict[str, Stat]:
+    """:func:`scan` of the named files only (those gone are left out).
+
+    String joins rather than a ``Path`` per file: a sweep names thousands,
+    and building paths cost more than the stats themselves.
+    """
+    root = os.fspath(folder)
+    out: dict[str, Stat] = {}
+    for rel in paths:
+        if not is_watched(rel.rpartition("/")[2]):
+            continue
+        try:
+            st = _stat(os.path.join(root, rel), follow_symlinks)
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # gone, or a folder on its path became a file
+        out[rel] = Stat(st.st_mtime_ns, st.st_size)
+    return out

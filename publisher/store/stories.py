@@ -232,6 +232,26 @@ def live_titles(conn: Connection, slugs: Iterable[str] | None = None) -> dict[st
     return {row.slug: row.title for row in conn.execute(query)}
 
 
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """What the site's list pages (archive, tags index, counts) show of one story."""
+
+    title: str
+    published_at: dt.datetime
+    feed_tags: frozenset[str]
+
+
+def listed(conn: Connection, slugs: Iterable[str] | None = None) -> dict[str, Listed]:
+    """slug → Listed of published live stories (all of them, or of ``slugs``), in one query."""
+    query = sa.select(stories.c.slug, stories.c.title, stories.c.published_at, stories.c.feed_tags).where(*_live())
+    if slugs is not None:
+        wanted = sorted(set(slugs))
+        if not wanted:
+            return {}
+        query = query.where(stories.c.slug.in_(wanted))
+    return {r.slug: Listed(r.title, r.published_at, frozenset(unframe(r.feed_tags))) for r in conn.execute(query)}
+
+
 def live_tag_counts(conn: Connection) -> dict[str, int]:
     """Tag or entity key → number of published live stories carrying it (one query for the tags index)."""
     counts: dict[str, int] = {}

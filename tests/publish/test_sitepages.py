@@ -111,3 +111,27 @@ def test_sync_keeps_the_site_in_step(tmp_path: Path) -> None:
     result = pipeline.sync()
     assert "Story A" not in (cfg.paths.public / "index.html").read_text()
     assert not (cfg.paths.public / "tags" / "alpha" / "index.html").exists()
+
+
+def test_an_edit_that_keeps_the_lists_updates_home_and_tag_pages_and_a_retitle_the_archive(tmp_path: Path) -> None:
+    cfg = build_config(tmp_path, create=True, site={"base_url": BASE}, schedule={"quiet_period": 0})
+    pipeline = Pipeline(cfg, store.connect(cfg.store_url))
+    for name in ("a", "b"):
+        (cfg.paths.briefs / f"{name}.md").write_text(brief_text(f"story-{name}", f"Story {name.upper()}", tags="alpha"))
+    pipeline.sync()
+    path = cfg.paths.briefs / "a.md"
+    path.write_text(path.read_text().replace("> Dek of Story A", "> A new dek"))
+    result = pipeline.sync()  # the lists are as they were: home and the tag page only
+    assert result.published == ["story-a"]
+    assert {"index.html", "tags/alpha/index.html"} <= set(result.written)
+    assert "archive/index.html" not in result.written and "tags/index.html" not in result.written
+    assert "A new dek" in (cfg.paths.public / "index.html").read_text()
+    assert "A new dek" in (cfg.paths.public / "tags" / "alpha" / "index.html").read_text()
+    path.write_text(path.read_text().replace("# Story A", "# Story A, retitled"))
+    result = pipeline.sync()
+    assert "archive/index.html" in result.written
+    assert "Story A, retitled" in (cfg.paths.public / "archive" / "index.html").read_text()
+    path.write_text(path.read_text().replace("tags: [alpha]", "tags: [beta]"))
+    result = pipeline.sync()
+    assert "tags/index.html" in result.written and "tags/beta/index.html" in result.written
+    assert not (cfg.paths.public / "tags" / "alpha" / "index.html").read_text().count("Story A, retitled")
