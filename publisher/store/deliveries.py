@@ -48,10 +48,14 @@ class Claimed:
 
 
 def claim(engine: Engine, issue_id: int, worker: str, limit: int, *, now: dt.datetime) -> list[Claimed]:
-    """Take up to ``limit`` due queued rows for this worker, atomically.
+    """Take up to ``limit`` due queued rows for this worker, atomically, in one statement.
 
-    Rows whose subscriber is no longer active are marked ``skipped`` here, so
-    someone who unsubscribes mid-send gets nothing more.
+    ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT n)
+    RETURNING``: on PostgreSQL concurrent claimers (workers, the service's
+    drain, ``publisher send``) each take different rows instead of queueing
+    on the same locks; SQLite has one writer at a time and ignores the
+    locking clause. Rows whose subscriber is no longer active are marked
+    ``skipped`` here, so someone who unsubscribes mid-send gets nothing more.
     """
     at = utc(now)
     tag = f"{worker}#{uuid.uuid4().hex[:8]}"
@@ -61,42 +65,44 @@ def claim(engine: Engine, issue_id: int, worker: str, limit: int, *, now: dt.dat
         .where(deliveries.c.issue_id == issue_id, deliveries.c.state == DeliveryState.QUEUED, due)
         .order_by(deliveries.c.id)
         .limit(limit)
+        .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
     with engine.begin() as conn:
         # state='queued' is repeated outside the subquery so that a server
-        # that re-checks rows after a lock wait (PostgreSQL) skips rows a
-        # concurrent claimer took first.
-        conn.execute(
+        # that re-checks rows after a lock wait skips rows a concurrent claimer took first.
+        taken = conn.execute(
             deliveries.update()
             .where(deliveries.c.id.in_(picked), deliveries.c.state == DeliveryState.QUEUED)
             .values(state=DeliveryState.SENDING, claimed_by=tag, claimed_at=at)
-        )
-        rows = conn.execute(
-            sa.select(
-                deliveries.c.id,
-                deliveries.c.subscriber_id,
-                deliveries.c.attempts,
-                deliveries.c.last_error,
-                subscribers.c.email,
-                subscribers.c.status,
-            )
-            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-            .where(deliveries.c.claimed_by == tag, deliveries.c.state == DeliveryState.SENDING)
-            .order_by(deliveries.c.id)
+            .returning(deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.attempts, deliveries.c.last_error)
         ).all()
-        gone = [r.id for r in rows if r.status != SubscriberStatus.ACTIVE]
+        if not taken:
+            return []
+        # SQLite's RETURNING cannot name a joined table: the addresses come in a second read.
+        who = {
+            r.id: (r.email, r.status)
+            for r in conn.execute(
+                sa.select(subscribers.c.id, subscribers.c.email, subscribers.c.status)
+                .where(subscribers.c.id.in_({r.subscriber_id for r in taken}))
+            )
+        }
+        gone = [r.id for r in taken if who[r.subscriber_id][1] != SubscriberStatus.ACTIVE]
         if gone:
             conn.execute(
                 deliveries.update()
                 .where(deliveries.c.id.in_(gone))
                 .values(state=DeliveryState.SKIPPED, last_error="subscriber no longer active", claimed_by=None)
             )
-    return [
-        Claimed(r.id, r.subscriber_id, r.email, r.attempts, (r.last_error or "").startswith(UNKNOWN))
-        for r in rows
-        if r.status == SubscriberStatus.ACTIVE
-    ]
+    skipped = set(gone)
+    return sorted(
+        (
+            Claimed(r.id, r.subscriber_id, who[r.subscriber_id][0], r.attempts, (r.last_error or "").startswith(UNKNOWN))
+            for r in taken
+            if r.id not in skipped
+        ),
+        key=lambda c: c.delivery_id,
+    )
 
 
 def mark_sent(engine: Engine, delivery_ids: Sequence[int], *, now: dt.datetime) -> None:

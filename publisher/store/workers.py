@@ -7,10 +7,8 @@ lease goes back to the queue, whoever notices first. Liveness is the
 heartbeat alone: two containers with the same host name and pid 1 cannot
 fool it the way a ``host:pid`` check can.
 
-Claims are one statement: ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
-LOCKED LIMIT n) RETURNING``. On PostgreSQL concurrent claimers each take
-different rows instead of queueing on the same locks; SQLite has one writer
-at a time and ignores the locking clause, which is the single-writer path.
+Claims are :func:`publisher.store.deliveries.claim` (one ``SKIP LOCKED``
+statement), the same for workers, the service's drain and ``publisher send``.
 """
 
 from __future__ import annotations
@@ -24,55 +22,12 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ..core.states import DeliveryState, SubscriberStatus
-from .deliveries import Claimed, LedgerSource, Progress
+from ..core.states import DeliveryState
+from .deliveries import LedgerSource, Progress
+from .deliveries import claim as claim  # the one claim, for callers that think in workers
 from .engine import upsert
-from .schema import deliveries, subscribers, workers
+from .schema import deliveries, workers
 from .subscribers import utc
-
-
-def claim(engine: Engine, issue_id: int, worker: str, limit: int, *, now: dt.datetime) -> list[Claimed]:
-    """Take up to ``limit`` due queued rows, skipping rows another transaction holds."""
-    at = utc(now)
-    tag = f"{worker}#{uuid.uuid4().hex[:8]}"
-    due = sa.or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= at)
-    picked = (
-        sa.select(deliveries.c.id)
-        .where(deliveries.c.issue_id == issue_id, deliveries.c.state == DeliveryState.QUEUED, due)
-        .order_by(deliveries.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    with engine.begin() as conn:
-        taken = conn.execute(
-            deliveries.update()
-            .where(deliveries.c.id.in_(picked), deliveries.c.state == DeliveryState.QUEUED)
-            .values(state=DeliveryState.SENDING, claimed_by=tag, claimed_at=at)
-            .returning(deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.attempts)
-        ).all()
-        if not taken:
-            return []
-        # SQLite's RETURNING cannot name a joined table: the addresses come in a second read.
-        who = {
-            r.id: (r.email, r.status)
-            for r in conn.execute(
-                sa.select(subscribers.c.id, subscribers.c.email, subscribers.c.status)
-                .where(subscribers.c.id.in_([r.subscriber_id for r in taken]))
-            )
-        }
-        gone = [r.id for r in taken if who[r.subscriber_id][1] != SubscriberStatus.ACTIVE]
-        if gone:
-            conn.execute(
-                deliveries.update()
-                .where(deliveries.c.id.in_(gone))
-                .values(state=DeliveryState.SKIPPED, last_error="subscriber no longer active", claimed_by=None)
-            )
-    skipped = set(gone)
-    return sorted(
-        (Claimed(r.id, r.subscriber_id, who[r.subscriber_id][0], r.attempts) for r in taken if r.id not in skipped),
-        key=lambda c: c.delivery_id,
-    )
 
 
 def new_worker_id() -> str:
@@ -144,7 +99,7 @@ def claimed_by(engine: Engine, worker: str) -> int:
 
 
 class WorkerSource(LedgerSource):
-    """``delivery.sender.DeliverySource`` for ``publisher worker``: the ledger with SKIP LOCKED claims.
+    """``delivery.sender.DeliverySource`` for ``publisher worker``: the ledger, with progress read sparingly.
 
     Progress (a count over the issue's rows, which the sender asks for four
     times a second) is read at most once per ``progress_every`` seconds: N
@@ -155,9 +110,6 @@ class WorkerSource(LedgerSource):
         super().__init__(engine)
         self.progress_every = progress_every
         self._progress: dict[int, tuple[float, Progress]] = {}
-
-    def claim(self, issue_id: int, worker: str, limit: int, *, now: dt.datetime) -> list[Claimed]:
-        return claim(self.engine, issue_id, worker, limit, now=now)
 
     def progress(self, issue_id: int) -> Progress:
         at, last = self._progress.get(issue_id, (float("-inf"), Progress()))
