@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from starlette.testclient import TestClient
 
 from publisher.core.config import Config
 from publisher.publish.issues import Released
@@ -96,3 +98,17 @@ def issue_state(engine: sa.Engine, slug: str) -> str:
         return str(conn.execute(sa.select(schema.issues.c.state).where(schema.issues.c.key == slug)).scalar_one())
 
 
+def csrf_from(html: str) -> str:
+    m = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert m, "no CSRF field on the page"
+    return m.group(1)
+
+
+def sign_in(c: TestClient) -> str:
+    page = c.get("/desk/login")
+    assert page.status_code == 200
+    r = c.post("/desk/login", data={"password": PASSWORD, "csrf": csrf_from(page.text)}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/desk/"
+    desk = c.get("/desk/")
+    assert desk.status_code == 200
+    return csrf_from(desk.text)

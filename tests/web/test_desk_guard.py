@@ -20,7 +20,7 @@ from publisher.web import app as web_app
 from publisher.web import auth as webauth
 from publisher.web import server as web_server
 
-from tests.support.desk import PASSWORD, RecordingPipeline, add_story, make_config, write_public
+from tests.support.desk import PASSWORD, RecordingPipeline, add_story, csrf_from, make_config, sign_in, write_public
 from tests.support.live import LiveServer
 
 BASE = "http://127.0.0.1:8000"
@@ -46,19 +46,6 @@ def locked(env: tuple[Config, sa.Engine], monkeypatch: pytest.MonkeyPatch) -> It
     pipeline = RecordingPipeline(cfg, engine)
     with TestClient(web_app.create_app(cfg, engine, pipeline), base_url=BASE) as c:
         yield c, pipeline
-
-
-def csrf_from(html: str) -> str:
-    m = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert m, "no CSRF field on the page"
-    return m.group(1)
-
-
-def sign_in(c: TestClient) -> str:
-    page = c.get("/desk/login")
-    r = c.post("/desk/login", data={"password": PASSWORD, "csrf": csrf_from(page.text)}, follow_redirects=False)
-    assert r.status_code == 303
-    return csrf_from(c.get("/desk/").text)
 
 
 # ------------------------------------------------------------------ Host and Origin

@@ -14,6 +14,7 @@ from publisher.core.clock import FixedClock
 from publisher.publish.pipeline import Pipeline
 from publisher.store import subscribers as subscribers_store
 from publisher.web.app import create_app
+from tests.support.desk import csrf_from
 from tests.support.folders import brief, put
 from tests.support.project import build_config
 
@@ -32,12 +33,6 @@ def newsroom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[TestClien
     pipeline.catch_up_digest()
     app = create_app(cfg, pipeline.engine, pipeline, clock=clock, no_auth=True)
     return TestClient(app, base_url="http://127.0.0.1:8000"), pipeline, clock
-
-
-def csrf(html: str) -> str:
-    m = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert m
-    return m.group(1)
 
 
 def test_a_new_brief_that_fails_to_parse_shows_with_its_error(newsroom: tuple[TestClient, Pipeline, FixedClock]) -> None:
@@ -86,7 +81,7 @@ def test_approving_from_the_desk_confirms_readers_and_records_who(newsroom: tupl
     c, pipeline, clock = newsroom
     put(pipeline.cfg.paths.briefs, "story-1.md", brief(1))
     pipeline.sync()
-    token = csrf(c.get("/desk/story/story-1").text)
+    token = csrf_from(c.get("/desk/story/story-1").text)
     c.post("/desk/story/story-1/approve", data={"csrf": token, "confirm": "yes", "send_at": "2030-01-07T09:30"})
     page = c.get("/desk/story/story-1").text
     assert "scheduled for 2030-01-07 09:30 CET" in page

@@ -33,6 +33,8 @@ from publisher.web import public as web_public
 from publisher.web import server as web_server
 
 from tests.support.desk import (
+    csrf_from,
+    sign_in,
     NOW,
     PASSWORD,
     RecordingPipeline,
@@ -72,22 +74,6 @@ def locked(env: tuple[Config, sa.Engine], monkeypatch: pytest.MonkeyPatch) -> It
     add_story(engine, "alpha")
     with TestClient(web_app.create_app(cfg, engine, pipeline), base_url="http://127.0.0.1:8000") as c:
         yield c, pipeline
-
-
-def csrf_from(html: str) -> str:
-    m = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert m, "no CSRF field on the page"
-    return m.group(1)
-
-
-def sign_in(c: TestClient) -> str:
-    page = c.get("/desk/login")
-    assert page.status_code == 200
-    r = c.post("/desk/login", data={"password": PASSWORD, "csrf": csrf_from(page.text)}, follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"] == "/desk/"
-    desk = c.get("/desk/")
-    assert desk.status_code == 200
-    return csrf_from(desk.text)
 
 
 # ------------------------------------------------------------------ public files
