@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,18 +17,17 @@ from publisher.briefs.model import Brief
 from publisher.render import site
 from publisher.render.email import render_digest, render_story, web_version
 from tests.render.test_newsletter import big_brief, digest_briefs, load, make_config
+from tests.support.browser import browser, needs_chromium  # noqa: F401  (browser is a fixture)
 from tests.support.files import ROOT
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "tests" / "artifacts"
 AXE = Path(os.environ.get("AXE_JS", ROOT / "tests" / ".node" / "node_modules" / "axe-core" / "axe.min.js"))
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 K = 8
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed at /usr/bin/chromium"),
+    needs_chromium,
 ]
 
 
@@ -70,16 +68,6 @@ def _site_pages() -> dict[str, str]:
 
 EMAILS = _emails()
 SITE = _site_pages()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
 
 
 def _open(browser: object, tmp_path: Path, name: str, html: str, width: int, dark: bool = False) -> object:

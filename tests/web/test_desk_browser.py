@@ -27,21 +27,17 @@ from publisher.store import schema
 
 from tests.support.desk import PASSWORD, make_config, write_public
 from tests.support.files import ROOT, SAMPLES
+from tests.support.browser import launch, needs_chromium
 from tests.support.live import LiveServer
 from tests.support.ports import free_port
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "tests" / "artifacts" / "desk"
 BRIEFS = SAMPLES
-LAUNCH_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (.ci/run installs it)"),
+    needs_chromium,
 ]
 
 
@@ -135,7 +131,7 @@ def test_editor_previews_tests_and_approves(desk: tuple[LiveServer, Config, sa.E
     slug = _story_slug(engine)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        browser = launch(pw)
         try:
             context = browser.new_context(viewport={"width": 1300, "height": 1000})
             page = context.new_page()
@@ -234,7 +230,7 @@ def test_open_preview_reloads_when_the_brief_changes_on_disk(desk: tuple[LiveSer
         path, old_hash = conn.execute(sa.select(schema.stories.c.path, schema.stories.c.content_hash).where(schema.stories.c.slug == slug)).one()
     brief = cfg.paths.briefs / path if not Path(path).is_absolute() else Path(path)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        browser = launch(pw)
         try:
             page = browser.new_page()
             page.set_default_timeout(20_000)
