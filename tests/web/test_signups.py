@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import email
 import email.policy
+import email.utils
 import mailbox
 import re
 import statistics
@@ -65,7 +66,10 @@ def outbox(cfg: Config) -> list[email.message.EmailMessage]:
     if not (path / "new").exists():
         return []
     box = mailbox.Maildir(str(path), create=False)
-    return [email.message_from_bytes(box.get_bytes(k), policy=email.policy.default) for k in sorted(box.keys())]  # type: ignore[misc]
+    messages = [email.message_from_bytes(box.get_bytes(k), policy=email.policy.default) for k in box.keys()]
+    # In the order they were sent: Maildir keys sort as text, which misorders
+    # two files of the same second whose microsecond parts differ in length.
+    return sorted(messages, key=lambda m: email.utils.parsedate_to_datetime(str(m["Date"])))  # type: ignore[misc]
 
 
 def confirm_token(message: Any) -> str:
