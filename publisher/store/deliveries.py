@@ -12,6 +12,7 @@ and not yet recorded).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
 import socket
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 
 from ..core.states import DeliveryState, SubscriberStatus
@@ -47,79 +49,157 @@ class Claimed:
     unknown_before: bool = False  # the previous attempt ended "unknown" (may have been delivered)
 
 
-def claim(engine: Engine, issue_id: int, worker: str, limit: int, *, now: dt.datetime) -> list[Claimed]:
-    """Take up to ``limit`` due queued rows for this worker, atomically, in one statement.
+def _subscriber_column(dialect: str, column: sa.Column[Any]) -> Any:
+    """A column of the row's subscriber: the joined table on PostgreSQL, a scalar subquery on SQLite.
 
-    ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT n)
-    RETURNING``: on PostgreSQL concurrent claimers (workers, the service's
-    drain, ``publisher send``) each take different rows instead of queueing
-    on the same locks; SQLite has one writer at a time and ignores the
-    locking clause. Rows whose subscriber is no longer active are marked
-    ``skipped`` here, so someone who unsubscribes mid-send gets nothing more.
+    SQLite's RETURNING cannot name a table of ``UPDATE … FROM``, but it can
+    hold a correlated scalar subquery, so both backends claim in one statement.
     """
-    at = utc(now)
-    tag = f"{worker}#{uuid.uuid4().hex[:8]}"
+    if dialect == "postgresql":
+        return column
+    # Aliased: SQLite's RETURNING drops table qualifiers, and "s.id" must still mean the subscriber's.
+    s = subscribers.alias("s")
+    return sa.select(s.c[column.name]).where(s.c.id == deliveries.c.subscriber_id).scalar_subquery()
+
+
+_SKIPPED_NOTE = "subscriber no longer active"
+
+
+@functools.cache
+def claim_statement(dialect: str) -> sa.Update:
+    """The claim as one statement, built once per dialect (binds: claim_issue, claim_tag, claim_at, claim_n).
+
+    ``UPDATE deliveries … FROM subscribers WHERE id IN (SELECT … FOR UPDATE
+    SKIP LOCKED LIMIT n) RETURNING …, subscribers.email``: concurrent
+    claimers (workers, the service's drain, ``publisher send``) take
+    different rows instead of queueing on the same locks (SQLite has one
+    writer at a time and ignores the locking clause). A row whose
+    subscriber is no longer active becomes ``skipped`` in the same
+    statement, so someone who unsubscribes mid-send gets nothing more.
+    """
+    at = sa.bindparam("claim_at", type_=deliveries.c.claimed_at.type)
     due = sa.or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= at)
     picked = (
         sa.select(deliveries.c.id)
-        .where(deliveries.c.issue_id == issue_id, deliveries.c.state == DeliveryState.QUEUED, due)
+        .where(deliveries.c.issue_id == sa.bindparam("claim_issue"), deliveries.c.state == DeliveryState.QUEUED.value, due)
         .order_by(deliveries.c.id)
-        .limit(limit)
+        .limit(sa.bindparam("claim_n"))
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    with engine.begin() as conn:
-        # state='queued' is repeated outside the subquery so that a server
-        # that re-checks rows after a lock wait skips rows a concurrent claimer took first.
-        taken = conn.execute(
-            deliveries.update()
-            .where(deliveries.c.id.in_(picked), deliveries.c.state == DeliveryState.QUEUED)
-            .values(state=DeliveryState.SENDING, claimed_by=tag, claimed_at=at)
-            .returning(deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.attempts, deliveries.c.last_error)
-        ).all()
-        if not taken:
-            return []
-        # SQLite's RETURNING cannot name a joined table: the addresses come in a second read.
-        who = {
-            r.id: (r.email, r.status)
-            for r in conn.execute(
-                sa.select(subscribers.c.id, subscribers.c.email, subscribers.c.status)
-                .where(subscribers.c.id.in_({r.subscriber_id for r in taken}))
-            )
-        }
-        gone = [r.id for r in taken if who[r.subscriber_id][1] != SubscriberStatus.ACTIVE]
-        if gone:
-            conn.execute(
-                deliveries.update()
-                .where(deliveries.c.id.in_(gone))
-                .values(state=DeliveryState.SKIPPED, last_error="subscriber no longer active", claimed_by=None)
-            )
-    skipped = set(gone)
+    active = _subscriber_column(dialect, subscribers.c.status) == SubscriberStatus.ACTIVE.value
+    # state='queued' is repeated outside the subquery so that a server that
+    # re-checks rows after a lock wait skips rows a concurrent claimer took first.
+    where = [deliveries.c.id.in_(picked), deliveries.c.state == DeliveryState.QUEUED.value]
+    if dialect == "postgresql":
+        where.append(subscribers.c.id == deliveries.c.subscriber_id)
+    return (
+        deliveries.update()
+        .where(*where)
+        .values(
+            state=sa.case((active, DeliveryState.SENDING.value), else_=DeliveryState.SKIPPED.value),
+            claimed_by=sa.case((active, sa.bindparam("claim_tag", type_=sa.String)), else_=sa.null()),
+            claimed_at=at,
+            last_error=sa.case((active, deliveries.c.last_error), else_=_SKIPPED_NOTE),
+        )
+        .returning(
+            deliveries.c.id, deliveries.c.subscriber_id, _subscriber_column(dialect, subscribers.c.email).label("email"),
+            deliveries.c.state, deliveries.c.attempts, deliveries.c.last_error,
+        )
+    )
+
+
+def claim_params(issue_id: int, worker: str, limit: int, now: dt.datetime) -> dict[str, Any]:
+    return {"claim_issue": issue_id, "claim_tag": f"{worker}#{uuid.uuid4().hex[:8]}", "claim_at": utc(now), "claim_n": limit}
+
+
+def claimed_rows(rows: Sequence[Any]) -> list[Claimed]:
+    """The claim's RETURNING rows as :class:`Claimed`, in ledger order, the skipped left out."""
     return sorted(
         (
-            Claimed(r.id, r.subscriber_id, who[r.subscriber_id][0], r.attempts, (r.last_error or "").startswith(UNKNOWN))
-            for r in taken
-            if r.id not in skipped
+            Claimed(r.id, r.subscriber_id, r.email, r.attempts, (r.last_error or "").startswith(UNKNOWN))
+            for r in rows
+            if r.state == DeliveryState.SENDING.value
         ),
         key=lambda c: c.delivery_id,
     )
 
 
-def mark_sent(engine: Engine, delivery_ids: Sequence[int], *, now: dt.datetime) -> None:
-    if not delivery_ids:
+Mark = tuple[int, dt.datetime]  # (delivery id, when the server accepted it)
+
+
+@functools.cache
+def _sent_from_arrays() -> Any:
+    """PostgreSQL: ``UPDATE … FROM unnest(:ids, :ats)``, one statement text for any number of rows
+    (an ``IN (…)`` list would be a new statement, and a new server-side plan, for each length)."""
+    marks = sa.func.unnest(
+        sa.bindparam("sent_ids", type_=postgresql.ARRAY(sa.Integer)),
+        sa.bindparam("sent_ats", type_=postgresql.ARRAY(sa.DateTime(timezone=True))),
+    ).table_valued(sa.column("id", sa.Integer), sa.column("at", sa.DateTime(timezone=True))).render_derived(name="m")
+    return (
+        deliveries.update()
+        .where(deliveries.c.id == marks.c.id)
+        .values(state=DeliveryState.SENT.value, sent_at=marks.c.at, attempts=deliveries.c.attempts + 1,
+                last_error=None, claimed_by=None)
+    )
+
+
+@functools.cache
+def _claim_and_mark() -> sa.Update:
+    """PostgreSQL: the previous marks and the next claim in one statement (a data-modifying CTE)."""
+    return claim_statement("postgresql").add_cte(_sent_from_arrays().returning(deliveries.c.id).cte("marked"))
+
+
+def _mark_params(marks: Sequence[Mark]) -> dict[str, Any]:
+    return {"sent_ids": [i for i, _ in marks], "sent_ats": [utc(at) for _, at in marks]}
+
+
+def _mark_sent(conn: sa.Connection, marks: Sequence[Mark]) -> None:
+    if not marks:
         return
-    with engine.begin() as conn:
+    if conn.dialect.name == "postgresql":
+        conn.execute(_sent_from_arrays(), _mark_params(marks))
+        return
+    by_time: dict[dt.datetime, list[int]] = {}
+    for delivery_id, at in marks:
+        by_time.setdefault(utc(at), []).append(delivery_id)
+    for at, ids in by_time.items():
         conn.execute(
             deliveries.update()
-            .where(deliveries.c.id.in_(list(delivery_ids)))
-            .values(
-                state=DeliveryState.SENT,
-                sent_at=utc(now),
-                attempts=deliveries.c.attempts + 1,
-                last_error=None,
-                claimed_by=None,
-            )
+            .where(deliveries.c.id.in_(ids))
+            .values(state=DeliveryState.SENT, sent_at=at, attempts=deliveries.c.attempts + 1, last_error=None, claimed_by=None)
         )
+
+
+def claim(
+    engine: Engine, issue_id: int, worker: str, limit: int, *, now: dt.datetime, sent: Sequence[Mark] = (),
+) -> list[Claimed]:
+    """Take up to ``limit`` due queued rows for this worker, atomically, in one statement (:func:`claim_statement`).
+
+    ``sent``: rows accepted since the last claim, marked ``sent`` in the
+    same transaction (on PostgreSQL in the same statement), so a worker's
+    steady state is one round trip per batch.
+    """
+    params = claim_params(issue_id, worker, limit, now)
+    with engine.begin() as conn:
+        if sent and conn.dialect.name == "postgresql":
+            rows = conn.execute(_claim_and_mark(), {**params, **_mark_params(sent)}).all()
+        else:
+            _mark_sent(conn, sent)
+            rows = conn.execute(claim_statement(conn.dialect.name), params).all()
+    return claimed_rows(rows)
+
+
+def mark_sent(engine: Engine, delivery_ids: Sequence[int], *, now: dt.datetime) -> None:
+    mark_sent_at(engine, [(i, now) for i in delivery_ids])
+
+
+def mark_sent_at(engine: Engine, marks: Sequence[Mark]) -> None:
+    """Record accepted messages, each with its own time (one statement on PostgreSQL)."""
+    if not marks:
+        return
+    with engine.begin() as conn:
+        _mark_sent(conn, marks)
 
 
 @dataclass(frozen=True, slots=True)
