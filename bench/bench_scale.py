@@ -94,12 +94,13 @@ def run_workers(cfg_path: Path, n_workers: int, url: str) -> float:
     start = time.perf_counter()
     procs = [
         subprocess.Popen([sys.executable, "-c", "from publisher.cli import main; main()", "worker", "--until-idle",
-                          "--config", str(cfg_path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                          "--config", str(cfg_path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         for _ in range(n_workers)
     ]
     for p in procs:
-        if p.wait() != 0:
-            raise RuntimeError(f"a worker exited {p.returncode}")
+        _out, err = p.communicate()
+        if p.returncode != 0:
+            raise RuntimeError(f"a worker exited {p.returncode}: {err.decode(errors='replace')[-3000:]}")
     return time.perf_counter() - start
 
 

@@ -216,6 +216,7 @@ def deliveries_cmd(target: str, cfg: Config) -> None:
     """Delivery progress of an issue: queued / sending / sent / failed, bounces and complaints, the failures."""
     from ..store import bounces
     from ..store import deliveries as ledger
+    from ..store import prune as ledger_prune
 
     engine = store_for(cfg)
     issue = _issue_for(engine, target, (IssueState.APPROVED, IssueState.SENDING, IssueState.SENT, IssueState.HELD, IssueState.ERROR))
@@ -228,6 +229,8 @@ def deliveries_cmd(target: str, cfg: Config) -> None:
     click.echo(f"  {counts.bounces} bounce(s), {counts.complaints} complaint(s), {counts.unknown} unknown outcome(s)")
     for row in ledger.failures(engine, issue.id):
         click.echo(f"  failed {row.email} after {row.attempts} attempt(s): {row.last_error}")
+    if ledger_prune.issue_totals(engine, issue.id) is not None:
+        click.echo("  (its delivery rows were pruned: the totals above were kept, the per-address rows are gone)")
 
 
 def delivery_warnings(cfg: Config) -> None:

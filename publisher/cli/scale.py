@@ -1,4 +1,4 @@
-"""Commands for running on a shared store: ``migrate``, ``worker``; the guards on ``run`` and ``serve``.
+"""Commands for running on a shared store: ``migrate``, ``worker``, ``prune``; the guards on ``run`` and ``serve``.
 
 Kept apart from the other commands (``cli/__init__`` registers them) so the scale-out wiring is
 one file: ``run``, ``serve`` and ``worker`` refuse a store whose schema is
@@ -16,6 +16,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+import datetime as dt
+import re
 
 import click
 
@@ -131,6 +134,46 @@ def worker(config_path: str | None, until_idle: bool) -> None:
     sys.exit(1 if report.failed else 0)
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+class Age(click.ParamType[dt.timedelta]):
+    """``30d``, ``12h``, ``2w``, ``90m``, ``45s``: a duration."""
+
+    name = "age"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> dt.timedelta:
+        if isinstance(value, dt.timedelta):
+            return value
+        match = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", str(value))
+        if match is None:
+            self.fail(f"{value!r} is not an age like 30d, 12h, 2w, 90m or 45s", param, ctx)
+        return dt.timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+
+
+@click.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help="Config file.")
+@click.option("--older-than", "older_than", type=Age(), required=True,
+              help="Prune issues sent longer ago than this (30d, 12h, 2w…).")
+@click.option("--batch", type=click.IntRange(1), default=5000, show_default=True,
+              help="Rows deleted per transaction (each a short lock).")
+def prune(config_path: str | None, older_than: dt.timedelta, batch: int) -> None:
+    """Delete the delivery rows of issues sent longer ago than --older-than; their totals stay on the issue."""
+    from ..core.clock import system_clock
+    from ..store import prune as ledger_prune
+
+    cfg = _load(config_path)
+    engine = _require_schema(cfg)
+
+    def show(p: ledger_prune.Pruned) -> None:
+        t = p.totals
+        click.echo(f"{p.label}: {p.deleted} delivery rows deleted (kept: {t.recipients} recipients, "
+                   f"{t.sent} sent, {t.failed} failed, {t.skipped} skipped)")
+
+    done = ledger_prune.prune(engine, older_than=older_than, now=system_clock(), batch=batch, on_issue=show)
+    click.echo(f"pruned {len(done)} issue(s), {sum(p.deleted for p in done)} delivery rows")
+
+
 def _load(config_path: str | None) -> Config:
     from .base import _load_config
 
@@ -142,5 +185,6 @@ def _load(config_path: str | None) -> Config:
 def register(main: click.Group) -> None:
     main.add_command(migrate)
     main.add_command(worker)
+    main.add_command(prune)
     _guard(main.commands["run"], _run_guard)
     _guard(main.commands["serve"], _schema_only)

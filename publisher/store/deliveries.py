@@ -85,14 +85,18 @@ def claim_statement(dialect: str) -> sa.Update:
         .order_by(deliveries.c.id)
         .limit(sa.bindparam("claim_n"))
         .with_for_update(skip_locked=True)
-        .scalar_subquery()
     )
     active = _subscriber_column(dialect, subscribers.c.status) == SubscriberStatus.ACTIVE.value
     # state='queued' is repeated outside the subquery so that a server that
     # re-checks rows after a lock wait skips rows a concurrent claimer took first.
-    where = [deliveries.c.id.in_(picked), deliveries.c.state == DeliveryState.QUEUED.value]
+    where = [deliveries.c.state == DeliveryState.QUEUED.value]
     if dialect == "postgresql":
-        where.append(subscribers.c.id == deliveries.c.subscriber_id)
+        # id = ANY(ARRAY(…)): the picked ids are computed once and fetched by primary key. With
+        # IN (…) the planner may hash-join the subquery against a scan of the whole ledger.
+        where += [deliveries.c.id == sa.any_(sa.func.array(picked.scalar_subquery())),
+                  subscribers.c.id == deliveries.c.subscriber_id]
+    else:
+        where.append(deliveries.c.id.in_(picked.scalar_subquery()))
     return (
         deliveries.update()
         .where(*where)
@@ -125,81 +129,57 @@ def claimed_rows(rows: Sequence[Any]) -> list[Claimed]:
     )
 
 
-Mark = tuple[int, dt.datetime]  # (delivery id, when the server accepted it)
-
-
 @functools.cache
-def _sent_from_arrays() -> Any:
-    """PostgreSQL: ``UPDATE … FROM unnest(:ids, :ats)``, one statement text for any number of rows
-    (an ``IN (…)`` list would be a new statement, and a new server-side plan, for each length)."""
-    marks = sa.func.unnest(
-        sa.bindparam("sent_ids", type_=postgresql.ARRAY(sa.Integer)),
-        sa.bindparam("sent_ats", type_=postgresql.ARRAY(sa.DateTime(timezone=True))),
-    ).table_valued(sa.column("id", sa.Integer), sa.column("at", sa.DateTime(timezone=True))).render_derived(name="m")
+def _sent_statement(dialect: str) -> sa.Update:
+    """Mark rows sent (binds: sent_ids, sent_when). On PostgreSQL ``id = ANY(:array)``: one statement
+    text for any number of rows, which psycopg prepares (an ``IN (…)`` list is new text per length)."""
+    ids = sa.bindparam("sent_ids", type_=postgresql.ARRAY(sa.Integer)) if dialect == "postgresql" else None
+    where = deliveries.c.id == sa.any_(ids) if ids is not None else deliveries.c.id.in_(sa.bindparam("sent_ids", expanding=True))
     return (
         deliveries.update()
-        .where(deliveries.c.id == marks.c.id)
-        .values(state=DeliveryState.SENT.value, sent_at=marks.c.at, attempts=deliveries.c.attempts + 1,
-                last_error=None, claimed_by=None)
+        .where(where)
+        .values(state=DeliveryState.SENT.value, sent_at=sa.bindparam("sent_when", type_=deliveries.c.sent_at.type),
+                attempts=deliveries.c.attempts + 1, last_error=None, claimed_by=None)
     )
 
 
 @functools.cache
 def _claim_and_mark() -> sa.Update:
     """PostgreSQL: the previous marks and the next claim in one statement (a data-modifying CTE)."""
-    return claim_statement("postgresql").add_cte(_sent_from_arrays().returning(deliveries.c.id).cte("marked"))
+    return claim_statement("postgresql").add_cte(_sent_statement("postgresql").returning(deliveries.c.id).cte("marked"))
 
 
-def _mark_params(marks: Sequence[Mark]) -> dict[str, Any]:
-    return {"sent_ids": [i for i, _ in marks], "sent_ats": [utc(at) for _, at in marks]}
-
-
-def _mark_sent(conn: sa.Connection, marks: Sequence[Mark]) -> None:
-    if not marks:
-        return
-    if conn.dialect.name == "postgresql":
-        conn.execute(_sent_from_arrays(), _mark_params(marks))
-        return
-    by_time: dict[dt.datetime, list[int]] = {}
-    for delivery_id, at in marks:
-        by_time.setdefault(utc(at), []).append(delivery_id)
-    for at, ids in by_time.items():
-        conn.execute(
-            deliveries.update()
-            .where(deliveries.c.id.in_(ids))
-            .values(state=DeliveryState.SENT, sent_at=at, attempts=deliveries.c.attempts + 1, last_error=None, claimed_by=None)
-        )
+def _mark_sent(conn: sa.Connection, delivery_ids: Sequence[int], at: dt.datetime) -> None:
+    if delivery_ids:
+        conn.execute(_sent_statement(conn.dialect.name), {"sent_ids": list(delivery_ids), "sent_when": utc(at)})
 
 
 def claim(
-    engine: Engine, issue_id: int, worker: str, limit: int, *, now: dt.datetime, sent: Sequence[Mark] = (),
+    engine: Engine, issue_id: int, worker: str, limit: int, *, now: dt.datetime,
+    sent: Sequence[int] = (), sent_at: dt.datetime | None = None,
 ) -> list[Claimed]:
     """Take up to ``limit`` due queued rows for this worker, atomically, in one statement (:func:`claim_statement`).
 
-    ``sent``: rows accepted since the last claim, marked ``sent`` in the
-    same transaction (on PostgreSQL in the same statement), so a worker's
-    steady state is one round trip per batch.
+    ``sent``: rows accepted since the last claim (by ``sent_at``), marked
+    ``sent`` in the same transaction (on PostgreSQL in the same
+    statement), so a worker's steady state is one round trip per batch.
     """
     params = claim_params(issue_id, worker, limit, now)
+    marks = {"sent_ids": list(sent), "sent_when": utc(sent_at or now)}
     with engine.begin() as conn:
         if sent and conn.dialect.name == "postgresql":
-            rows = conn.execute(_claim_and_mark(), {**params, **_mark_params(sent)}).all()
+            rows = conn.execute(_claim_and_mark(), {**params, **marks}).all()
         else:
-            _mark_sent(conn, sent)
+            _mark_sent(conn, sent, sent_at or now)
             rows = conn.execute(claim_statement(conn.dialect.name), params).all()
     return claimed_rows(rows)
 
 
 def mark_sent(engine: Engine, delivery_ids: Sequence[int], *, now: dt.datetime) -> None:
-    mark_sent_at(engine, [(i, now) for i in delivery_ids])
-
-
-def mark_sent_at(engine: Engine, marks: Sequence[Mark]) -> None:
-    """Record accepted messages, each with its own time (one statement on PostgreSQL)."""
-    if not marks:
+    if not delivery_ids:
         return
     with engine.begin() as conn:
-        _mark_sent(conn, marks)
+        _mark_sent(conn, delivery_ids, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +363,12 @@ class Progress:
 
 def progress(engine: Engine, issue_id: int) -> Progress:
     with engine.connect() as conn:
+        kept = conn.execute(
+            sa.select(issues.c.total_sent, issues.c.total_failed, issues.c.total_skipped)
+            .where(issues.c.id == issue_id, issues.c.ledger_pruned_at.is_not(None))
+        ).first()
+        if kept is not None:  # its rows were pruned (or are being): the counts kept on the issue stand
+            return Progress(sent=kept.total_sent or 0, failed=kept.total_failed or 0, skipped=kept.total_skipped or 0)
         rows = conn.execute(
             sa.select(deliveries.c.state, sa.func.count())
             .where(deliveries.c.issue_id == issue_id)

@@ -370,14 +370,20 @@ def _summaries(conn: Connection, query: Any) -> list[IssueSummary]:
         cadence = r.cadence or Cadence.INSTANT.value
         mine = counts.get(r.id, {})
         started = r.state in (IssueState.SENDING, IssueState.SENT)
+        recipients, sent, failed = sum(mine.values()), mine.get(DeliveryState.SENT, 0), mine.get(DeliveryState.FAILED, 0)
+        if r.ledger_pruned_at is not None:  # its rows were pruned: the counts kept on the issue stand
+            recipients, sent, failed = r.total_recipients or 0, r.total_sent or 0, r.total_failed or 0
         out.append(IssueSummary(
             r.id, r.kind, r.key, IssueState(r.state), r.subject, cadence, r.updated_at, r.send_at,
-            sum(mine.values()) if started else audiences[cadence], mine.get(DeliveryState.SENT, 0), mine.get(DeliveryState.FAILED, 0),
+            recipients if started else audiences[cadence], sent, failed,
         ))
     return out
 
 
-_SUMMARY = (issues.c.id, issues.c.kind, issues.c.key, issues.c.state, issues.c.subject, issues.c.cadence, issues.c.updated_at, issues.c.send_at)
+_SUMMARY = (
+    issues.c.id, issues.c.kind, issues.c.key, issues.c.state, issues.c.subject, issues.c.cadence, issues.c.updated_at,
+    issues.c.send_at, issues.c.ledger_pruned_at, issues.c.total_recipients, issues.c.total_sent, issues.c.total_failed,
+)
 
 
 def recent_digests(engine: Engine, *, limit: int = 20) -> list[IssueSummary]:

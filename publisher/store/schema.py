@@ -94,6 +94,13 @@ issues = sa.Table(
     sa.Column("approved_at", UTCDateTime, nullable=True),
     sa.Column("sent_at", UTCDateTime, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
+    # The ledger's counts, kept here when `publisher deliveries prune` deletes
+    # a finished issue's delivery rows (ledger_pruned_at says it did).
+    sa.Column("total_recipients", sa.Integer, nullable=True),
+    sa.Column("total_sent", sa.Integer, nullable=True),
+    sa.Column("total_failed", sa.Integer, nullable=True),
+    sa.Column("total_skipped", sa.Integer, nullable=True),
+    sa.Column("ledger_pruned_at", UTCDateTime, nullable=True),
     sa.UniqueConstraint("kind", "key", name="uq_issue_kind_key"),
 )
 
@@ -151,7 +158,9 @@ deliveries = sa.Table(
     sa.Column("claimed_by", sa.String, nullable=True),
     sa.Column("sent_at", UTCDateTime, nullable=True),
     sa.UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery"),
-    sa.Index("ix_deliveries_issue_state", "issue_id", "state"),
+    # id last: a claim's "queued rows of this issue in ledger order" is a range of this index
+    # (PostgreSQL orders equal keys by heap position, not id; SQLite appends the rowid anyway).
+    sa.Index("ix_deliveries_issue_state", "issue_id", "state", "id"),
 )
 
 # Every bounce, complaint and reactivation, wherever it came from: the SMTP

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ..core.states import DeliveryState
-from .deliveries import Claimed, Failure, LedgerSource, Mark, Progress, mark_sent_at
+from .deliveries import Claimed, Failure, LedgerSource, Progress, mark_sent
 from .deliveries import claim as claim  # the one claim, for callers that think in workers
 from .engine import upsert
 from .schema import deliveries, workers
@@ -111,7 +111,8 @@ class WorkerSource(LedgerSource):
       few uses, since their text never varies (arrays, not ``IN`` lists);
     * rows accepted since the last claim are *held* and marked ``sent`` by
       the next claim's statement (or by any other call, or once held for
-      ``hold`` seconds). Held rows are still ``sending`` in the ledger, so
+      ``hold`` seconds), with the time of the newest (so ``sent_at`` is
+      within ``hold`` of the acceptance). Held rows are still ``sending`` in the ledger, so
       a kill -9 resends them; they are rows the sender already counts as
       recorded, and there are never more of them than one claim plus the
       sender's low water, so a crash's duplicates stay within
@@ -130,24 +131,37 @@ class WorkerSource(LedgerSource):
         # SQLite keeps real transactions: a claim with held marks is two statements there.
         self._auto = engine.execution_options(isolation_level="AUTOCOMMIT") if pg else engine
         self._progress: dict[int, tuple[float, Progress]] = {}
-        self._held: list[Mark] = []
+        self._held: list[int] = []
+        self._held_at: dt.datetime | None = None  # the newest held acceptance: the batch's sent_at
         self._held_since = 0.0
+
+    def _take_held(self) -> tuple[list[int], dt.datetime | None]:
+        held, at = self._held, self._held_at
+        self._held, self._held_at = [], None
+        return held, at
+
+    def _put_back(self, held: list[int], at: dt.datetime | None) -> None:
+        """A statement that failed recorded nothing: its held rows wait for the next try."""
+        self._held = held + self._held
+        self._held_at = self._held_at or at
 
     def flush(self) -> None:
         """Mark the held rows ``sent`` now."""
-        held, self._held = self._held, []
+        held, at = self._take_held()
+        if not held or at is None:
+            return
         try:
-            mark_sent_at(self._auto, held)
+            mark_sent(self._auto, held, now=at)
         except BaseException:
-            self._held = held + self._held  # not recorded: kept for the next try
+            self._put_back(held, at)
             raise
 
     def claim(self, issue_id: int, worker: str, limit: int, *, now: dt.datetime) -> list[Claimed]:
-        held, self._held = self._held, []
+        held, at = self._take_held()
         try:
-            return claim(self._auto, issue_id, worker, limit, now=now, sent=held)
+            return claim(self._auto, issue_id, worker, limit, now=now, sent=held, sent_at=at)
         except BaseException:
-            self._held = held + self._held
+            self._put_back(held, at)
             raise
 
     def mark_sent(self, delivery_ids: Sequence[int], *, now: dt.datetime) -> None:
@@ -155,7 +169,8 @@ class WorkerSource(LedgerSource):
             return
         if not self._held:
             self._held_since = time.monotonic()
-        self._held.extend((i, now) for i in delivery_ids)
+        self._held.extend(delivery_ids)
+        self._held_at = now
         if time.monotonic() - self._held_since >= self.hold:
             self.flush()
 
