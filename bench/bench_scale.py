@@ -10,8 +10,10 @@ In one run, on a throwaway PostgreSQL 15 (tests/support/postgres.py) and one
 * 1, 2 and 4 ``publisher worker --until-idle`` processes sending one issue
   (the reference brief) to ``--n`` readers: messages per second, and the
   ratio to smtp-source,
-* the share of a worker's wall time spent in the ledger queries (claim,
-  mark sent/failed, release, progress), measured in-process with one worker,
+* the share of a worker's wall time its sending thread spends in the ledger
+  calls (claim, mark sent/failed, release, progress), measured in-process
+  with one worker, and beside it the time of the claim statements on
+  either thread (a claim taken ahead runs beside the send),
 * enqueue time: ``start_issue`` (one ``INSERT … SELECT``) for each size in
   ``--enqueue``, and the projected send time of that audience at a relay
   rate (``--relay`` msg/s) and at the rate measured with 2 workers.
@@ -111,12 +113,14 @@ def query_share(cfg_path: Path, url: str) -> tuple[dict[str, float], float]:
     from publisher.store import connect
     from publisher.store import workers as workers_store
 
-    spent = {"claim": 0.0, "mark": 0.0, "progress": 0.0}
+    # claim/mark/progress: the sender thread's time in the source's calls (the send path waits on these);
+    # statements: the claim statements themselves, on whichever thread (the claim ahead runs beside the send).
+    spent = {"claim": 0.0, "mark": 0.0, "progress": 0.0, "statements": 0.0}
     originals = {}
 
     def timed(name: str) -> None:
         original = originals[name] = getattr(workers_store.WorkerSource, name)
-        kind = "claim" if name in ("claim", "next_retry") else "progress" if name == "progress" else "mark"
+        kind = {"claim": "claim", "next_retry": "claim", "progress": "progress", "_claim_now": "statements"}.get(name, "mark")
 
         def wrapper(self: object, *a: object, **kw: object) -> object:
             t = time.perf_counter()
@@ -127,7 +131,7 @@ def query_share(cfg_path: Path, url: str) -> tuple[dict[str, float], float]:
 
         setattr(workers_store.WorkerSource, name, wrapper)
 
-    for name in ("claim", "mark_sent", "mark_failed", "mark_unknown", "release", "progress", "next_retry"):
+    for name in ("claim", "mark_sent", "mark_failed", "mark_unknown", "release", "progress", "next_retry", "_claim_now"):
         timed(name)
     os.environ["PUBLISHER_STORE_URL"] = url
     os.environ.setdefault("PUBLISHER_SIGNING_KEY", "k" * 40)
@@ -209,6 +213,8 @@ def measure(args: argparse.Namespace, tools: str, port: int, engine: object, cfg
                  f"median {_median(claim_mark):.1%} (rounds: {' '.join(f'{x:.1%}' for x in claim_mark)}); "
                  f"median round: claim {best['claim']:.1%} + mark {best['mark']:.1%}, progress {best['progress']:.1%} "
                  f"of {best['wall']:.1f}s"))
+    rows.append(("  claim statements on either thread (with the claim ahead)",
+                 " ".join(f"{s['statements']:.1%}" for s in shares) + " of wall time"))
     return {w: _median(r) for w, r in rates.items()}, shares
 
 

@@ -139,12 +139,17 @@ class Worker:
             return
         if issue.state is not IssueState.SENDING:
             return
-        # Marks in groups of half a claim: fewer UPDATEs per message; what a crash can duplicate
-        # stays bounded by the claim (Sender.max_in_flight), not by this.
+        # Results reach the source in groups of an eighth of a claim: a mark only joins the held
+        # rows (no statement), and small groups let the claim ahead start in time.
+        source = workers_store.WorkerSource(self.engine, clock=self.clock)
         sender = Sender(self.cfg, self.engine, factory=self.factory, limiter=self.limiter, clock=self.clock,
-                        progress=self._progress(issue.label), source=workers_store.WorkerSource(self.engine),
-                        record_every=max(50, self.cfg.smtp.batch_size // 2))
+                        progress=self._progress(issue.label), source=source,
+                        record_every=max(10, self.cfg.smtp.batch_size // 8))
         sender.worker = self.id  # claims carry the id the heartbeat row proves alive
+        # The next claim starts a quarter claim before the sender runs low (its low water is
+        # max_in_flight - batch), so it is done when asked for: a crash may then duplicate a
+        # quarter claim more than Sender.max_in_flight.
+        source.claim_ahead = sender.max_in_flight - sender.batch + sender.batch // 4
         report: SendReport = sender.run(issue, build_template(issue, self.cfg, sent_at=self.clock()), wait=False)
         self.report.sent += report.sent
         self.report.failed += report.failed
