@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import io
 import os
 import subprocess
@@ -260,9 +261,7 @@ def main() -> None:
         print(f"{k:<{width}}  {v}")
 
 
-def _now() -> object:
-    import datetime as dt
-
+def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 

@@ -7,10 +7,13 @@ import datetime as dt
 import threading
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from publisher.delivery.worker import SharedRateLimiter, Worker
 from publisher.store import deliveries as ledger
 from publisher.store import issues as issues_store
 from publisher.store import workers as workers_store
+from publisher.store.schema import deliveries, subscribers
 from tests.support.smtp import T0, Sink, add_issue, add_subscribers, issue_state, make_cfg, make_store, smtp_server
 
 
@@ -89,3 +92,36 @@ def test_the_rate_limit_is_divided_among_live_workers() -> None:
     assert limiter._allowance == 100  # (1000 - 600) / 4
     limiter.refresh(live=2, sent_last_hour=1000)
     assert limiter.delay() >= 1.0  # the hour's budget is spent: wait for the next count
+
+
+def _states(engine: object, issue_id: int) -> tuple[int, int, int]:
+    p = ledger.progress(engine, issue_id)  # type: ignore[arg-type]
+    return p.queued, p.sending, p.sent
+
+
+def test_a_workers_marks_ride_on_its_next_claim_and_a_claim_ahead_is_released_with_the_rest(tmp_path: Path) -> None:
+    engine = make_store(make_cfg(tmp_path))
+    issue_id = add_issue(engine)
+    add_subscribers(engine, 50)
+    issues_store.start_issue(engine, issue_id, now=T0)
+    with engine.begin() as conn:  # one reader leaves before their turn: skipped by the claim itself
+        conn.execute(subscribers.update().where(subscribers.c.email == "reader000003@example.net").values(status="unsubscribed"))
+    source = workers_store.WorkerSource(engine, hold=3600.0, claim_ahead=5, clock=lambda: T0)
+    first = source.claim(issue_id, "w:1:a", 10, now=T0)
+    assert len(first) == 9 and "reader000003@example.net" not in {c.email for c in first}
+    assert ledger.progress(engine, issue_id).skipped == 1
+    source.mark_sent([c.delivery_id for c in first[:3]], now=T0)
+    assert _states(engine, issue_id) == (40, 9, 0)  # held: still "sending" in the ledger
+    source.mark_sent([c.delivery_id for c in first[3:]], now=T0)  # nothing open: no claim ahead for an idle sender
+    assert source._ahead is None
+    second = source.claim(issue_id, "w:1:a", 10, now=T0)
+    assert len(second) == 10
+    assert _states(engine, issue_id) == (30, 10, 9)  # the held marks went with the claim
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).where(
+            deliveries.c.state == "sent", deliveries.c.sent_at == T0, deliveries.c.attempts == 1)).scalar_one() == 9
+    source.mark_sent([c.delivery_id for c in second[:6]], now=T0)  # 4 open ≤ claim_ahead: the next claim starts
+    assert source._ahead is not None
+    source.release("w:1:a")  # a stop: waits for the claim ahead, flushes, gives every claimed row back
+    queued, sending, sent = _states(engine, issue_id)
+    assert (queued, sending, sent) == (30 + 4, 0, 15)
