@@ -1,25 +1,34 @@
 #!/usr/bin/env python3
 """Scale-out on PostgreSQL: N ``publisher worker`` processes against Postfix's smtp-sink, and enqueue time.
 
-Run from the repository root:  .venv/bin/python bench/bench_scale.py [--n 20000] [--enqueue 100000,1000000]
+Run from the repository root:
+  .venv/bin/python bench/bench_scale.py [--n 20000] [--repeat 3] [--workers 1,2,4] [--enqueue 100000,1000000]
 
 In one run, on a throwaway PostgreSQL 15 (tests/support/postgres.py) and one
-``smtp-sink``:
+``smtp-sink``, ``--repeat`` rounds of:
 
-* ``smtp-source`` against the sink (the ceiling of the sink on this machine),
+* ``smtp-source -s10`` (20 KB messages) against the sink: the round's
+  anchor, the ceiling of the sink on this machine at that moment;
 * 1, 2 and 4 ``publisher worker --until-idle`` processes sending one issue
-  (the reference brief) to ``--n`` readers: messages per second, and the
-  ratio to smtp-source,
-* the share of a worker's wall time its sending thread spends in the ledger
-  calls (claim, mark sent/failed, release, progress), measured in-process
-  with one worker, and beside it the time of the claim statements on
-  either thread (a claim taken ahead runs beside the send),
-* enqueue time: ``start_issue`` (one ``INSERT … SELECT``) for each size in
-  ``--enqueue``, and the projected send time of that audience at a relay
-  rate (``--relay`` msg/s) and at the rate measured with 2 workers.
+  (the reference brief, 29.7 KB per message) to ``--n`` readers: messages
+  per second over the processes' wall time (start-up, about 2 s of imports
+  per process, and the enqueue included), each as a ratio to its own
+  round's smtp-source; beside it the same ratio over the ledger's first
+  claim to last send (no start-up);
+* one worker in this process with its ledger calls timed: the share of its
+  wall time the sending thread spends in them (claim, mark sent/failed,
+  release, progress: the send path waits on these), and the claim
+  statements' own time on either thread (a claim taken ahead runs beside
+  the send).
 
-The machine has 2 cores shared by the sink, the workers and PostgreSQL:
-compare ratios within one run, not numbers across machines.
+Then enqueue time: ``start_issue`` (one ``INSERT … SELECT``) for each size in
+``--enqueue``, and the projected send time of that audience at a relay rate
+(``--relay`` msg/s) and at the rate measured with 2 workers. The 1-minute
+load average is printed before and after each round.
+
+The machine has 2 cores shared by the sink, the workers, PostgreSQL and
+other people's work: compare ratios within one round, not numbers across
+runs or machines. Results: bench/README.md.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
+import logging
 import os
 import socket
 import threading
@@ -31,6 +32,8 @@ from .deliveries import claim as claim  # the one claim, for callers that think 
 from .engine import upsert
 from .schema import deliveries, workers
 from .subscribers import utc
+
+log = logging.getLogger(__name__)
 
 
 def new_worker_id() -> str:
@@ -216,6 +219,9 @@ class WorkerSource(LedgerSource):
         try:
             if ahead is not None:
                 ahead.result()
+        except Exception as exc:  # noqa: BLE001 - the release below must still run
+            # Whatever it took (if anything) is this worker's and goes back with the rest.
+            log.warning("claim taken ahead failed: %s", exc)
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
