@@ -69,8 +69,8 @@ _SKIPPED_NOTE = "subscriber no longer active"
 def claim_statement(dialect: str) -> sa.Update:
     """The claim as one statement, built once per dialect (binds: claim_issue, claim_tag, claim_at, claim_n).
 
-    ``UPDATE deliveries … FROM subscribers WHERE id IN (SELECT … FOR UPDATE
-    SKIP LOCKED LIMIT n) RETURNING …, subscribers.email``: concurrent
+    ``UPDATE deliveries … FROM subscribers WHERE id = ANY(ARRAY(SELECT … FOR
+    UPDATE SKIP LOCKED LIMIT n)) RETURNING …, subscribers.email``: concurrent
     claimers (workers, the service's drain, ``publisher send``) take
     different rows instead of queueing on the same locks (SQLite has one
     writer at a time and ignores the locking clause). A row whose
