@@ -195,11 +195,13 @@ class WorkerSource(LedgerSource):
         started = time.perf_counter()
         try:
             ahead, self._ahead = self._ahead, None
+            key = (issue_id, worker, limit)
+            # An empty claim ahead is an answer too: the sender asks again soon (after its last
+            # results, or once the worker polls), and that claim runs here and now.
             rows = ahead.result() if ahead is not None else []
-            if not rows or self._last != (issue_id, worker, limit):
-                # Nothing was taken ahead, or nothing was left then (retries may be due by now).
+            if ahead is None or self._last != key:
                 rows += self._claim_now(issue_id, worker, limit, now)
-            self._last = (issue_id, worker, limit)
+            self._last = key
             self._open += len(rows)
             return rows
         finally:
