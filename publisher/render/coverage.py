@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from ..briefs.model import Brief, Lens, Take
+from ..core.memo import IdentityMemo
 from ..core.urls import is_http_url
 from .text import clean_line
 
@@ -130,10 +131,32 @@ class LensGroup:
     folded: tuple[TakeView, ...]  # takes that are only an outlet and a link
 
 
+# The take rows of one brief are built once and shared by the email (its pick
+# and "also covered"), the web page and the feed entry. Keyed by the identity
+# of the brief's lenses tuple, which is all they depend on: a fresh parse is a
+# new tuple, so nothing stale is ever served and nothing is hashed.
+_GROUPS: IdentityMemo[tuple[LensGroup, ...]] = IdentityMemo(512)
+_LENS_COUNTS: IdentityMemo[tuple[tuple[str, int], ...]] = IdentityMemo(512)
+
+
 def groups(brief: Brief) -> tuple[LensGroup, ...]:
     """Every take grouped by lens; labelled lenses first, unlabelled ones last."""
+    hit = _GROUPS.get((brief.lenses,))
+    if hit is None:
+        hit = _groups(brief.lenses)
+        _GROUPS.put((brief.lenses,), (), hit)
+    return hit
+
+
+def clear_memos() -> None:
+    """Forget the shared take rows (benchmarks time the uncached path)."""
+    global _GROUPS, _LENS_COUNTS
+    _GROUPS, _LENS_COUNTS = IdentityMemo(512), IdentityMemo(512)
+
+
+def _groups(lenses: tuple[Lens, ...]) -> tuple[LensGroup, ...]:
     out: list[LensGroup] = []
-    for lens in brief.lenses:
+    for lens in lenses:
         views = [take_view(t, lens) for t in lens.takes]
         out.append(LensGroup(lens_label(lens), tuple(v for v in views if v.sentence), tuple(v for v in views if not v.sentence)))
     return tuple(sorted(out, key=lambda g: g.label == ""))
@@ -159,12 +182,20 @@ def region_counts(brief: Brief) -> list[tuple[str, int]]:
 
 def lens_counts(brief: Brief) -> list[tuple[str, int]]:
     """Labelled lenses with their number of takes, most first (brief order on ties)."""
+    hit = _LENS_COUNTS.get((brief.lenses,))
+    if hit is None:
+        hit = tuple(_lens_counts(brief.lenses))
+        _LENS_COUNTS.put((brief.lenses,), (), hit)
+    return list(hit)
+
+
+def _lens_counts(lenses: tuple[Lens, ...]) -> list[tuple[str, int]]:
     counter: Counter[str] = Counter()
-    for lens in brief.lenses:
+    for lens in lenses:
         label = lens_label(lens)
         if label and lens.takes:
             counter[label] += len(lens.takes)
-    order = {lens_label(lens): i for i, lens in enumerate(reversed(brief.lenses))}
+    order = {lens_label(lens): i for i, lens in enumerate(reversed(lenses))}
     return sorted(counter.items(), key=lambda kv: (-kv[1], -order[kv[0]]))
 
 

@@ -27,8 +27,9 @@ from ..briefs.model import Brief
 from ..core.config import Config
 from ..core.errors import RenderError
 from ..core.urls import is_http_url
-from .mjml import check_text_lines, compile_mjml
-from .templating import search_path
+from .mjml import check_text_lines, compile_mjml, finish_html
+from .skeleton import SkeletonCache, Unfit
+from .templating import builtin_dir, search_path
 from . import coverage as cov
 from .coverage import TakeView
 from .text import Refs, clean_line, rich_text, underline, wrap
@@ -99,6 +100,38 @@ def _render_template(env: Environment, name: str, context: dict[str, Any], what:
         return env.get_template(name).render(context)
     except TemplateError as exc:
         raise RenderError(what, f"template {name}: {exc}") from exc
+
+
+# The built-in email templates branch only on emptiness, list lengths and
+# "!= 1": what render.skeleton's shapes capture. A user's override may branch
+# on anything, so its issues are compiled directly.
+SKELETONS = SkeletonCache()
+
+
+@functools.lru_cache(maxsize=8)
+def _builtin_mjml(dirs: tuple[str, ...]) -> bool:
+    env, _ = _environment(dirs)
+    builtin = str(builtin_dir())
+    for name in env.list_templates(filter_func=lambda n: n.startswith("email/") and n.endswith(".mjml.j2")):
+        _, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+        if not filename or not filename.startswith(builtin):
+            return False
+    return True
+
+
+def _compile(dirs: tuple[str, ...], tdigest: str, name: str, context: dict[str, Any], what: str) -> tuple[str, str]:
+    """(MJML source, HTML) for template ``name``: from a skeleton of the context's shape when it can, else directly."""
+    env, _ = _environment(dirs)
+    if _builtin_mjml(dirs):
+        try:
+            source, raw = SKELETONS.render(
+                (name, dirs, tdigest), lambda ctx: _render_template(env, name, ctx, what), context, what
+            )
+            return source, finish_html(raw, what)
+        except Unfit as exc:
+            log.debug("%s: compiled directly (%s)", what, exc)
+    source = _render_template(env, name, context, what)
+    return source, compile_mjml(source, what)
 
 
 
@@ -235,7 +268,8 @@ def render_story(brief: Brief, cfg: Config, *, related_titles: Mapping[str, str]
     """
     what = f"story {brief.slug}"
     titles = dict(related_titles or {})
-    env, tdigest = _environment(_template_dirs(cfg))
+    dirs = _template_dirs(cfg)
+    env, tdigest = _environment(dirs)
     related = related_links(brief, cfg, titles)
     content_hash = _story_hash(brief, cfg, related, tdigest)
     unsub = unsubscribe_placeholder(content_hash)
@@ -271,8 +305,7 @@ def render_story(brief: Brief, cfg: Config, *, related_titles: Mapping[str, str]
     budget = cfg.email.max_html_bytes
     while True:
         coverage = _coverage(brief, cfg, k)
-        source = _render_template(env, "email/story.mjml.j2", dict(base, coverage=coverage), what)
-        html = compile_mjml(source, what)
+        source, html = _compile(dirs, tdigest, "email/story.mjml.j2", dict(base, coverage=coverage), what)
         size = _size(html)
         if size <= budget:
             break

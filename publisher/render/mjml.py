@@ -112,6 +112,11 @@ def _window_cut_points(data: bytes, start: int, end: int) -> tuple[int, int]:
 
 
 def compile_mjml(source: str, what: str) -> str:
+    return finish_html(compile_raw(source, what), what)
+
+
+def compile_raw(source: str, what: str) -> str:
+    """mjml-python's HTML for ``source``, checked for leftover ``mj-`` tags but not yet folded."""
     try:
         # fonts={}: no web-font <link>, an outside fetch that would track readers.
         out = mjml.mjml2html(source, disable_comments=True, fonts={})
@@ -121,6 +126,14 @@ def compile_mjml(source: str, what: str) -> str:
     leftover = _LEFTOVER_MJ.search(out)
     if leftover:
         raise RenderError(what, f"MJML left {leftover.group()!r} in the HTML (unknown or misplaced tag)")
+    return out
+
+
+def finish_html(out: str, what: str) -> str:
+    """Fold ``out`` (compiled HTML) for a MIME body and check its longest line.
+
+    Separate from :func:`compile_raw` because a skeleton's values change line
+    lengths: folding must see the final text (see render.skeleton)."""
     out = _fold_html(out)
     longest = longest_line(out)
     if longest > MAX_LINE_OCTETS:
