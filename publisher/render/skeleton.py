@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import threading
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -161,6 +162,32 @@ class Skeleton:
     mjml: Parts
     html: Parts
     between_tags: frozenset[int]  # safe-HTML values that sit between two tags in the MJML
+    debug_slots: frozenset[int]  # HTML slots that mrml writes Rust-Debug-escaped (the title as aria-label)
+
+
+# mrml copies <mj-title> into <body aria-label="…"> through Rust's Debug
+# escaping: backslash, quote and newline escaped, non-printable and
+# combining characters as \u{…}. Letters, digits, punctuation and symbols
+# pass unchanged but for a few combining ones (Grapheme_Extend).
+_DEBUG_PLAIN = re.compile(r"[ !#-\[\]-~]*")
+_DEBUG_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_GRAPHEME_EXTEND_SYMBOLS = frozenset(chr(c) for c in (0xFF9E, 0xFF9F, *range(0x1F3FB, 0x1F400)))
+
+
+def _rust_debug(value: str) -> str:
+    if _DEBUG_PLAIN.fullmatch(value):
+        return value
+    out = []
+    for ch in value:
+        if ch in _DEBUG_ESCAPES:
+            out.append(_DEBUG_ESCAPES[ch])
+        elif " " <= ch <= "~" or (
+            ch > "\x7f" and unicodedata.category(ch)[0] in "LNPS" and ch not in _GRAPHEME_EXTEND_SYMBOLS
+        ):
+            out.append(ch)
+        else:
+            raise Unfit(f"the title has a character mrml escapes ({ch!r})")
+    return "".join(out)
 
 
 def compile_skeleton(render: Callable[[dict[str, Any]], str], context: dict[str, Any], count: int, what: str) -> Skeleton:
@@ -170,7 +197,9 @@ def compile_skeleton(render: Callable[[dict[str, Any]], str], context: dict[str,
     between = frozenset(
         i for n, i in enumerate(slots) if lits[n][-1:] == ">" and lits[n + 1][:1] == "<"
     )
-    return Skeleton((lits, slots), _split(compile_raw(source, what), count), between)
+    html = _split(compile_raw(source, what), count)
+    debug = frozenset(n for n, lit in enumerate(html[0][:-1]) if lit.endswith('aria-label="'))
+    return Skeleton((lits, slots), html, between, debug)
 
 
 def _plain(value: object) -> str:
@@ -196,11 +225,11 @@ def _as_mrml(value: str) -> str:
     return value
 
 
-def _join(parts: Parts, filled: list[str]) -> str:
+def _join(parts: Parts, filled: list[str], debug: frozenset[int] = frozenset()) -> str:
     lits, slots = parts
     out = [lits[0]]
     for n, i in enumerate(slots):
-        out.append(filled[i])
+        out.append(_rust_debug(filled[i]) if n in debug else filled[i])
         out.append(lits[n + 1])
     return "".join(out)
 
@@ -220,7 +249,10 @@ def fill(skeleton: Skeleton, values: list[object]) -> tuple[str, str]:
             plain = _plain(value)
             source_vals.append(plain)
             html_vals.append(plain)
-    return _join(skeleton.mjml, source_vals), _join(skeleton.html, html_vals)
+    debug = skeleton.debug_slots
+    if debug and any(type(values[skeleton.html[1][n]]) is Markup for n in debug):
+        raise Unfit("safe HTML in the title")
+    return _join(skeleton.mjml, source_vals), _join(skeleton.html, html_vals, debug)
 
 
 class SkeletonCache:
@@ -229,7 +261,8 @@ class SkeletonCache:
     def __init__(self, size: int = SHAPES) -> None:
         self._data: LRUCache[tuple[object, ...], Skeleton] = LRUCache(maxsize=size)
         self._lock = threading.Lock()
-        self.misses = 0
+        self.misses = 0  # shapes compiled
+        self.unfit = 0  # issues compiled directly instead (see Unfit)
 
     def render(self, key: tuple[object, ...], render: Callable[[dict[str, Any]], str], context: dict[str, Any],
                what: str) -> tuple[str, str]:
@@ -239,7 +272,11 @@ class SkeletonCache:
         Raises :class:`Unfit` when this context must be compiled directly."""
         marks: list[object] = []
         values: list[object] = []
-        scan(context, marks, values)
+        try:
+            scan(context, marks, values)
+        except Unfit:
+            self._count_unfit()
+            raise
         full_key = (*key, tuple(marks))
         with self._lock:
             skeleton = self._data.get(full_key)
@@ -248,7 +285,15 @@ class SkeletonCache:
             with self._lock:
                 self.misses += 1
                 self._data[full_key] = skeleton
-        return fill(skeleton, values)
+        try:
+            return fill(skeleton, values)
+        except Unfit:
+            self._count_unfit()
+            raise
+
+    def _count_unfit(self) -> None:
+        with self._lock:
+            self.unfit += 1
 
     def clear(self) -> None:
         with self._lock:
