@@ -24,7 +24,7 @@ from .model import Finding, Link, Rich, Severity
 # XML 1.0 forbids these; they would make every feed that carries them invalid.
 FORBIDDEN_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 # Most source URLs look like this; they need no urlsplit (slow) to be trusted.
-_PLAIN_HTTP_URL = re.compile(r"^https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\d{1,5})?(?:[/?#][^\s]*)?$")
+PLAIN_HTTP_URL = re.compile(r"^https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\d{1,5})?(?:[/?#][^\s]*)?$")
 _WS = re.compile(r"\s+")
 _WS_RUN = re.compile(r"\s\s|[^\S ]")  # any whitespace other than single spaces
 
@@ -91,7 +91,7 @@ class Context:
         raw = raw.strip()
         if not raw:
             return None
-        if _PLAIN_HTTP_URL.match(raw):
+        if PLAIN_HTTP_URL.match(raw):
             return raw
         try:
             parts = urlsplit(raw)

@@ -9,10 +9,12 @@ direction so screen readers and bidi layout get them right.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from dataclasses import dataclass
 
+from ..briefs.inline import PLAIN_HTTP_URL
 from ..briefs.model import Brief, Lens, Take
 from ..core.memo import IdentityMemo
 from ..core.urls import is_http_url
@@ -39,7 +41,9 @@ KNOWN = set(LANGUAGE_NAMES) | RTL | NO_ITALIC
 
 MAX_TAKE_WORDS = 25
 _MAX_TAKE_CHARS = 160  # for scripts without spaces between words
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"“‘(\[]?[A-Z0-9])|(?<=[。！？])")
+# The end of the first sentence: the stop itself, found by its first
+# character (a lookbehind tried at every position costs several times more).
+_SENTENCE_STOP = re.compile(r"[.!?](?=\s+[\"“‘(\[]?[A-Z0-9])|[。！？]")
 _LANG_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
 
@@ -82,7 +86,8 @@ def lens_label(lens: Lens) -> str:
 def first_sentence(text: str, words: int = MAX_TAKE_WORDS) -> str:
     """The take's first sentence, at most ``words`` words (an ellipsis marks a cut)."""
     flat = clean_line(text)
-    sentence = _SENTENCE_END.split(flat, maxsplit=1)[0].strip()
+    stop = _SENTENCE_STOP.search(flat)
+    sentence = (flat[: stop.end()] if stop else flat).strip()
     parts = sentence.split()
     if len(parts) > words:
         sentence = " ".join(parts[:words]).rstrip(",;:") + "…"
@@ -108,19 +113,32 @@ class TakeView:
     source: str | None
 
 
+@functools.lru_cache(maxsize=1024)
+def _language(language: str) -> tuple[str, str, str, bool]:
+    # A brief names a handful of languages across all its takes.
+    return lang_tag(language), direction(language), language_name(language), italic_ok(language)
+
+
 def take_view(take: Take, lens: Lens) -> TakeView:
+    return _take_view(take, lens_label(lens))
+
+
+def _take_view(take: Take, label: str) -> TakeView:
+    lang, dir_, language, italic = _language(take.language)
+    source = take.source
     return TakeView(
         outlet=clean_line(take.outlet) or "Unnamed outlet",
         region=clean_line(take.region),
-        lang=lang_tag(take.language),
-        dir=direction(take.language),
-        language=language_name(take.language),
-        lens=lens_label(lens),
+        lang=lang,
+        dir=dir_,
+        language=language,
+        lens=label,
         sentence=first_sentence(take.text.text) if take.text else "",
         text_html=take.text.html,
         quote=clean_line(take.quote) if take.quote else None,
-        italic=italic_ok(take.language),
-        source=take.source if take.source and is_http_url(take.source) else None,
+        italic=italic,
+        # The parser keeps only http(s) sources; the plain shape needs no urlsplit.
+        source=source if source and (PLAIN_HTTP_URL.match(source) or is_http_url(source)) else None,
     )
 
 
@@ -157,8 +175,9 @@ def clear_memos() -> None:
 def _groups(lenses: tuple[Lens, ...]) -> tuple[LensGroup, ...]:
     out: list[LensGroup] = []
     for lens in lenses:
-        views = [take_view(t, lens) for t in lens.takes]
-        out.append(LensGroup(lens_label(lens), tuple(v for v in views if v.sentence), tuple(v for v in views if not v.sentence)))
+        label = lens_label(lens)
+        views = [_take_view(t, label) for t in lens.takes]
+        out.append(LensGroup(label, tuple(v for v in views if v.sentence), tuple(v for v in views if not v.sentence)))
     return tuple(sorted(out, key=lambda g: g.label == ""))
 
 

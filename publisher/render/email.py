@@ -29,6 +29,7 @@ from ..core.errors import RenderError
 from ..core.urls import is_http_url
 from .mjml import check_text_lines, compile_mjml, finish_html
 from .skeleton import SkeletonCache, Unfit
+from .story_text import SOURCES_SHA256, TEMPLATES as TEXT_TEMPLATES, story_text
 from .templating import builtin_dir, search_path
 from . import coverage as cov
 from .coverage import TakeView
@@ -315,17 +316,38 @@ def render_story(brief: Brief, cfg: Config, *, related_titles: Mapping[str, str]
         log.debug("%s: %d bytes over budget, retrying with %d takes", what, size - budget, k)
 
     refs = Refs()
-    text = _render_text(env, "email/story.txt.j2", dict(text_base, coverage=coverage), refs, what)
+    text_ctx = dict(text_base, coverage=coverage)
+    if _typed_text(dirs):
+        text = _finish_text(story_text(text_ctx, refs), what)
+    else:
+        text = _render_text(env, "email/story.txt.j2", text_ctx, refs, what)
     return RenderedIssue("story", brief.slug, subject, preheader, source, html, text, content_hash)
 
 
 def _render_text(env: Environment, name: str, context: dict[str, Any], refs: Refs, what: str) -> str:
     # Link numbering belongs to this one render, so the helpers are bound here.
     ctx = dict(context, ref=refs.ref, refs=refs, rich=rich_text(refs))
-    text = _render_template(env, name, ctx, what)
-    text = re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
+    return _finish_text(_render_template(env, name, ctx, what), what)
+
+
+_BLANK_RUN = re.compile(r"\n{3,}")
+
+
+def _finish_text(text: str, what: str) -> str:
+    text = _BLANK_RUN.sub("\n\n", text).strip("\n") + "\n"
     check_text_lines(text, what)
     return text
+
+
+@functools.lru_cache(maxsize=8)
+def _typed_text(dirs: tuple[str, ...]) -> bool:
+    """Whether the story's text templates are the ones render.story_text mirrors."""
+    env, _ = _environment(dirs)
+    digest = hashlib.sha256()
+    for name in TEXT_TEMPLATES:
+        source, _, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+        digest.update(source.encode() + b"\0")
+    return digest.hexdigest() == SOURCES_SHA256
 
 
 # ---------------------------------------------------------------- digest

@@ -33,7 +33,7 @@ def _fold_html(html: str) -> str:
     is cut at spaces between words."""
     out: list[str] = []
     for line in html.split("\n"):
-        if len(line) <= _FOLD_AT // 4 or len(line.encode()) <= _FOLD_AT:
+        if len(line) <= _FOLD_AT // 4 or len(line if line.isascii() else line.encode()) <= _FOLD_AT:
             out.append(line)
         else:
             out.extend(_fold_line(line))
@@ -144,7 +144,10 @@ def finish_html(out: str, what: str) -> str:
 
 def longest_line(text: str) -> int:
     """Octets in the longest line (only lines that could be long are encoded)."""
-    return max((len(line.encode()) if len(line) > _FOLD_AT // 4 else len(line) for line in text.split("\n")), default=0)
+    return max(
+        (len(line.encode()) if len(line) > _FOLD_AT // 4 and not line.isascii() else len(line) for line in text.split("\n")),
+        default=0,
+    )
 
 
 def check_text_lines(text: str, what: str) -> None:
