@@ -26,6 +26,7 @@ from markupsafe import Markup
 from ..briefs.model import Brief
 from ..core.config import Config
 from ..core.errors import RenderError
+from ..core.memo import IdentityMemo
 from ..core.urls import is_http_url
 from .mjml import check_text_lines, compile_mjml, finish_html
 from .skeleton import SkeletonCache, Unfit
@@ -227,9 +228,21 @@ def _date_label(brief: Brief, cfg: Config) -> str:
     return f"{day:%-d %B %Y}"
 
 
+_SETTINGS: IdentityMemo[str] = IdentityMemo(8)
+
+
+def _settings_repr(cfg: Config) -> str:
+    # repr() of the settings dataclasses costs more than the rest of the hash.
+    hit = _SETTINGS.get((cfg,))
+    if hit is None:
+        hit = repr(cfg.site) + "\0" + repr(cfg.email)
+        _SETTINGS.put((cfg,), (), hit)
+    return hit
+
+
 def _inputs_hash(kind: str, key: str, parts: Iterable[str], cfg: Config, template_digest: str) -> str:
     h = hashlib.sha256()
-    for item in (RENDERER_VERSION, kind, key, template_digest, repr(cfg.site), repr(cfg.email), *parts):
+    for item in (RENDERER_VERSION, kind, key, template_digest, _settings_repr(cfg), *parts):
         h.update(item.encode("utf-8", "surrogatepass") + b"\0")
     return h.hexdigest()
 

@@ -96,36 +96,35 @@ def _fields(cls: type) -> tuple[str, ...]:
 
 
 def scan(obj: Any, marks: list[object], values: list[object]) -> None:
-    """Append ``obj``'s shape to ``marks`` and its values to ``values`` (walk order)."""
+    """Append ``obj``'s shape to ``marks`` and its values to ``values`` (walk order).
+
+    Leaves are handled in the parent's loop: a call per string would cost
+    more than the rest of the walk."""
     t = type(obj)
-    if t is str or t is Markup:
-        if obj:
-            values.append(obj)
-            marks.append("M" if t is Markup else "s")
-        else:
-            marks.append("")
-    elif t is int:
-        values.append(obj)
-        marks.append(obj if obj < 2 else 2)
+    if t is dict:
+        items: Any = obj.items()
     elif t is list or t is tuple:
         marks.append(len(obj))
-        for item in obj:
-            scan(item, marks, values)
-    elif t is dict:
-        for key, item in obj.items():
-            if key in LITERAL_KEYS:
-                marks.append(item)
-            else:
-                scan(item, marks, values)
-    elif obj is None or t is bool:
-        marks.append(obj)
+        items = enumerate(obj)
     else:
-        for name in _fields(t):
-            item = getattr(obj, name)
-            if name in LITERAL_KEYS:
-                marks.append(item)
+        items = ((name, getattr(obj, name)) for name in _fields(t))
+    for key, item in items:
+        ti = type(item)
+        if key in LITERAL_KEYS:
+            marks.append(item)
+        elif ti is str or ti is Markup:
+            if item:
+                values.append(item)
+                marks.append("M" if ti is Markup else "s")
             else:
-                scan(item, marks, values)
+                marks.append("")
+        elif item is None or ti is bool:
+            marks.append(item)
+        elif ti is int:
+            values.append(item)
+            marks.append(item if item < 2 else 2)
+        else:
+            scan(item, marks, values)
 
 
 def _tokenize(obj: Any, counter: list[int]) -> Any:
@@ -202,13 +201,19 @@ def compile_skeleton(render: Callable[[dict[str, Any]], str], context: dict[str,
     return Skeleton((lits, slots), html, between, debug)
 
 
+_NEEDS_ESCAPE = re.compile("[&<>'\"]")
+
+
 def _plain(value: object) -> str:
     if type(value) is int:
         return str(value)
-    out = str(escape(value))
+    out = str(value)
+    if _NEEDS_ESCAPE.search(out):
+        out = str(escape(out))
     # Whitespace merges with the template's text around it into one text
-    # node, which mrml may drop: too rare a value to model.
-    if _ONLY_WS.match(out[:1]) and _ONLY_WS.fullmatch(out):
+    # node, which mrml may drop: too rare a value to model. (str.isspace
+    # covers every character Rust's is_whitespace does.)
+    if out[:1].isspace() and out.isspace():
         raise Unfit("a whitespace-only value")
     return out
 
@@ -227,10 +232,11 @@ def _as_mrml(value: str) -> str:
 
 def _join(parts: Parts, filled: list[str], debug: frozenset[int] = frozenset()) -> str:
     lits, slots = parts
-    out = [lits[0]]
-    for n, i in enumerate(slots):
-        out.append(_rust_debug(filled[i]) if n in debug else filled[i])
-        out.append(lits[n + 1])
+    out: list[str] = [""] * (2 * len(lits) - 1)
+    out[0::2] = lits
+    out[1::2] = [filled[i] for i in slots]
+    for n in debug:
+        out[2 * n + 1] = _rust_debug(out[2 * n + 1])
     return "".join(out)
 
 
@@ -239,7 +245,10 @@ def fill(skeleton: Skeleton, values: list[object]) -> tuple[str, str]:
     source_vals: list[str] = []
     html_vals: list[str] = []
     for i, value in enumerate(values):
-        if type(value) is Markup:
+        if type(value) is str and not _NEEDS_ESCAPE.search(value) and not value[:1].isspace():
+            source_vals.append(value)
+            html_vals.append(value)
+        elif type(value) is Markup:
             raw = str(value)
             if i not in skeleton.between_tags:
                 raise Unfit("safe HTML outside a tag pair")
