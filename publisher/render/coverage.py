@@ -149,12 +149,14 @@ class LensGroup:
     folded: tuple[TakeView, ...]  # takes that are only an outlet and a link
 
 
+_Counts = tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...], str]
+
 # The take rows of one brief are built once and shared by the email (its pick
 # and "also covered"), the web page and the feed entry. Keyed by the identity
 # of the brief's lenses tuple, which is all they depend on: a fresh parse is a
 # new tuple, so nothing stale is ever served and nothing is hashed.
 _GROUPS: IdentityMemo[tuple[LensGroup, ...]] = IdentityMemo(512)
-_LENS_COUNTS: IdentityMemo[tuple[tuple[str, int], ...]] = IdentityMemo(512)
+_COUNTS: IdentityMemo[_Counts] = IdentityMemo(512)
 
 
 def groups(brief: Brief) -> tuple[LensGroup, ...]:
@@ -168,8 +170,8 @@ def groups(brief: Brief) -> tuple[LensGroup, ...]:
 
 def clear_memos() -> None:
     """Forget the shared take rows (benchmarks time the uncached path)."""
-    global _GROUPS, _LENS_COUNTS
-    _GROUPS, _LENS_COUNTS = IdentityMemo(512), IdentityMemo(512)
+    global _GROUPS, _COUNTS
+    _GROUPS, _COUNTS = IdentityMemo(512), IdentityMemo(512)
 
 
 def _groups(lenses: tuple[Lens, ...]) -> tuple[LensGroup, ...]:
@@ -195,17 +197,24 @@ def capped(all_groups: tuple[LensGroup, ...], limit: int) -> tuple[tuple[LensGro
     return tuple(out), hidden
 
 
+def _counts(brief: Brief) -> _Counts:
+    """(lens counts, region counts, counts line), once per brief like the take rows."""
+    hit = _COUNTS.get((brief.lenses,))
+    if hit is None:
+        lenses = tuple(_lens_counts(brief.lenses))
+        regions = tuple((clean_line(r), n) for r, n in brief.region_distribution() if clean_line(r))
+        hit = (lenses, regions, _counts_line(brief.take_count, len(lenses), len(regions)))
+        _COUNTS.put((brief.lenses,), (), hit)
+    return hit
+
+
 def region_counts(brief: Brief) -> list[tuple[str, int]]:
-    return [(clean_line(r), n) for r, n in brief.region_distribution() if clean_line(r)]
+    return list(_counts(brief)[1])
 
 
 def lens_counts(brief: Brief) -> list[tuple[str, int]]:
     """Labelled lenses with their number of takes, most first (brief order on ties)."""
-    hit = _LENS_COUNTS.get((brief.lenses,))
-    if hit is None:
-        hit = tuple(_lens_counts(brief.lenses))
-        _LENS_COUNTS.put((brief.lenses,), (), hit)
-    return list(hit)
+    return list(_counts(brief)[0])
 
 
 def _lens_counts(lenses: tuple[Lens, ...]) -> list[tuple[str, int]]:
@@ -220,10 +229,12 @@ def _lens_counts(lenses: tuple[Lens, ...]) -> list[tuple[str, int]]:
 
 def counts_line(brief: Brief) -> str:
     """``17 takes · 6 lenses · 8 regions`` without zero counts ('' without takes)."""
-    n_takes = brief.take_count
+    return _counts(brief)[2]
+
+
+def _counts_line(n_takes: int, n_lenses: int, n_regions: int) -> str:
     if not n_takes:
         return ""
-    n_lenses, n_regions = len(lens_counts(brief)), len(region_counts(brief))
     parts = [f"{n_takes} take{'s' if n_takes != 1 else ''}"]
     if n_lenses:
         parts.append(f"{n_lenses} lens{'es' if n_lenses != 1 else ''}")

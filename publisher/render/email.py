@@ -178,12 +178,13 @@ LENS_CHIPS = 10  # the biggest lenses; 30 chips would outweigh the takes themsel
 def _coverage(brief: Brief, cfg: Config, k: int) -> _Coverage:
     """``k`` takes picked across lenses and regions; every region and lens counted."""
     also = cov.also_covered(brief)
+    lenses = cov.lens_counts(brief)
     return _Coverage(
         total=brief.take_count,
         counts_line=cov.counts_line(brief),
         regions=tuple(cov.region_counts(brief)),
-        lenses=tuple(cov.lens_counts(brief)[:LENS_CHIPS]),
-        lenses_more=max(0, len(cov.lens_counts(brief)) - LENS_CHIPS),
+        lenses=tuple(lenses[:LENS_CHIPS]),
+        lenses_more=max(0, len(lenses) - LENS_CHIPS),
         takes=tuple(cov.pick(brief, k)),
         also=also[:ALSO_NAMED],
         also_more=max(0, len(also) - ALSO_NAMED),

@@ -37,7 +37,10 @@ def brief_text(draw: st.DrawFn) -> str:
     parts = [f"# {draw(line)}\n"]
     if draw(st.booleans()):
         parts.append(f"> {draw(line)}\n")
-    parts.append("\n**Meta:** type: event · date: 2026-06-24\n\n## Summary\n\n")
+    parts.append("\n**Meta:** type: event · date: 2026-06-24\n")
+    if draw(st.booleans()):
+        parts.append(draw(st.sampled_from(["Canonical: https://example.org/story?a=1&b=2\n", "Canonical: https://example.org/" + "c" * 300 + "\n"])))
+    parts.append("\n## Summary\n\n")
     parts.append("\n\n".join(draw(st.lists(multiline, min_size=1, max_size=3))) + "\n")
     if draw(st.booleans()):
         parts.append(f"\n## Why it matters\n\n{draw(multiline)}\n")
