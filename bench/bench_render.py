@@ -193,13 +193,10 @@ def capture_mjml_context(brief: Any, cfg: config_mod.Config) -> dict[str, Any]:
         return original(env, name, context, what)
 
     email_render._render_template = spy  # type: ignore[assignment]
-    saved = email_render._builtin_mjml
-    email_render._builtin_mjml = lambda dirs: False  # type: ignore[assignment]
     try:
         email_render.render_story(brief, cfg)
     finally:
         email_render._render_template = original  # type: ignore[assignment]
-        email_render._builtin_mjml = saved  # type: ignore[assignment]
     return captured
 
 

@@ -31,7 +31,7 @@ from ..core.urls import is_http_url
 from .mjml import check_text_lines, compile_mjml, finish_html
 from .skeleton import SkeletonCache, Unfit
 from .story_text import SOURCES_SHA256, TEMPLATES as TEXT_TEMPLATES, story_text
-from .templating import builtin_dir, search_path
+from .templating import search_path
 from . import coverage as cov
 from .coverage import TakeView
 from .text import Refs, clean_line, rich_text, underline, wrap
@@ -104,38 +104,19 @@ def _render_template(env: Environment, name: str, context: dict[str, Any], what:
         raise RenderError(what, f"template {name}: {exc}") from exc
 
 
-# The built-in email templates branch only on emptiness, list lengths and
-# "!= 1": what render.skeleton's shapes capture. A user's override may branch
-# on anything, so its issues are compiled directly.
+# One compiled MJML skeleton per document shape (see render.skeleton).
 SKELETONS = SkeletonCache()
 
 
-@functools.lru_cache(maxsize=8)
-def _builtin_mjml(dirs: tuple[str, ...]) -> bool:
-    env, _ = _environment(dirs)
-    builtin = str(builtin_dir())
-    for name in env.list_templates(filter_func=lambda n: n.startswith("email/") and n.endswith(".mjml.j2")):
-        _, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
-        if not filename or not filename.startswith(builtin):
-            return False
-    return True
-
-
 def _compile(dirs: tuple[str, ...], tdigest: str, name: str, context: dict[str, Any], what: str) -> tuple[str, str]:
-    """(MJML source, HTML) for template ``name``: from a skeleton of the context's shape when it can, else directly."""
+    """(MJML source, HTML) for template ``name``: the shape's compiled skeleton filled when it can, else mjml-python."""
     env, _ = _environment(dirs)
-    if _builtin_mjml(dirs):
-        try:
-            source, raw = SKELETONS.render(
-                (name, dirs, tdigest), lambda ctx: _render_template(env, name, ctx, what), context, what
-            )
-            return source, finish_html(raw, what)
-        except Unfit as exc:
-            log.debug("%s: compiled directly (%s)", what, exc)
     source = _render_template(env, name, context, what)
+    try:
+        return source, finish_html(SKELETONS.html((dirs, tdigest), source, what), what)
+    except Unfit as exc:
+        log.debug("%s: compiled directly (%s)", what, exc)
     return source, compile_mjml(source, what)
-
-
 
 
 # ---------------------------------------------------------------- view models

@@ -12,7 +12,7 @@ PIECES = [
     "עברית", "العربية", "中文字符测试", "日本語", "한국어", "\u00a0", "\u2028", "\u3000", "\u200b", "\u202e", "é",
     "*em*", "**strong**", "_u_", "`code`", "[link](https://example.org/a?b=1&c=2)", "[rel](/x)", "[bad](javascript:x)",
     "e\u0301", "\u0915\u093f", "\U0001f44d\U0001f3fd", "\ufeff", "\ufe0f", "x" * 120, "https://example.org/" + "p" * 200,
-    "中" * 400, "word " * 60, "  ", "\\", "!", "Qz1zQ", "{{ x }}", "%", "-", "1.", "Stop. Next", "。",
+    "中" * 400, "word " * 60, "  ", "\\", "!", "{{ x }}", "%", "-", "1.", "Stop. Next", "。",
 ]
 text = st.lists(st.sampled_from(PIECES), min_size=1, max_size=6).map(" ".join)
 line = text.map(lambda s: s.replace("\n", " ").strip() or "x")
