@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from publisher.briefs import parse_brief  # noqa: E402
 from publisher.core import config as config_mod  # noqa: E402
 from publisher.render import coverage, email as email_render, feed_entries  # noqa: E402
-from publisher.render.mjml import compile_mjml  # noqa: E402
+from publisher.render.mjml import compile_mjml, finish_html  # noqa: E402
 from publisher.render.story_text import story_text  # noqa: E402
 from publisher.render.text import Refs  # noqa: E402
 
@@ -150,6 +150,15 @@ class Pipeline:
         # What every story cost before skeletons: Jinja2, then mjml-python.
         return compile_mjml(email_render._render_template(*self._mjml_args()), "bench")
 
+    def skeleton_html(self) -> object:
+        source = email_render._render_template(*self._mjml_args())
+        return finish_html(email_render.SKELETONS.html(self.key, source, "bench"), "bench")
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        dirs = email_render._template_dirs(self.cfg)
+        return (dirs, email_render._environment(dirs)[1])
+
     def _mjml_args(self) -> tuple[Any, ...]:
         env, _ = email_render._environment(email_render._template_dirs(self.cfg))
         return env, "email/story.mjml.j2", self.mjml_ctx, "bench"
@@ -208,11 +217,28 @@ def measure(p: Pipeline, n: int) -> dict[str, float]:
     rows["email HTML + text (render_story), warm shape"] = cpu_ms(p.email, n, p.fresh)
     rows["  of which plain text (story_text)"] = cpu_ms(p.text, n)
     rows["email HTML + text, first of its shape"] = cpu_ms(p.email, n, p.cold_shape)
-    rows["email HTML, direct (Jinja2 + mjml-python)"] = cpu_ms(p.direct_html, n)
+    rows["  email HTML alone, skeleton (Jinja2 + fill)"] = cpu_ms(p.skeleton_html, n)
+    rows["  email HTML alone, direct (Jinja2 + mjml-python)"] = cpu_ms(p.direct_html, n)
     rows["feed entry (entry_html)"] = cpu_ms(p.entry, n, p.fresh)
     rows["WHOLE pipeline, warm shape"] = cpu_ms(p.whole, n)
     rows["WHOLE pipeline, first of its shape"] = cpu_ms(p.whole, n, email_render.SKELETONS.clear)
     return rows
+
+
+def corpus_shapes(cfg: config_mod.Config, n: int) -> tuple[int, int]:
+    """(stories, shapes compiled) over ``n`` generated briefs (bench/corpus.py): how often a build hits."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import corpus  # noqa: PLC0415
+
+    cache = email_render.SKELETONS
+    email_render.SKELETONS = type(cache)()
+    try:
+        for story in corpus.stories(11, n):
+            brief = parse_brief(corpus.brief_text(story).encode(), corpus.brief_filename(story), base_url=BASE)
+            email_render.render_story(brief, cfg)
+        return n, email_render.SKELETONS.misses
+    finally:
+        email_render.SKELETONS = cache
 
 
 def load() -> str:
@@ -225,6 +251,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200, help="stories per row per round")
     ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds (node, then ours)")
     ap.add_argument("--brief", default=str(ROOT / "tests" / "data" / "reference.txt"))
+    ap.add_argument("--corpus", type=int, default=500, help="generated stories to count MJML shapes over")
     args = ap.parse_args()
 
     cfg = config_mod.from_mapping({"site": {"base_url": BASE}}, base=ROOT, source="<bench>")
@@ -240,6 +267,9 @@ def main() -> None:
         for name, value in measure(pipeline, args.n).items():
             samples.setdefault(name, []).append(value)
     report(samples, module, issue, pipeline, args, load_before)
+    stories, shapes = corpus_shapes(cfg, args.corpus)
+    print(f"generated corpus (bench/corpus.py): {stories} stories, {shapes} MJML shapes compiled "
+          f"(the rest filled a warm skeleton)")
 
 
 def report(samples: dict[str, list[float]], module: Path | None, issue: Any, pipeline: Pipeline,

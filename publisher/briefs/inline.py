@@ -25,6 +25,10 @@ from .model import Finding, Link, Rich, Severity
 FORBIDDEN_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 # Most source URLs look like this; they need no urlsplit (slow) to be trusted.
 PLAIN_HTTP_URL = re.compile(r"^https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\d{1,5})?(?:[/?#][^\s]*)?$")
+# URLs that markdown-it's normalizeLink returns unchanged (lower-case host,
+# only characters it never encodes, no '@' to be read as credentials): the
+# common case skips its parse-and-format round trip, a sixth of a parse.
+_NORMAL_LINK = re.compile(r"https?://[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::\d{1,5})?(?:[/?#][A-Za-z0-9;/?:&=+$,\-_.!~*'()#]*)?")
 _WS = re.compile(r"\s+")
 _WS_RUN = re.compile(r"\s\s|[^\S ]")  # any whitespace other than single spaces
 
@@ -159,7 +163,7 @@ class Context:
             if url is None:
                 html_parts.append(escapeHtml(label))
             else:
-                href = _md.normalizeLink(url)
+                href = url if _NORMAL_LINK.fullmatch(url) else _md.normalizeLink(url)
                 html_parts.append(f'<a href="{escapeHtml(href)}">{escapeHtml(label)}</a>')
                 links.append(Link(label.replace("\n", " ").strip(), href))
             text_parts.append(label)

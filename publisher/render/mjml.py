@@ -24,6 +24,11 @@ _BREAK_AFTER = tuple(f"</{t}>" for t in "td tr th div p table tbody thead li ul 
     "<![endif]-->",
 )
 _BREAK_BYTES = tuple(t.encode() for t in _BREAK_AFTER)
+# The break tags by their last three bytes: most '>' in a body end a tag with
+# attributes ('…px">'), which one dict lookup rules out.
+_BREAK_BY_TAIL: dict[bytes, tuple[bytes, ...]] = {}
+for _tag in _BREAK_BYTES:
+    _BREAK_BY_TAIL[_tag[-3:]] = (*_BREAK_BY_TAIL.get(_tag[-3:], ()), _tag)
 
 
 def _fold_html(html: str) -> str:
@@ -57,7 +62,8 @@ def _fold_line(line: str) -> list[str]:
         cut = -1
         i = data.rfind(b">", start, end)
         while i > start:
-            if data.endswith(_BREAK_BYTES, start, i + 1):
+            tags = _BREAK_BY_TAIL.get(data[i - 2 : i + 1])
+            if tags is not None and data.endswith(tags, start, i + 1):
                 cut = i + 1
                 break
             i = data.rfind(b">", start, i)
@@ -85,7 +91,32 @@ _TAG_OR_TEXT_B = re.compile(rb"<[^>]*>?|[^<]+")
 def _window_cut_points(data: bytes, start: int, end: int) -> tuple[int, int]:
     """(just after the last space in element text, a late safe position in
     element text) within data[start:end]; 0 where there is none. Text inside
-    <title>/<style> and character references are never cut."""
+    <title>/<style> and character references are never cut.
+
+    ``start`` is never inside a tag (cuts fall after '>' or in text), so a
+    space is in text exactly when no '<' after the last '>' precedes it; the
+    last such space, the common answer, needs no walk over the window."""
+    hi = end
+    while True:
+        q = data.rfind(b" ", start, hi)
+        if q < 0:
+            break
+        lt = data.rfind(b"<", start, q)
+        if lt < 0:
+            return q + 1, 0
+        gt = data.rfind(b">", start, q)
+        if gt < lt:
+            hi = lt  # inside the tag opened at lt: look before it
+            continue
+        # In text after the tag opened at lt: fine unless that is <title> or
+        # <style>, or lt is itself inside an earlier tag (then walk).
+        if data[lt : lt + 6].lower() not in (b"<title", b"<style") and data.rfind(b"<", start, lt) <= data.rfind(b">", start, lt):
+            return q + 1, 0
+        break
+    return _scan_cut_points(data, start, end)
+
+
+def _scan_cut_points(data: bytes, start: int, end: int) -> tuple[int, int]:
     space = text_pos = 0
     previous_tag = b""
     for m in _TAG_OR_TEXT_B.finditer(data, start, end):

@@ -41,17 +41,22 @@ SHAPES = 128  # compiled shapes kept per process (a build has a few)
 
 _TOKEN = "Qz{}zQ"  # letters and digits only: mjml-python leaves them alone
 _TOKEN_RE = re.compile(r"Qz(\d+)zQ")
-# An opening tag that is not self-closing (mj-attributes holds <mj-text … />).
-_BODY = re.compile(r"(<mj-(text|raw|title)\b[^>]*(?<!/)>)(.*?)(</mj-\2>)", re.DOTALL)
+# An opening tag that is not self-closing (mj-attributes holds <mj-text … />);
+# its closing tag is found with str.find (a lazy .*? costs a step per character).
+_OPEN = re.compile(r"<mj-(text|raw|title)\b[^>]*(?<!/)>")
 # Rust's char::is_whitespace (Unicode White_Space), which mrml uses.
 _WS = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 _DROPPED_NODE = re.compile(f">\n[{_WS}]*(?=<)")
 _VOID = "br|hr|img|wbr"
 _ELEMENTS = "a|b|i|u|s|em|strong|code|pre|p|div|span|h[1-6]|ul|ol|li|blockquote|sup|sub|small|table|tbody|thead|tr|td|th"
 _ATTRS = r'(?: [a-z][a-z-]*="[^"<>]*")*'
-# A body mrml writes back unchanged (but for dropped whitespace nodes): one
-# pass in C; text and tags start with different characters, so no backtracking.
-_CANONICAL = re.compile(f"(?:[^<]+|</(?:{_ELEMENTS})>|<(?:{_ELEMENTS}){_ATTRS}>|<(?:{_VOID}){_ATTRS} />)*")
+# A tag mrml writes back as it is; a body made only of such tags and text
+# comes out unchanged (but for dropped whitespace nodes). Bodies repeat the
+# same few dozen tags, so each distinct tag is checked once per process.
+_CANONICAL_TAG = re.compile(f"</(?:{_ELEMENTS})>|<(?:{_VOID}){_ATTRS} />|<(?:{_ELEMENTS}){_ATTRS}>")
+_TAG = re.compile(r"<[^>]*>?")
+_CHECKED: dict[str, bool] = {}
+_CHECKED_MAX = 4096
 
 Parts = tuple[tuple[str, ...], tuple[int, ...]]  # literals (one more than slots), body index per slot
 
@@ -73,14 +78,20 @@ def split(source: str) -> tuple[str, list[str]]:
     bodies: list[str] = []
     out: list[str] = []
     pos = 0
-    for m in _BODY.finditer(source):
-        body = m.group(3)
-        if not _movable(m.group(2), body):
+    for m in _OPEN.finditer(source):
+        start = m.end()
+        if start < pos:
+            continue  # an mj- tag inside a body kept in the shape
+        end = source.find(f"</mj-{m.group(1)}>", start)
+        if end < 0:
+            break  # mjml-python reports it
+        body = source[start:end]
+        if not _movable(m.group(1), body):
             continue
-        out.append(source[pos : m.start(3)])
+        out.append(source[pos:start])
         out.append(_TOKEN.format(len(bodies)))
         bodies.append(body)
-        pos = m.end(3)
+        pos = end
     out.append(source[pos:])
     return "".join(out), bodies
 
@@ -90,7 +101,18 @@ def _movable(kind: str, body: str) -> bool:
         return False
     if kind == "title":
         return "<" not in body
-    return _CANONICAL.fullmatch(body) is not None
+    if "<" not in body:
+        return True
+    checked = _CHECKED
+    for tag in _TAG.findall(body):
+        ok = checked.get(tag)
+        if ok is None:
+            if len(checked) >= _CHECKED_MAX:
+                checked.clear()
+            ok = checked[tag] = _CANONICAL_TAG.fullmatch(tag) is not None
+        if not ok:
+            return False
+    return True
 
 
 def _as_mrml(body: str) -> str:

@@ -1,0 +1,34 @@
+"""HTML folding: the quick search for a cut point agrees with the full walk over the window."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from publisher.render import mjml
+
+PIECES = [
+    "<p>", "</p>", "</td>", "<tr>", "<title>", "</title>", "<style>", "<STYLE x>", " ", "a", "word ", "b c", ">", "<",
+    "-->", "&amp;", "&nbsp;", "é", "中文", "<a href=\"x y\">", "</a>", "<!--", "  ", "x" * 300, "中" * 200, "<span style=\"a b\">",
+]
+
+
+@contextmanager
+def full_walk() -> Iterator[None]:
+    quick = mjml._window_cut_points
+    mjml._window_cut_points = mjml._scan_cut_points
+    try:
+        yield
+    finally:
+        mjml._window_cut_points = quick
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(PIECES), min_size=20, max_size=300).map("".join))
+def test_quick_cut_points_fold_like_the_full_walk(line: str) -> None:
+    quick = mjml._fold_html(line)
+    with full_walk():
+        assert quick == mjml._fold_html(line)
