@@ -30,6 +30,7 @@ from ..core.memo import IdentityMemo
 from ..core.urls import is_http_url
 from .mjml import check_text_lines, compile_mjml, finish_html
 from .skeleton import SkeletonCache, Unfit
+from . import story_mjml
 from .story_text import SOURCES_SHA256, TEMPLATES as TEXT_TEMPLATES, story_text
 from .templating import search_path
 from . import coverage as cov
@@ -111,7 +112,10 @@ SKELETONS = SkeletonCache()
 def _compile(dirs: tuple[str, ...], tdigest: str, name: str, context: dict[str, Any], what: str) -> tuple[str, str]:
     """(MJML source, HTML) for template ``name``: the shape's compiled skeleton filled when it can, else mjml-python."""
     env, _ = _environment(dirs)
-    source = _render_template(env, name, context, what)
+    if name == "email/story.mjml.j2" and _mirrored(dirs, story_mjml.TEMPLATES, story_mjml.SOURCES_SHA256):
+        source = story_mjml.story_mjml(context)
+    else:
+        source = _render_template(env, name, context, what)
     try:
         return source, finish_html(SKELETONS.html((dirs, tdigest), source, what), what)
     except Unfit as exc:
@@ -334,15 +338,20 @@ def _finish_text(text: str, what: str) -> str:
     return text
 
 
-@functools.lru_cache(maxsize=8)
 def _typed_text(dirs: tuple[str, ...]) -> bool:
     """Whether the story's text templates are the ones render.story_text mirrors."""
+    return _mirrored(dirs, TEXT_TEMPLATES, SOURCES_SHA256)
+
+
+@functools.lru_cache(maxsize=16)
+def _mirrored(dirs: tuple[str, ...], names: tuple[str, ...], sha256: str) -> bool:
+    """Whether the templates ``names`` found in ``dirs`` are the sources a Python writer mirrors."""
     env, _ = _environment(dirs)
     digest = hashlib.sha256()
-    for name in TEXT_TEMPLATES:
+    for name in names:
         source, _, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
         digest.update(source.encode() + b"\0")
-    return digest.hexdigest() == SOURCES_SHA256
+    return digest.hexdigest() == sha256
 
 
 # ---------------------------------------------------------------- digest
