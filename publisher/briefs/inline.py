@@ -31,6 +31,8 @@ PLAIN_HTTP_URL = re.compile(r"^https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])
 _NORMAL_LINK = re.compile(r"https?://[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::\d{1,5})?(?:[/?#][A-Za-z0-9;/?:&=+$,\-_.!~*'()#]*)?")
 _WS = re.compile(r"\s+")
 _WS_RUN = re.compile(r"\s\s|[^\S ]")  # any whitespace other than single spaces
+# Nothing for plain() to do: no Markdown that changes the text, no whitespace to fold.
+_PLAIN_AS_IS = re.compile(r"[*_`\\&\[]|\s\s|[^\S ]")
 
 
 # Inline Markdown is only needed when one of these appears; otherwise the
@@ -255,6 +257,8 @@ def short(text: str, limit: int = 60) -> str:
 def plain(text: str) -> str:
     """Plain form of a one-line Markdown-ish field (title, outlet, dek)."""
     text = text.strip()
+    if not _PLAIN_AS_IS.search(text):
+        return text  # the common case (outlets, regions, languages), in one search
     # The count never exceeds the length: short fields (nearly all) skip it.
     if len(text) > MAX_MARKUP and markup_count(text) > MAX_MARKUP:
         return _WS.sub(" ", text)  # not a title but hostile text: kept as written (see MAX_MARKUP)
