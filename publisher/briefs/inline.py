@@ -259,6 +259,10 @@ def plain(text: str) -> str:
     text = text.strip()
     if not _PLAIN_AS_IS.search(text):
         return text  # the common case (outlets, regions, languages), in one search
+    return _plain_markup(text)
+
+
+def _plain_markup(text: str) -> str:
     # The count never exceeds the length: short fields (nearly all) skip it.
     if len(text) > MAX_MARKUP and markup_count(text) > MAX_MARKUP:
         return _WS.sub(" ", text)  # not a title but hostile text: kept as written (see MAX_MARKUP)
