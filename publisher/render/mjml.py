@@ -36,16 +36,33 @@ def _fold_html(html: str) -> str:
     writes the body as one) are cut after block-level tags, where a newline
     renders as nothing, as few times as needed; a paragraph still too long
     is cut at spaces between words."""
+    return _fold_measured(html)[0]
+
+
+def _fold_measured(html: str) -> tuple[str, int]:
+    """(:func:`_fold_html`'s result, octets in its longest line over _FOLD_AT // 4
+    characters): the octets are at hand while folding, so nothing is encoded twice."""
     out: list[str] = []
+    longest = 0
     for line in html.split("\n"):
-        if len(line) <= _FOLD_AT // 4 or len(line if line.isascii() else line.encode()) <= _FOLD_AT:
+        size = len(line)
+        if size > _FOLD_AT // 4 and not line.isascii():
+            size = len(line.encode())
+        if size <= _FOLD_AT:
             out.append(line)
         else:
-            out.extend(_fold_line(line))
-    return "\n".join(out)
+            pieces = _fold_bytes(line)
+            out.append(b"\n".join(pieces).decode())
+            size = max(map(len, pieces))
+        longest = max(longest, size)
+    return "\n".join(out), longest
 
 
 def _fold_line(line: str) -> list[str]:
+    return [piece.decode() for piece in _fold_bytes(line)]
+
+
+def _fold_bytes(line: str) -> list[bytes]:
     """Cut one over-long line into pieces of at most _FOLD_AT octets.
 
     Works on bytes (the limit is in octets; every cut point is ASCII, so no
@@ -82,7 +99,7 @@ def _fold_line(line: str) -> list[str]:
         else:
             break  # nothing safe to cut: the caller reports the long line
     pieces.append(data[start:])
-    return [piece.decode() for piece in pieces]
+    return pieces
 
 
 _TAG_OR_TEXT_B = re.compile(rb"<[^>]*>?|[^<]+")
@@ -165,8 +182,7 @@ def finish_html(out: str, what: str) -> str:
 
     Separate from :func:`compile_raw` because a skeleton's values change line
     lengths: folding must see the final text (see render.skeleton)."""
-    out = _fold_html(out)
-    longest = longest_line(out)
+    out, longest = _fold_measured(out)
     if longest > MAX_LINE_OCTETS:
         raise RenderError(what, f"HTML has an unbreakable {longest}-octet line (an over-long URL?)")
     # A MIME body ends in a newline; ending with one keeps web and mail copies identical.

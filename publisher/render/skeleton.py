@@ -55,8 +55,8 @@ _ATTRS = r'(?: [a-z][a-z-]*="[^"<>]*")*'
 # same few dozen tags, so each distinct tag is checked once per process.
 _CANONICAL_TAG = re.compile(f"</(?:{_ELEMENTS})>|<(?:{_VOID}){_ATTRS} />|<(?:{_ELEMENTS}){_ATTRS}>")
 _TAG = re.compile(r"<[^>]*>?")
-_CHECKED: dict[str, bool] = {}
-_CHECKED_MAX = 4096
+_CANONICAL_SEEN: set[str] = set()
+_SEEN_MAX = 4096
 
 Parts = tuple[tuple[str, ...], tuple[int, ...]]  # literals (one more than slots), body index per slot
 
@@ -103,15 +103,15 @@ def _movable(kind: str, body: str) -> bool:
         return "<" not in body
     if "<" not in body:
         return True
-    checked = _CHECKED
-    for tag in _TAG.findall(body):
-        ok = checked.get(tag)
-        if ok is None:
-            if len(checked) >= _CHECKED_MAX:
-                checked.clear()
-            ok = checked[tag] = _CANONICAL_TAG.fullmatch(tag) is not None
-        if not ok:
+    tags = set(_TAG.findall(body))
+    if tags <= _CANONICAL_SEEN:  # one C-level pass: the common case
+        return True
+    for tag in tags - _CANONICAL_SEEN:
+        if _CANONICAL_TAG.fullmatch(tag) is None:
             return False
+        if len(_CANONICAL_SEEN) >= _SEEN_MAX:
+            _CANONICAL_SEEN.clear()
+        _CANONICAL_SEEN.add(tag)
     return True
 
 

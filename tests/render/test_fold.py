@@ -32,3 +32,13 @@ def test_quick_cut_points_fold_like_the_full_walk(line: str) -> None:
     quick = mjml._fold_html(line)
     with full_walk():
         assert quick == mjml._fold_html(line)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from([*PIECES, "\n", "y" * 1200, "é" * 700]), min_size=1, max_size=300).map("".join))
+def test_the_longest_line_is_measured_while_folding(html: str) -> None:
+    folded, longest = mjml._fold_measured(html)
+    assert folded == mjml._fold_html(html)
+    expected = mjml.longest_line(folded)
+    # Lines up to _FOLD_AT // 4 characters are not measured in octets; they cannot reach the limit.
+    assert longest == expected or max(longest, expected) <= mjml._FOLD_AT
