@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from jinja2 import Template, TemplateError
-from markupsafe import escape
 
 from ..briefs.model import Brief
 from ..briefs.slugs import tag_slug
@@ -24,6 +23,7 @@ from ..core.config import Config
 from ..core.errors import RenderError
 from ..core.memo import IdentityMemo
 from .coverage import LensGroup, TakeView, capped, groups, lens_label
+from .escape import e as _e
 from .templating import html_environment, search_path
 
 ENTRY_TEMPLATE = "feed/entry.html.j2"
@@ -108,10 +108,6 @@ def _typed_entry(dirs: tuple[str, ...]) -> bool:
     env = _entry_template(dirs).environment
     source, _, _ = env.loader.get_source(env, ENTRY_TEMPLATE)  # type: ignore[union-attr]
     return hashlib.sha256(source.encode()).hexdigest() == ENTRY_SHA256
-
-
-def _e(value: str) -> str:
-    return str(escape(value))
 
 
 def write_entry(brief: Brief, shown: tuple[LensGroup, ...], hidden: int, more_url: str) -> str:

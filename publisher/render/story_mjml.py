@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from markupsafe import escape
+from .escape import e
 
 TEMPLATES = (
     "email/story.mjml.j2", "email/_head.mjml.j2", "email/_preheader.mjml.j2", "email/_masthead.mjml.j2",
@@ -66,11 +66,6 @@ ul, ol {{ margin: {list_margin} !important; }}
 _PREHEADER_PAD = "&#847;&zwnj;&nbsp; " * 30
 _H2 = '<h2 style="font-size:20px;line-height:1.3;margin:10px 0 2px">'
 _LINK = 'style="color:#0b5cad"'
-
-
-def e(value: object) -> str:
-    """What autoescape writes for ``value`` (safe HTML as it is)."""
-    return str(escape(value))
 
 
 def story_mjml(ctx: dict[str, Any]) -> str:

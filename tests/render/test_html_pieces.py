@@ -1,4 +1,4 @@
-"""HTML folding: the quick search for a cut point agrees with the full walk over the window."""
+"""Small pieces of the HTML path: folding's quick cut search agrees with the full walk; escaping agrees with markupsafe."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from contextlib import contextmanager
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from markupsafe import Markup, escape
+
 from publisher.render import mjml
+from publisher.render.escape import e
 
 PIECES = [
     "<p>", "</p>", "</td>", "<tr>", "<title>", "</title>", "<style>", "<STYLE x>", " ", "a", "word ", "b c", ">", "<",
@@ -42,3 +45,9 @@ def test_the_longest_line_is_measured_while_folding(html: str) -> None:
     expected = mjml.longest_line(folded)
     # Lines up to _FOLD_AT // 4 characters are not measured in octets; they cannot reach the limit.
     assert longest == expected or max(longest, expected) <= mjml._FOLD_AT
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(), st.integers(), st.text().map(Markup)))
+def test_the_writers_escape_as_autoescape_does(value: object) -> None:
+    assert e(value) == str(escape(value))
