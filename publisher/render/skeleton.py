@@ -5,7 +5,8 @@ mjml-python lays out sections, columns and attributes; what sits inside an
 the HTML our templates and parser write that re-serialisation is fixed and
 local: text and attribute values come out as they went in, and a text node
 made only of whitespace that starts with a newline is dropped. So each
-issue's MJML (rendered by Jinja2 as before) is cut into
+issue's MJML (from render.story_mjml, or Jinja2 for other or overridden
+templates) is cut into
 
 * its **shape**: the MJML with every such body replaced by a token; the
   key of the cache, and what mjml-python compiles, once per shape;
