@@ -1,242 +1,320 @@
 #!/usr/bin/env python3
-"""Render speed of a story issue, and per-recipient personalisation, against node ``mjml``.
+"""CPU cost of one story through the render pipeline, against node ``mjml`` 5 rendering the same MJML.
 
-Run from the repository root:  .venv/bin/python bench/bench_render.py [--n 300]
+Run from the repository root:  .venv/bin/python bench/bench_render.py [--n 200] [--rounds 7]
 
-In one run, on the same brief and the same MJML source, it measures:
+Every figure is CPU time (``time.process_time`` here, ``process.cpuUsage()``
+in node) per story, the median over interleaved rounds of ``--n`` stories
+each; the machine is shared, so read the ratios, which compare numbers taken
+seconds apart in one run, and the load printed beside them.
 
-* our whole per-story pipeline: parse the brief, the feed entry HTML
-  (``feeds.entry_html``, when the feeds module is present), the email
-  (Jinja2 → MJML → HTML, size check) and the plain-text version;
-* its parts: parse, Jinja2, mjml-python alone;
-* the reference MJML renderer (npm ``mjml``, installed into bench/.work/ by
-  this script) compiling the same MJML many times in one warm node process;
-* per-recipient cost: ``MessageTemplate.personalize`` against building an
-  ``EmailMessage`` per recipient (the naive way).
+Nothing is served from a per-story cache: every story is parsed afresh from
+its bytes (a new Brief, so the shared take rows and the feed entry memo,
+keyed by identity, miss). What stays warm is what a process compiles once:
+Jinja2 templates and, for the "warm" rows, the MJML skeleton of the
+reference brief's shape (render.skeleton). The "first of its shape" rows
+clear the skeleton cache before every story, the "direct" rows compile
+every story's MJML as before the skeletons.
 
-Targets: our whole pipeline ≤ 0.5 × node mjml's render alone; personalise
-≤ 50 µs. The machine is shared and noisy: read the ratios, which compare
-numbers taken seconds apart, not the absolute times.
+Steps: parse (bytes → Brief), the take rows (coverage.groups, shared by the
+email, the web page and the feed entry), the email HTML, the plain text, the
+feed entry HTML; then the whole pipeline (parse + email HTML + text + feed
+entry) in one call sequence, as a build runs it.
+
+Anchor: node ``mjml`` pinned to 5.x (npm, installed into bench/.work/), in
+one warm node process, compiling the MJML our renderer produced for the
+same brief. Targets (issue 17): whole pipeline ≤ 1 ms CPU, ≤ 0.25 × node.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from email.message import EmailMessage
-from email.headerregistry import Address
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import mjml  # noqa: E402
-from jinja2 import Environment  # noqa: E402
-
-from publisher.core import config as config_mod
 from publisher.briefs import parse_brief  # noqa: E402
-from publisher.briefs.model import Brief  # noqa: E402
-from publisher.mail.message import MessageTemplate  # noqa: E402
-from publisher.render import email as email_render
+from publisher.core import config as config_mod  # noqa: E402
+from publisher.render import coverage, email as email_render, feed_entries  # noqa: E402
+from publisher.render.mjml import compile_mjml, finish_html  # noqa: E402
+from publisher.render.story_mjml import story_mjml  # noqa: E402
+from publisher.render.story_text import story_text  # noqa: E402
+from publisher.render.text import Refs  # noqa: E402
 
 WORK = ROOT / "bench" / ".work"
+NODE_DIR = WORK / "node-mjml5"
+MJML_SPEC = "mjml@5"  # pinned major: mjml 4 and 5 differ in cost (5 returns a Promise)
 BASE = "https://briefs.example.org/"
 
 NODE_SCRIPT = r"""
-// mjml 5 returns a Promise, mjml 4 the result: await covers both.
 const mjml2html = require(process.argv[2]);
 const fs = require("fs");
 const src = fs.readFileSync(process.argv[3], "utf8");
 const n = parseInt(process.argv[4], 10);
-const opts = process.argv[5] === "skip" ? { validationLevel: "skip" } : {};
 (async () => {
-  for (let i = 0; i < 20; i++) await mjml2html(src, opts);
-  const times = [];
+  for (let i = 0; i < 20; i++) await mjml2html(src, {});
+  const t0 = process.cpuUsage();
   for (let i = 0; i < n; i++) {
-    const t = process.hrtime.bigint();
-    const out = await mjml2html(src, opts);
-    times.push(Number(process.hrtime.bigint() - t) / 1e6);
-    if (i === 0 && !out.html) throw new Error("no html from mjml");
+    const out = await mjml2html(src, {});
+    if (!out.html) throw new Error("no html from mjml");
   }
-  console.log(JSON.stringify(times));
+  const d = process.cpuUsage(t0);
+  console.log(JSON.stringify((d.user + d.system) / 1000 / n));
 })();
 """
 
 
 def ensure_node_mjml() -> Path | None:
-    module = WORK / "node_modules" / "mjml"
-    if module.exists():
-        return module
-    if not shutil.which("npm"):
-        print("npm not found: skipping node mjml", file=sys.stderr)
-        return None
-    WORK.mkdir(parents=True, exist_ok=True)
-    print("installing npm mjml into bench/.work ...", file=sys.stderr)
-    proc = subprocess.run(
-        ["npm", "install", "--prefix", str(WORK), "mjml", "--no-audit", "--no-fund"],
-        capture_output=True, text=True, timeout=600,
-    )
-    if proc.returncode != 0:
-        print(f"npm install failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-        return None
+    module = NODE_DIR / "node_modules" / "mjml"
+    if not module.exists():
+        if not shutil.which("npm") or not shutil.which("node"):
+            print("npm/node not found: skipping the node mjml anchor (ratios not shown)", file=sys.stderr)
+            return None
+        NODE_DIR.mkdir(parents=True, exist_ok=True)
+        print(f"installing npm {MJML_SPEC} into {NODE_DIR} ...", file=sys.stderr)
+        proc = subprocess.run(
+            ["npm", "install", "--prefix", str(NODE_DIR), MJML_SPEC, "--no-audit", "--no-fund", "--no-save"],
+            capture_output=True, text=True, timeout=900,
+        )
+        if proc.returncode != 0:
+            print(f"npm install failed; skipping node mjml:\n{proc.stderr[-2000:]}", file=sys.stderr)
+            return None
+    version = node_version(module)
+    if not version.startswith("5."):
+        sys.exit(f"{module} is mjml {version}, not 5.x: remove {NODE_DIR} and rerun")
     return module
-
-
-def node_times(module: Path, source: str, n: int, mode: str = "default") -> list[float]:
-    src_file = WORK / "issue.mjml"
-    src_file.write_text(source, encoding="utf-8")
-    script = WORK / "render.js"
-    script.write_text(NODE_SCRIPT, encoding="utf-8")
-    out = subprocess.run(
-        ["node", str(script), str(module), str(src_file), str(n), mode],
-        capture_output=True, text=True, check=True, timeout=600,
-    )
-    return [float(x) for x in json.loads(out.stdout)]
 
 
 def node_version(module: Path) -> str:
     return str(json.loads((module / "package.json").read_text())["version"])
 
 
-def timed(fn: Callable[[], object], n: int, warmup: int = 10) -> list[float]:
-    """Milliseconds per call, one sample per call."""
-    for _ in range(warmup):
-        fn()
-    samples = []
+def node_cpu_ms(module: Path, source: str, n: int) -> float:
+    """Node's CPU milliseconds per render of ``source`` (one warm process)."""
+    (WORK / "issue.mjml").write_text(source, encoding="utf-8")
+    (WORK / "render_cpu.js").write_text(NODE_SCRIPT, encoding="utf-8")
+    out = subprocess.run(
+        ["node", str(WORK / "render_cpu.js"), str(module), str(WORK / "issue.mjml"), str(n)],
+        capture_output=True, text=True, check=True, timeout=900,
+    )
+    return float(json.loads(out.stdout))
+
+
+def cpu_ms(step: Callable[[], object], n: int, setup: Callable[[], Any] | None = None) -> float:
+    """CPU milliseconds per call of ``step``; ``setup`` (untimed) runs before each call."""
+    total = 0.0
     for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t) * 1000)
-    return samples
+        if setup is not None:
+            setup()
+        t = time.process_time()
+        step()
+        total += time.process_time() - t
+    return total / n * 1000
 
 
-def naive_message(issue: email_render.RenderedIssue, cfg: config_mod.Config, to: str, url: str, mid: str) -> bytes:
-    """What a per-recipient EmailMessage build costs (the approach we avoid)."""
-    token = email_render.unsubscribe_placeholder(issue.content_hash)
-    msg = EmailMessage()
-    msg["From"] = Address(cfg.email.sender_name, addr_spec=cfg.email.sender_address)
-    msg["To"] = to
-    msg["Subject"] = issue.subject
-    msg["Message-ID"] = mid
-    msg["List-Unsubscribe"] = f"<{url}>"
-    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg.set_content(issue.text.replace(token, url))
-    msg.add_alternative(issue.html.replace(token, url.replace("&", "&amp;")), subtype="html")
-    return msg.as_bytes()
+class Pipeline:
+    """The steps, each on a fresh Brief (``fresh`` parses the bytes again, untimed)."""
+
+    def __init__(self, data: bytes, path: str, cfg: config_mod.Config) -> None:
+        self.data, self.path, self.cfg = data, path, cfg
+        self.brief = self.parse()
+        self.text_ctx = capture_text_context(self.brief, cfg)
+        self.mjml_ctx = capture_mjml_context(self.brief, cfg)
+        self.source = story_mjml(self.mjml_ctx)
+
+    def parse(self) -> Any:
+        return parse_brief(self.data, self.path, base_url=BASE)
+
+    def fresh(self) -> None:
+        self.brief = self.parse()
+
+    def cold_shape(self) -> None:
+        self.fresh()
+        email_render.SKELETONS.clear()
+
+    def groups(self) -> object:
+        return coverage.groups(self.brief)
+
+    def email(self) -> object:
+        return email_render.render_story(self.brief, self.cfg)
+
+    def mjml_python(self) -> object:
+        return story_mjml(self.mjml_ctx)
+
+    def mjml_jinja(self) -> object:
+        env, _ = email_render._environment(email_render._template_dirs(self.cfg))
+        return email_render._render_template(env, "email/story.mjml.j2", self.mjml_ctx, "bench")
+
+    def html_direct(self) -> object:
+        # What every story paid before skeletons: mjml-python, then folding.
+        return compile_mjml(self.source, "bench")
+
+    def html_skeleton(self) -> object:
+        return finish_html(email_render.SKELETONS.html(self.key, self.source, "bench"), "bench")
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        dirs = email_render._template_dirs(self.cfg)
+        return (dirs, email_render._environment(dirs)[1])
+
+    def text(self) -> object:
+        return email_render._finish_text(story_text(self.text_ctx, Refs()), "bench")
+
+    def entry(self) -> object:
+        return feed_entries.entry_html(self.brief, self.cfg)
+
+    def whole(self) -> object:
+        brief = self.parse()
+        email_render.render_story(brief, self.cfg)
+        return feed_entries.entry_html(brief, self.cfg)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=300, help="renders per measurement")
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved node/ours rounds")
-    ap.add_argument("--brief", default=str(ROOT / "tests" / "data" / "reference.txt"))
-    args = ap.parse_args()
+def capture_text_context(brief: Any, cfg: config_mod.Config) -> dict[str, Any]:
+    """The view model render_story hands the text renderer, so the text can be timed alone."""
+    captured: dict[str, Any] = {}
+    original = story_text
 
-    cfg = config_mod.from_mapping({"site": {"base_url": BASE}}, base=ROOT, source="<bench>")
-    data = Path(args.brief).read_bytes()
-    brief = parse_brief(data, args.brief, base_url=BASE)
-    issue = email_render.render_story(brief, cfg)
+    def spy(ctx: dict[str, Any], refs: Refs) -> str:
+        captured.update(ctx)
+        return original(ctx, refs)
 
+    setattr(email_render, "story_text", spy)  # noqa: B010 (a spy, then put back)
     try:
-        # Imported by name: the feeds module is another engineer's, and the
-        # bench still runs (without that column) where it is absent.
-        entry_html = importlib.import_module("publisher.feeds").entry_html
-        have_feeds = True
-    except ImportError:
-        have_feeds = False
+        email_render.render_story(brief, cfg)
+    finally:
+        setattr(email_render, "story_text", original)  # noqa: B010
+    return captured
 
-    def pipeline() -> object:
-        b = parse_brief(data, args.brief, base_url=BASE)
-        if have_feeds:
-            entry_html(b, cfg)
-        return email_render.render_story(b, cfg)
 
-    env, _ = email_render._environment(email_render._template_dirs(cfg))
-    story_ctx = capture_story_context(brief, cfg)
-    results: dict[str, list[float]] = {}
-    module = ensure_node_mjml()
-    # Rounds interleave node and us, so a burst of load elsewhere on the
-    # machine hits both sides; the ratio uses medians over all rounds.
-    rounds = max(1, args.rounds)
-    per_round = max(10, args.n // rounds)
-    for _ in range(rounds):
-        if module is not None:
-            results.setdefault("node mjml: render only", []).extend(node_times(module, issue.mjml, per_round))
-            results.setdefault("node mjml: render, validation skipped", []).extend(
-                node_times(module, issue.mjml, per_round, "skip")
-            )
-        results.setdefault("ours: whole pipeline", []).extend(timed(pipeline, per_round))
-    results["  parse"] = timed(lambda: parse_brief(data, args.brief, base_url=BASE), args.n)
-    if have_feeds:
-        results["  feed entry (feeds.entry_html)"] = timed(lambda: entry_html(brief, cfg), args.n)
-    results["  email: html + text (render_story)"] = timed(lambda: email_render.render_story(brief, cfg), args.n)
-    results["    mjml-python only"] = timed(lambda: mjml.mjml2html(issue.mjml, disable_comments=True, fonts={}), args.n)
-    results["    jinja2 story.mjml only"] = timed(lambda: env.get_template("email/story.mjml.j2").render(story_ctx), args.n)
+def capture_mjml_context(brief: Any, cfg: config_mod.Config) -> dict[str, Any]:
+    """The view model render_story hands the story's MJML writer."""
+    captured: dict[str, Any] = {}
+    original = email_render._compile
+
+    def spy(dirs: Any, tdigest: str, name: str, context: dict[str, Any], what: str) -> tuple[str, str]:
+        captured.update(context)
+        return original(dirs, tdigest, name, context, what)
+
+    setattr(email_render, "_compile", spy)  # noqa: B010 (a spy, then put back)
+    try:
+        email_render.render_story(brief, cfg)
+    finally:
+        setattr(email_render, "_compile", original)  # noqa: B010
+    return captured
+
+
+def measure(p: Pipeline, n: int) -> dict[str, float]:
+    """One round: every row once, ``n`` stories each."""
+    rows: dict[str, float] = {}
+    rows["parse"] = cpu_ms(p.parse, n)
+    rows["take rows (coverage.groups)"] = cpu_ms(p.groups, n, p.fresh)
+    rows["email HTML + text (render_story), warm shape"] = cpu_ms(p.email, n, p.fresh)
+    rows["  of which plain text (story_text)"] = cpu_ms(p.text, n)
+    rows["email HTML + text, first of its shape"] = cpu_ms(p.email, n, p.cold_shape)
+    rows["  MJML: Python writer (story_mjml)"] = cpu_ms(p.mjml_python, n)
+    rows["  MJML: Jinja2 templates (before)"] = cpu_ms(p.mjml_jinja, n)
+    rows["  HTML from MJML: skeleton fill + fold"] = cpu_ms(p.html_skeleton, n)
+    rows["  HTML from MJML: mjml-python + fold (before)"] = cpu_ms(p.html_direct, n)
+    rows["feed entry (entry_html)"] = cpu_ms(p.entry, n, p.fresh)
+    rows["WHOLE pipeline, warm shape"] = cpu_ms(p.whole, n)
+    rows["WHOLE pipeline, first of its shape"] = cpu_ms(p.whole, n, email_render.SKELETONS.clear)
+    return rows
+
+
+def corpus_shapes(cfg: config_mod.Config, n: int) -> tuple[int, int]:
+    """(stories, shapes compiled) over ``n`` generated briefs (bench/corpus.py): how often a build hits."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import corpus  # noqa: PLC0415
+
+    cache = email_render.SKELETONS
+    email_render.SKELETONS = type(cache)()
+    try:
+        for story in corpus.stories(11, n):
+            brief = parse_brief(corpus.brief_text(story).encode(), corpus.brief_filename(story), base_url=BASE)
+            email_render.render_story(brief, cfg)
+        return n, email_render.SKELETONS.misses
+    finally:
+        email_render.SKELETONS = cache
+
+
+def personalize_us(issue: Any, cfg: config_mod.Config, brief: Any, n: int) -> float:
+    """CPU µs to make one reader's message from the pre-serialised issue (target ≤ 50 µs)."""
+    from publisher.mail.message import MessageTemplate  # noqa: PLC0415
 
     template = MessageTemplate.build(issue, cfg, sent_at=brief.published_at(cfg.site.tz))
     url = BASE + "unsubscribe?t=WzUsImFAYi5jb20iXQ.awrg6w.4QpXv3Dy55lw6YfqXxV0wlugZrg"
     counter = iter(range(10**9))
 
-    def personalize() -> object:
+    def one() -> object:
         i = next(counter)
         return template.personalize(to=f"reader{i}@example.net", unsubscribe_url=url, message_id=f"<{i}.1@briefs.example.org>")
 
-    per_n = args.n * 20
-    results["personalize (MessageTemplate)"] = timed(personalize, per_n)
-    results["per-recipient EmailMessage (naive)"] = timed(
-        lambda: naive_message(issue, cfg, "reader@example.net", url, "<1.1@briefs.example.org>"), args.n
-    )
+    return cpu_ms(one, n) * 1000
 
-    takes = brief.take_count
-    print(f"\nbrief: {Path(args.brief).name} ({takes} takes), HTML {len(issue.html.encode()):,} bytes, "
-          f"MJML {len(issue.mjml.encode()):,} bytes; {args.n} renders each"
-          + ("" if have_feeds else "; feeds.entry_html not available, pipeline excludes it"))
-    print(f"{'measurement':40} {'median':>10} {'p90':>10}")
-    for name, samples in results.items():
-        med = statistics.median(samples)
-        p90 = statistics.quantiles(samples, n=10)[-1]
-        unit, scale = ("µs", 1000.0) if med < 0.1 else ("ms", 1.0)
-        print(f"{name:40} {med * scale:>8.3f}{unit} {p90 * scale:>8.3f}{unit}")
-    print()
-    ours = statistics.median(results["ours: whole pipeline"])
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=200, help="stories per row per round")
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds (node, then ours)")
+    ap.add_argument("--brief", default=str(ROOT / "tests" / "data" / "reference.txt"))
+    ap.add_argument("--corpus", type=int, default=500, help="generated stories to count MJML shapes over")
+    args = ap.parse_args()
+
+    cfg = config_mod.from_mapping({"site": {"base_url": BASE}}, base=ROOT, source="<bench>")
+    data = Path(args.brief).read_bytes()
+    pipeline = Pipeline(data, args.brief, cfg)
+    issue = email_render.render_story(pipeline.brief, cfg)
+    module = ensure_node_mjml()
+    load_before = load()
+    samples: dict[str, list[float]] = {}
+    for _ in range(max(1, args.rounds)):
+        if module is not None:
+            samples.setdefault("node mjml 5: render only", []).append(node_cpu_ms(module, issue.mjml, args.n))
+        for name, value in measure(pipeline, args.n).items():
+            samples.setdefault(name, []).append(value)
+    report(samples, module, issue, pipeline, args, load_before)
+    print(f"personalize (MessageTemplate, per reader): {personalize_us(issue, cfg, pipeline.brief, args.n * 20):.1f} µs CPU")
+    stories, shapes = corpus_shapes(cfg, args.corpus)
+    print(f"generated corpus (bench/corpus.py): {stories} stories, {shapes} MJML shapes compiled "
+          f"(the rest filled a warm skeleton)")
+
+
+def report(samples: dict[str, list[float]], module: Path | None, issue: Any, pipeline: Pipeline,
+           args: argparse.Namespace, load_before: str) -> None:
+    node = statistics.median(samples["node mjml 5: render only"]) if module is not None else None
+    print(f"\nbrief: {Path(args.brief).name} ({pipeline.brief.take_count} takes), HTML {len(issue.html.encode()):,} B, "
+          f"MJML {len(issue.mjml.encode()):,} B; {args.rounds} rounds × {args.n} stories; CPU ms per story")
+    print(f"load average (1/5/15 min): before {load_before}, after {load()}; "
+          f"shapes compiled this run: {email_render.SKELETONS.misses}, direct fallbacks: {email_render.SKELETONS.unfit}")
     if module is not None:
-        node = statistics.median(results["node mjml: render only"])
-        node_skip = statistics.median(results["node mjml: render, validation skipped"])
-        ratio = ours / node
-        print(f"node mjml {node_version(module)}")
-        print(f"ours whole pipeline / node mjml render        = {ratio:.2f}  (target ≤ 0.50: {'OK' if ratio <= 0.5 else 'MISSED'})")
-        print(f"ours whole pipeline / node mjml, no validation = {ours / node_skip:.2f}")
-        print(f"mjml-python / node mjml                       = {statistics.median(results['    mjml-python only']) / node:.3f}")
-    per = statistics.median(results["personalize (MessageTemplate)"]) * 1000
-    naive = statistics.median(results["per-recipient EmailMessage (naive)"]) * 1000
-    print(f"personalize = {per:.1f} µs  (target ≤ 50 µs: {'OK' if per <= 50 else 'MISSED'}); "
-          f"naive EmailMessage = {naive:.0f} µs, {naive / per:.0f}× slower")
-
-
-def capture_story_context(brief: Brief, cfg: config_mod.Config) -> dict[str, Any]:
-    """The context render_story hands to story.mjml.j2, so Jinja2 can be timed alone."""
-    captured: dict[str, Any] = {}
-    original = email_render._render_template
-
-    def spy(env: Environment, name: str, context: dict[str, Any], what: str) -> str:
-        if name == "email/story.mjml.j2":
-            captured.update(context)
-        return original(env, name, context, what)
-
-    email_render._render_template = spy
-    try:
-        email_render.render_story(brief, cfg)
-    finally:
-        email_render._render_template = original
-    return captured
+        print(f"node mjml {node_version(module)} (pinned {MJML_SPEC}), node {subprocess.run(['node', '--version'], capture_output=True, text=True).stdout.strip()}")
+    print(f"{'measurement':46} {'median':>9} {'min':>9} {'max':>9} {'/ node':>8}")
+    for name, values in samples.items():
+        med = statistics.median(values)
+        ratio = f"{med / node:8.3f}" if node else f"{'-':>8}"
+        print(f"{name:46} {med:9.3f} {min(values):9.3f} {max(values):9.3f} {ratio}")
+    whole = statistics.median(samples["WHOLE pipeline, warm shape"])
+    cold = statistics.median(samples["WHOLE pipeline, first of its shape"])
+    print()
+    print(f"whole pipeline, warm shape: {whole:.3f} ms (target ≤ 1 ms: {'OK' if whole <= 1 else 'MISSED'})"
+          + (f"; / node = {whole / node:.3f} (target ≤ 0.25: {'OK' if whole / node <= 0.25 else 'MISSED'})" if node else ""))
+    print(f"whole pipeline, first story of a shape: {cold:.3f} ms"
+          + (f"; / node = {cold / node:.3f}" if node else ""))
 
 
 if __name__ == "__main__":

@@ -148,7 +148,8 @@ def parse_takes(body: Sequence[tuple[int, str]], ctx: Context) -> list[Lens]:
 
     for lineno, text in body:
         stripped = text.strip()
-        if not stripped or is_rule(text):
+        # is_rule inlined: most lines here are takes, sources and quotes.
+        if not stripped or (stripped[0] in "-*_" and _RULE.match(text) is not None):
             continue
         h3 = _H3.match(text) if stripped[0] == "#" else None
         if h3:

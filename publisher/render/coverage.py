@@ -9,11 +9,14 @@ direction so screen readers and bidi layout get them right.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from dataclasses import dataclass
 
+from ..briefs.inline import PLAIN_HTTP_URL
 from ..briefs.model import Brief, Lens, Take
+from ..core.memo import IdentityMemo
 from ..core.urls import is_http_url
 from .text import clean_line
 
@@ -38,7 +41,9 @@ KNOWN = set(LANGUAGE_NAMES) | RTL | NO_ITALIC
 
 MAX_TAKE_WORDS = 25
 _MAX_TAKE_CHARS = 160  # for scripts without spaces between words
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"“‘(\[]?[A-Z0-9])|(?<=[。！？])")
+# The end of the first sentence: the stop itself, found by its first
+# character (a lookbehind tried at every position costs several times more).
+_SENTENCE_STOP = re.compile(r"[.!?](?=\s+[\"“‘(\[]?[A-Z0-9])|[。！？]")
 _LANG_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
 
@@ -81,7 +86,8 @@ def lens_label(lens: Lens) -> str:
 def first_sentence(text: str, words: int = MAX_TAKE_WORDS) -> str:
     """The take's first sentence, at most ``words`` words (an ellipsis marks a cut)."""
     flat = clean_line(text)
-    sentence = _SENTENCE_END.split(flat, maxsplit=1)[0].strip()
+    stop = _SENTENCE_STOP.search(flat)
+    sentence = (flat[: stop.end()] if stop else flat).strip()
     parts = sentence.split()
     if len(parts) > words:
         sentence = " ".join(parts[:words]).rstrip(",;:") + "…"
@@ -107,19 +113,32 @@ class TakeView:
     source: str | None
 
 
+@functools.lru_cache(maxsize=1024)
+def _language(language: str) -> tuple[str, str, str, bool]:
+    # A brief names a handful of languages across all its takes.
+    return lang_tag(language), direction(language), language_name(language), italic_ok(language)
+
+
 def take_view(take: Take, lens: Lens) -> TakeView:
+    return _take_view(take, lens_label(lens))
+
+
+def _take_view(take: Take, label: str) -> TakeView:
+    lang, dir_, language, italic = _language(take.language)
+    source = take.source
     return TakeView(
         outlet=clean_line(take.outlet) or "Unnamed outlet",
         region=clean_line(take.region),
-        lang=lang_tag(take.language),
-        dir=direction(take.language),
-        language=language_name(take.language),
-        lens=lens_label(lens),
+        lang=lang,
+        dir=dir_,
+        language=language,
+        lens=label,
         sentence=first_sentence(take.text.text) if take.text else "",
         text_html=take.text.html,
         quote=clean_line(take.quote) if take.quote else None,
-        italic=italic_ok(take.language),
-        source=take.source if take.source and is_http_url(take.source) else None,
+        italic=italic,
+        # The parser keeps only http(s) sources; the plain shape needs no urlsplit.
+        source=source if source and (PLAIN_HTTP_URL.match(source) or is_http_url(source)) else None,
     )
 
 
@@ -130,12 +149,37 @@ class LensGroup:
     folded: tuple[TakeView, ...]  # takes that are only an outlet and a link
 
 
+_Counts = tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...], str]
+
+# The take rows of one brief are built once and shared by the email (its pick
+# and "also covered"), the web page and the feed entry. Keyed by the identity
+# of the brief's lenses tuple, which is all they depend on: a fresh parse is a
+# new tuple, so nothing stale is ever served and nothing is hashed.
+_GROUPS: IdentityMemo[tuple[LensGroup, ...]] = IdentityMemo(512)
+_COUNTS: IdentityMemo[_Counts] = IdentityMemo(512)
+
+
 def groups(brief: Brief) -> tuple[LensGroup, ...]:
     """Every take grouped by lens; labelled lenses first, unlabelled ones last."""
+    hit = _GROUPS.get((brief.lenses,))
+    if hit is None:
+        hit = _groups(brief.lenses)
+        _GROUPS.put((brief.lenses,), (), hit)
+    return hit
+
+
+def clear_memos() -> None:
+    """Forget the shared take rows (benchmarks time the uncached path)."""
+    global _GROUPS, _COUNTS
+    _GROUPS, _COUNTS = IdentityMemo(512), IdentityMemo(512)
+
+
+def _groups(lenses: tuple[Lens, ...]) -> tuple[LensGroup, ...]:
     out: list[LensGroup] = []
-    for lens in brief.lenses:
-        views = [take_view(t, lens) for t in lens.takes]
-        out.append(LensGroup(lens_label(lens), tuple(v for v in views if v.sentence), tuple(v for v in views if not v.sentence)))
+    for lens in lenses:
+        label = lens_label(lens)
+        views = [_take_view(t, label) for t in lens.takes]
+        out.append(LensGroup(label, tuple(v for v in views if v.sentence), tuple(v for v in views if not v.sentence)))
     return tuple(sorted(out, key=lambda g: g.label == ""))
 
 
@@ -153,27 +197,44 @@ def capped(all_groups: tuple[LensGroup, ...], limit: int) -> tuple[tuple[LensGro
     return tuple(out), hidden
 
 
+def _counts(brief: Brief) -> _Counts:
+    """(lens counts, region counts, counts line), once per brief like the take rows."""
+    hit = _COUNTS.get((brief.lenses,))
+    if hit is None:
+        lenses = tuple(_lens_counts(brief.lenses))
+        regions = tuple((clean_line(r), n) for r, n in brief.region_distribution() if clean_line(r))
+        hit = (lenses, regions, _counts_line(brief.take_count, len(lenses), len(regions)))
+        _COUNTS.put((brief.lenses,), (), hit)
+    return hit
+
+
 def region_counts(brief: Brief) -> list[tuple[str, int]]:
-    return [(clean_line(r), n) for r, n in brief.region_distribution() if clean_line(r)]
+    return list(_counts(brief)[1])
 
 
 def lens_counts(brief: Brief) -> list[tuple[str, int]]:
     """Labelled lenses with their number of takes, most first (brief order on ties)."""
+    return list(_counts(brief)[0])
+
+
+def _lens_counts(lenses: tuple[Lens, ...]) -> list[tuple[str, int]]:
     counter: Counter[str] = Counter()
-    for lens in brief.lenses:
+    for lens in lenses:
         label = lens_label(lens)
         if label and lens.takes:
             counter[label] += len(lens.takes)
-    order = {lens_label(lens): i for i, lens in enumerate(reversed(brief.lenses))}
+    order = {lens_label(lens): i for i, lens in enumerate(reversed(lenses))}
     return sorted(counter.items(), key=lambda kv: (-kv[1], -order[kv[0]]))
 
 
 def counts_line(brief: Brief) -> str:
     """``17 takes · 6 lenses · 8 regions`` without zero counts ('' without takes)."""
-    n_takes = brief.take_count
+    return _counts(brief)[2]
+
+
+def _counts_line(n_takes: int, n_lenses: int, n_regions: int) -> str:
     if not n_takes:
         return ""
-    n_lenses, n_regions = len(lens_counts(brief)), len(region_counts(brief))
     parts = [f"{n_takes} take{'s' if n_takes != 1 else ''}"]
     if n_lenses:
         parts.append(f"{n_lenses} lens{'es' if n_lenses != 1 else ''}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -21,7 +22,8 @@ from ..briefs.slugs import tag_slug
 from ..core.config import Config
 from ..core.errors import RenderError
 from ..core.memo import IdentityMemo
-from .coverage import capped, groups, lens_label
+from .coverage import LensGroup, TakeView, capped, groups, lens_label
+from .escape import e as _e
 from .templating import html_environment, search_path
 
 ENTRY_TEMPLATE = "feed/entry.html.j2"
@@ -79,16 +81,74 @@ def entry_html(brief: Brief, cfg: Config) -> str:
     hit = _HTML_MEMO.get((cfg, brief))
     if hit is not None:
         return str(hit)
-    template = _entry_template(search_path(cfg.paths.templates))
-    try:
-        # Feeds cap takes the way emails do: a brief with thousands of takes
-        # must not make every feed that carries it megabytes long.
-        shown, hidden = capped(groups(brief), cfg.feeds.max_takes)
-        html = clean(template.render(brief=brief, groups=shown, hidden=hidden, more_url=cfg.site.url(f"issues/{brief.slug}.html")))
-    except TemplateError as exc:
-        raise RenderError(f"{brief.slug}: {ENTRY_TEMPLATE}", str(exc)) from exc
+    dirs = search_path(cfg.paths.templates)
+    # Feeds cap takes the way emails do: a brief with thousands of takes
+    # must not make every feed that carries it megabytes long.
+    shown, hidden = capped(groups(brief), cfg.feeds.max_takes)
+    more_url = cfg.site.url(f"issues/{brief.slug}.html")
+    if _typed_entry(dirs):
+        html = clean(write_entry(brief, shown, hidden, more_url))
+    else:
+        try:
+            html = clean(_entry_template(dirs).render(brief=brief, groups=shown, hidden=hidden, more_url=more_url))
+        except TemplateError as exc:
+            raise RenderError(f"{brief.slug}: {ENTRY_TEMPLATE}", str(exc)) from exc
     _HTML_MEMO.put((cfg, brief), (), html)
     return html
+
+
+# The digest of the feed/entry.html.j2 that write_entry mirrors. Another
+# source (a user's override, an edit of the built-in file) renders through
+# Jinja2; tests/render/test_feed_entry_writer.py fails until both agree again.
+ENTRY_SHA256 = "98dfb81502b3c276015dfad5ac65554a45cb28022a002b43dcf6ccb298ab7fc3"
+
+
+@functools.lru_cache(maxsize=8)
+def _typed_entry(dirs: tuple[str, ...]) -> bool:
+    env = _entry_template(dirs).environment
+    source, _, _ = env.loader.get_source(env, ENTRY_TEMPLATE)  # type: ignore[union-attr]
+    return hashlib.sha256(source.encode()).hexdigest() == ENTRY_SHA256
+
+
+def write_entry(brief: Brief, shown: tuple[LensGroup, ...], hidden: int, more_url: str) -> str:
+    """What feed/entry.html.j2 renders (trim_blocks and lstrip_blocks applied by hand), without Jinja2's cost."""
+    out: list[str] = []
+    if brief.dek:
+        out.append(f"<p><strong>{_e(brief.dek)}</strong></p>\n")
+    if brief.summary:
+        out.append(f"<h2>Summary</h2>\n{brief.summary.html}\n")
+    if brief.why_it_matters:
+        out.append(f"<h2>Why it matters</h2>\n{brief.why_it_matters.html}\n")
+    if brief.what_to_watch:
+        out.append("<h2>What to watch</h2>\n<ul>\n")
+        out.extend(f"<li>{item.html}</li>\n" for item in brief.what_to_watch)
+        out.append("</ul>\n")
+    for section in brief.sections:
+        out.append(f"<h2>{_e(section.title)}</h2>\n{section.body.html}\n")
+    if shown:
+        out.append("<h2>How the world covered it</h2>\n")
+        for group in shown:
+            out.append(f"<h3>{_e(group.label)}</h3>\n<ul>\n" if group.label else "<h3>Also covered</h3>\n<ul>\n")
+            out.extend(f"<li>{_take_item(take)}</li>\n" for take in group.rows + group.folded)
+            out.append("</ul>\n")
+        if hidden:
+            out.append(f'<p><a href="{_e(more_url)}">and {hidden} more</a></p>\n')
+    if brief.canonical:
+        out.append(f'<p><a href="{_e(brief.canonical)}">Read the full brief</a></p>\n')
+    return "".join(out)
+
+
+def _take_item(take: TakeView) -> str:
+    outlet = _e(take.outlet)
+    out = f'<a href="{_e(take.source)}">{outlet}</a>' if take.source else outlet
+    if take.region:
+        out += f", {_e(take.region)}"
+    attrs = (f' lang="{_e(take.lang)}"' if take.lang else "") + f' dir="{_e(take.dir)}"'
+    if take.text_html:
+        out += f" — <span{attrs}>{take.text_html}</span>"
+    if take.quote:
+        out += f"<blockquote{attrs}>“{_e(take.quote)}”</blockquote>"
+    return out
 
 
 # ------------------------------------------------------------------ entry data

@@ -24,6 +24,11 @@ _BREAK_AFTER = tuple(f"</{t}>" for t in "td tr th div p table tbody thead li ul 
     "<![endif]-->",
 )
 _BREAK_BYTES = tuple(t.encode() for t in _BREAK_AFTER)
+# The break tags by their last three bytes: most '>' in a body end a tag with
+# attributes ('…px">'), which one dict lookup rules out.
+_BREAK_BY_TAIL: dict[bytes, tuple[bytes, ...]] = {}
+for _tag in _BREAK_BYTES:
+    _BREAK_BY_TAIL[_tag[-3:]] = (*_BREAK_BY_TAIL.get(_tag[-3:], ()), _tag)
 
 
 def _fold_html(html: str) -> str:
@@ -31,16 +36,33 @@ def _fold_html(html: str) -> str:
     writes the body as one) are cut after block-level tags, where a newline
     renders as nothing, as few times as needed; a paragraph still too long
     is cut at spaces between words."""
+    return _fold_measured(html)[0]
+
+
+def _fold_measured(html: str) -> tuple[str, int]:
+    """(:func:`_fold_html`'s result, octets in its longest line over _FOLD_AT // 4
+    characters): the octets are at hand while folding, so nothing is encoded twice."""
     out: list[str] = []
+    longest = 0
     for line in html.split("\n"):
-        if len(line) <= _FOLD_AT // 4 or len(line.encode()) <= _FOLD_AT:
+        size = len(line)
+        if size > _FOLD_AT // 4 and not line.isascii():
+            size = len(line.encode())
+        if size <= _FOLD_AT:
             out.append(line)
         else:
-            out.extend(_fold_line(line))
-    return "\n".join(out)
+            pieces = _fold_bytes(line)
+            out.append(b"\n".join(pieces).decode())
+            size = max(map(len, pieces))
+        longest = max(longest, size)
+    return "\n".join(out), longest
 
 
 def _fold_line(line: str) -> list[str]:
+    return [piece.decode() for piece in _fold_bytes(line)]
+
+
+def _fold_bytes(line: str) -> list[bytes]:
     """Cut one over-long line into pieces of at most _FOLD_AT octets.
 
     Works on bytes (the limit is in octets; every cut point is ASCII, so no
@@ -57,7 +79,8 @@ def _fold_line(line: str) -> list[str]:
         cut = -1
         i = data.rfind(b">", start, end)
         while i > start:
-            if data.endswith(_BREAK_BYTES, start, i + 1):
+            tags = _BREAK_BY_TAIL.get(data[i - 2 : i + 1])
+            if tags is not None and data.endswith(tags, start, i + 1):
                 cut = i + 1
                 break
             i = data.rfind(b">", start, i)
@@ -76,7 +99,7 @@ def _fold_line(line: str) -> list[str]:
         else:
             break  # nothing safe to cut: the caller reports the long line
     pieces.append(data[start:])
-    return [piece.decode() for piece in pieces]
+    return pieces
 
 
 _TAG_OR_TEXT_B = re.compile(rb"<[^>]*>?|[^<]+")
@@ -85,7 +108,32 @@ _TAG_OR_TEXT_B = re.compile(rb"<[^>]*>?|[^<]+")
 def _window_cut_points(data: bytes, start: int, end: int) -> tuple[int, int]:
     """(just after the last space in element text, a late safe position in
     element text) within data[start:end]; 0 where there is none. Text inside
-    <title>/<style> and character references are never cut."""
+    <title>/<style> and character references are never cut.
+
+    ``start`` is never inside a tag (cuts fall after '>' or in text), so a
+    space is in text exactly when no '<' after the last '>' precedes it; the
+    last such space, the common answer, needs no walk over the window."""
+    hi = end
+    while True:
+        q = data.rfind(b" ", start, hi)
+        if q < 0:
+            break
+        lt = data.rfind(b"<", start, q)
+        if lt < 0:
+            return q + 1, 0
+        gt = data.rfind(b">", start, q)
+        if gt < lt:
+            hi = lt  # inside the tag opened at lt: look before it
+            continue
+        # In text after the tag opened at lt: fine unless that is <title> or
+        # <style>, or lt is itself inside an earlier tag (then walk).
+        if data[lt : lt + 6].lower() not in (b"<title", b"<style") and data.rfind(b"<", start, lt) <= data.rfind(b">", start, lt):
+            return q + 1, 0
+        break
+    return _scan_cut_points(data, start, end)
+
+
+def _scan_cut_points(data: bytes, start: int, end: int) -> tuple[int, int]:
     space = text_pos = 0
     previous_tag = b""
     for m in _TAG_OR_TEXT_B.finditer(data, start, end):
@@ -112,6 +160,11 @@ def _window_cut_points(data: bytes, start: int, end: int) -> tuple[int, int]:
 
 
 def compile_mjml(source: str, what: str) -> str:
+    return finish_html(compile_raw(source, what), what)
+
+
+def compile_raw(source: str, what: str) -> str:
+    """mjml-python's HTML for ``source``, checked for leftover ``mj-`` tags but not yet folded."""
     try:
         # fonts={}: no web-font <link>, an outside fetch that would track readers.
         out = mjml.mjml2html(source, disable_comments=True, fonts={})
@@ -121,8 +174,15 @@ def compile_mjml(source: str, what: str) -> str:
     leftover = _LEFTOVER_MJ.search(out)
     if leftover:
         raise RenderError(what, f"MJML left {leftover.group()!r} in the HTML (unknown or misplaced tag)")
-    out = _fold_html(out)
-    longest = longest_line(out)
+    return out
+
+
+def finish_html(out: str, what: str) -> str:
+    """Fold ``out`` (compiled HTML) for a MIME body and check its longest line.
+
+    Separate from :func:`compile_raw` because a skeleton's values change line
+    lengths: folding must see the final text (see render.skeleton)."""
+    out, longest = _fold_measured(out)
     if longest > MAX_LINE_OCTETS:
         raise RenderError(what, f"HTML has an unbreakable {longest}-octet line (an over-long URL?)")
     # A MIME body ends in a newline; ending with one keeps web and mail copies identical.
@@ -131,10 +191,17 @@ def compile_mjml(source: str, what: str) -> str:
 
 def longest_line(text: str) -> int:
     """Octets in the longest line (only lines that could be long are encoded)."""
-    return max((len(line.encode()) if len(line) > _FOLD_AT // 4 else len(line) for line in text.split("\n")), default=0)
+    return max(
+        (len(line.encode()) if len(line) > _FOLD_AT // 4 and not line.isascii() else len(line) for line in text.split("\n")),
+        default=0,
+    )
 
 
 def check_text_lines(text: str, what: str) -> None:
+    # A line of at most a quarter of the limit in characters cannot reach it
+    # in octets: the plain text's wrapped lines are checked by one C-level max.
+    if max(map(len, text.split("\n")), default=0) * 4 <= MAX_LINE_OCTETS:
+        return
     longest = longest_line(text)
     if longest > MAX_LINE_OCTETS:
         raise RenderError(what, f"text has a {longest}-octet line (an over-long URL?)")

@@ -58,7 +58,7 @@ def wrap(value: str, width: int = TEXT_WIDTH, indent: str = "", subsequent: str 
         words = " ".join(para.split())
         if not words:
             continue
-        if _WIDE.search(words):
+        if not words.isascii() and _WIDE.search(words):
             lines = fill_wide(words, width, indent if first else sub, sub)
         else:
             pieces = pattern.findall(words)
@@ -79,7 +79,7 @@ _WIDE_TOKENS = re.compile(_WIDE.pattern + "|[^\\s" + _WIDE.pattern[1:] + "+|\\s+
 
 def columns(text: str) -> int:
     """Display width in a monospace terminal or mail client."""
-    return len(text) + len(_WIDE.findall(text))
+    return len(text) if text.isascii() else len(text) + len(_WIDE.findall(text))
 
 
 def fill_wide(text: str, width: int, indent: str, subsequent: str) -> list[str]:

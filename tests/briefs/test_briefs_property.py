@@ -6,6 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from publisher.briefs import lint, parse_brief
+from publisher.briefs.inline import _NORMAL_LINK, _md, _plain_markup, plain
 from publisher.core.errors import BriefError
 from publisher.briefs.model import Brief
 
@@ -107,3 +108,20 @@ def test_inline_fast_paths_match_markdown_it(source: str) -> None:
     fast = _Ctx("p", "https://base.example/").rich_inline(source, 1)
     slow = _Ctx("p", "https://base.example/").markdown_inline(source, 1)
     assert fast == slow
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(["a", " ", "  ", "\t", "\n", "\xa0", "\u2028", "*", "_", "`", "\\", "&", "[", "]", "!", "<", "x y"]), max_size=12).map("".join))
+def test_plain_fast_path_matches_the_markdown_path(text: str) -> None:
+    assert plain(text) == _plain_markup(text.strip())
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.sampled_from(["http://", "https://", "HTTP://", "https://a", "http://a.b"]),
+    st.text(alphabet="abcXYZ019.-:/?#;&=+$,_!~*'()@%[]\\ é\"<>`{}|^", max_size=30),
+)
+def test_links_markdown_it_leaves_alone_skip_its_normaliser(scheme: str, rest: str) -> None:
+    url = scheme + rest
+    if _NORMAL_LINK.fullmatch(url):
+        assert _md.normalizeLink(url) == url
