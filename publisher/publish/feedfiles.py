@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from .. import __version__
 from ..core.config import Config
@@ -43,8 +43,9 @@ class FeedWriter:
         whole = tag == MAIN_FEED and self.cfg.feeds.archive
         return stories.newest(conn, None if tag == MAIN_FEED else tag, None if whole else self.cfg.feeds.size)
 
-    def write(self, conn: Connection, tags: Iterable[str], *, force: bool = False) -> list[str]:
-        """Re-render the feeds of ``tags`` whose members changed (all of them with ``force``)."""
+    def write(self, conn: Connection, tags: Iterable[str], *, force: bool = False, stale: Collection[str] = ()) -> list[str]:
+        """Rewrite the feeds of ``tags`` whose members changed (all of them with ``force``; those of
+        ``stale`` whatever their digest says: their files may be ahead of the store)."""
         written: list[str] = []
         held: set[str] = set()  # slugs some feed of this pass holds
         # Digests are stored after every render: the first write would take
@@ -53,7 +54,7 @@ class FeedWriter:
         for tag in sorted(set(tags)):
             if tag != MAIN_FEED and not self.cfg.feeds.tag_feeds:
                 continue
-            written += self._write_one(conn, tag, held, digests, force=force)
+            written += self._write_one(conn, tag, held, digests, force=force, stale=tag in stale)
         for key, value in digests.items():
             if value is None:
                 kv.delete_kv(conn, key)
@@ -66,7 +67,8 @@ class FeedWriter:
             log.info("feeds written: %s", ", ".join(written[:6]) + (" …" if len(written) > 6 else ""))
         return written
 
-    def _write_one(self, conn: Connection, tag: str, held: set[str], digests: dict[str, str | None], *, force: bool) -> list[str]:
+    def _write_one(self, conn: Connection, tag: str, held: set[str], digests: dict[str, str | None], *, force: bool,
+                   stale: bool = False) -> list[str]:
         prefix = "" if tag == MAIN_FEED else f"tags/{tag}/"
         folder = self.cfg.paths.public / prefix
         refs = self._newest(conn, tag)
@@ -81,7 +83,7 @@ class FeedWriter:
         members = hashlib.sha256(
             repr((self._settings, [(r.slug, r.content_hash, r.updated_at.isoformat()) for r in refs])).encode()
         ).hexdigest()
-        if not force and kv.get_kv(conn, kv_key) == members and all((folder / name).exists() for name in FEED_NAMES):
+        if not (force or stale) and kv.get_kv(conn, kv_key) == members and all((folder / name).exists() for name in FEED_NAMES):
             return []
         if tag == MAIN_FEED and self.cfg.feeds.archive:
             # RFC 5005 archive pages hold every story: the whole render, from the briefs.
