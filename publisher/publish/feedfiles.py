@@ -43,9 +43,11 @@ class FeedWriter:
         whole = tag == MAIN_FEED and self.cfg.feeds.archive
         return stories.newest(conn, None if tag == MAIN_FEED else tag, None if whole else self.cfg.feeds.size)
 
-    def write(self, conn: Connection, tags: Iterable[str], *, force: bool = False, stale: Collection[str] = ()) -> list[str]:
+    def write(self, conn: Connection, tags: Iterable[str], *, force: bool = False, stale: Collection[str] = (),
+              refs: dict[str, list[stories.StoryRef]] | None = None) -> list[str]:
         """Rewrite the feeds of ``tags`` whose members changed (all of them with ``force``; those of
-        ``stale`` whatever their digest says: their files may be ahead of the store)."""
+        ``stale`` whatever their digest says: their files may be ahead of the store). ``refs`` gets
+        each feed's members, newest first (the site pages list the same stories)."""
         written: list[str] = []
         held: set[str] = set()  # slugs some feed of this pass holds
         # Digests are stored after every render: the first write would take
@@ -54,7 +56,7 @@ class FeedWriter:
         for tag in sorted(set(tags)):
             if tag != MAIN_FEED and not self.cfg.feeds.tag_feeds:
                 continue
-            written += self._write_one(conn, tag, held, digests, force=force, stale=tag in stale)
+            written += self._write_one(conn, tag, held, digests, force=force, stale=tag in stale, seen=refs)
         for key, value in digests.items():
             if value is None:
                 kv.delete_kv(conn, key)
@@ -68,10 +70,12 @@ class FeedWriter:
         return written
 
     def _write_one(self, conn: Connection, tag: str, held: set[str], digests: dict[str, str | None], *, force: bool,
-                   stale: bool = False) -> list[str]:
+                   stale: bool = False, seen: dict[str, list[stories.StoryRef]] | None = None) -> list[str]:
         prefix = "" if tag == MAIN_FEED else f"tags/{tag}/"
         folder = self.cfg.paths.public / prefix
         refs = self._newest(conn, tag)
+        if seen is not None:
+            seen[tag] = refs
         kv_key = f"feed.members:{tag}"
         if not refs and tag != MAIN_FEED:
             digests[kv_key] = None

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from ..core.config import Config
 from ..core.errors import PublisherError
 from ..store.engine import Connection, DatabaseFailure, Engine
+from ..store.stories import StoryRef
 from .briefcache import BriefCache
 from .feedfiles import FeedWriter
 from .reading import failure_message
@@ -53,8 +54,9 @@ class Republisher:
         if not keys:
             return []
         full = force or bool(self.pending or self.stale)
-        written = self.feeds.write(conn, keys, force=force, stale=self.stale)
-        written += self.site.write(conn, keys, None if full else changed)
+        refs: dict[str, list[StoryRef]] = {}  # each feed's newest: the site's lists show the same
+        written = self.feeds.write(conn, keys, force=force, stale=self.stale, refs=refs)
+        written += self.site.write(conn, keys, None if full else changed, refs)
         return written
 
     def write_within(self, conn: Connection, touched: Iterable[str], changed: Sequence[str], result: SyncResult) -> bool:

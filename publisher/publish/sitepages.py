@@ -23,7 +23,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from ..briefs.model import Brief
 from ..core.config import Config
@@ -72,6 +72,7 @@ class SiteWriter:
         self._order: list[tuple[dt.datetime, str]] = []  # (published, slug) of the listing, oldest first
         self._counts: dict[str, int] = {}
         self._pages = 0  # archive pages last written (0: unknown, as in a fresh process)
+        self._refs: Mapping[str, list[stories.StoryRef]] = {}
 
     def _write(self, rel: str, html: str) -> list[str]:
         return [rel] if write_atomic(self.cfg.paths.public / rel, html.encode("utf-8")) else []
@@ -89,7 +90,7 @@ class SiteWriter:
     def _name(self, conn: Connection, key: str) -> str:
         """A tag's display name as its newest story spells it (not rebuilt from the slug); kept per process."""
         if key not in self._names:
-            refs = stories.newest(conn, key, 1)
+            refs = self._newest(conn, key, 1)
             self._names[key] = self.items.names(conn, refs[0]).get(key, key) if refs else key
         return self._names[key]
 
@@ -105,7 +106,15 @@ class SiteWriter:
         self._inputs_dirty = True
         return False
 
-    def write(self, conn: Connection, tags: Iterable[str], changed: Sequence[str] | None = None) -> list[str]:
+    def _newest(self, conn: Connection, key: str, limit: int) -> list[stories.StoryRef]:
+        """The newest ``limit`` stories of a tag ("" for all), from what the feeds just read when they did."""
+        known = self._refs.get(key)
+        if known is not None and (len(known) >= limit or len(known) < self.cfg.feeds.size):
+            return known[:limit]
+        return stories.newest(conn, key or None, limit)
+
+    def write(self, conn: Connection, tags: Iterable[str], changed: Sequence[str] | None = None,
+              refs: Mapping[str, list[stories.StoryRef]] | None = None) -> list[str]:
         """Home, archive, tags index, the pages of ``tags``, manage page and feed stylesheet.
 
         ``changed`` names the stories this sync recorded. When none of them
@@ -119,6 +128,8 @@ class SiteWriter:
         the lists are read whole from the store.
         """
         wanted = set(tags)
+        # The feeds of this very transaction read the newest of each tag already.
+        self._refs = refs or {}
         if changed is None or self._listing is None:
             self._load_listing(conn)
             first = 0
@@ -177,7 +188,7 @@ class SiteWriter:
             return None  # a tag spelled differently now: the tags index shows names
         all_tags = [TagItem(key, self._name(conn, key), n) for key, n in sorted(counts.items())]
         written = self._tag_pages(conn, wanted, all_tags)
-        written += self._home(conn, stories.newest(conn, None, HOME_STORIES), all_tags)
+        written += self._home(conn, self._newest(conn, "", HOME_STORIES), all_tags)
         return written + self._fixed()
 
     def _write_lists(self, conn: Connection, wanted: set[str], first: int) -> list[str]:
@@ -193,7 +204,7 @@ class SiteWriter:
                 self._names.pop(key, None)  # its newest story may spell it differently now
             all_tags = [TagItem(key, self._name(conn, key), n) for key, n in sorted(counts.items())]
             written += self._tag_pages(conn, wanted, all_tags)
-            written += self._home(conn, stories.newest(conn, None, HOME_STORIES), all_tags)
+            written += self._home(conn, self._newest(conn, "", HOME_STORIES), all_tags)
             written += self._archive(conn, first)
             if not self._unchanged(conn, "tags/index.html", all_tags):
                 written += self._write("tags/index.html", site.tags_page(all_tags, self.cfg))
@@ -242,7 +253,7 @@ class SiteWriter:
         written: list[str] = []
         for tag in all_tags:
             if tag.key in wanted:
-                tag_refs = stories.newest(conn, tag.key, self.cfg.feeds.size)
+                tag_refs = self._newest(conn, tag.key, self.cfg.feeds.size)
                 items = [self.items.get(conn, r) for r in tag_refs]
                 written += self._write(f"tags/{tag.key}/index.html", site.tag_page(tag, items, self.cfg))
         return written
