@@ -44,6 +44,7 @@ class Republisher:
         self.site = SiteWriter(cfg, briefs)
         self.pending: set[str] = set()  # tag keys whose feeds failed to write: retried every scan
         self.stale: set[str] = set()  # tag keys whose files may be ahead of the store (a rollback)
+        self.changed: set[str] = set()  # slugs whose rows changed since the lists were last written
 
     def write(self, conn: Connection, touched: Iterable[str], changed: Sequence[str] | None, *, force: bool = False) -> list[str]:
         """Feeds of ``touched`` (and any left pending) and the site pages, in ``conn``'s transaction.
@@ -56,7 +57,7 @@ class Republisher:
         full = force or bool(self.pending or self.stale)
         refs: dict[str, list[StoryRef]] = {}  # each feed's newest: the site's lists show the same
         written = self.feeds.write(conn, keys, force=force, stale=self.stale, refs=refs)
-        written += self.site.write(conn, keys, None if full else changed, refs)
+        written += self.site.write(conn, keys, None if full or changed is None else sorted({*changed, *self.changed}), refs)
         return written
 
     def write_within(self, conn: Connection, touched: Iterable[str], changed: Sequence[str], result: SyncResult) -> bool:
@@ -84,6 +85,7 @@ class Republisher:
         """The transaction of the last :meth:`write` committed: nothing is pending any more."""
         self.pending = set()
         self.stale = set()
+        self.changed = set()
         if self.retries.succeeded(RETRY_KEY):
             log.info("feeds written again")
 
