@@ -287,7 +287,7 @@ class Pipeline:
         if watch.scan_one(self.cfg.paths.briefs / path, follow_symlinks=self.cfg.briefs.follow_symlinks) != stat:
             result.waiting.append(path)  # changed while we read it: next scan
             return False
-        now, handled, outputs = self._now(), False, False
+        now, handled, outputs, slugs = self._now(), False, False, []
         try:
             with self._lock, self.engine.begin() as conn:
                 if known is not None and unchanged:
@@ -308,6 +308,7 @@ class Pipeline:
                 self.outputs.rolled_back({*recorded.touched, MAIN_FEED})
             self._failed(path, stat, exc, result)
             return False
+        self.outputs.changed.update(slugs)  # the site's lists follow these stories (a retired slug too)
         if outputs:
             self.outputs.committed()
         index[path] = recorded.indexed
