@@ -57,7 +57,8 @@ class Republisher:
         full = force or bool(self.pending or self.stale)
         refs: dict[str, list[StoryRef]] = {}  # each feed's newest: the site's lists show the same
         written = self.feeds.write(conn, keys, force=force, stale=self.stale, refs=refs)
-        written += self.site.write(conn, keys, None if full or changed is None else sorted({*changed, *self.changed}), refs)
+        written += self.site.write(conn, keys, None if full or changed is None else sorted({*changed, *self.changed}), refs,
+                                  fresh=force)
         return written
 
     def write_within(self, conn: Connection, touched: Iterable[str], changed: Sequence[str], result: SyncResult) -> bool:

@@ -24,12 +24,14 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
+from .. import __version__
 from ..briefs.model import Brief
 from ..core.config import Config
 from ..render import site
-from ..briefs.slugs import tag_slug
 from ..render.site import StoryItem, TagItem
+from ..render.templating import search_path
 from ..store import engine as kv
 from ..store import stories
 from ..store.engine import Connection
@@ -73,6 +75,7 @@ class SiteWriter:
         self._counts: dict[str, int] = {}
         self._pages = 0  # archive pages last written (0: unknown, as in a fresh process)
         self._refs: Mapping[str, list[stories.StoryRef]] = {}
+        self._salt_value: str | None = None
 
     def _write(self, rel: str, html: str) -> list[str]:
         return [rel] if write_atomic(self.cfg.paths.public / rel, html.encode("utf-8")) else []
@@ -95,10 +98,12 @@ class SiteWriter:
         return self._names[key]
 
     def _unchanged(self, conn: Connection, rel: str, inputs: object) -> bool:
-        """True when ``rel`` was rendered from the same inputs (by any process) and is still there."""
+        """True when ``rel`` was rendered from the same inputs (by any process, with the same
+        templates and settings) and is still there."""
         if self._inputs is None:
             raw = kv.get_kv(conn, INPUTS_KEY)
-            self._inputs = json.loads(raw) if raw else {}
+            kept = json.loads(raw) if raw else {}
+            self._inputs = kept.get("pages", {}) if kept.get("salt") == self._salt() else {}
         digest = hashlib.sha256(repr(inputs).encode()).hexdigest()
         if self._inputs.get(rel) == digest and (self.cfg.paths.public / rel).exists():
             return True
@@ -113,8 +118,18 @@ class SiteWriter:
             return known[:limit]
         return stories.newest(conn, key or None, limit)
 
+    def _salt(self) -> str:
+        """What besides its inputs shapes a page: the settings, the version and the site templates' bytes."""
+        if self._salt_value is None:
+            digest = hashlib.sha256(repr((self.cfg.site, self.cfg.feeds, __version__)).encode())
+            for folder in search_path(self.cfg.paths.templates):
+                for path in sorted((Path(folder) / "site").glob("*")):
+                    digest.update(path.name.encode() + b"\0" + path.read_bytes())
+            self._salt_value = digest.hexdigest()
+        return self._salt_value
+
     def write(self, conn: Connection, tags: Iterable[str], changed: Sequence[str] | None = None,
-              refs: Mapping[str, list[stories.StoryRef]] | None = None) -> list[str]:
+              refs: Mapping[str, list[stories.StoryRef]] | None = None, *, fresh: bool = False) -> list[str]:
         """Home, archive, tags index, the pages of ``tags``, manage page and feed stylesheet.
 
         ``changed`` names the stories this sync recorded. When none of them
@@ -125,24 +140,26 @@ class SiteWriter:
         lists kept from the last write are updated with those stories alone
         and only the archive pages they fall on are rendered. None means
         "anything may have changed" (a build, a retry after a failed write):
-        the lists are read whole from the store.
+        the lists are read whole from the store. ``fresh`` (a full build)
+        renders every list page, whatever was kept.
         """
         wanted = set(tags)
+        if fresh:
+            self._inputs = {}
         # The feeds of this very transaction read the newest of each tag already.
         self._refs = refs or {}
+        written: list[str] | None = None
         if changed is None or self._listing is None:
             self._load_listing(conn)
-            first = 0
+            written = self._write_lists(conn, wanted, 0)
         else:
             now = stories.listed(conn, changed)
             if all(now.get(slug) == self._listing.get(slug) for slug in changed):
                 written = self._write_lists_unchanged(conn, wanted)
-                if written is not None:
-                    return written
-            first = self._update_listing(changed, now, wanted)
-        written = self._write_lists(conn, wanted, first)
+            if written is None:
+                written = self._write_lists(conn, wanted, self._update_listing(changed, now, wanted))
         if self._inputs_dirty and self._inputs is not None:
-            kv.set_kv(conn, INPUTS_KEY, json.dumps(self._inputs, sort_keys=True))
+            kv.set_kv(conn, INPUTS_KEY, json.dumps({"salt": self._salt(), "pages": self._inputs}, sort_keys=True))
             self._inputs_dirty = False
         return written
 
@@ -255,12 +272,18 @@ class SiteWriter:
             if tag.key in wanted:
                 tag_refs = self._newest(conn, tag.key, self.cfg.feeds.size)
                 items = [self.items.get(conn, r) for r in tag_refs]
-                written += self._write(f"tags/{tag.key}/index.html", site.tag_page(tag, items, self.cfg))
+                rel = f"tags/{tag.key}/index.html"
+                # An edit of a story below the page's newest changes nothing on it.
+                if not self._unchanged(conn, rel, (tag, items)):
+                    written += self._write(rel, site.tag_page(tag, items, self.cfg))
         return written
 
     def _home(self, conn: Connection, refs: list[stories.StoryRef], all_tags: list[TagItem]) -> list[str]:
         top = sorted(all_tags, key=lambda t: (-t.count, t.name.casefold()))
-        return self._write("index.html", site.home_page([self.items.get(conn, r) for r in refs], self.cfg, top))
+        items = [self.items.get(conn, r) for r in refs]
+        if self._unchanged(conn, "index.html", (items, top)):
+            return []
+        return self._write("index.html", site.home_page(items, self.cfg, top))
 
     def _fixed(self) -> list[str]:
         written = self._write("manage/index.html", site.manage_page(self.cfg))

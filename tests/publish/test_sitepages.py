@@ -187,3 +187,20 @@ def test_the_archive_is_paginated_oldest_first_so_a_new_story_rewrites_only_the_
     assert not (cfg.paths.public / "archive" / "3.html").exists()
     assert _archive_links(cfg, "archive/2.html")[1] == {"prev": BASE + "archive/1.html", "next": BASE + "archive/"}
     assert _archive_links(cfg, "archive/index.html") == (["Story 9", "Story 8", "Story 7"], {"prev": BASE + "archive/2.html"})
+
+
+def test_a_changed_site_template_reaches_every_list_page_however_their_inputs_were_kept(tmp_path: Path) -> None:
+    cfg = build_config(tmp_path, create=True, site={"base_url": BASE}, schedule={"quiet_period": 0}, paths={"templates": "templates"})
+    (cfg.paths.briefs / "a.md").write_text(brief_text("story-a", "Story A", tags="alpha"))
+    Pipeline(cfg, store.connect(cfg.store_url)).build_all(workers=1)
+    assert "Archive" in (cfg.paths.public / "archive" / "index.html").read_text()
+    # The user overrides the archive template; a new process (the kept page inputs
+    # are the same) must still render it, by a build as by the next change.
+    (tmp_path / "templates" / "site").mkdir(parents=True)
+    builtin = Path(__file__).resolve().parents[2] / "templates" / "site" / "archive.html"
+    (tmp_path / "templates" / "site" / "archive.html").write_text(builtin.read_text().replace("<h1>Archive", "<h1>The whole archive"))
+    from publisher.render import templating
+
+    templating.search_path.cache_clear()
+    Pipeline(cfg, store.connect(cfg.store_url)).build_all(workers=1)
+    assert "The whole archive" in (cfg.paths.public / "archive" / "index.html").read_text()
