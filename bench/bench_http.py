@@ -10,7 +10,14 @@ the machine is shared and noisy.
     .venv/bin/python bench/bench_http.py [--duration 5] [--connections 32]
 
 Needs Debian's `wrk` and `nginx` (nginx-light); rows for a missing tool are
-skipped with a note. The public/ folder is built from briefs/ by the
+skipped with a note.
+
+The load generator and the server under test run on separate cores, pinned
+with ``taskset`` (util-linux): the server on ``--server-cpus`` (default: the
+first CPU this process may use), wrk on ``--client-cpus`` (default: the
+rest), one wrk thread per client core. Unpinned, wrk and nginx share the two
+cores and nginx's figure is wrk's ceiling, not nginx's. Without taskset or
+with one core the run is unpinned and says so. The public/ folder is built from briefs/ by the
 pipeline when it is available, else the feeds are rendered from briefs/.
 """
 
@@ -118,7 +125,24 @@ def build_public(work: Path) -> tuple[Path, str]:
     return cfg_path, "bench-local feedgen Atom (publisher.feeds absent)"
 
 
-def start_ours(cfg_path: Path, port: int) -> subprocess.Popen[bytes]:
+def pinned(cmd: list[str], cpus: str | None) -> list[str]:
+    """``cmd`` run on the CPUs ``cpus`` (a taskset list such as "0" or "1-3"); unchanged for None."""
+    return ["taskset", "--cpu-list", cpus, *cmd] if cpus else cmd
+
+
+def cpu_split(server: str | None, client: str | None) -> tuple[str | None, str | None, str]:
+    """(server CPUs, client CPUs, a note for the report): separate cores when taskset and two cores allow."""
+    mine = sorted(os.sched_getaffinity(0))
+    if not shutil.which("taskset"):
+        return None, None, "unpinned (taskset absent: apt-get install util-linux)"
+    if server is None and client is None and len(mine) < 2:
+        return None, None, "unpinned (one core)"
+    server = server or str(mine[0])
+    client = client or ",".join(str(c) for c in mine if str(c) not in server.split(",")) or str(mine[-1])
+    return server, client, f"server on CPU {server}, wrk on CPU {client} (taskset)"
+
+
+def start_ours(cfg_path: Path, port: int, cpus: str | None = None) -> subprocess.Popen[bytes]:
     code = textwrap.dedent(
         f"""
         import logging, uvicorn
@@ -133,10 +157,10 @@ def start_ours(cfg_path: Path, port: int) -> subprocess.Popen[bytes]:
         """
     )
     env = dict(os.environ, PUBLISHER_SIGNING_KEY="b" * 64)
-    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env)
+    return subprocess.Popen(pinned([sys.executable, "-c", code], cpus), cwd=ROOT, env=env)
 
 
-def start_nginx(public: Path, work: Path, port: int) -> subprocess.Popen[bytes] | None:
+def start_nginx(public: Path, work: Path, port: int, cpus: str | None = None) -> subprocess.Popen[bytes] | None:
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     if nginx is None:
         return None
@@ -171,11 +195,13 @@ def start_nginx(public: Path, work: Path, port: int) -> subprocess.Popen[bytes] 
         )
     )
     (work / "nginx-tmp").mkdir(exist_ok=True)
-    return subprocess.Popen([nginx, "-c", str(conf), "-p", str(work)])
+    # The master and its worker inherit the pinning.
+    return subprocess.Popen(pinned([nginx, "-c", str(conf), "-p", str(work)], cpus))
 
 
-def run_wrk(url: str, *, etag: str | None, duration: int, connections: int) -> tuple[float, str]:
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency"]
+def run_wrk(url: str, *, etag: str | None, duration: int, connections: int, cpus: str | None = None) -> tuple[float, str]:
+    threads = max(1, len(cpus.replace("-", ",").split(","))) if cpus else 2
+    cmd = pinned(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"], cpus)
     if etag:
         cmd += ["-H", f"If-None-Match: {etag}"]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
@@ -196,7 +222,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--server-cpus", help="taskset CPU list for the server under test (default: the first CPU)")
+    ap.add_argument("--client-cpus", help="taskset CPU list for wrk (default: the other CPUs)")
     args = ap.parse_args()
+    server_cpus, client_cpus, pinning = cpu_split(args.server_cpus, args.client_cpus)
     if not shutil.which("wrk"):
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
@@ -208,9 +237,9 @@ def main() -> int:
         ours_port, nginx_port = free_port(), free_port()
         procs: list[subprocess.Popen[bytes]] = []
         try:
-            procs.append(start_ours(cfg_path, ours_port))
+            procs.append(start_ours(cfg_path, ours_port, server_cpus))
             servers = [("publisher (uvicorn)", f"http://127.0.0.1:{ours_port}/feed.atom")]
-            ng = start_nginx(work / "public", work, nginx_port)
+            ng = start_nginx(work / "public", work, nginx_port, server_cpus)
             if ng is not None:
                 procs.append(ng)
                 servers.append(("nginx", f"http://127.0.0.1:{nginx_port}/feed.atom"))
@@ -222,7 +251,7 @@ def main() -> int:
                 wait_http(url)
                 etag, size = etag_of(url)
                 for label, tag in (("conditional GET (304)", etag), ("full GET (200)", None)):
-                    rps, p99 = run_wrk(url, etag=tag, duration=args.duration, connections=args.connections)
+                    rps, p99 = run_wrk(url, etag=tag, duration=args.duration, connections=args.connections, cpus=client_cpus)
                     rows.append((name, label, rps, p99))
         finally:
             for p in procs:
@@ -232,7 +261,9 @@ def main() -> int:
                     p.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     p.kill()
-    print(f"\nfeed.atom: {size} bytes (public/ from {how}); wrk -t2 -c{args.connections} -d{args.duration}s on {os.cpu_count()} cores\n")
+    load = os.getloadavg()
+    print(f"\nfeed.atom: {size} bytes (public/ from {how}); wrk -c{args.connections} -d{args.duration}s on {os.cpu_count()} cores, "
+          f"{pinning}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
     print(f"| server | request | req/s | p99 latency | vs nginx |")
     print(f"|---|---|---:|---:|---:|")
     ref = {label: rps for name, label, rps, _ in rows if name == "nginx"}

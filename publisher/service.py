@@ -45,14 +45,39 @@ class Service:
         self._paths_lock = threading.Lock()
         self._paths: set[str] = set()  # brief files named by events since the last scan
         self._full_needed = False  # an event the path list cannot express (a folder moved...)
+        self._scanning = False  # a scan job is running: a nudge now queues one more scan after it
+        self._again = False
         self._last_full = 0.0
 
     # -- jobs (each logs and survives its own failures) ---------------------
 
     def scan(self, force: bool = False) -> None:
-        """The scan job. With file events live, a tick with no event since the
-        last scan only scans when the safety-net interval is up: stat-ing ten
-        thousand briefs every two seconds would be most of the idle CPU."""
+        """The scan job, and once more right after for any nudge that came while it ran.
+
+        The scheduler runs one instance at a time and drops a run that is due
+        while one is running, so an event during a scan would wait for the
+        next tick; here all such nudges make one more scan (coalesced)."""
+        with self._paths_lock:
+            self._scanning, self._again = True, False
+        try:
+            while True:
+                self._scan_once(force)
+                force = False
+                with self._paths_lock:
+                    # Decided under the lock a nudge takes: none can fall between.
+                    if not self._again or self._stop.is_set():
+                        self._scanning = False
+                        return
+                    self._again = False
+        except BaseException:
+            with self._paths_lock:
+                self._scanning = False
+            raise
+
+    def _scan_once(self, force: bool = False) -> None:
+        """With file events live, a tick with no event since the last scan
+        only scans when the safety-net interval is up: stat-ing ten thousand
+        briefs every two seconds would be most of the idle CPU."""
         paths: list[str] | None = None
         sweep = False
         if not force and self._events_live.is_set():
@@ -159,6 +184,9 @@ class Service:
                     self._paths.add(rel.as_posix())
             if changed is None:
                 self._full_needed = True
+            if self._scanning:
+                self._again = True  # the running scan job looks again when it is done
+                return
         try:
             self.scheduler.modify_job(SCAN, next_run_time=dt.datetime.now(dt.timezone.utc))
         except Exception as exc:  # the scheduler is shutting down: the poll covers it

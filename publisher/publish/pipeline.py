@@ -36,14 +36,14 @@ from ..store.engine import Connection, DatabaseFailure, Engine
 from . import watch, websub
 from .briefcache import BriefCache
 from .digests import Digests, DigestSchedule
-from .feedfiles import MAIN_FEED, FeedWriter
+from .feedfiles import MAIN_FEED
 from .fileindex import FileIndex
 from .issues import Released, StoryIssues
 from .outputs import remove_web_issue
 from .reading import Parsed, failure_message, map_chunks, read_and_parse, write_web_issue
 from .results import Status, SyncResult
+from .republish import Republisher
 from .retry import Retries
-from .sitepages import SiteWriter
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +86,10 @@ class Pipeline:
         self._sync_lock = threading.RLock()
         self._index: FileIndex | None = None
         self.tree = watch.Tree()  # what the last full scan saw, for the cheap safety-net sweep
-        self._feeds_pending: set[str] = set()  # tag keys whose feeds failed to write: retried every scan
         self.retries = Retries(cfg.schedule.scan_interval)
         self.briefs = BriefCache(cfg)
-        self.feeds = FeedWriter(cfg, self.briefs)
-        self.site = SiteWriter(cfg, self.briefs)
+        self.outputs = Republisher(cfg, self.briefs, self.retries)
+        self.feeds, self.site = self.outputs.feeds, self.outputs.site
         self.issues = StoryIssues(cfg, engine, self.briefs, clock, self._lock)
         self.digests = Digests(cfg, engine, self.briefs, clock, self._lock)
 
@@ -242,26 +241,6 @@ class Pipeline:
         with self.engine.connect() as conn:
             return stories.live_titles(conn, brief.related)
 
-    def _write_feeds(self, touched: set[str], result: SyncResult, *, force: bool = False) -> None:
-        """Every feed of ``touched`` plus those a failed write left behind; on failure they wait for the next scan."""
-        keys, pending = touched | self._feeds_pending, bool(self._feeds_pending)
-        if not keys:
-            return
-        try:
-            with self.engine.begin() as conn:
-                result.written += self.feeds.write(conn, keys, force=force)
-                result.written += self.site.write(conn, keys, None if force or pending else [*result.published, *result.removed])
-        except EXPECTED as exc:
-            self._feeds_pending = keys  # and the next site write is a full one (pending)
-            message = failure_message(self.cfg.paths.public, exc).replace("cannot publish", "feeds not written")
-            if self.retries.failed("<feeds>", None, message):
-                log.error("%s (retried on the next scan)", message)
-            result.retry_after = _min(result.retry_after, self.retries.seconds_to_next())
-            return
-        self._feeds_pending = set()
-        if self.retries.succeeded("<feeds>"):
-            log.info("feeds written again")
-
     # -- the public API ---------------------------------------------------
 
     def _seen(self, paths: Iterable[str] | None, index: FileIndex) -> tuple[dict[str, watch.Stat], Mapping[str, watch.Indexed]]:
@@ -286,12 +265,13 @@ class Pipeline:
             self.retries.forget(key)
         return seen
 
-    def _sync_file(self, path: str, stat: watch.Stat, index: FileIndex, result: SyncResult, touched: set[str]) -> None:
-        """Read, parse, record and write one file in its own transaction; its failure is its own."""
+    def _sync_file(self, path: str, stat: watch.Stat, index: FileIndex, result: SyncResult, touched: set[str], alone: bool = False) -> bool:
+        """Read, parse, record and write one file in its own transaction; its failure is its own.
+        ``alone`` (the sync's only file): its feeds and site pages too, in that transaction (True if so)."""
         parsed, brief = read_and_parse(self.cfg, path, stat)  # no lock held: other work goes on meanwhile
         if parsed.retry:
             self._failed(path, stat, parsed.error or "", result)
-            return
+            return False
         known = index.get(path)
         unchanged = known is not None and known.sha256 == parsed.sha256 and parsed.error is None and known.slug == parsed.slug
         ready: RenderedIssue | None = None
@@ -303,11 +283,11 @@ class Pipeline:
                 ready = None if brief.is_draft else render_story(brief, self.cfg, related_titles=self._titles(brief))
             except Exception as exc:  # whatever one brief does, the others publish
                 self._failed(path, stat, exc, result)
-                return
+                return False
         if watch.scan_one(self.cfg.paths.briefs / path, follow_symlinks=self.cfg.briefs.follow_symlinks) != stat:
             result.waiting.append(path)  # changed while we read it: next scan
-            return
-        now = self._now()
+            return False
+        now, handled, outputs, slugs = self._now(), False, False, []
         try:
             with self._lock, self.engine.begin() as conn:
                 if known is not None and unchanged:
@@ -316,12 +296,21 @@ class Pipeline:
                     recorded = _Recorded(watch.Indexed(stat, known.sha256, known.slug), None, frozenset(), None)
                 else:
                     recorded = self._record(conn, parsed, now, index)
-                    for slug in filter(None, (recorded.changed_slug, recorded.retired)):
+                    slugs = [s for s in (recorded.changed_slug, recorded.retired) if s]
+                    for slug in slugs:
                         result.written += self._story_outputs(conn, slug, now, ready)
+                    if alone and slugs:
+                        handled = True
+                        outputs = self.outputs.write_within(conn, {*recorded.touched, MAIN_FEED}, slugs, result)
         except Exception as exc:  # one file's failure, whatever it is, is that file's alone
             # The transaction rolled back; the file stays unseen and is read again later.
+            if outputs:
+                self.outputs.rolled_back({*recorded.touched, MAIN_FEED})
             self._failed(path, stat, exc, result)
-            return
+            return False
+        self.outputs.changed.update(slugs)  # the site's lists follow these stories (a retired slug too)
+        if outputs:
+            self.outputs.committed()
         index[path] = recorded.indexed
         if self.retries.succeeded(path):
             log.info("%s published after earlier failures", path)
@@ -331,6 +320,7 @@ class Pipeline:
         if recorded.changed_slug is not None:
             result.published.append(recorded.changed_slug)
             log.info("published %s", recorded.changed_slug)
+        return handled
 
     def _sync_removed(self, path: str, index: FileIndex, result: SyncResult, touched: set[str]) -> None:
         now = self._now()
@@ -366,13 +356,15 @@ class Pipeline:
             due = [p for p in plan.read if self.retries.due(p, seen[p])]
             result.retrying = sorted(set(plan.read) - set(due))
             touched: set[str] = set()
-            for path in due:
-                self._sync_file(path, seen[path], index, result, touched)
+            # One changed file (an edit): its feeds and pages commit with its rows.
+            alone = len(due) == 1 and not plan.removed
+            done = any([self._sync_file(path, seen[path], index, result, touched, alone) for path in due])
             for path in plan.removed:
                 self._sync_removed(path, index, result, touched)
             if result.published or result.removed:
                 touched.add(MAIN_FEED)
-            self._write_feeds(touched, result)
+            if not done:
+                self.outputs.write_after(self.engine, touched, result)
             result.retrying = sorted(set(result.retrying) | {p for p in self.retries.pending() if p in seen})
             result.retry_after = _min(result.retry_after, self.retries.seconds_to_next())
             self._ping_hub(result.written)
@@ -423,7 +415,7 @@ class Pipeline:
                     remove_web_issue(self.cfg.paths.public, slug)
             for parsed in failed:
                 self._failed(parsed.path, parsed.stat, parsed.error or "", result)
-            self._write_feeds(touched, result, force=True)
+            self.outputs.write_after(self.engine, touched, result, force=True)
             self._ping_hub(result.written)
             log.info("build: %d published, %d rejected, %d removed", len(result.published), len(result.errors), len(result.removed))
             return result

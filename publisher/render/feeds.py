@@ -13,14 +13,17 @@ both come from the story itself, never from the build:
   only when the story's content changes; feed ``updated`` is the newest
   entry's, never the build time.
 
-Atom and RSS are produced with feedgen. Its pitfalls are handled in this
-file only, each at a comment starting "feedgen pitfall:": ``updated`` and
-``lastBuildDate`` default to now() (always set from the entries); entry links
-lose ``rel``/``type``; ``type="CDATA"`` is invalid Atom (we use ``html``);
-the RSS channel ``<link>`` is the last link added; RSS drops ``rel=hub``;
-RSS dates flip the process locale. :func:`_fix_feedgen_atom` and
-:func:`_fix_feedgen_rss` post-process the XML; they also write the hex
-character references an RSS title needs. JSON Feed 1.1 is written with json.
+Every feed file is *spliced*: a head and a tail that depend on the feed and
+its ``updated`` only, with the :class:`EntryParts` of its stories (one
+entry's Atom, RSS and JSON bytes) joined between them. The parts of a story
+are rendered once (:func:`entry_parts`) and can be kept by the caller, even
+across processes (``publish.entrycache``): :func:`assemble` then makes a
+feed without its briefs. There is no second way to write a feed, so a feed
+spliced from kept parts is the full render, byte for byte.
+
+Atom and RSS come from feedgen (its pitfalls are handled in
+:mod:`publisher.render.feedxml`); JSON Feed 1.1 is written with json, each
+item indented as ``json.dumps(indent=2)`` would place it in the whole feed.
 """
 
 from __future__ import annotations
@@ -29,280 +32,81 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-import re
-import threading
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from feedgen.feed import FeedGenerator
-from lxml import etree  # type: ignore[import-untyped]
-from markupsafe import escape
-
-from .. import __version__
 from ..core.config import Config
-from ..core.errors import RenderError
 from ..core.memo import IdentityMemo
 from .feed_entries import GENERATOR, Entry, FeedStory, aware, line, make_entry
+from .feedxml import EMPTY_FEED_UPDATED, FeedInfo, entry_xml, heads
 
 log = logging.getLogger(__name__)
 
 JSONFEED_VERSION = "https://jsonfeed.org/version/1.1"
-ATOM_NS = "http://www.w3.org/2005/Atom"
-_A = "{%s}" % ATOM_NS
 FORMATS = ("atom", "rss", "json")
-MEDIA_TYPES = {
-    "atom": "application/atom+xml",
-    "rss": "application/rss+xml",
-    "json": "application/feed+json",
-}
-# A feed with no entry still needs an ``updated``; the epoch keeps it stable.
-EMPTY_FEED_UPDATED = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+# ------------------------------------------------------------------ one entry
+
+
+@dataclass(frozen=True)
+class EntryParts:
+    """One story's entry in every format, as the bytes a feed joins; and what a feed needs of it besides."""
+
+    slug: str
+    updated: dt.datetime  # the entry's updated (site time zone): the feed's is the newest of these
+    keys: tuple[tuple[str, str], ...]  # (tag slug, display name): which tag feeds carry it, their titles
+    atom: bytes
+    rss: bytes
+    json: bytes  # the item at its place in the feed: indented, first line without the indent
+
+
+_JSON_INDENT = "    "  # an item of the top-level "items" list
+_PARTS_MEMO = IdentityMemo[EntryParts](2048)
+
+
+def _json_item(e: Entry, cfg: Config) -> bytes:
+    author = {"name": line(cfg.site.author) or GENERATOR}
+    item = {
+        "id": e.id,
+        "url": e.link,
+        "title": e.title,
+        "summary": e.summary,
+        "content_html": e.html,
+        "date_published": e.published.isoformat(),
+        "date_modified": e.updated.isoformat(),
+        "authors": [author],
+        "tags": list(e.categories),
+    }
+    # JSON escapes newlines inside strings, so every line break is the indent's.
+    text = json.dumps(item, ensure_ascii=False, indent=2, sort_keys=True).replace("\n", "\n" + _JSON_INDENT)
+    return text.encode("utf-8")
+
+
+def entry_parts(e: Entry, cfg: Config) -> EntryParts:
+    """The parts of one entry, rendered once per story version (memoised on its Brief's identity)."""
+    owners, extra = (cfg, e.brief), (e.published, e.updated)
+    hit = _PARTS_MEMO.get(owners, extra)
+    if hit is not None:
+        return hit
+    atom, rss = entry_xml(e, cfg)
+    parts = EntryParts(e.slug, e.updated, e.keys, atom, rss, _json_item(e, cfg))
+    _PARTS_MEMO.put(owners, extra, parts)
+    return parts
 
 
 # ------------------------------------------------------------------ one feed
 
-
-@dataclass(frozen=True)
-class _FeedInfo:
-    path: str  # output folder prefix: "" or "tags/<slug>/"
-    title: str
-    subtitle: str
-    name: str = "feed"  # file name without the format suffix
-    links: tuple[tuple[str, str], ...] = ()  # extra Atom (rel, href): RFC 5005 paging
-    archive: bool = False  # an RFC 5005 archive document (fh:archive)
-
-    def url(self, cfg: Config, fmt: str) -> str:
-        return cfg.site.url(f"{self.path}{self.name}.{fmt}")
+_JSON_ITEMS = '\n  "items": []'
+_JSON_HEAD_MEMO = IdentityMemo[tuple[bytes, bytes]](512)
 
 
-def _feed_updated(entries: Sequence[Entry]) -> dt.datetime:
-    return max((e.updated for e in entries), default=EMPTY_FEED_UPDATED)
-
-
-def _rss_time(value: dt.datetime) -> dt.datetime:
-    """RFC 822 zones as the W3C validator reads them are whole or half hours
-    (it rejects +0545): such a zone's times go out in UTC in RSS."""
-    offset = value.utcoffset() or dt.timedelta(0)
-    return value if offset % dt.timedelta(minutes=30) == dt.timedelta(0) else value.astimezone(dt.timezone.utc)
-
-
-def _feedgen(
-    info: _FeedInfo, entries: Sequence[Entry], cfg: Config, fmt: str, updated: dt.datetime | None = None
-) -> FeedGenerator:
-    site = cfg.site
-    fg = FeedGenerator()
-    fg.load_extension("dc", atom=False, rss=True)
-    fg.id(info.url(cfg, "atom"))
-    fg.title(info.title)
-    fg.subtitle(info.subtitle or info.title)  # also the RSS channel description
-    fg.link(href=site.url(""), rel="alternate", type="text/html")
-    fg.link(href=info.url(cfg, fmt), rel="self", type=MEDIA_TYPES[fmt])
-    if cfg.feeds.hub:
-        fg.link(href=cfg.feeds.hub, rel="hub")
-    if fmt == "atom":
-        for rel, href in info.links:
-            fg.link(href=href, rel=rel, type=MEDIA_TYPES["atom"])
-    fg.language(site.language)
-    author = {"name": line(site.author) or GENERATOR}
-    if site.author_email:
-        author["email"] = site.author_email
-    fg.author(author)
-    fg.generator(GENERATOR, version=__version__)
-    if site.icon:
-        fg.icon(site.icon)
-    if site.logo:
-        fg.logo(site.logo)
-    # feedgen pitfall: updated/lastBuildDate default to now(); always set.
-    feed_updated = updated or _feed_updated(entries)
-    fg.updated(_rss_time(feed_updated) if fmt == "rss" else feed_updated)
-    for e in entries:
-        fe = fg.add_entry(order="append")
-        fe.id(e.id)  # also the RSS guid, isPermaLink="false" (a tag: URI is no URL)
-        fe.title(e.title)
-        fe.link(href=e.link, rel="alternate", type="text/html")
-        fe.published(_rss_time(e.published) if fmt == "rss" else e.published)
-        fe.updated(_rss_time(e.updated) if fmt == "rss" else e.updated)  # feedgen pitfall: entries default to now() too
-        fe.author(author)
-        if "email" not in author:
-            fe.dc.dc_creator(author["name"])  # RSS <author> must be an email
-        if e.categories:
-            fe.category([{"term": term} for term in e.categories])  # one call: feedgen validates per call
-        if e.summary:
-            # RSS description is HTML by convention: escape the plain text
-            # once here; Atom gets the plain text in a type="text" summary.
-            fe.summary(e.summary if fmt == "atom" else str(escape(e.summary)))
-        # feedgen pitfall: type="CDATA" yields an invalid Atom type attribute
-        # and breaks on "]]>"; type="html" escapes once and is valid in both.
-        fe.content(e.html, type="html")
-    return fg
-
-
-def _serialize(root: etree._Element) -> bytes:
-    out: bytes = etree.tostring(root, pretty_print=True, xml_declaration=True, encoding="UTF-8")
-    return out
-
-
-FH_NS = "http://purl.org/syndication/history/1.0"  # RFC 5005
-
-
-def _fix_feedgen_atom(data: bytes, archive: bool = False) -> etree._Element:
-    """The one place that corrects feedgen's Atom output."""
-    root = etree.fromstring(data)
-    if archive:
-        # feedgen has no RFC 5005 support: mark the archive document here.
-        # A fresh root declares the fh prefix once, at the top.
-        marked = etree.Element(root.tag, nsmap={None: ATOM_NS, "fh": FH_NS})
-        marked.attrib.update(root.attrib)
-        marked.append(etree.Element(f"{{{FH_NS}}}archive"))
-        marked.extend(list(root))
-        root = marked
-    for entry in root.iterfind(_A + "entry"):
-        for link in entry.iterfind(_A + "link"):
-            # feedgen pitfall: FeedEntry.atom_entry shadows its link dict with
-            # the new element, so rel and type are dropped.
-            link.set("rel", "alternate")
-            link.set("type", "text/html")
-        content = entry.find(_A + "content")
-        if content is not None and content.get("type") != "html":
-            raise RenderError("atom feed", f"unexpected content type {content.get('type')!r}")
-    for el in root.iter(_A + "title", _A + "subtitle", _A + "summary"):
-        _declare_text_construct(el)
-    return root
-
-
-# The W3C validator's ContainsUndeclaredHTML heuristic (a tag or an entity
-# reference), slightly wider: plain text that looks like HTML.
-_HTMLISH = re.compile(r"<[A-Za-z/!?]|&#?\w+;")
-
-
-def _declare_text_construct(el: etree._Element) -> None:
-    """Plain text that reads as HTML goes out as escaped ``type="html"`` so
-    no reader (or validator) mistakes it for markup; the rest stays the
-    default ``type="text"``."""
-    text = el.text or ""
-    if el.get("type") in (None, "text") and _HTMLISH.search(text):
-        el.set("type", "html")
-        el.text = str(escape(text))
-
-
-# RSS titles, categories and creators are plain text; the W3C validator
-# (CharacterData) wants a literal "<" or "&" there as a hexadecimal
-# character reference rather than "&lt;"/"&amp;".
-_RSS_PLAIN = re.compile(rb"(<(title|category|dc:creator)>)([^<]*)(</\2>)")
-
-
-def _hex_refs(match: re.Match[bytes]) -> bytes:
-    text = match.group(3).replace(b"&amp;", b"&#x26;").replace(b"&lt;", b"&#x3C;")
-    return match.group(1) + text + match.group(4)
-
-
-def _fix_feedgen_rss(data: bytes, cfg: Config) -> etree._Element:
-    """The one place that corrects feedgen's RSS output."""
-    root = etree.fromstring(data)
-    channel = root.find("channel")
-    link = None if channel is None else channel.find("link")
-    if channel is None or link is None:
-        raise RenderError("rss feed", "feedgen wrote no channel link")
-    # feedgen pitfall: the channel <link> is the *last* link added (self or
-    # hub), not the site's home page.
-    link.text = cfg.site.url("")
-    # Readers render the channel description as HTML, like item descriptions.
-    description = channel.find("description")
-    if description is not None:
-        description.text = str(escape(description.text or ""))
-    if cfg.feeds.hub:
-        # feedgen pitfall: RSS keeps only the rel=self atom:link; hub is dropped.
-        self_link = channel.find(_A + "link")
-        hub = etree.Element(_A + "link", href=cfg.feeds.hub, rel="hub")
-        if self_link is not None:
-            self_link.addnext(hub)
-        else:
-            channel.append(hub)
-    return root
-
-
-# Entries are rendered once each, by feedgen, as one-entry feeds corrected
-# like any other; their XML is cut out and cached. A feed is then its
-# header (feedgen, no entries) with the cached entries spliced in, which
-# makes re-rendering a feed whose stories did not change nearly free.
-_FRAGMENT_INFO = _FeedInfo("", "fragment", "fragment")
-_FRAGMENT_MEMO = IdentityMemo[tuple[bytes, bytes]](1024)
-# Declarations the feed's root element already makes; a cut-out element
-# repeats them, harmlessly but needlessly.
-_ATOM_DECLS = (b' xmlns="http://www.w3.org/2005/Atom"',)
-_RSS_DECLS = (
-    b' xmlns:dc="http://purl.org/dc/elements/1.1/"',
-    b' xmlns:atom="http://www.w3.org/2005/Atom"',
-    b' xmlns:content="http://purl.org/rss/1.0/modules/content/"',
-)
-
-
-def _cut(element: etree._Element | None, decls: tuple[bytes, ...]) -> bytes:
-    if element is None:
-        raise RenderError("feed entry", "feedgen wrote no entry")
-    data: bytes = etree.tostring(element, pretty_print=True, encoding="UTF-8", xml_declaration=False, with_tail=False)
-    end = data.index(b">")
-    head = data[:end]
-    for decl in decls:
-        head = head.replace(decl, b"")
-    return head + data[end:]
-
-
-def _fragments(e: Entry, cfg: Config) -> tuple[bytes, bytes]:
-    """(Atom <entry>, RSS <item>) of one entry, from cache when its story is unchanged."""
-    owners, extra = (cfg, e.brief), (e.published, e.updated)
-    hit = _FRAGMENT_MEMO.get(owners, extra)
+def _json_head(info: FeedInfo, cfg: Config) -> tuple[bytes, bytes]:
+    """The JSON feed before and after its items (it has no ``updated`` of its own)."""
+    hit = _JSON_HEAD_MEMO.get((cfg,), (info,))
     if hit is not None:
         return hit
-    atom_root = _fix_feedgen_atom(_feedgen(_FRAGMENT_INFO, [e], cfg, "atom").atom_str(pretty=False))
-    fg = _feedgen(_FRAGMENT_INFO, [e], cfg, "rss")
-    with _RSS_LOCALE_LOCK:
-        rss_data: bytes = fg.rss_str(pretty=False)
-    rss_root = _fix_feedgen_rss(rss_data, cfg)
-    value = (_cut(atom_root.find(_A + "entry"), _ATOM_DECLS), _cut(rss_root.find("channel/item"), _RSS_DECLS))
-    _FRAGMENT_MEMO.put(owners, extra, value)
-    return value
-
-
-def _splice(head: bytes, close: bytes, parts: Iterable[bytes]) -> bytes:
-    at = head.rindex(close)
-    return head[:at] + b"".join(parts) + head[at:]
-
-
-def _with_stylesheet(data: bytes, cfg: Config) -> bytes:
-    """A feed opened in a browser shows a readable page (public/feed.xsl); readers ignore the PI."""
-    decl, sep, rest = data.partition(b"?>\n")
-    href = escape(cfg.site.url("feed.xsl")).encode()
-    return decl + sep + b'<?xml-stylesheet type="text/xsl" href="' + href + b'"?>\n' + rest
-
-
-def _atom(info: _FeedInfo, entries: Sequence[Entry], cfg: Config) -> bytes:
-    fg = _feedgen(info, [], cfg, "atom", updated=_feed_updated(entries))
-    head = _with_stylesheet(_serialize(_fix_feedgen_atom(fg.atom_str(pretty=False), info.archive)), cfg)
-    return _splice(head, b"</feed>", (_fragments(e, cfg)[0] for e in entries))
-
-
-# feedgen pitfall: its RSS date formatting switches the process-wide locale
-# to "C" and back (feedgen.util.formatRFC2822); two threads doing it at once
-# can leave the wrong locale behind. Parallel builds serialise on this lock.
-_RSS_LOCALE_LOCK = threading.Lock()
-
-
-def _rss(info: _FeedInfo, entries: Sequence[Entry], cfg: Config) -> bytes:
-    fg = _feedgen(info, [], cfg, "rss", updated=_feed_updated(entries))
-    with _RSS_LOCALE_LOCK:
-        data: bytes = fg.rss_str(pretty=False)
-    head = _with_stylesheet(_serialize(_fix_feedgen_rss(data, cfg)), cfg)
-    # Hex character references last: lxml would turn them back into &lt;.
-    return _RSS_PLAIN.sub(_hex_refs, _splice(head, b"</channel>", (_fragments(e, cfg)[1] for e in entries)))
-
-
-def _rfc3339(value: dt.datetime) -> str:
-    return value.isoformat()
-
-
-def _json(info: _FeedInfo, entries: Sequence[Entry], cfg: Config) -> bytes:
     site = cfg.site
     author = {"name": line(site.author) or GENERATOR}
     feed: dict[str, Any] = {
@@ -313,33 +117,59 @@ def _json(info: _FeedInfo, entries: Sequence[Entry], cfg: Config) -> bytes:
         "feed_url": info.url(cfg, "json"),
         "language": site.language,
         "authors": [author],
-        "items": [
-            {
-                "id": e.id,
-                "url": e.link,
-                "title": e.title,
-                "summary": e.summary,
-                "content_html": e.html,
-                "date_published": _rfc3339(e.published),
-                "date_modified": _rfc3339(e.updated),
-                "authors": [author],
-                "tags": list(e.categories),
-            }
-            for e in entries
-        ],
+        "items": [],
     }
     if site.icon:
         feed["icon"] = site.icon
         feed["favicon"] = site.icon
     if cfg.feeds.hub:
         feed["hubs"] = [{"type": "WebSub", "url": cfg.feeds.hub}]
-    return (json.dumps(feed, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    text = json.dumps(feed, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+    # Strings are escaped, so an unescaped '"items": []' at the top level's
+    # indent can only be the key itself.
+    before, found, after = text.partition(_JSON_ITEMS)
+    assert found, "json feed without items"
+    value = ((before + '\n  "items": [').encode(), ("]" + after).encode())
+    _JSON_HEAD_MEMO.put((cfg,), (info,), value)
+    return value
 
 
-def _render_one(info: _FeedInfo, entries: Sequence[Entry], cfg: Config, out: dict[str, bytes]) -> None:
-    out[f"{info.path}feed.atom"] = _atom(info, entries, cfg)
-    out[f"{info.path}feed.rss"] = _rss(info, entries, cfg)
-    out[f"{info.path}feed.json"] = _json(info, entries, cfg)
+def _join_json(head: tuple[bytes, bytes], parts: Sequence[EntryParts]) -> bytes:
+    if not parts:
+        return head[0] + head[1]
+    indent = b"\n" + _JSON_INDENT.encode()
+    return head[0] + indent + (b"," + indent).join(p.json for p in parts) + b"\n  " + head[1]
+
+
+def atom_document(info: FeedInfo, parts: Sequence[EntryParts], cfg: Config) -> bytes:
+    updated = max((p.updated for p in parts), default=EMPTY_FEED_UPDATED)
+    atom_head, atom_tail, _rss_head, _rss_tail = heads(info, cfg, updated)
+    return atom_head + b"".join(p.atom for p in parts) + atom_tail
+
+
+def assemble(info: FeedInfo, parts: Sequence[EntryParts], cfg: Config) -> dict[str, bytes]:
+    """A feed's three files (``<path>feed.<fmt>``) from its entries' parts, newest first: joins, no render."""
+    updated = max((p.updated for p in parts), default=EMPTY_FEED_UPDATED)
+    atom_head, atom_tail, rss_head, rss_tail = heads(info, cfg, updated)
+    return {
+        f"{info.path}feed.atom": atom_head + b"".join(p.atom for p in parts) + atom_tail,
+        f"{info.path}feed.rss": rss_head + b"".join(p.rss for p in parts) + rss_tail,
+        f"{info.path}feed.json": _join_json(_json_head(info, cfg), parts),
+    }
+
+
+def main_info(cfg: Config) -> FeedInfo:
+    return FeedInfo("", line(cfg.site.title), line(cfg.site.subtitle))
+
+
+def tag_info(cfg: Config, slug: str, name: str) -> FeedInfo:
+    title = line(cfg.site.title)
+    return FeedInfo(f"tags/{slug}/", f"{title}: {name}", f"Stories tagged {name}")
+
+
+def tag_name(parts: Sequence[EntryParts], slug: str) -> str:
+    """A tag's display name as the newest story carrying it spells it."""
+    return next((name for p in parts for key, name in p.keys if key == slug), slug)
 
 
 # ------------------------------------------------------------------ all feeds
@@ -366,7 +196,7 @@ def archive_url(cfg: Config, number: int) -> str:
     return cfg.site.url(f"archive/{number}.atom")
 
 
-def _archives(main: _FeedInfo, entries: Sequence[Entry], cfg: Config, out: dict[str, bytes]) -> tuple[_FeedInfo, int]:
+def _archives(main: FeedInfo, entries: Sequence[Entry], cfg: Config, out: dict[str, bytes]) -> tuple[FeedInfo, int]:
     """RFC 5005 archive pages (Atom) ``archive/<n>.atom``.
 
     Stories older than the main feed's newest ``feeds.size`` are cut into
@@ -389,11 +219,11 @@ def _archives(main: _FeedInfo, entries: Sequence[Entry], cfg: Config, out: dict[
             links.append(("prev-archive", archive_url(cfg, number - 1)))
         if number < full:
             links.append(("next-archive", archive_url(cfg, number + 1)))
-        info = _FeedInfo(
+        info = FeedInfo(
             "archive/", f"{main.title} (archive {number})", main.subtitle, name=str(number), links=tuple(links), archive=True
         )
         # Within a page, newest first like every other feed.
-        out[f"archive/{number}.atom"] = _atom(info, page[::-1], cfg)
+        out[f"archive/{number}.atom"] = atom_document(info, [entry_parts(e, cfg) for e in page[::-1]], cfg)
     keep = len(entries) - full * page_size
     if not full:
         return main, keep
@@ -414,32 +244,32 @@ def render_feeds(
     one, a tag slug for ``tags/<slug>/`` (an incremental build re-renders
     just the feeds a change touched)."""
     size = cfg.feeds.size
-    site = cfg.site
-    title = line(site.title)
     out: dict[str, bytes] = {}
     entries = _newest_first(stories, cfg)
     if only is None or MAIN_FEED in only:
-        main, keep = _FeedInfo("", title, line(site.subtitle)), size
+        main, keep = main_info(cfg), size
         if cfg.feeds.archive:
             main, keep = _archives(main, entries, cfg, out)
-        _render_one(main, entries[:keep], cfg, out)
+        out.update(assemble(main, [entry_parts(e, cfg) for e in entries[:keep]], cfg))
     if cfg.feeds.tag_feeds:
         # One pass over the stories, newest first: linear in stories × tags.
         by_tag: dict[str, list[Entry]] = {}
-        names: dict[str, str] = {}
         for e in entries:
-            for slug, name in e.keys:
+            for slug, _name in e.keys:
                 bucket = by_tag.setdefault(slug, [])
-                names.setdefault(slug, name)
                 if len(bucket) < size:
                     bucket.append(e)
         for slug in sorted(by_tag):
-            if only is not None and slug not in only:
-                continue
-            info = _FeedInfo(f"tags/{slug}/", f"{title}: {names[slug]}", f"Stories tagged {names[slug]}")
-            _render_one(info, by_tag[slug], cfg, out)
+            if only is None or slug in only:
+                out.update(feed_files(slug, [entry_parts(e, cfg) for e in by_tag[slug]], cfg))
     log.info("feeds: %d stories, %d files", len(entries), len(out))
     return out
 
 
-__all__ = ["FeedStory", "render_feeds", "MAIN_FEED"]
+def feed_files(key: str, parts: Sequence[EntryParts], cfg: Config) -> dict[str, bytes]:
+    """The main feed (``MAIN_FEED``) or one tag's, from its members' parts newest first (no archive pages)."""
+    info = main_info(cfg) if key == MAIN_FEED else tag_info(cfg, key, tag_name(parts, key))
+    return assemble(info, parts, cfg)
+
+
+__all__ = ["EntryParts", "FeedStory", "MAIN_FEED", "assemble", "entry_parts", "feed_files", "render_feeds"]

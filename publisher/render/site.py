@@ -128,12 +128,19 @@ def home_page(items: Sequence[StoryItem], cfg: Config, tags: Sequence[TagItem] =
     return _render(cfg, "home.html", "home page", items=items, tags=list(tags)[:20])
 
 
-def archive_page(items: Sequence[StoryItem], cfg: Config) -> str:
-    """Every story by month, newest first."""
+def archive_url(cfg: Config, number: int | None) -> str:
+    """Archive page ``number`` (1 is the oldest); None: the newest page, ``archive/``."""
+    return cfg.site.url("archive/" if number is None else f"archive/{number}.html")
+
+
+def archive_page(items: Sequence[StoryItem], cfg: Config, *, number: int = 1, older: str | None = None,
+                 newer: str | None = None) -> str:
+    """One page of the archive, its stories by month, newest first; ``older``/``newer`` link the pages
+    beside it (rel=prev/next, for readers and crawlers)."""
     months: dict[str, list[StoryItem]] = {}
     for item in sorted(items, key=lambda i: (i.date, i.slug), reverse=True):
         months.setdefault(f"{item.date:%B %Y}", []).append(item)
-    return _render(cfg, "archive.html", "archive page", months=list(months.items()))
+    return _render(cfg, "archive.html", "archive page", months=list(months.items()), number=number, older=older, newer=newer)
 
 
 def tags_page(tags: Sequence[TagItem], cfg: Config) -> str:

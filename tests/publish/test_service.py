@@ -151,3 +151,30 @@ def test_idle_ticks_skip_the_full_scan_while_events_work(tmp_path: Path) -> None
     svc.scan()
     svc.scan()
     assert calls[-2:] == [None, None]
+
+
+def test_a_nudge_during_a_scan_runs_one_more_scan_right_after(tmp_path: Path) -> None:
+    cfg, svc = service(tmp_path)
+    calls: list[list[str] | None] = []
+    real_sync = svc.pipeline.sync
+
+    def sync_with_events_meanwhile(paths: list[str] | None = None) -> object:
+        calls.append(None if paths is None else list(paths))
+        if len(calls) == 2:
+            # Three events arrive while this scan runs: the scheduler would drop
+            # their nudges (one instance at a time), so the job itself goes again.
+            for n in (7, 8, 7):
+                (cfg.paths.briefs / f"story-{n}.txt").write_bytes(brief(n))
+                svc.nudge([str(cfg.paths.briefs / f"story-{n}.txt")])
+        return real_sync(paths)
+
+    svc.pipeline.sync = sync_with_events_meanwhile  # type: ignore[method-assign]
+    svc._events_live.set()
+    svc.scan()  # the first tick scans the whole folder
+    (cfg.paths.briefs / "story-9.txt").write_bytes(brief(9))
+    svc.nudge([str(cfg.paths.briefs / "story-9.txt")])
+    svc.scan()
+    # One more scan, coalesced, for everything named during the second.
+    assert calls == [None, ["story-9.txt"], ["story-7.txt", "story-8.txt"]]
+    svc.scan()
+    assert len(calls) == 3  # nothing queued: the next tick is idle again

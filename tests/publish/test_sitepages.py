@@ -135,3 +135,72 @@ def test_an_edit_that_keeps_the_lists_updates_home_and_tag_pages_and_a_retitle_t
     result = pipeline.sync()
     assert "tags/index.html" in result.written and "tags/beta/index.html" in result.written
     assert not (cfg.paths.public / "tags" / "alpha" / "index.html").read_text().count("Story A, retitled")
+
+
+def _archive_links(cfg: Config, rel: str) -> tuple[list[str], dict[str, str]]:
+    doc = lxml.html.fromstring((cfg.paths.public / rel).read_text())
+    titles = [a.text_content() for a in doc.xpath("//main//h3/a")]
+    rels = {link.get("rel"): link.get("href") for link in doc.xpath("//head/link[@rel='prev' or @rel='next']")}
+    return titles, rels
+
+
+def test_the_archive_is_paginated_oldest_first_so_a_new_story_rewrites_only_the_newest_page(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from publisher.publish import sitepages
+
+    monkeypatch.setattr(sitepages, "ARCHIVE_PAGE", 3)
+    cfg = build_config(tmp_path, create=True, site={"base_url": BASE}, schedule={"quiet_period": 0})
+    pipeline = Pipeline(cfg, store.connect(cfg.store_url))
+
+    def add(n: int) -> list[str]:
+        (cfg.paths.briefs / f"s{n}.md").write_text(brief_text(f"story-{n}", f"Story {n}", date=f"2026-10-{n:02d}"))
+        result = pipeline.sync()
+        assert result.published == [f"story-{n}"]
+        return [w for w in result.written if w.startswith("archive/")]
+
+    for n in range(1, 8):
+        add(n)
+    # Pages 1 and 2 hold the six oldest, at addresses that will not move; archive/ is page 3.
+    assert _archive_links(cfg, "archive/1.html") == (["Story 3", "Story 2", "Story 1"], {"next": BASE + "archive/2.html"})
+    assert _archive_links(cfg, "archive/2.html") == (["Story 6", "Story 5", "Story 4"],
+                                                     {"prev": BASE + "archive/1.html", "next": BASE + "archive/"})
+    assert _archive_links(cfg, "archive/index.html") == (["Story 7"], {"prev": BASE + "archive/2.html"})
+    assert not (cfg.paths.public / "archive" / "3.html").exists()
+    before = {n: (cfg.paths.public / "archive" / f"{n}.html").stat().st_mtime_ns for n in (1, 2)}
+    assert add(8) == ["archive/index.html"]  # the newest page only
+    assert add(9) == ["archive/index.html"]
+    # Page 3 filled: the next story moves it to its own address, and page 2 links to it.
+    assert sorted(add(10)) == ["archive/2.html", "archive/3.html", "archive/index.html"]
+    assert _archive_links(cfg, "archive/3.html") == (["Story 9", "Story 8", "Story 7"],
+                                                     {"prev": BASE + "archive/2.html", "next": BASE + "archive/"})
+    assert _archive_links(cfg, "archive/index.html") == (["Story 10"], {"prev": BASE + "archive/3.html"})
+    assert (cfg.paths.public / "archive" / "1.html").stat().st_mtime_ns == before[1]
+    # Every story on exactly one page; a fresh process writes the same pages (nothing to rewrite).
+    pages = ["archive/1.html", "archive/2.html", "archive/3.html", "archive/index.html"]
+    assert sorted(t for rel in pages for t in _archive_links(cfg, rel)[0]) == sorted(f"Story {n}" for n in range(1, 11))
+    fresh = Pipeline(cfg, store.connect(cfg.store_url))
+    (cfg.paths.briefs / "s10.md").unlink()
+    result = fresh.sync()
+    assert result.removed == ["story-10"]
+    # Back to three pages: page 3 is the newest again and lives at archive/ only; page 2 links there.
+    assert sorted(w for w in result.written if w.startswith("archive/")) == ["archive/2.html", "archive/3.html", "archive/index.html"]
+    assert not (cfg.paths.public / "archive" / "3.html").exists()
+    assert _archive_links(cfg, "archive/2.html")[1] == {"prev": BASE + "archive/1.html", "next": BASE + "archive/"}
+    assert _archive_links(cfg, "archive/index.html") == (["Story 9", "Story 8", "Story 7"], {"prev": BASE + "archive/2.html"})
+
+
+def test_a_changed_site_template_reaches_every_list_page_however_their_inputs_were_kept(tmp_path: Path) -> None:
+    cfg = build_config(tmp_path, create=True, site={"base_url": BASE}, schedule={"quiet_period": 0}, paths={"templates": "templates"})
+    (cfg.paths.briefs / "a.md").write_text(brief_text("story-a", "Story A", tags="alpha"))
+    Pipeline(cfg, store.connect(cfg.store_url)).build_all(workers=1)
+    assert "Archive" in (cfg.paths.public / "archive" / "index.html").read_text()
+    # The user overrides the archive template; a new process (the kept page inputs
+    # are the same) must still render it, by a build as by the next change.
+    (tmp_path / "templates" / "site").mkdir(parents=True)
+    builtin = Path(__file__).resolve().parents[2] / "templates" / "site" / "archive.html"
+    (tmp_path / "templates" / "site" / "archive.html").write_text(builtin.read_text().replace("<h1>Archive", "<h1>The whole archive"))
+    from publisher.render import templating
+
+    templating.search_path.cache_clear()
+    Pipeline(cfg, store.connect(cfg.store_url)).build_all(workers=1)
+    assert "The whole archive" in (cfg.paths.public / "archive" / "index.html").read_text()
