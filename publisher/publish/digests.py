@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import os
+import socket
 import threading
 from dataclasses import dataclass
 
@@ -84,6 +86,12 @@ class DigestSchedule:
             monday = local - dt.timedelta(days=local.weekday())
             return f"Week of {monday:%d %B %Y}"
         return local.strftime("%A %d %B %Y")
+
+
+def service_actor() -> str:
+    """Who a scheduled digest is by: the process, so that with a leader and a
+    standby on one database the history says which one made it."""
+    return f"service ({socket.gethostname()}/{os.getpid()})"
 
 
 def cutoff_key(cadence: Cadence) -> str:
@@ -197,7 +205,7 @@ class Digests:
         """The cron job of ``cadence``: the digest of the period that has just fired."""
         schedule = self.schedule(cadence)
         fire = schedule.previous_fire(self.clock())
-        return self.make(schedule, fire) if fire is not None else None
+        return self.make(schedule, fire, actor=service_actor()) if fire is not None else None
 
     def catch_up(self) -> list[int]:
         """At start-up: make each cadence's digest missed while the service was down, if not too late."""
@@ -225,4 +233,4 @@ class Digests:
                         schedule.cadence.value, key, late, self.cfg.digests.max_lateness)
             return None
         log.info("%s digest %s missed while down (%.0fs late): making it now", schedule.cadence.value, key, late)
-        return self.make(schedule, fire)
+        return self.make(schedule, fire, actor=service_actor())

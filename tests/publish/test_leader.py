@@ -130,7 +130,8 @@ def test_with_two_runs_up_across_digest_cutoffs_only_the_leader_makes_each_diges
         assert len(made) == 2, made
         leader_log, standby_log = first_log.read_text(), second_log.read_text()
         for key, actors in made.items():
-            assert actors == ["service"], (key, actors)  # created once, by a scheduler
+            # Created once, by the leader's scheduler (the history names the process).
+            assert actors == [f"service ({socket.gethostname()}/{first.pid})"], (key, actors)
             assert f"daily digest {key} " in leader_log, leader_log
         assert "digest" not in standby_log and "service started" not in standby_log, standby_log
         assert second.poll() is None and first.poll() is None  # both were up the whole time
