@@ -40,7 +40,7 @@ from .feedfiles import MAIN_FEED, FeedWriter
 from .fileindex import FileIndex
 from .issues import Released, StoryIssues
 from .outputs import remove_web_issue
-from .reading import Parsed, failure_message, map_chunks, read_and_parse, write_web_issue
+from .reading import PageJob, Parsed, build_chunk, failure_message, map_chunks, page_chunk, read_and_parse, write_web_issue
 from .recording import Recorded, Recorder
 from .results import Status, SyncResult
 from .retry import Retries
@@ -330,9 +330,12 @@ class Pipeline:
             chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
             touched: set[str] = {MAIN_FEED}
             failed: list[Parsed] = []
-            linked: dict[str, tuple[str, ...]] = {}  # stories naming related ones: workers cannot see their titles
-            for parsed_chunk in map_chunks(self.cfg, chunks, n_workers):
-                linked.update((p.slug, p.related) for p in parsed_chunk if p.related and p.slug and not p.error and p.status != "draft")
+            # Stories naming related ones (workers cannot see their titles): slug → (path, hash, related).
+            linked: dict[str, tuple[str, str, tuple[str, ...]]] = {}
+            for parsed_chunk in map_chunks(self.cfg, build_chunk, chunks, n_workers):
+                linked.update(
+                    (p.slug, (p.path, p.sha256, p.related)) for p in parsed_chunk if p.related and p.slug and not p.error and p.status != "draft"
+                )
                 # One short transaction per chunk, the lock only around it: the
                 # desk is never kept waiting for the workers' parsing and rendering.
                 failed += [p for p in parsed_chunk if p.retry]
@@ -343,11 +346,16 @@ class Pipeline:
                 # Every tag any live story has, so a deleted public/ is rebuilt whole.
                 touched |= stories.live_feed_tags(conn)
                 self.digests.rewrite_pages(conn)
-                # A worker rendered its page without related titles; only a page
-                # naming a story that exists differs from that and is rendered again.
-                titles = stories.live_titles(conn, {slug for named in linked.values() for slug in named})
-                for story in sorted(s for s, named in linked.items() if any(n in titles for n in named)):
-                    result.written += self.site.story(conn, self.briefs.get(conn, story))
+                titles = stories.live_titles(conn, {slug for _p, _h, named in linked.values() for slug in named})
+            # A worker rendered its page without related titles; only a page
+            # naming a story that exists differs from that and is rendered again.
+            jobs = [
+                PageJob(path, sha, {s: titles[s] for s in named if s in titles})
+                for slug, (path, sha, named) in sorted(linked.items())
+                if any(s in titles for s in named) and (ix := index.get(path)) is not None and ix.slug == slug
+            ]
+            del linked
+            self._story_pages(jobs, n_workers, result)
             for path, slug in removed.items():
                 del index[path]
                 if slug is not None:
@@ -359,6 +367,23 @@ class Pipeline:
             self._ping_hub(result.written)
             log.info("build: %d published, %d rejected, %d removed", len(result.published), len(result.errors), len(result.removed))
             return result
+
+    def _story_pages(self, jobs: list[PageJob], n_workers: int, result: SyncResult) -> None:
+        """Web issues rendered again with their related titles, by the workers (the parent only for a file changed meanwhile)."""
+        size = max(1, min(200, len(jobs) // (n_workers * 4) or 1))
+        chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+        left: list[PageJob] = []
+        for done in map_chunks(self.cfg, page_chunk, chunks, n_workers):
+            for job, written in done:
+                if written is None:
+                    left.append(job)
+                else:
+                    result.written += written
+        with self.engine.connect() as conn:
+            for job in left:
+                slug = self.load_index()[job.path].slug
+                if slug:
+                    result.written += write_web_issue(self.briefs.get(conn, slug), self.cfg, None, job.titles)
 
     def _record_chunk(self, chunk: Sequence[Parsed], index: FileIndex, now: dt.datetime,
                       result: SyncResult, touched: set[str]) -> None:
