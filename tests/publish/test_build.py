@@ -186,11 +186,12 @@ def test_a_parallel_build_gives_the_bytes_of_file_by_file_syncs(tmp_path: Path) 
 
 def test_a_file_changed_since_the_build_read_it_is_left_to_the_parent(tmp_path: Path) -> None:
     from publisher.publish import reading
+    from publisher.publish.watch import Stat
 
     cfg = make_project(tmp_path, schedule={"quiet_period": 0.0})
     (cfg.paths.briefs / "a.md").write_text(brief_text("story-a", "Story A"))
     reading._init_worker(cfg)
-    fresh = reading.read_and_parse(cfg, "a.md", reading.watch.Stat(0, 0))[0].sha256
+    fresh = reading.read_and_parse(cfg, "a.md", Stat(0, 0))[0].sha256
     jobs = [reading.PageJob("a.md", fresh, {"x": "X"}), reading.PageJob("a.md", "0" * 64, {"x": "X"})]
     (current, written), (stale, none) = reading.page_chunk(jobs)
     assert current is jobs[0] and written == ["issues/story-a.html", "issues/story-a.txt"]
