@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import datetime as dt
+import gc
 import hashlib
 import logging
 import os
@@ -223,7 +224,16 @@ def map_chunks(cfg: Config, work: Callable[[Chunk], Result], chunks: Sequence[Ch
     pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker, initargs=(cfg, os.getpid()))
     finished = False
     try:
-        yield from pool.map(work, chunks)
+        # map submits every chunk, so every worker is forked before it returns.
+        # Frozen, the parent's objects (the scan of a 100k folder, the index)
+        # are left alone by the workers' garbage collector: it would write to
+        # each one's header and so copy every page of them into every worker.
+        gc.freeze()
+        try:
+            results = pool.map(work, chunks)
+        finally:
+            gc.unfreeze()
+        yield from results
         finished = True
     finally:
         if not finished:
