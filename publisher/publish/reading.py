@@ -210,12 +210,18 @@ Chunk = TypeVar("Chunk")
 Result = TypeVar("Result")
 
 
-def map_chunks(cfg: Config, work: Callable[[Chunk], Result], chunks: Sequence[Chunk], n_workers: int) -> Iterator[Result]:
-    """``work`` over each chunk, results in order: in this process, or in a pool of forked workers that die with it."""
+def map_chunks(cfg: Config, work: Callable[[Chunk], Result], chunks: list[Chunk], n_workers: int) -> Iterator[Result]:
+    """``work`` over each chunk, results in order: in this process, or in a pool of forked workers that die with it.
+
+    ``chunks`` is emptied as they are handed out, so a chunk's items are
+    freed as soon as its results are in, not at the end of the build.
+    """
     if n_workers <= 1 or len(chunks) <= 1:
         _init_worker(cfg)
-        for c in chunks:
-            yield work(c)
+        todo = chunks[::-1]
+        chunks.clear()
+        while todo:
+            yield work(todo.pop())
         return
     import multiprocessing
 
@@ -231,6 +237,7 @@ def map_chunks(cfg: Config, work: Callable[[Chunk], Result], chunks: Sequence[Ch
         gc.freeze()
         try:
             results = pool.map(work, chunks)
+            chunks.clear()  # the pool's work items hold each chunk until it is done
         finally:
             gc.unfreeze()
         yield from results
