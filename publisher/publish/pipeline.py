@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from ..briefs.model import Brief
 from ..core.clock import Clock, system_clock
@@ -40,23 +41,13 @@ from .feedfiles import MAIN_FEED
 from .fileindex import FileIndex
 from .issues import Released, StoryIssues
 from .outputs import remove_web_issue
-from .reading import Parsed, failure_message, map_chunks, read_and_parse, write_web_issue
+from .reading import PageJob, Parsed, build_chunk, failure_message, map_chunks, page_chunk, read_and_parse, write_web_issue
+from .recording import Recorded, Recorder
 from .results import Status, SyncResult
 from .republish import Republisher
 from .retry import Retries
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class _Recorded:
-    """What recording one file decided, applied to the in-memory index only after its commit."""
-
-    indexed: watch.Indexed
-    changed_slug: str | None
-    touched: frozenset[str]
-    error: str | None
-    retired: str | None = None
 
 
 # Failures the pipeline expects (bad input, a full disk, a lost database);
@@ -66,6 +57,15 @@ EXPECTED = (PublisherError, OSError, DatabaseFailure)
 
 def _min(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else min(a, b)
+
+
+T = TypeVar("T")
+
+
+def _chunks(items: Sequence[T], n_workers: int) -> list[list[T]]:
+    """Items in chunks: about four per worker, at most 200 (a chunk is one transaction)."""
+    size = max(1, min(200, len(items) // (n_workers * 4) or 1))
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
 class Pipeline:
@@ -110,77 +110,16 @@ class Pipeline:
 
     # -- recording ------------------------------------------------------
 
-    def _slug_owner(self, parsed: Parsed, index: FileIndex) -> str | None:
-        """Another file that already publishes this slug, if any (a lookup, not a walk: builds stay linear)."""
-        assert parsed.slug is not None
-        return next((p for p in index.holders(parsed.slug) if p != parsed.path and (self.cfg.paths.briefs / p).exists()), None)
-
-    def _record_story(self, conn: Connection, parsed: Parsed, now: dt.datetime) -> tuple[bool, set[str]]:
-        """Store a good parse as its story; (whether the story changed, tag keys it had before)."""
-        assert parsed.slug is not None and parsed.published_at is not None
-        record = stories.StoryRecord(
-            parsed.slug, parsed.path, parsed.title, parsed.status, parsed.source, parsed.sha256, parsed.published_at, parsed.tags
-        )
-        row = stories.state(conn, parsed.slug)
-        if row is None:
-            # First sight: the story is as new as its date says, so a build
-            # from a fresh store gives the same bytes as from an old one.
-            stories.insert(conn, record, updated_at=parsed.updated or parsed.published_at, now=now)
-            return True, set()
-        if row.content_hash != parsed.sha256 or row.deleted or row.path != parsed.path:
-            edited = row.content_hash != parsed.sha256 or parsed.updated is not None
-            stories.update(conn, record, updated_at=(parsed.updated or now) if edited else None)
-            return True, set(row.feed_tags)
-        stories.set_error(conn, parsed.slug, None)
-        return False, set()
-
-    def _record(self, conn: Connection, parsed: Parsed, now: dt.datetime, index: FileIndex) -> _Recorded:
+    def _record(self, conn: Connection, parsed: Parsed, now: dt.datetime, index: FileIndex) -> Recorded:
         """Store one read file (the index is not touched: the caller applies the result after commit)."""
-        previous = index.get(parsed.path)
-        touched: set[str] = set()
-        changed_slug: str | None = None
-        retired: str | None = None
-        slug, error = parsed.slug, parsed.error
-        if error is None and slug is not None:
-            owner = self._slug_owner(parsed, index)
-            if owner is not None:
-                error = f"{self.cfg.paths.briefs / parsed.path}: slug {slug!r} is already used by {owner}"
-                slug = None
-        if error is not None:
-            log.warning("rejected %s", error)
-            if previous is not None and previous.slug:
-                stories.set_error(conn, previous.slug, error)
-        else:
-            assert slug is not None
-            changed, before = self._record_story(conn, parsed, now)
-            changed_slug = slug if changed else None
-            touched |= before | set(parsed.tags)
-            # An edit that changed the slug leaves the old story behind: retire it.
-            if previous is not None and previous.slug and previous.slug != slug:
-                if self._retire(conn, previous.slug, parsed.path, now, touched):
-                    retired = previous.slug
-        new = watch.Indexed(parsed.stat, parsed.sha256, slug if error is None else (previous.slug if previous else None))
-        files_store.save(
-            conn, files_store.FileRow(parsed.path, parsed.stat.mtime_ns, parsed.stat.size, parsed.sha256, new.slug),
-            error=error, now=now,
-        )
-        return _Recorded(new, changed_slug, frozenset(touched), error, retired)
-
-    def _retire(self, conn: Connection, slug: str, path: str, now: dt.datetime, touched: set[str]) -> bool:
-        row = stories.state(conn, slug)
-        if row is None or row.deleted or row.path != path:
-            return False
-        stories.retire(conn, slug, now=now)
-        touched |= row.feed_tags
-        return True
+        recorder = Recorder(conn, self.cfg.paths.briefs, index, now)
+        recorded = recorder.record(parsed)
+        recorder.flush()
+        return recorded
 
     def _forget_file(self, conn: Connection, path: str, index: FileIndex, now: dt.datetime, touched: set[str]) -> str | None:
         """A file gone from the folder: its row dropped; the slug retired, if it was its story's."""
-        gone = index[path]
-        files_store.forget(conn, path)
-        if gone.slug and self._retire(conn, gone.slug, path, now, touched):
-            return gone.slug
-        return None
+        return Recorder(conn, self.cfg.paths.briefs, index, now).forget_file(path, touched)
 
     def _failed(self, path: str, stat: watch.Stat | None, exc: BaseException | str, result: SyncResult) -> None:
         """One file could not be published: recorded as rejected, retried later with backoff."""
@@ -293,7 +232,7 @@ class Pipeline:
                 if known is not None and unchanged:
                     # Touched, not changed (e.g. `touch`, a save without edits).
                     files_store.touch(conn, path, mtime_ns=stat.mtime_ns, size=stat.size)
-                    recorded = _Recorded(watch.Indexed(stat, known.sha256, known.slug), None, frozenset(), None)
+                    recorded = Recorded(watch.Indexed(stat, known.sha256, known.slug), None, frozenset(), None)
                 else:
                     recorded = self._record(conn, parsed, now, index)
                     slugs = [s for s in (recorded.changed_slug, recorded.retired) if s]
@@ -387,27 +326,38 @@ class Pipeline:
             seen = self._scan(index)
             result = SyncResult()
             now = self._now()
-            items = sorted(seen.items())
+            gone = [p for p in index if p not in seen]
             n_workers = workers or min(os.cpu_count() or 1, 8)
-            chunk = max(1, min(200, len(items) // (n_workers * 4) or 1))
-            chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
+            chunks = _chunks(sorted(seen.items()), n_workers)
+            del seen  # map_chunks lets go of each chunk once its results are in (100k briefs: ~30 MB)
             touched: set[str] = {MAIN_FEED}
             failed: list[Parsed] = []
-            linked: list[str] = []  # stories naming related ones: workers cannot see their titles
-            for parsed_chunk in map_chunks(self.cfg, chunks, n_workers):
-                linked += [p.slug for p in parsed_chunk if p.related and p.slug and not p.error and p.status != "draft"]
+            # Stories naming related ones (workers cannot see their titles): slug → the related slugs,
+            # one string rather than a tuple of them (100k briefs: ~20 MB less).
+            linked: dict[str, str] = {}
+            for parsed_chunk in map_chunks(self.cfg, build_chunk, chunks, n_workers):
+                linked.update(
+                    (p.slug, "\n".join(p.related)) for p in parsed_chunk if p.related and p.slug and not p.error and p.status != "draft"
+                )
                 # One short transaction per chunk, the lock only around it: the
                 # desk is never kept waiting for the workers' parsing and rendering.
                 failed += [p for p in parsed_chunk if p.retry]
                 self._record_chunk([p for p in parsed_chunk if not p.retry], index, now, result, touched)
             with self._lock, self.engine.begin() as conn:
-                gone = [p for p in index if p not in seen]
                 removed = {path: self._forget_file(conn, path, index, now, touched) for path in gone}
                 # Every tag any live story has, so a deleted public/ is rebuilt whole.
                 touched |= stories.live_feed_tags(conn)
                 self.digests.rewrite_pages(conn)
-                for related in sorted(set(linked)):
-                    result.written += self.site.story(conn, self.briefs.get(conn, related))
+                titles = stories.live_titles(conn, {slug for named in linked.values() for slug in named.split("\n")})
+            # A worker rendered its page without related titles; only a page
+            # naming a story that exists differs from that and is rendered again.
+            jobs = [
+                PageJob(path, index[path].sha256, {s: titles[s] for s in named.split("\n") if s in titles})
+                for slug, named in sorted(linked.items())
+                if any(s in titles for s in named.split("\n")) and (path := next(iter(index.holders(slug)), None)) is not None
+            ]
+            del linked
+            self._story_pages(jobs, n_workers, result)
             for path, slug in removed.items():
                 del index[path]
                 if slug is not None:
@@ -420,16 +370,35 @@ class Pipeline:
             log.info("build: %d published, %d rejected, %d removed", len(result.published), len(result.errors), len(result.removed))
             return result
 
+    def _story_pages(self, jobs: list[PageJob], n_workers: int, result: SyncResult) -> None:
+        """Web issues rendered again with their related titles, by the workers (the parent only for a file changed meanwhile)."""
+        left: list[PageJob] = []
+        for done in map_chunks(self.cfg, page_chunk, _chunks(jobs, n_workers), n_workers):
+            for job, written in done:
+                if written is None:
+                    left.append(job)
+                else:
+                    result.written += written
+        with self.engine.connect() as conn:
+            for job in left:
+                slug = self.load_index()[job.path].slug
+                if slug:
+                    result.written += write_web_issue(self.briefs.get(conn, slug), self.cfg, None, job.titles)
+
     def _record_chunk(self, chunk: Sequence[Parsed], index: FileIndex, now: dt.datetime,
                       result: SyncResult, touched: set[str]) -> None:
-        recorded: list[tuple[Parsed, _Recorded]] = []
+        recorded: list[tuple[Parsed, Recorded]] = []
         try:
             with self._lock, self.engine.begin() as conn:
+                recorder = Recorder(conn, self.cfg.paths.briefs, index, now)
+                before = (index.get(p.path) for p in chunk)
+                recorder.prefetch([*(p.slug for p in chunk if p.slug), *(b.slug for b in before if b is not None and b.slug)])
                 for parsed in chunk:
-                    rec = self._record(conn, parsed, now, index)
+                    rec = recorder.record(parsed)
                     # Later files of the chunk must see this one's slug (duplicate-slug check).
                     index[parsed.path] = rec.indexed
                     recorded.append((parsed, rec))
+                recorder.flush()
         except BaseException:
             self._index = None  # rolled back: what the store holds is the truth again
             raise

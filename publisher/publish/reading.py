@@ -12,16 +12,18 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import datetime as dt
+import gc
 import hashlib
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from ..briefs.files import read_brief_bytes
 from ..briefs.model import Brief
@@ -178,12 +180,48 @@ def build_chunk(paths: Sequence[tuple[str, watch.Stat]]) -> list[Parsed]:
     return [build_one(cfg, path, stat) for path, stat in paths]
 
 
-def map_chunks(cfg: Config, chunks: list[list[tuple[str, watch.Stat]]], n_workers: int) -> Iterator[list[Parsed]]:
-    """Each chunk built, in order: in this process, or in a pool of forked workers that die with it."""
+@dataclass(frozen=True)
+class PageJob:
+    """A web issue to render again once the build knows the titles of the stories it names."""
+
+    path: str
+    sha256: str  # what the build recorded: a file changed since is left to the parent
+    titles: dict[str, str]
+
+
+def page_chunk(jobs: Sequence[PageJob]) -> list[tuple[PageJob, list[str] | None]]:
+    """Each job's web issue (page and text) rewritten with its related titles; None where the parent must do it (changed file, failure)."""
+    cfg = _worker_cfg
+    assert cfg is not None
+    out: list[tuple[PageJob, list[str] | None]] = []
+    for job in jobs:
+        parsed, brief = read_and_parse(cfg, job.path, watch.Stat(0, 0))
+        written: list[str] | None = None
+        if brief is not None and parsed.sha256 == job.sha256:
+            try:
+                written = write_web_issue(brief, cfg, None, job.titles)
+            except Exception:  # noqa: BLE001 - the parent renders it again and raises with context
+                log.debug("%s: story page left to the parent", job.path, exc_info=True)
+        out.append((job, written))
+    return out
+
+
+Chunk = TypeVar("Chunk")
+Result = TypeVar("Result")
+
+
+def map_chunks(cfg: Config, work: Callable[[Chunk], Result], chunks: list[Chunk], n_workers: int) -> Iterator[Result]:
+    """``work`` over each chunk, results in order: in this process, or in a pool of forked workers that die with it.
+
+    ``chunks`` is emptied as they are handed out, so a chunk's items are
+    freed as soon as its results are in, not at the end of the build.
+    """
     if n_workers <= 1 or len(chunks) <= 1:
         _init_worker(cfg)
-        for c in chunks:
-            yield build_chunk(c)
+        todo = chunks[::-1]
+        chunks.clear()
+        while todo:
+            yield work(todo.pop())
         return
     import multiprocessing
 
@@ -192,7 +230,17 @@ def map_chunks(cfg: Config, chunks: list[list[tuple[str, watch.Stat]]], n_worker
     pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker, initargs=(cfg, os.getpid()))
     finished = False
     try:
-        yield from pool.map(build_chunk, chunks)
+        # map submits every chunk, so every worker is forked before it returns.
+        # Frozen, the parent's objects (the scan of a 100k folder, the index)
+        # are left alone by the workers' garbage collector: it would write to
+        # each one's header and so copy every page of them into every worker.
+        gc.freeze()
+        try:
+            results = pool.map(work, chunks)
+            chunks.clear()  # the pool's work items hold each chunk until it is done
+        finally:
+            gc.unfreeze()
+        yield from results
         finished = True
     finally:
         if not finished:

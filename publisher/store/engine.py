@@ -113,13 +113,18 @@ def connect(url: str) -> Engine:
     return engine
 
 
-def _dialect_insert(conn: Connection, table: sa.Table, values: dict[str, Any]) -> Any:
+def dialect_insert(conn: Connection, table: sa.Table) -> Any:
     """The dialect's own INSERT (it has ON CONFLICT), or None on a backend without one."""
     if conn.dialect.name == "sqlite":
-        return sqlite.insert(table).values(**values)
+        return sqlite.insert(table)
     if conn.dialect.name == "postgresql":
-        return postgresql.insert(table).values(**values)
+        return postgresql.insert(table)
     return None
+
+
+def _dialect_insert(conn: Connection, table: sa.Table, values: dict[str, Any]) -> Any:
+    stmt = dialect_insert(conn, table)
+    return None if stmt is None else stmt.values(**values)
 
 
 def upsert(conn: Connection, table: sa.Table, values: dict[str, Any], key: list[str], update: list[str]) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .engine import dialect_insert
 from .schema import files
 from .subscribers import utc
 
@@ -38,6 +40,23 @@ def save(conn: Connection, row: FileRow, *, error: str | None, now: dt.datetime)
     updated = conn.execute(sa.update(files).where(files.c.path == row.path).values(**values)).rowcount
     if not updated:
         conn.execute(sa.insert(files).values(path=row.path, **values))
+
+
+def save_many(conn: Connection, rows: Sequence[tuple[FileRow, str | None]], *, now: dt.datetime) -> None:
+    """:func:`save` of many (row, error) pairs: one INSERT … ON CONFLICT DO UPDATE with many parameter sets."""
+    if not rows:
+        return
+    seen = utc(now)
+    params = [
+        dict(path=r.path, mtime_ns=r.mtime_ns, size=r.size, sha256=r.sha256, slug=r.slug, error=error, seen_at=seen) for r, error in rows
+    ]
+    stmt = dialect_insert(conn, files)
+    if stmt is None:  # pragma: no cover - other backends keep the portable two-step form
+        for r, error in rows:
+            save(conn, r, error=error, now=now)
+        return
+    keep = ("mtime_ns", "size", "sha256", "slug", "error", "seen_at")
+    conn.execute(stmt.on_conflict_do_update(index_elements=["path"], set_={c: stmt.excluded[c] for c in keep}), params)
 
 
 def record_failure(conn: Connection, path: str, error: str, *, now: dt.datetime) -> None:

@@ -123,6 +123,77 @@ def retire(conn: Connection, slug: str, *, now: dt.datetime) -> None:
     conn.execute(sa.update(stories).where(stories.c.slug == slug).values(deleted_at=utc(now)))
 
 
+# SQLite before 3.32 allows 999 parameters per statement: IN lists go in slices.
+IN_CHUNK = 500
+
+
+def states(conn: Connection, slugs: Iterable[str]) -> dict[str, StoryState]:
+    """:func:`state` of many slugs in one query per slice (missing slugs are absent)."""
+    s = stories
+    wanted = sorted(set(slugs))
+    out: dict[str, StoryState] = {}
+    for i in range(0, len(wanted), IN_CHUNK):
+        query = sa.select(s.c.slug, s.c.path, s.c.status, s.c.content_hash, s.c.feed_tags, s.c.deleted_at).where(
+            s.c.slug.in_(wanted[i : i + IN_CHUNK])
+        )
+        for row in conn.execute(query):
+            out[row.slug] = StoryState(
+                row.slug, row.path, row.status, row.content_hash, frozenset(unframe(row.feed_tags)), row.deleted_at is not None
+            )
+    return out
+
+
+_KEY: sa.BindParameter[Any] = sa.bindparam("k_slug")
+_CONTENT = ("path", "title", "status", "source", "content_hash", "published_at", "deleted_at", "error", "feed_tags")
+_STATEMENTS: dict[str, Any] = {
+    "insert": sa.insert(stories),
+    "update": sa.update(stories).where(stories.c.slug == _KEY).values({c: sa.bindparam(c) for c in (*_CONTENT, "updated_at")}),
+    "move": sa.update(stories).where(stories.c.slug == _KEY).values({c: sa.bindparam(c) for c in _CONTENT}),
+    "error": sa.update(stories).where(stories.c.slug == _KEY).values(error=sa.bindparam("error")),
+    "retire": sa.update(stories).where(stories.c.slug == _KEY).values(deleted_at=sa.bindparam("deleted_at")),
+}
+
+
+class Batch:
+    """Story writes of one transaction, queued in order and sent as executemany runs.
+
+    Consecutive writes of one kind share one statement (a cold build's
+    chunk of new stories is a single INSERT with many parameter sets); the
+    order of writes is kept, so a retire followed by a re-use of the slug
+    lands as it would one statement at a time.
+    """
+
+    def __init__(self) -> None:
+        self._ops: list[tuple[str, dict[str, Any]]] = []
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def insert(self, record: StoryRecord, *, updated_at: dt.datetime, now: dt.datetime) -> None:
+        self._ops.append(("insert", dict(slug=record.slug, updated_at=utc(updated_at), created_at=utc(now), **_values(record))))
+
+    def update(self, record: StoryRecord, *, updated_at: dt.datetime | None) -> None:
+        """As :func:`update`."""
+        if updated_at is None:
+            self._ops.append(("move", dict(k_slug=record.slug, **_values(record))))
+        else:
+            self._ops.append(("update", dict(k_slug=record.slug, updated_at=utc(updated_at), **_values(record))))
+
+    def set_error(self, slug: str, error: str | None) -> None:
+        self._ops.append(("error", {"k_slug": slug, "error": error}))
+
+    def retire(self, slug: str, *, now: dt.datetime) -> None:
+        self._ops.append(("retire", {"k_slug": slug, "deleted_at": utc(now)}))
+
+    def flush(self, conn: Connection) -> None:
+        ops, self._ops = self._ops, []
+        start = 0
+        for i in range(1, len(ops) + 1):
+            if i == len(ops) or ops[i][0] != ops[start][0]:
+                conn.execute(_STATEMENTS[ops[start][0]], [params for _kind, params in ops[start:i]])
+                start = i
+
+
 def _live() -> tuple[Any, ...]:
     return (stories.c.status == "published", stories.c.deleted_at.is_(None))
 
@@ -224,12 +295,13 @@ def fingerprint(conn: Connection, kind: str, key: str) -> str:
 def live_titles(conn: Connection, slugs: Iterable[str] | None = None) -> dict[str, str]:
     """slug → title of published live stories (all of them, or of ``slugs``): related links and site lists."""
     query = sa.select(stories.c.slug, stories.c.title).where(*_live())
-    if slugs is not None:
-        wanted = sorted(set(slugs))
-        if not wanted:
-            return {}
-        query = query.where(stories.c.slug.in_(wanted))
-    return {row.slug: row.title for row in conn.execute(query)}
+    if slugs is None:
+        return {row.slug: row.title for row in conn.execute(query)}
+    wanted = sorted(set(slugs))
+    out: dict[str, str] = {}
+    for i in range(0, len(wanted), IN_CHUNK):
+        out.update((row.slug, row.title) for row in conn.execute(query.where(stories.c.slug.in_(wanted[i : i + IN_CHUNK]))))
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -152,3 +152,47 @@ def test_archive_pages_are_written_by_the_pipeline(tmp_path: Path) -> None:
     (cfg.paths.briefs / "s7.md").write_text(brief_text("s7", "Story 7", date="2026-11-20"))
     pub.sync()
     assert (public / "archive" / "3.atom").exists()
+
+
+def _related_project(root: Path) -> Path:
+    cfg = make_project(root, schedule={"quiet_period": 0.0})
+    briefs = cfg.paths.briefs
+    # b names a, which exists; c names only a story that does not.
+    (briefs / "a.md").write_text(brief_text("story-a", "Story A"))
+    (briefs / "b.md").write_text(brief_text("story-b", "Story B").replace("Canonical:", "## Across the graph\n- Related: [[story-a]], [[nowhere]]\n\nCanonical:"))
+    (briefs / "c.md").write_text(brief_text("story-c", "Story C").replace("Canonical:", "## Across the graph\n- Related: [[nowhere]]\n\nCanonical:"))
+    return cfg.paths.public
+
+
+def test_a_parallel_build_gives_the_bytes_of_file_by_file_syncs(tmp_path: Path) -> None:
+    # Workers render story pages before any title is known; the pages (and
+    # texts) naming an existing story are rendered again once it is. Either
+    # way the result must be what publishing the files one sync at a time gives.
+    clock = FixedClock(dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc))
+    outs = []
+    for name, how in (("built", "build"), ("synced", "sync")):
+        (tmp_path / name).mkdir()
+        cfg = make_project(tmp_path / name, schedule={"quiet_period": 0.0})
+        _related_project(tmp_path / name)
+        pipeline = pipeline_for(cfg, clock)
+        result = pipeline.build_all(workers=2) if how == "build" else pipeline.sync()
+        assert result.errors == []
+        outs.append({k: v[0] for k, v in _snapshot(cfg.paths.public).items()})
+    built, synced = outs
+    assert sorted(built) == sorted(synced)
+    assert b">Story A</a>" in built["issues/story-b.html"] and b"Related stories" not in built["issues/story-c.html"]
+    assert {k for k in built if built[k] != synced[k]} == set()
+
+
+def test_a_file_changed_since_the_build_read_it_is_left_to_the_parent(tmp_path: Path) -> None:
+    from publisher.publish import reading
+    from publisher.publish.watch import Stat
+
+    cfg = make_project(tmp_path, schedule={"quiet_period": 0.0})
+    (cfg.paths.briefs / "a.md").write_text(brief_text("story-a", "Story A"))
+    reading._init_worker(cfg)
+    fresh = reading.read_and_parse(cfg, "a.md", Stat(0, 0))[0].sha256
+    jobs = [reading.PageJob("a.md", fresh, {"x": "X"}), reading.PageJob("a.md", "0" * 64, {"x": "X"})]
+    (current, written), (stale, none) = reading.page_chunk(jobs)
+    assert current is jobs[0] and written == ["issues/story-a.html", "issues/story-a.txt"]
+    assert stale is jobs[1] and none is None
