@@ -35,9 +35,9 @@ from ..mail import tokens
 from ..mail.message import Personalizer, message_domain
 from ..mail.dkim import Signer, signer_for
 from ..mail.transports import (
-    DeliveryUnknown, SenderRefused, Transport, TransportFactory, TransportUnavailable, WireTemplate, connections,
-    transport_factory,
+    DeliveryUnknown, SenderRefused, Transport, TransportFactory, TransportUnavailable, connections, transport_factory,
 )
+from ..mail.wire import WireMessage
 from ..store.deliveries import Claimed, Failure, LedgerSource, Progress, worker_id
 from ..store.engine import Engine
 from ..store.issues import IssueRow
@@ -166,6 +166,7 @@ class Sender:
         self.batch = max(1, cfg.smtp.batch_size)
         self.worker = worker_id()
         self.key = tokens.signing_key(cfg)
+        self.links = tokens.LinkMaker(self.key, "unsubscribe", cfg.site.url("unsubscribe?t="))
         self.sender = cfg.email.sender_address
         self.signer: Signer | None = signer_for(cfg)  # parsed once per send
         self._domain = message_domain(cfg.email.sender_address)
@@ -184,7 +185,7 @@ class Sender:
         return f"<{issue_id}.{delivery_id}.{digest}@{self._domain}>"
 
     def unsubscribe_url(self, subscriber_id: int, email: str) -> str:
-        return self.cfg.site.url("unsubscribe?t=" + tokens.make_token(self.key, "unsubscribe", subscriber_id, email))
+        return self.links.url(subscriber_id, email)
 
     def run(self, issue: IssueRow, template: Personalizer, *, wait: bool = True) -> SendReport:
         """Send every due queued row of ``issue``.
@@ -196,7 +197,8 @@ class Sender:
         """
         started = time.monotonic()
         if self.wire:
-            template = WireTemplate(template)
+            # Compiled once: per reader only joins (and the signature) remain.
+            template = WireMessage(template, self.signer)
         run = _Run(issue, template, wait, queue.Queue(maxsize=self.n * 2), queue.Queue())
         threads = [
             threading.Thread(target=self._work, args=(run.work, run.results), name=f"send-{i}", daemon=True)
@@ -344,14 +346,10 @@ class Sender:
         return self.batch
 
     def _job(self, issue: IssueRow, template: Personalizer, c: Claimed) -> _Job:
-        to, url, mid = c.email, self.unsubscribe_url(c.subscriber_id, c.email), self.message_id(issue.id, c.delivery_id)
-        if self.signer is not None and isinstance(template, WireTemplate):
-            raw, message = template.personalize_both(to=to, unsubscribe_url=url, message_id=mid)
-            message = self.signer.sign_wire(message, raw)
-        else:
-            message = template.personalize(to=to, unsubscribe_url=url, message_id=mid)
-            if self.signer is not None:
-                message = self.signer.sign_wire(message) if self.wire else self.signer.sign(message)
+        to, url, mid = c.email, self.links.url(c.subscriber_id, c.email), self.message_id(issue.id, c.delivery_id)
+        message = template.personalize(to=to, unsubscribe_url=url, message_id=mid)
+        if self.signer is not None and not isinstance(template, WireMessage):  # a WireMessage signs its payloads
+            message = self.signer.sign(message)
         return _Job(c, message, verp_address(self.cfg, self.key, issue.id, c.subscriber_id) or self.sender)
 
     def _work(self, work: queue.Queue[object], results: queue.Queue[_Result]) -> None:

@@ -1,8 +1,8 @@
 """Transports: one SMTP connection reused for many messages, or the Maildir outbox.
 
 The SMTP DATA payload is sent as-is when it is already in wire form
-(:class:`WireTemplate` prepares it once per issue), so a Python sender is
-not the bottleneck of a local relay.
+(:class:`~publisher.mail.wire.WireMessage` prepares it once per issue), so a
+Python sender is not the bottleneck of a local relay.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from ..core.config import Config, SmtpConfig
 from ..core.addresses import idna_domain
 from ..core.errors import DeliveryError
 from .dkim import Signer, signer_for, unwire
-from .message import Personalizer, to_seven_bit
+from .message import to_seven_bit
+from .wire import wire_data
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,6 @@ class Transport(Protocol):
 
 TransportFactory = Callable[[], Transport]
 
-_BARE_EOL = re.compile(rb"\r\n|\r|\n")
 _UNSAFE_ADDR = re.compile(r"[\x00-\x20<>\x7f]")
 
 
@@ -68,102 +68,6 @@ def envelope_address(address: str, smtputf8: bool) -> str:
     if not local.isascii():
         raise DeliveryError(f"{address}: the relay does not offer SMTPUTF8, which this local part needs", permanent=True)
     return f"{local}@{idna_domain(domain)}"
-
-
-def wire_data(message: bytes) -> bytes:
-    """The DATA payload: CRLF line ends, leading dots doubled, terminated.
-
-    The fast check (a few C-level scans) spares the two regex passes over
-    every 40 KB message when the template already produced wire form.
-    """
-    crlf = message.count(b"\r\n")
-    if message.count(b"\n") != crlf or message.count(b"\r") != crlf:
-        message = _BARE_EOL.sub(b"\r\n", message)
-    if b"\n." in message:
-        message = message.replace(b"\n.", b"\n..")
-    if message.startswith(b"."):
-        message = b"." + message
-    if not message.endswith(b"\r\n"):
-        message += b"\r\n"
-    return message + b".\r\n"
-
-
-# Distinct shapes and lengths, none a substring of another.
-_PROBES = (
-    ("rcpt-probe-a1@probe.invalid", "https://probe.invalid/unsub-a1", "<mid-a1@probe.invalid>"),
-    ("rcpt-probe-bb22c@probe.invalid", "https://probe.invalid/unsub-bb22c?t=x.y", "<mid-bb22c.x@probe.invalid>"),
-)
-
-
-class WireTemplate:
-    """Per-recipient SMTP DATA payloads without a pass over each message.
-
-    Line-end normalisation and dot-stuffing cost more than everything else
-    a recipient needs (a 37 KB newsletter has CSS lines starting with a dot),
-    yet they only depend on the template. So the template is personalised
-    twice with probe values, both results are put in wire form and split at
-    the probes; if the two layouts agree, the wire chunks are reused for
-    every recipient. The real ``personalize`` still runs first for each
-    recipient, so its validation (header injection, bad addresses) applies.
-    Anything unusual (layouts differ, a value that would need escaping or
-    stuffing) falls back to the slow, always-correct path.
-    """
-
-    def __init__(self, template: Personalizer) -> None:
-        self.template = template
-        self._layout = self._split(template)
-
-    @property
-    def fast(self) -> bool:
-        return self._layout is not None
-
-    @staticmethod
-    def _split(template: Personalizer) -> tuple[tuple[bytes, ...], tuple[int, ...]] | None:
-        layouts = []
-        for to, url, mid in _PROBES:
-            values = (to.encode("ascii"), url.encode("ascii"), mid.encode("ascii"))
-            wire = wire_data(template.personalize(to=to, unsubscribe_url=url, message_id=mid))
-            pattern = re.compile(b"|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)))
-            chunks: list[bytes] = []
-            slots: list[int] = []
-            pos = 0
-            for m in pattern.finditer(wire):
-                chunks.append(wire[pos : m.start()])
-                slots.append(values.index(m.group()))
-                pos = m.end()
-            chunks.append(wire[pos:])
-            layouts.append((tuple(chunks), tuple(slots)))
-        first = layouts[0]
-        if any(layout != first for layout in layouts) or set(first[1]) != {0, 1, 2}:
-            log.info("message template needs per-recipient wire conversion")
-            return None
-        return first
-
-    def personalize(self, *, to: str, unsubscribe_url: str, message_id: str, test: bool = False) -> bytes:
-        """The DATA payload for one recipient (terminated, ready for :class:`SmtpTransport`)."""
-        return self.personalize_both(to=to, unsubscribe_url=unsubscribe_url, message_id=message_id, test=test)[1]
-
-    def personalize_both(
-        self, *, to: str, unsubscribe_url: str, message_id: str, test: bool = False
-    ) -> tuple[bytes, bytes]:
-        """(message, DATA payload): DKIM signs the first and sends the second."""
-        raw = self.template.personalize(to=to, unsubscribe_url=unsubscribe_url, message_id=message_id, test=test)
-        values = (to, unsubscribe_url, message_id)
-        if (
-            test
-            or self._layout is None
-            or any(not v.isascii() or v.startswith(".") or "\r" in v or "\n" in v for v in values)
-            or any(c in unsubscribe_url for c in "&<>\"'")
-        ):
-            return raw, wire_data(raw)
-        chunks, slots = self._layout
-        encoded = (to.encode("ascii"), unsubscribe_url.encode("ascii"), message_id.encode("ascii"))
-        parts: list[bytes] = []
-        for chunk, slot in zip(chunks, slots):
-            parts.append(chunk)
-            parts.append(encoded[slot])
-        parts.append(chunks[-1])
-        return raw, b"".join(parts)
 
 
 class SmtpTransport:
