@@ -201,6 +201,8 @@ class SmtpTransport:
                 results.append(error)
                 if isinstance(error, SenderRefused):
                     return True
+                if self._session is None:  # hung up (a 421): the caller reconnects
+                    return False
                 continue
             nxt = self._next(s, items, k + 1)
             _write(s, payload + nxt[0] + b"DATA\r\n" if nxt else payload, data_sent=False)
@@ -273,7 +275,13 @@ class SmtpTransport:
 
     def _replies(self, s: _Session) -> DeliveryError | None:
         """The three replies to a pipelined envelope and DATA; the first refusal, if any."""
-        replies = [_reply(s, data_sent=False) for _ in range(3)]
+        replies: list[tuple[int, bytes]] = []
+        for what in ("MAIL FROM", "RCPT TO", "DATA"):
+            code, text = _reply(s, data_sent=False)
+            if code == 421:  # the server is closing the channel: no more replies will come
+                self.close()
+                return _classified(what, f"{what} refused: {code} {_text(text)}", code)
+            replies.append((code, text))
         for (code, text), ok, what in zip(replies, ((250,), (250, 251), (354,)), ("MAIL FROM", "RCPT TO", "DATA")):
             if code not in ok:
                 if replies[2][0] == 354:

@@ -110,8 +110,9 @@ def test_any_personalizer_gets_the_reference_path(tmp_path: Path) -> None:
 
     wire = WireMessage(Plain())
     assert not wire.fast
-    args = {"to": "a@example.net", "unsubscribe_url": "https://news.example.org/u?t=1", "message_id": "<1@x.example>"}
-    assert wire.personalize(**args) == wire_data(template.personalize(**args))
+    to, url, mid = "a@example.net", "https://news.example.org/u?t=1", "<1@x.example>"
+    assert wire.personalize(to=to, unsubscribe_url=url, message_id=mid) == wire_data(
+        template.personalize(to=to, unsubscribe_url=url, message_id=mid))
 
 
 def _key(kind: str) -> Signer:
