@@ -133,6 +133,7 @@ class _Run:
     outstanding: int = 0  # claimed and not yet recorded
     unrecorded: list[_Result] = field(default_factory=list)
     unavailable_streak: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)  # a refusal: workers start no more messages
     abort: DeliveryError | None = None
     refused: DeliveryError | None = None  # a 5xx at MAIL FROM, DATA or after the data: stop at once
 
@@ -207,7 +208,7 @@ class Sender:
             template = WireMessage(template, self.signer)
         run = _Run(issue, template, wait, queue.Queue(maxsize=self.n * 2), queue.Queue())
         threads = [
-            threading.Thread(target=self._work, args=(run.work, run.results), name=f"send-{i}", daemon=True)
+            threading.Thread(target=self._work, args=(run.work, run.results, run.stop), name=f"send-{i}", daemon=True)
             for i in range(self.n)
         ]
         for t in threads:
@@ -370,7 +371,7 @@ class Sender:
             message = self.signer.sign(message)
         return _Job(c, message, verp_address(self.cfg, self.key, issue.id, c.subscriber_id) or self.sender)
 
-    def _work(self, work: queue.Queue[object], results: queue.Queue[list[_Result]]) -> None:
+    def _work(self, work: queue.Queue[object], results: queue.Queue[list[_Result]], stop: threading.Event) -> None:
         transport: Transport | None = None
         try:
             while True:
@@ -382,7 +383,7 @@ class Sender:
                 try:
                     if transport is None:
                         transport = self.factory()
-                    self._hand_over(transport, item, done)
+                    self._hand_over(transport, item, done, stop)
                 except TransportUnavailable as exc:
                     transport = None
                     done.append(_Result(item[len(done)], "unavailable", exc))
@@ -399,16 +400,21 @@ class Sender:
             if transport is not None:
                 transport.close()
 
-    def _hand_over(self, transport: Transport, jobs: list[_Job], done: list[_Result]) -> None:
-        """Send ``jobs`` in order, appending one result each; stop after a refusal or an outage."""
+    def _hand_over(self, transport: Transport, jobs: list[_Job], done: list[_Result], stop: threading.Event) -> None:
+        """Send ``jobs`` in order, appending one result each; stop after a refusal (here or on
+        another connection) or an outage."""
         if isinstance(transport, SmtpTransport) and self.wire:
-            outcomes = transport.send_all([(j.sender or self.sender, j.claimed.email, j.message) for j in jobs])
-            for job, error in zip(jobs, outcomes):
+            items = [(j.sender or self.sender, j.claimed.email, j.message) for j in jobs]
+            for job, error in zip(jobs, transport.send_all(items, stop=stop.is_set)):
                 if isinstance(error, TransportUnavailable):
                     raise error
+                if isinstance(error, SenderRefused):
+                    stop.set()
                 done.append(_outcome(job, error))
             return
         for job in jobs:
+            if stop.is_set():
+                return
             try:
                 transport.send(job.sender or self.sender, job.claimed.email, job.message, wire=self.wire)
             except TransportUnavailable:
@@ -416,6 +422,7 @@ class Sender:
             except DeliveryError as exc:
                 done.append(_outcome(job, exc))
                 if isinstance(exc, SenderRefused):
+                    stop.set()
                     return
             else:
                 done.append(_Result(job, "sent"))

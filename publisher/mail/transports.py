@@ -110,6 +110,7 @@ class SmtpTransport:
         self.signer = signer
         self._conn: smtplib.SMTP | None = None
         self._session: _Session | None = None
+        self._stop: Callable[[], bool] = _never
 
     def _connect(self) -> _Session:
         cfg = self.cfg
@@ -147,17 +148,19 @@ class SmtpTransport:
         if result is not None:
             raise result
 
-    def send_all(self, items: Sequence[Envelope]) -> list[DeliveryError | None]:
+    def send_all(self, items: Sequence[Envelope], *, stop: Callable[[], bool] | None = None) -> list[DeliveryError | None]:
         """Send DATA payloads in order; one result each: None when accepted, else the error.
 
         The list stops short after a :class:`SenderRefused` or a
-        :class:`TransportUnavailable` (the rest were not tried). A connection
+        :class:`TransportUnavailable`, or once ``stop()`` is true between
+        messages (the rest were not tried). A connection
         lost before a message's final dot is retried once on a fresh
         connection; lost after it, the message is :class:`DeliveryUnknown`.
         """
         results: list[DeliveryError | None] = []
         retried = -1
-        while len(results) < len(items):
+        self._stop = stop or _never
+        while len(results) < len(items) and not self._stop():
             try:
                 if self._session is None:
                     self._session = self._connect()
@@ -188,6 +191,8 @@ class SmtpTransport:
         while len(results) < len(items):
             k = len(results)
             if ahead is None:
+                if self._stop():
+                    return True
                 try:
                     envelope, payload = self._prepare(s, *items[k])
                 except DeliveryError as exc:
@@ -229,7 +234,7 @@ class SmtpTransport:
     def _next(self, s: _Session, items: Sequence[Envelope], k: int) -> tuple[bytes, bytes] | None:
         """The envelope to pipeline behind the current data (None: none, or it is refused
         before a byte is written, which its own turn reports)."""
-        if not s.pipelining or k >= len(items):
+        if not s.pipelining or k >= len(items) or self._stop():
             return None
         try:
             return self._prepare(s, *items[k])
@@ -320,6 +325,10 @@ class SmtpTransport:
 
 
 _MAXLINE = 8192  # as smtplib
+
+
+def _never() -> bool:
+    return False
 
 
 def _write(s: _Session, data: bytes, *, data_sent: bool) -> None:

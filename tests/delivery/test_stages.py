@@ -259,3 +259,21 @@ def test_every_stage_is_classified(stage: str, code: int, kind: str) -> None:
     error = _classified(stage, f"{stage} refused: {code}", code)
     got = "refused" if isinstance(error, SenderRefused) else "bounce" if error.permanent else "retry"
     assert got == kind and error.code == code
+
+
+def test_a_refusal_on_one_connection_stops_the_others_between_messages(tmp_path: Path) -> None:
+    # Workers get several messages per hand-off; a refusal on one connection must not let
+    # the others finish theirs (at most the message in progress and one pipelined behind it).
+    sink = Sink(pipelining=True, data_replies=["554 5.7.1 spam content"])
+    with smtp_server(sink) as port:
+        cfg = make_cfg(tmp_path, port=port, connections=2)
+        engine = make_store(cfg)
+        add_subscribers(engine, 200)
+        issue_id = add_issue(engine)
+        with pytest.raises(SendAborted) as info:
+            delivery.send_issue(cfg, engine, issue_id)
+    assert info.value.refused and set(_statuses(engine).values()) == {"active"}
+    assert sink.data_count <= 6
+    rows = _rows(engine, issue_id)
+    assert sum(state == "sent" for state, _ in rows.values()) == len(sink.messages)
+    assert {state for state, _ in rows.values()} <= {"sent", "queued"}
