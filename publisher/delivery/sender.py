@@ -177,6 +177,7 @@ class Sender:
         self.sender = cfg.email.sender_address
         self.signer: Signer | None = signer_for(cfg)  # parsed once per send
         self._domain = message_domain(cfg.email.sender_address)
+        self._mid_hash = hashlib.sha256(f"{self._domain}:".encode())  # the constant start of every Message-ID hash
         self._progress_at = 0.0
 
     @property
@@ -188,7 +189,9 @@ class Sender:
     def message_id(self, issue_id: int, delivery_id: int) -> str:
         # Stable per delivery: a resend after a crash carries the same
         # Message-ID, so receiving systems can drop the duplicate.
-        digest = hashlib.sha256(f"{self._domain}:{issue_id}:{delivery_id}".encode()).hexdigest()[:12]
+        h = self._mid_hash.copy()
+        h.update(f"{issue_id}:{delivery_id}".encode())
+        digest = h.hexdigest()[:12]
         return f"<{issue_id}.{delivery_id}.{digest}@{self._domain}>"
 
     def unsubscribe_url(self, subscriber_id: int, email: str) -> str:

@@ -377,3 +377,17 @@ def test_wire_data_can_never_end_the_message_early(message: bytes) -> None:
     if not expected.endswith(b"\r\n"):
         expected += b"\r\n"
     assert unstuffed == expected
+
+
+def test_message_ids_are_derived_from_the_ledger_row(tmp_path: Path) -> None:
+    # A resend after a crash (or after an upgrade mid-send) carries the same Message-ID.
+    import hashlib
+
+    from publisher.delivery.sender import Sender
+
+    cfg = make_cfg(tmp_path)
+    sender = Sender(cfg, make_store(cfg))
+    for issue_id, delivery_id in [(7, 42), (7, 43), (123, 1)]:
+        digest = hashlib.sha256(f"news.example.org:{issue_id}:{delivery_id}".encode()).hexdigest()[:12]
+        assert sender.message_id(issue_id, delivery_id) == f"<{issue_id}.{delivery_id}.{digest}@news.example.org>"
+    assert sender.message_id(7, 42) == sender.message_id(7, 42) != sender.message_id(42, 7)
