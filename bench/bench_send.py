@@ -273,11 +273,12 @@ def main() -> None:
                 memory.append((count, got))
                 print(f"memory {count}: {got['peak_mb']:.1f} MB, {got['sent']:.0f} sent", file=sys.stderr, flush=True)
 
-    print(f"\n{args.n:,} subscribers, DATA payload {size:,} bytes, {os.cpu_count()} CPUs, {args.rounds} interleaved rounds, "
-          f"load (1 min) {min(loads):.2f}–{max(loads):.2f}; median (min–max)\n")
-    print("| sender | sessions | msg/s | CPU ms/msg | of which ledger | ratio to smtp-source -d (same round) | load |")
-    print("|---|---|---|---|---|---|---|")
-    for (what, sessions), s in series.items():
+    if loads:
+        print(f"\n{args.n:,} subscribers, DATA payload {size:,} bytes, {os.cpu_count()} CPUs, {args.rounds} interleaved "
+              f"rounds, load (1 min) {min(loads):.2f}–{max(loads):.2f}; median (min–max)\n")
+        print("| sender | sessions | msg/s | CPU ms/msg | of which ledger | ratio to smtp-source -d (same round) | load |")
+        print("|---|---|---|---|---|---|---|")
+    for (what, sessions), s in series.items() if loads else ():
         ceiling = series[("smtp-source -d", sessions)]
         ratios = [mine["rate"] / top["rate"] for mine, top in zip(s.runs, ceiling.runs)]
         ratio = "" if what.startswith("smtp-source") else (
