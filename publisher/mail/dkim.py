@@ -157,8 +157,8 @@ class SignPlan:
     """Signing every reader's copy of one template, with the shared work done once.
 
     The headers that do not change are canonicalised once; a per-reader one
-    is ``prefix + value + suffix`` (its values carry no whitespace, CR or LF,
-    so relaxed canonicalisation leaves them as they are). The body is hashed
+    is ``prefix + value + suffix`` (its values carry no CR or LF and no leading,
+    trailing or repeated whitespace, so relaxed canonicalisation leaves them as they are). The body is hashed
     once up to the first per-reader value and the hash state copied for each
     reader (simple canonicalisation touches only the constant tail). Per
     reader there remain: the rest of the body hash, a few joins, one signature.
@@ -181,8 +181,10 @@ class SignPlan:
 
 def plan_signing(signer: Signer, chunks: Sequence[bytes], slots: Sequence[int]) -> SignPlan | None:
     """A :class:`SignPlan` for a message made of ``chunks`` interleaved with per-reader
-    ``slots``, whose values are non-empty and hold no whitespace, CR or LF. None when the
-    layout is unusual (a separator or a signed header not as expected): sign whole messages then."""
+    ``slots``, whose values are non-empty and hold no CR or LF and no leading, trailing or
+    repeated whitespace. None when the layout is unusual (no separator, two values in one signed
+    header): sign whole messages then. :mod:`publisher.mail.wire` checks the plan against
+    :meth:`Signer.signature_header` with probe readers before using it."""
     sentinels = [_SENTINEL % slot for slot in slots]
     sep_at = next((i for i, c in enumerate(chunks) if b"\r\n\r\n" in c), None)
     if sep_at is None:
