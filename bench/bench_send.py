@@ -1,41 +1,52 @@
 #!/usr/bin/env python3
-"""Sending throughput and peak memory of ``publisher.delivery`` against local SMTP sinks.
+"""Sending throughput, CPU per message and peak memory of ``publisher.delivery`` against Postfix's smtp-sink.
 
-Run from the repository root:  .venv/bin/python bench/bench_send.py [--n 10000] [--big 100000]
+Run from the repository root:
+    .venv/bin/python bench/bench_send.py [--n 10000] [--rounds 3] [--connections 4] [--memory 10000,100000,1000000]
 
-For each sink (an aiosmtpd server that only counts, in its own process, and
-Postfix's ``smtp-sink``) it measures in one run:
+The ceiling is Postfix's ``smtp-source -d`` (sessions reused, as our sender
+reuses them) sending messages of our size to the same ``smtp-sink``. In each
+round, interleaved, against that one sink:
 
-* ``smtp-source`` sending the same number of messages of the same size
-  (the ceiling of the sink on this machine),
-* our sender (``send_issue``: ledger claims, rate limiter, byte-substitution
-  templates, records every row) with 1 and with N connections,
-* the same N-connection send DKIM-signed, with an RSA-2048 and an Ed25519 key
-  (``--skip-unsigned`` measures only those rows, against smtp-sink),
+* ``smtp-source -d`` with 1 and with N sessions,
+* our sender (``send_issue``: ledger claims, rate limiter, compiled wire
+  payloads, pipelined transactions, every row recorded) with 1 and N
+  connections, unsigned, and with N connections DKIM-signed (RSA-2048, Ed25519).
 
-and then peak RSS of the sender for --n and --big subscribers against
-smtp-sink (memory must not grow with the list). Each sender run is a fresh
-subprocess so ``ru_maxrss`` is its own. Postfix is installed with apt if
-``smtp-sink`` is missing. Numbers vary with the machine's load: compare the
-ratios within one run.
+Each figure: msg/s, CPU ms per message (``getrusage`` of the sending
+process: smtp-source as our child, our sender in a fresh subprocess timing
+only ``send_issue``), the share of that CPU spent in the ledger (claims and
+records, SQL), the ratio to the ceiling with the same number of sessions in
+the same round, and the 1-minute load average. The table gives the median
+over rounds with the range.
+
+Memory: peak RSS (``ru_maxrss``) of a fresh sender process sending to 10k,
+100k and 1M subscribers (``--memory``). Sizes above ``--cap`` have their whole
+ledger enqueued (every row) but send only the first ``--cap`` messages, so
+the 1M figure does not take a quarter of an hour on a shared box; what a send
+holds does not depend on how many rows it has already sent (the 10k and 100k
+rows send everything, which shows it).
+
+Postfix is installed with apt if ``smtp-sink`` is missing. Numbers vary with
+the machine's load: compare the ratios within one run.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import os
 import resource
 import shutil
-import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,21 +55,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from common import free_port  # noqa: E402
 sys.path.insert(0, str(ROOT))
 
-SINK_SCRIPT = r"""
-import asyncio, signal, sys
-from aiosmtpd.controller import Controller
-class Count:
-    n = 0
-    async def handle_DATA(self, server, session, envelope):
-        Count.n += len(envelope.rcpt_tos)
-        return "250 OK"
-c = Controller(Count(), hostname="127.0.0.1", port=int(sys.argv[1]))
-c.start()
-print("ready", flush=True)
-signal.sigwait({signal.SIGTERM, signal.SIGINT})
-c.stop()
-print(Count.n, flush=True)
-"""
+SENDER = "briefs@news.example.org"
 
 
 def wait_port(port: int, timeout: float = 10.0) -> None:
@@ -82,19 +79,6 @@ def ensure_postfix_tools() -> str:
 
 
 @contextlib.contextmanager
-def aiosmtpd_sink() -> Iterator[int]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SINK_SCRIPT, str(port)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    proc.stdout.readline()
-    try:
-        yield port
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
-
-
-@contextlib.contextmanager
 def postfix_sink(tools: str) -> Iterator[int]:
     port = free_port()
     cmd = [f"{tools}/smtp-sink"]
@@ -110,62 +94,46 @@ def postfix_sink(tools: str) -> Iterator[int]:
         proc.wait(timeout=10)
 
 
-def smtp_source(tools: str, port: int, n: int, size: int, sessions: int) -> float:
+def smtp_source(tools: str, port: int, n: int, size: int, sessions: int) -> dict[str, float]:
+    """``smtp-source -d``: sessions reused; CPU from our children's rusage (it is the only child running)."""
     cmd = [
-        f"{tools}/smtp-source", "-s", str(sessions), "-m", str(n), "-l", str(size),
-        "-f", "briefs@news.example.org", "-t", "reader@example.net", f"127.0.0.1:{port}",
+        f"{tools}/smtp-source", "-d", "-s", str(sessions), "-m", str(n), "-l", str(size),
+        "-f", SENDER, "-t", "reader@example.net", f"127.0.0.1:{port}",
     ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return n / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"rate": n / elapsed, "cpu_ms": cpu * 1000 / n, "ledger_ms": 0.0}
 
 
 # ------------------------------------------------------------ the sender side
 
 
-def prepare(workdir: Path, n: int) -> tuple[Path, int, bytes]:
-    """A store with ``n`` instant subscribers and one approved story issue (the reference brief).
-
-    Also returns one recipient's message, for the plain-smtplib reference row.
-    """
+def prepare(workdir: Path, n: int) -> tuple[Path, int, int]:
+    """A store with ``n`` instant subscribers and one approved story issue (the reference brief);
+    returns the folder, the issue id and the size of one reader's DATA payload."""
     from publisher.core.clock import system_clock
     from publisher.delivery import send as delivery
+    from publisher.mail.wire import WireMessage
     from publisher.store import connect
     from publisher.store import issues as issues_store
     from tests.support.smtp import add_story_issue, add_subscribers, make_cfg
 
     cfg = make_cfg(workdir)
     engine = connect(cfg.store_url)
-    add_subscribers(engine, n)
+    for start in range(0, n, 100_000):
+        add_subscribers(engine, min(100_000, n - start), start=start)
     issue_id = add_story_issue(engine, cfg)
     template = delivery.build_template(issues_store.get_issue(engine, issue_id), cfg, sent_at=system_clock())
-    sample = template.personalize(
-        to="reader@example.net", unsubscribe_url=cfg.site.url("unsubscribe?t=" + "x" * 90), message_id="<1.1.x@example.org>"
+    payload = WireMessage(template).personalize(
+        to="reader000001@example.net", unsubscribe_url=cfg.site.url("unsubscribe?t=1.abcdef.") + "x" * 43,
+        message_id="<1.1.0123456789ab@news.example.org>",
     )
     engine.dispose()
-    return workdir, issue_id, sample
-
-
-def plain_smtplib(port: int, n: int, message: bytes, threads: int = 10) -> float:
-    """The naive reference: smtplib.sendmail of one pre-serialised message from N threads."""
-    import itertools
-    import smtplib
-    import threading
-
-    counter = itertools.count()
-
-    def run() -> None:
-        with smtplib.SMTP("127.0.0.1", port) as conn:
-            while next(counter) < n:
-                conn.sendmail("briefs@news.example.org", ["reader@example.net"], message)
-
-    start = time.perf_counter()
-    pool = [threading.Thread(target=run) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    return n / (time.perf_counter() - start)
+    return workdir, issue_id, len(payload)
 
 
 def write_key(workdir: Path, kind: str) -> Path:
@@ -179,26 +147,47 @@ def write_key(workdir: Path, kind: str) -> Path:
     return path
 
 
-def run_sender(workdir: Path, issue_id: int, port: int, connections: int, dkim: str = "none") -> dict[str, float]:
+def run_sender(workdir: Path, issue_id: int, port: int, connections: int, dkim: str = "none", cap: int = 0) -> dict[str, float]:
     proc = subprocess.run(
-        [sys.executable, __file__, "--worker", str(workdir), str(issue_id), str(port), str(connections), dkim],
+        [sys.executable, __file__, "--worker", str(workdir), str(issue_id), str(port), str(connections), dkim, str(cap)],
         check=True, capture_output=True, text=True, env={**os.environ, "PUBLISHER_SIGNING_KEY": "b" * 40},
     )
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
-def worker(workdir: Path, issue_id: int, port: int, connections: int, dkim: str) -> None:
+def worker(workdir: Path, issue_id: int, port: int, connections: int, dkim: str, cap: int) -> None:
     import dataclasses
 
     import sqlalchemy as sa
 
-    from publisher.core.clock import system_clock
     from publisher.delivery import send as delivery
+    from publisher.delivery import sender as sender_module
     from publisher.store import connect
-    from publisher.store import issues as issues_store
+    from publisher.store.deliveries import LedgerSource
     from publisher.store.schema import deliveries, issues
     from tests.support.smtp import make_cfg
 
+    ledger_cpu = [0.0]
+    claimed = [0]
+
+    class Timed(LedgerSource):
+        """The real ledger, timing its calls (thread CPU); with ``cap``, it stops handing out rows after that many."""
+
+        def claim(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if cap and claimed[0] >= cap:
+                return []
+            t = time.thread_time()
+            rows = super().claim(*args, **kwargs)
+            ledger_cpu[0] += time.thread_time() - t
+            claimed[0] += len(rows)
+            return rows
+
+        def mark_sent(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            t = time.thread_time()
+            super().mark_sent(*args, **kwargs)
+            ledger_cpu[0] += time.thread_time() - t
+
+    setattr(sender_module, "LedgerSource", Timed)  # the sender's default source, timed
     cfg = make_cfg(workdir, port=port, connections=connections, batch_size=200)
     if dkim != "none":
         key = write_key(workdir, dkim)
@@ -207,86 +196,102 @@ def worker(workdir: Path, issue_id: int, port: int, connections: int, dkim: str)
     with engine.begin() as conn:  # every run starts from a fresh, approved issue
         conn.execute(deliveries.delete())
         conn.execute(issues.update().values(state="approved"))
+    before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
-    report = delivery.send_issue(cfg, engine, issue_id)
+    report = delivery.send_issue(cfg, engine, issue_id, wait=not cap)
     elapsed = time.perf_counter() - start
-    size = len(delivery.build_template(issues_store.get_issue(engine, issue_id), cfg, sent_at=system_clock())
-               .personalize(to="x@example.net", unsubscribe_url="https://e.org/u?t=x", message_id="<a@b>"))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     with engine.connect() as conn:
         sent = conn.execute(sa.select(sa.func.count()).where(deliveries.c.state == "sent")).scalar_one()
-    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"sent": sent, "reported": report.sent, "seconds": elapsed, "rate": sent / elapsed,
-                      "peak_mb": rss_kb / 1024, "size": size}))
+        rows = conn.execute(sa.select(sa.func.count()).select_from(deliveries)).scalar_one()
+    print(json.dumps({"sent": sent, "rows": rows, "reported": report.sent, "rate": sent / elapsed,
+                      "cpu_ms": cpu * 1000 / max(sent, 1), "ledger_ms": ledger_cpu[0] * 1000 / max(sent, 1),
+                      "peak_mb": after.ru_maxrss / 1024}))
 
 
-@dataclasses.dataclass
-class Row:
-    sink: str
+# ------------------------------------------------------------------ report
+
+
+@dataclass
+class Series:
     what: str
-    rate: float
-    peak_mb: float | None = None
-    note: str = ""
+    sessions: int
+    runs: list[dict[str, float]] = field(default_factory=list)
+
+    def med(self, key: str) -> float:
+        return statistics.median(r[key] for r in self.runs)
+
+    def span(self, key: str, fmt: str) -> str:
+        values = [r[key] for r in self.runs]
+        return f"{format(statistics.median(values), fmt)} ({format(min(values), fmt)}–{format(max(values), fmt)})"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=10_000, help="subscribers for the throughput runs")
-    ap.add_argument("--big", type=int, default=100_000, help="subscribers for the memory comparison (0: skip)")
-    ap.add_argument("--connections", type=int, default=8, help="N for the parallel runs")
-    ap.add_argument("--skip-unsigned", action="store_true", help="only the DKIM rows, against smtp-sink")
-    ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions")
+    ap.add_argument("--connections", type=int, default=4, help="N for the parallel runs")
+    ap.add_argument("--memory", default="10000,100000,1000000", help="subscriber counts for peak RSS ('' to skip)")
+    ap.add_argument("--cap", type=int, default=100_000, help="messages sent at most in a memory run (0: all)")
+    ap.add_argument("--no-dkim", action="store_true", help="leave out the signed rows")
+    ap.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         w = args.worker
-        worker(Path(w[0]), int(w[1]), int(w[2]), int(w[3]), w[4])
+        worker(Path(w[0]), int(w[1]), int(w[2]), int(w[3]), w[4], int(w[5]))
         return
 
     tools = ensure_postfix_tools()
-    rows: list[Row] = []
+    n_conn = args.connections
+    plan: list[tuple[str, int, str]] = [
+        ("smtp-source -d", 1, ""), ("publisher, unsigned", 1, "none"),
+        ("smtp-source -d", n_conn, ""), ("publisher, unsigned", n_conn, "none"),
+    ]
+    if not args.no_dkim:
+        plan += [("publisher, DKIM rsa-sha256", n_conn, "rsa"), ("publisher, DKIM ed25519-sha256", n_conn, "ed25519")]
+    series = {(what, sessions): Series(what, sessions) for what, sessions, _ in plan}
+    memory: list[tuple[int, dict[str, float]]] = []
+    loads: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-send-") as tmp:
-        small, issue_small, sample = prepare(Path(tmp) / "small", args.n)
-        probe = None
+        small, issue_small, size = prepare(Path(tmp) / "small", args.n)
         with postfix_sink(tools) as port:
-            ceiling = smtp_source(tools, port, args.n, len(sample), 10)
-            rows.append(Row("smtp-sink", f"smtp-source -s10 ({len(sample) // 1024} KB)", ceiling))
-            for dkim in ("none", "rsa", "ed25519"):
-                got = run_sender(small, issue_small, port, args.connections, dkim)
-                label = "unsigned" if dkim == "none" else f"DKIM {dkim}-sha256"
-                rows.append(Row("smtp-sink", f"publisher, {args.connections} conn., {label}", got["rate"], got["peak_mb"],
-                                f"{got['rate'] / ceiling:.0%} of ceiling"))
-        for sink_name in () if args.skip_unsigned else ("aiosmtpd", "smtp-sink"):
-            cm = aiosmtpd_sink() if sink_name == "aiosmtpd" else postfix_sink(tools)
-            with cm as port:
-                one = run_sender(small, issue_small, port, 1)
-                probe = probe or one
-                size = int(one["size"])
-                ceiling = smtp_source(tools, port, args.n, size, 10)
-                naive = plain_smtplib(port, args.n, sample)
-                many = run_sender(small, issue_small, port, args.connections)
-                rows.append(Row(sink_name, f"smtp-source -s10 ({size // 1024} KB)", ceiling))
-                rows.append(Row(sink_name, "plain smtplib, 10 threads, 1 message", naive, None,
-                                f"{naive / ceiling:.0%} of ceiling"))
-                rows.append(Row(sink_name, "publisher, 1 connection", one["rate"], one["peak_mb"],
-                                f"{one['rate'] / ceiling:.0%} of ceiling"))
-                rows.append(Row(sink_name, f"publisher, {args.connections} connections", many["rate"], many["peak_mb"],
-                                f"{many['rate'] / ceiling:.0%} of ceiling"))
-        if args.big and not args.skip_unsigned:
-            big, issue_big, _ = prepare(Path(tmp) / "big", args.big)
-            with postfix_sink(tools) as port:
-                small_run = run_sender(small, issue_small, port, args.connections)
-                big_run = run_sender(big, issue_big, port, args.connections)
-            growth = big_run["peak_mb"] / small_run["peak_mb"] - 1
-            rows.append(Row("smtp-sink", f"memory, {args.n:,} subscribers", small_run["rate"], small_run["peak_mb"]))
-            rows.append(Row("smtp-sink", f"memory, {args.big:,} subscribers", big_run["rate"], big_run["peak_mb"],
-                            f"peak RSS {growth:+.0%} vs {args.n:,}"))
+            for r in range(args.rounds):
+                for what, sessions, dkim in plan:
+                    loads.append(os.getloadavg()[0])
+                    got = (smtp_source(tools, port, args.n, size, sessions) if not dkim
+                           else run_sender(small, issue_small, port, sessions, dkim))
+                    got["load"] = loads[-1]
+                    series[(what, sessions)].runs.append(got)
+                    print(f"round {r + 1}: {what} x{sessions}: {got['rate']:.0f} msg/s, {got['cpu_ms']:.3f} ms CPU/msg, "
+                          f"load {got['load']:.2f}", file=sys.stderr, flush=True)
+            for count in [int(x) for x in args.memory.split(",") if x]:
+                where, issue, _ = (small, issue_small, size) if count == args.n else prepare(Path(tmp) / f"m{count}", count)
+                cap = args.cap if args.cap and count > args.cap else 0
+                got = run_sender(where, issue, port, n_conn, cap=cap)
+                got["load"] = os.getloadavg()[0]
+                memory.append((count, got))
+                print(f"memory {count}: {got['peak_mb']:.1f} MB, {got['sent']:.0f} sent", file=sys.stderr, flush=True)
 
-    print(f"\n{args.n:,} subscribers, message {probe['size'] if probe else 0:,} bytes, {os.cpu_count()} CPUs, "
-          f"load {os.getloadavg()[0]:.2f}\n")
-    print(f"| {'sink':<10} | {'sender':<38} | {'msg/s':>8} | {'peak MB':>8} | note")
-    print(f"|{'-' * 12}|{'-' * 40}|{'-' * 10}|{'-' * 10}|------")
-    for r in rows:
-        mem = f"{r.peak_mb:8.1f}" if r.peak_mb is not None else " " * 8
-        print(f"| {r.sink:<10} | {r.what:<38} | {r.rate:8.0f} | {mem} | {r.note}")
+    if loads:
+        print(f"\n{args.n:,} subscribers, DATA payload {size:,} bytes, {os.cpu_count()} CPUs, {args.rounds} interleaved "
+              f"rounds, load (1 min) {min(loads):.2f}–{max(loads):.2f}; median (min–max)\n")
+        print("| sender | sessions | msg/s | CPU ms/msg | of which ledger | ratio to smtp-source -d (same round) | load |")
+        print("|---|---|---|---|---|---|---|")
+    for (what, sessions), s in series.items() if loads else ():
+        ceiling = series[("smtp-source -d", sessions)]
+        ratios = [mine["rate"] / top["rate"] for mine, top in zip(s.runs, ceiling.runs)]
+        ratio = "" if what.startswith("smtp-source") else (
+            f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})")
+        ledger = "" if what.startswith("smtp-source") else s.span("ledger_ms", ".3f")
+        print(f"| {what} | {sessions} | {s.span('rate', '.0f')} | {s.span('cpu_ms', '.3f')} | {ledger} | {ratio} | "
+              f"{s.span('load', '.1f')} |")
+    if memory:
+        print("\n| subscribers | ledger rows | sent | peak RSS MB | msg/s | load |")
+        print("|---|---|---|---|---|---|")
+        for count, got in memory:
+            print(f"| {count:,} | {got['rows']:,.0f} | {got['sent']:,.0f} | {got['peak_mb']:.1f} | {got['rate']:.0f} | "
+                  f"{got['load']:.1f} |")
 
 
 if __name__ == "__main__":

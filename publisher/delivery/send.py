@@ -68,7 +68,11 @@ def send_issue(
         log.debug("issue %s: no recipients yet; stays %s", issue.label, issue.state.label)
         return SendReport(issues=[f"{issue.kind}:{issue.key} {issue.state.value} (no recipients yet)"], recovered=recovered)
     template = build_template(issue, cfg, sent_at=now)
-    sender = Sender(cfg, engine, factory=factory, clock=clock, progress=progress)
+    # Marks in groups of half a claim, as workers do: each UPDATE and commit
+    # costs as much as sending several messages; what a crash can duplicate
+    # stays bounded by the claim (Sender.max_in_flight), not by this.
+    sender = Sender(cfg, engine, factory=factory, clock=clock, progress=progress,
+                    record_every=max(50, cfg.smtp.batch_size // 2))
     try:
         report = sender.run(issue, template, wait=wait)
     except SendAborted as exc:

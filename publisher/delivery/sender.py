@@ -35,9 +35,10 @@ from ..mail import tokens
 from ..mail.message import Personalizer, message_domain
 from ..mail.dkim import Signer, signer_for
 from ..mail.transports import (
-    DeliveryUnknown, SenderRefused, Transport, TransportFactory, TransportUnavailable, WireTemplate, connections,
+    DeliveryUnknown, SenderRefused, SmtpTransport, Transport, TransportFactory, TransportUnavailable, connections,
     transport_factory,
 )
+from ..mail.wire import WireMessage
 from ..store.deliveries import Claimed, Failure, LedgerSource, Progress, worker_id
 from ..store.engine import Engine
 from ..store.issues import IssueRow
@@ -109,7 +110,8 @@ class _Job:
 @dataclass(frozen=True, slots=True)
 class _Result:
     job: _Job
-    outcome: Literal["sent", "failed", "unavailable", "refused", "unknown"]
+    # "unsent": never tried (the rest of a hand-off after a refusal or an outage): back to the queue.
+    outcome: Literal["sent", "failed", "unavailable", "refused", "unknown", "unsent"]
     error: DeliveryError | None = None
 
 
@@ -123,13 +125,15 @@ class _Run:
     issue: IssueRow
     template: Personalizer
     wait: bool
-    work: queue.Queue[object]
-    results: queue.Queue[_Result]
+    work: queue.Queue[object]  # lists of jobs (a hand-off), or _STOP
+    results: queue.Queue[list[_Result]]
     report: SendReport = field(default_factory=SendReport)
     pending: collections.deque[Claimed] = field(default_factory=collections.deque)
+    staged: list[_Job] = field(default_factory=list)  # a hand-off built, waiting for room in the work queue
     outstanding: int = 0  # claimed and not yet recorded
     unrecorded: list[_Result] = field(default_factory=list)
     unavailable_streak: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)  # a refusal: workers start no more messages
     abort: DeliveryError | None = None
     refused: DeliveryError | None = None  # a 5xx at MAIL FROM, DATA or after the data: stop at once
 
@@ -164,11 +168,16 @@ class Sender:
         self.record_every = max(1, record_every)
         self.sleep = sleep
         self.batch = max(1, cfg.smtp.batch_size)
+        # Messages per hand-off to a worker: enough to amortise the switch, few
+        # enough that every connection has work from one claim.
+        self._handoff = max(1, min(16, self.batch // (2 * self.n)))
         self.worker = worker_id()
         self.key = tokens.signing_key(cfg)
+        self.links = tokens.LinkMaker(self.key, "unsubscribe", cfg.site.url("unsubscribe?t="))
         self.sender = cfg.email.sender_address
         self.signer: Signer | None = signer_for(cfg)  # parsed once per send
         self._domain = message_domain(cfg.email.sender_address)
+        self._mid_hash = hashlib.sha256(f"{self._domain}:".encode())  # the constant start of every Message-ID hash
         self._progress_at = 0.0
 
     @property
@@ -180,11 +189,13 @@ class Sender:
     def message_id(self, issue_id: int, delivery_id: int) -> str:
         # Stable per delivery: a resend after a crash carries the same
         # Message-ID, so receiving systems can drop the duplicate.
-        digest = hashlib.sha256(f"{self._domain}:{issue_id}:{delivery_id}".encode()).hexdigest()[:12]
+        h = self._mid_hash.copy()
+        h.update(f"{issue_id}:{delivery_id}".encode())
+        digest = h.hexdigest()[:12]
         return f"<{issue_id}.{delivery_id}.{digest}@{self._domain}>"
 
     def unsubscribe_url(self, subscriber_id: int, email: str) -> str:
-        return self.cfg.site.url("unsubscribe?t=" + tokens.make_token(self.key, "unsubscribe", subscriber_id, email))
+        return self.links.url(subscriber_id, email)
 
     def run(self, issue: IssueRow, template: Personalizer, *, wait: bool = True) -> SendReport:
         """Send every due queued row of ``issue``.
@@ -196,10 +207,11 @@ class Sender:
         """
         started = time.monotonic()
         if self.wire:
-            template = WireTemplate(template)
+            # Compiled once: per reader only joins (and the signature) remain.
+            template = WireMessage(template, self.signer)
         run = _Run(issue, template, wait, queue.Queue(maxsize=self.n * 2), queue.Queue())
         threads = [
-            threading.Thread(target=self._work, args=(run.work, run.results), name=f"send-{i}", daemon=True)
+            threading.Thread(target=self._work, args=(run.work, run.results, run.stop), name=f"send-{i}", daemon=True)
             for i in range(self.n)
         ]
         for t in threads:
@@ -232,7 +244,7 @@ class Sender:
         self._collect(run)
         if self._server_down(run) or run.refused is not None:
             return False
-        if run.pending:
+        if run.pending or run.staged:
             self._dispatch(run)
             return True
         if run.outstanding <= max(self.batch // 2, self.n * 2):  # low water: claim more
@@ -241,12 +253,12 @@ class Sender:
 
     def _collect(self, run: _Run) -> None:
         """Take the workers' results; record them in groups (and whenever nothing else is pending)."""
-        block = run.outstanding > 0 and not run.pending
+        block = run.outstanding > 0 and not run.pending and not run.staged
         new: list[_Result] = []
         try:
-            new.append(run.results.get(timeout=0.05) if block else run.results.get_nowait())
+            new.extend(run.results.get(timeout=0.05) if block else run.results.get_nowait())
             while True:
-                new.append(run.results.get_nowait())
+                new.extend(run.results.get_nowait())
         except queue.Empty:
             pass
         for r in new:
@@ -265,24 +277,36 @@ class Sender:
             run.unrecorded = []
 
     def _dispatch(self, run: _Run) -> None:
-        """Hand the next claimed row to a worker, paced by the rate limit."""
-        delay = self.limiter.delay()
-        if delay > 0:
-            self.sleep(min(delay, 0.05))
-            return
+        """Hand the next claimed rows to a worker, paced by the rate limit.
+
+        Unpaced, a hand-off holds several messages (fewer thread switches, and
+        the transport pipelines one message's data with the next envelope);
+        under a rate limit it holds one, as each waits for its slot.
+        """
+        if not run.staged:
+            delay = self.limiter.delay()
+            if delay > 0:
+                self.sleep(min(delay, 0.05))
+                return
+            while run.pending and len(run.staged) < self._handoff:
+                claimed = run.pending.popleft()
+                try:
+                    run.staged.append(self._job(run.issue, run.template, claimed))
+                except DeliveryError as exc:
+                    # personalize refused this recipient (an address that could
+                    # inject headers): fail it, go on.
+                    run.unrecorded.append(_Result(_Job(claimed, b""), "failed", exc))
+                    continue
+                self.limiter.reserve()
+                if self.limiter.delay() > 0:
+                    break
+            if not run.staged:
+                return
         try:
-            job = self._job(run.issue, run.template, run.pending[0])
-        except DeliveryError as exc:
-            # personalize refused this recipient (an address that could
-            # inject headers): fail it, go on.
-            run.unrecorded.append(_Result(_Job(run.pending.popleft(), b""), "failed", exc))
-            return
-        try:
-            run.work.put(job, timeout=0.05)
+            run.work.put(run.staged, timeout=0.05)
         except queue.Full:
             return
-        run.pending.popleft()
-        self.limiter.reserve()
+        run.staged = []
 
     def _refill(self, run: _Run) -> bool:
         """Claim more rows when the pipeline runs low; False when the send is over for now."""
@@ -326,7 +350,7 @@ class Sender:
             t.join()
         while True:
             try:
-                run.unrecorded.append(run.results.get_nowait())
+                run.unrecorded.extend(run.results.get_nowait())
             except queue.Empty:
                 break
         if run.unrecorded:
@@ -344,47 +368,67 @@ class Sender:
         return self.batch
 
     def _job(self, issue: IssueRow, template: Personalizer, c: Claimed) -> _Job:
-        to, url, mid = c.email, self.unsubscribe_url(c.subscriber_id, c.email), self.message_id(issue.id, c.delivery_id)
-        if self.signer is not None and isinstance(template, WireTemplate):
-            raw, message = template.personalize_both(to=to, unsubscribe_url=url, message_id=mid)
-            message = self.signer.sign_wire(message, raw)
-        else:
-            message = template.personalize(to=to, unsubscribe_url=url, message_id=mid)
-            if self.signer is not None:
-                message = self.signer.sign_wire(message) if self.wire else self.signer.sign(message)
+        to, url, mid = c.email, self.links.url(c.subscriber_id, c.email), self.message_id(issue.id, c.delivery_id)
+        message = template.personalize(to=to, unsubscribe_url=url, message_id=mid)
+        if self.signer is not None and not isinstance(template, WireMessage):  # a WireMessage signs its payloads
+            message = self.signer.sign(message)
         return _Job(c, message, verp_address(self.cfg, self.key, issue.id, c.subscriber_id) or self.sender)
 
-    def _work(self, work: queue.Queue[object], results: queue.Queue[_Result]) -> None:
+    def _work(self, work: queue.Queue[object], results: queue.Queue[list[_Result]], stop: threading.Event) -> None:
         transport: Transport | None = None
         try:
             while True:
                 item = work.get()
                 if item is _STOP:
                     return
-                assert isinstance(item, _Job)
+                assert isinstance(item, list)
+                done: list[_Result] = []
                 try:
                     if transport is None:
                         transport = self.factory()
-                    transport.send(item.sender or self.sender, item.claimed.email, item.message, wire=self.wire)
+                    self._hand_over(transport, item, done, stop)
                 except TransportUnavailable as exc:
                     transport = None
-                    results.put(_Result(item, "unavailable", exc))
+                    done.append(_Result(item[len(done)], "unavailable", exc))
                     # Do not hammer a server that is down.
                     self.sleep(0.2)
-                except SenderRefused as exc:
-                    results.put(_Result(item, "refused", exc))
-                except DeliveryUnknown as exc:
-                    results.put(_Result(item, "unknown", exc))
-                except DeliveryError as exc:
-                    results.put(_Result(item, "failed", exc))
                 except Exception as exc:  # a bug must not strand the claim; it is recorded as a failure
-                    log.exception("unexpected error sending to delivery %d", item.claimed.delivery_id)
-                    results.put(_Result(item, "failed", DeliveryError(f"internal error: {exc!r}")))
-                else:
-                    results.put(_Result(item, "sent"))
+                    job = item[len(done)]
+                    log.exception("unexpected error sending to delivery %d", job.claimed.delivery_id)
+                    done.append(_Result(job, "failed", DeliveryError(f"internal error: {exc!r}")))
+                # Whatever was not tried goes back to the queue, no attempt counted.
+                done.extend(_Result(j, "unsent") for j in item[len(done):])
+                results.put(done)
         finally:
             if transport is not None:
                 transport.close()
+
+    def _hand_over(self, transport: Transport, jobs: list[_Job], done: list[_Result], stop: threading.Event) -> None:
+        """Send ``jobs`` in order, appending one result each; stop after a refusal (here or on
+        another connection) or an outage."""
+        if isinstance(transport, SmtpTransport) and self.wire:
+            items = [(j.sender or self.sender, j.claimed.email, j.message) for j in jobs]
+            for job, error in zip(jobs, transport.send_all(items, stop=stop.is_set)):
+                if isinstance(error, TransportUnavailable):
+                    raise error
+                if isinstance(error, SenderRefused):
+                    stop.set()
+                done.append(_outcome(job, error))
+            return
+        for job in jobs:
+            if stop.is_set():
+                return
+            try:
+                transport.send(job.sender or self.sender, job.claimed.email, job.message, wire=self.wire)
+            except TransportUnavailable:
+                raise
+            except DeliveryError as exc:
+                done.append(_outcome(job, exc))
+                if isinstance(exc, SenderRefused):
+                    stop.set()
+                    return
+            else:
+                done.append(_Result(job, "sent"))
 
     def _record(self, issue_id: int, done: list[_Result], report: SendReport) -> int:
         now = self.clock()
@@ -424,7 +468,7 @@ class Sender:
                 log.warning("delivery %d outcome unknown (%s); %s", c.delivery_id, error,
                             "presumed delivered" if c.unknown_before else "resending once")
         # An outage or a refused sender is nobody's fault: no attempt counted.
-        unavailable = [r.job.claimed.delivery_id for r in done if r.outcome in ("unavailable", "refused")]
+        unavailable = [r.job.claimed.delivery_id for r in done if r.outcome in ("unavailable", "refused", "unsent")]
         self.source.release(self.worker, unavailable)
         report.sent += len(sent)
         if self.progress is not None and time.monotonic() - self._progress_at >= 0.25:
@@ -433,3 +477,11 @@ class Sender:
         return len(done)
 
 
+def _outcome(job: _Job, error: DeliveryError | None) -> _Result:
+    if error is None:
+        return _Result(job, "sent")
+    if isinstance(error, SenderRefused):
+        return _Result(job, "refused", error)
+    if isinstance(error, DeliveryUnknown):
+        return _Result(job, "unknown", error)
+    return _Result(job, "failed", error)

@@ -8,6 +8,7 @@ box from bouncing arbitrary subscribers out of the list.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -24,9 +25,14 @@ class VerpToken:
     subscriber_id: int
 
 
+@functools.lru_cache(maxsize=8)
+def _derived(key: bytes) -> bytes:
+    # Once per key, not once per delivery: a send computes one address per reader.
+    return hmac.new(key, b"publisher.verp", hashlib.sha256).digest()
+
+
 def _mac(key: bytes, issue_id: int, subscriber_id: int) -> str:
-    derived = hmac.new(key, b"publisher.verp", hashlib.sha256).digest()
-    return hmac.new(derived, f"{issue_id}.{subscriber_id}".encode(), hashlib.sha256).hexdigest()[:10]
+    return hmac.new(_derived(key), f"{issue_id}.{subscriber_id}".encode(), hashlib.sha256).hexdigest()[:10]
 
 
 def verp_address(cfg: Config, key: bytes, issue_id: int, subscriber_id: int) -> str | None:

@@ -18,6 +18,7 @@ import functools
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,11 +40,14 @@ _FOLD = re.compile(rb"\r\n(?=[ \t])")
 PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
 
-@functools.lru_cache(maxsize=512)
-def _canon_header(name: bytes, value: bytes) -> bytes:
-    """Relaxed header canonicalisation (RFC 6376 3.4.2); cached, as most headers are the issue's own."""
+def _relaxed(name: bytes, value: bytes) -> bytes:
+    """Relaxed header canonicalisation (RFC 6376 3.4.2)."""
     value = _WSP.sub(b" ", _FOLD.sub(b"", value)).strip(b" \t\r\n")
     return name.strip().lower() + b":" + value
+
+
+# Cached, as most headers are the issue's own.
+_canon_header = functools.lru_cache(maxsize=512)(_relaxed)
 
 
 def _headers(head: bytes) -> list[tuple[bytes, bytes]]:
@@ -59,13 +63,17 @@ def _headers(head: bytes) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def _body_hash(body: bytes) -> bytes:
-    """Simple body canonicalisation: trailing empty lines go, one CRLF ends the body."""
+def _simple_tail(body: bytes) -> bytes:
+    """Simple body canonicalisation (RFC 6376 3.4.3): trailing empty lines go, one CRLF ends the body."""
     while body.endswith(b"\r\n\r\n"):
         body = body[:-2]
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
-    return hashlib.sha256(body).digest()
+    return body
+
+
+def _body_hash(body: bytes) -> bytes:
+    return hashlib.sha256(_simple_tail(body)).digest()
 
 
 def unwire(payload: bytes) -> bytes:
@@ -97,14 +105,18 @@ class Signer:
         for name, value in _headers(head):
             present[name.strip().lower()] = (name, value)  # the last instance is the one signed
         names = [h for h in SIGNED_HEADERS if h.encode() in present]
-        bh = base64.b64encode(_body_hash(body)).decode("ascii")
+        data = b"".join(_canon_header(*present[n.encode()]) + b"\r\n" for n in names)
+        return self.header_for(":".join(names), data, _body_hash(body))
+
+    def header_for(self, names: str, canonical_headers: bytes, body_hash: bytes) -> bytes:
+        """The ``DKIM-Signature`` line over headers already canonicalised (each ending
+        in CRLF, in ``names`` order) and a body hash: the last step of :meth:`signature_header`."""
+        bh = base64.b64encode(body_hash).decode("ascii")
         sig_value = (
             f" v=1; a={self.algorithm}; c=relaxed/simple; d={self.domain}; s={self.selector};\r\n"
-            f"\th={':'.join(names)};\r\n\tbh={bh};\r\n\tb="
+            f"\th={names};\r\n\tbh={bh};\r\n\tb="
         ).encode("ascii")
-        data = b"".join(_canon_header(*present[n.encode()]) + b"\r\n" for n in names)
-        data += _canon_header(b"DKIM-Signature", sig_value)
-        sig = self._sign(data)
+        sig = self._sign(canonical_headers + _relaxed(b"DKIM-Signature", sig_value))
         b64 = base64.b64encode(sig)
         folded = b"\r\n\t".join(b64[i : i + 72] for i in range(0, len(b64), 72))
         return b"DKIM-Signature:" + sig_value + folded + b"\r\n"
@@ -134,6 +146,76 @@ class Signer:
     def dns_record(self) -> str:
         """The TXT record to publish at ``<selector>._domainkey.<domain>``."""
         return dns_record(self.key)
+
+
+# Stands in for a per-reader value while a template is planned; never sent.
+_SENTINEL = b"\x00\x01dkim-slot-%d\x01\x00"
+
+
+@dataclass(frozen=True)
+class SignPlan:
+    """Signing every reader's copy of one template, with the shared work done once.
+
+    The headers that do not change are canonicalised once; a per-reader one
+    is ``prefix + value + suffix`` (its values carry no CR or LF and no leading,
+    trailing or repeated whitespace, so relaxed canonicalisation leaves them as they are). The body is hashed
+    once up to the first per-reader value and the hash state copied for each
+    reader (simple canonicalisation touches only the constant tail). Per
+    reader there remain: the rest of the body hash, a few joins, one signature.
+    """
+
+    signer: Signer
+    names: str
+    fields: tuple[tuple[bytes, int, bytes], ...]  # (canonical prefix, slot or -1, suffix + CRLF)
+    body: hashlib._Hash  # hash state after the body's constant start
+    body_rest: tuple[tuple[int, bytes], ...]  # (slot, the constant bytes after it), canonical tail last
+
+    def header(self, values: Sequence[bytes]) -> bytes:
+        data = b"".join(p if slot < 0 else p + values[slot] + s for p, slot, s in self.fields)
+        h = self.body.copy()
+        for slot, chunk in self.body_rest:
+            h.update(values[slot])
+            h.update(chunk)
+        return self.signer.header_for(self.names, data, h.digest())
+
+
+def plan_signing(signer: Signer, chunks: Sequence[bytes], slots: Sequence[int]) -> SignPlan | None:
+    """A :class:`SignPlan` for a message made of ``chunks`` interleaved with per-reader
+    ``slots``, whose values are non-empty and hold no CR or LF and no leading, trailing or
+    repeated whitespace. None when the layout is unusual (no separator, two values in one signed
+    header): sign whole messages then. :mod:`publisher.mail.wire` checks the plan against
+    :meth:`Signer.signature_header` with probe readers before using it."""
+    sentinels = [_SENTINEL % slot for slot in slots]
+    sep_at = next((i for i, c in enumerate(chunks) if b"\r\n\r\n" in c), None)
+    if sep_at is None:
+        return None
+    cut = chunks[sep_at].index(b"\r\n\r\n")
+    head = b"".join(c + v for c, v in zip(chunks[:sep_at], sentinels)) + chunks[sep_at][:cut]
+    present = {}
+    for name, value in _headers(head):
+        present[name.strip().lower()] = (name, value)
+    names = [h for h in SIGNED_HEADERS if h.encode() in present]
+    fields: list[tuple[bytes, int, bytes]] = []
+    for n in names:
+        name, value = present[n.encode()]
+        inside = [slot for slot, mark in zip(slots, sentinels) if mark in value]
+        if not inside:
+            fields.append((_canon_header(name, value) + b"\r\n", -1, b""))
+            continue
+        if len(inside) > 1:
+            return None
+        before, _, after = value.partition(_SENTINEL % inside[0])
+        prefix = _relaxed(name, before + b"x")[:-1]
+        suffix = _relaxed(b"x", b"x" + after)[len(b"x:x"):]
+        fields.append((prefix, inside[0], suffix + b"\r\n"))
+    pieces = [chunks[sep_at][cut + 4 :], *chunks[sep_at + 1 :]]
+    rest = list(zip(slots[sep_at:], pieces[1:]))
+    if rest:
+        rest[-1] = (rest[-1][0], _simple_tail(rest[-1][1]))
+        body = hashlib.sha256(pieces[0])
+    else:
+        body = hashlib.sha256(_simple_tail(pieces[0]))
+    return SignPlan(signer, ":".join(names), tuple(fields), body, tuple(rest))
 
 
 def dns_record(key: PrivateKey) -> str:

@@ -12,6 +12,7 @@ A relay without 8BITMIME gets the personalised message re-encoded
 from __future__ import annotations
 
 import email.encoders
+import functools
 import email.policy
 import re
 from email.parser import BytesParser
@@ -47,6 +48,10 @@ def boundary(content_hash: str) -> str:
     return f"=_pub_{content_hash[:32]}"
 
 
+# The per-recipient slots, in the order of :meth:`MessageTemplate.values`.
+SLOTS = ("subject", "to", "message_id", "list_unsubscribe", "unsub_text", "unsub_html")
+SUBJECT, TO, MESSAGE_ID, LIST_UNSUBSCRIBE, UNSUB_TEXT, UNSUB_HTML = range(len(SLOTS))
+
 _CRLF = b"\r\n"
 _SMTP_POLICY = email.policy.SMTP.clone(max_line_length=78)
 _UNSAFE = re.compile(r"[\x00-\x20\x7f\x85\u2028\u2029]")
@@ -65,16 +70,18 @@ def _header_bytes(name: str, value: str) -> bytes:
 class MessageTemplate:
     """A pre-serialised message; ``personalize`` only joins bytes.
 
-    ``_chunks`` and ``_slots`` interleave: chunk0 slot0 chunk1 slot1 ... chunkN.
+    ``chunks`` and ``slots`` interleave: chunk0 slot0 chunk1 slot1 ... chunkN.
+    Every slot value is non-empty and free of CR and LF (:meth:`values`
+    refuses anything else), which :mod:`publisher.mail.wire` relies on.
     """
 
     issue_kind: str
     issue_key: str
-    _chunks: tuple[bytes, ...]
-    _slots: tuple[str, ...]
+    chunks: tuple[bytes, ...]
+    slots: tuple[int, ...]  # indexes into :meth:`values`, i.e. :data:`SLOTS`
     _subject: bytes
     _test_subject: bytes
-    _mailto: str
+    _mailto: bytes  # the List-Unsubscribe tail after the URL (", <mailto:...>"), or b""
 
     @classmethod
     def build(cls, issue: RenderedIssue, cfg: Config, *, sent_at: datetime) -> MessageTemplate:
@@ -101,7 +108,7 @@ class MessageTemplate:
         # Per-recipient headers go first, as whole lines we write ourselves,
         # so header folding can never split a value.
         chunks: list[bytes] = [b"", _CRLF + b"To: ", _CRLF + b"Message-ID: ", _CRLF + b"List-Unsubscribe: "]
-        slots: list[str] = ["subject", "to", "message_id", "list_unsubscribe"]
+        slots: list[int] = [SUBJECT, TO, MESSAGE_ID, LIST_UNSUBSCRIBE]
         # Written as whole lines: the email package would fold a long URL into encoded words.
         extra = (
             b"List-Archive: <" + archive_url(cfg, issue.kind, issue.key).encode("ascii", "replace") + b">" + _CRLF
@@ -114,21 +121,21 @@ class MessageTemplate:
             if idx < 0:
                 break
             chunks.append(pending + body[pos:idx])
-            slots.append("unsub_text" if idx < html_start else "unsub_html")
+            slots.append(UNSUB_TEXT if idx < html_start else UNSUB_HTML)
             pending = b""
             pos = idx + len(token)
         chunks.append(pending + body[pos:])
-        mailto = f"mailto:{cfg.email.unsubscribe_mailto}?subject=unsubscribe" if cfg.email.unsubscribe_mailto else ""
+        mailto = f", <mailto:{cfg.email.unsubscribe_mailto}?subject=unsubscribe>" if cfg.email.unsubscribe_mailto else ""
         return cls(
             issue.kind, issue.key, tuple(chunks), tuple(slots),
             _header_bytes("Subject", issue.subject),
             _header_bytes("Subject", clean_line("[TEST] " + issue.subject, MAX_SUBJECT + 7)),
-            mailto,
+            mailto.encode("ascii"),
         )
 
-    def personalize(self, *, to: str, unsubscribe_url: str, message_id: str, test: bool = False) -> bytes:
-        """The message for one recipient; raises a permanent DeliveryError for
-        values that could inject headers or break the message."""
+    def values(self, *, to: str, unsubscribe_url: str, message_id: str, test: bool = False) -> tuple[bytes, ...]:
+        """One recipient's slot values, in :data:`SLOTS` order; raises a permanent
+        DeliveryError for values that could inject headers or break the message."""
         try:
             if _UNSAFE.search(to):
                 raise InvalidAddress(to, "control characters or spaces")
@@ -138,26 +145,40 @@ class MessageTemplate:
             raise DeliveryError(f"refusing recipient address {to!r}: {exc.message}", permanent=True) from exc
         if not _MSGID.match(message_id) or not message_id.isascii():
             raise DeliveryError(f"refusing Message-ID {message_id!r}", permanent=True)
-        if not unsubscribe_url.isascii() or not is_http_url(unsubscribe_url) or _BAD_URL_CHARS.search(unsubscribe_url):
+        if not unsubscribe_url.isascii() or _BAD_URL_CHARS.search(unsubscribe_url) or not _http_url(unsubscribe_url):
             raise DeliveryError(f"refusing unsubscribe URL {unsubscribe_url!r}", permanent=True)
         url = unsubscribe_url.encode("ascii")
-        list_unsub = b"<" + url + b">"
-        if self._mailto:
-            list_unsub += b", <" + self._mailto.encode("ascii") + b">"
-        values = {
-            "subject": self._test_subject if test else self._subject,
-            "to": to_header,
-            "message_id": message_id.encode("ascii"),
-            "list_unsubscribe": list_unsub,
-            "unsub_text": url,
-            "unsub_html": url.replace(b"&", b"&amp;"),
-        }
+        list_unsub = b"<" + url + b">" + self._mailto
+        return (
+            self._test_subject if test else self._subject, to_header, message_id.encode("ascii"), list_unsub,
+            url, url.replace(b"&", b"&amp;"),
+        )
+
+    def personalize(self, *, to: str, unsubscribe_url: str, message_id: str, test: bool = False) -> bytes:
+        """The message for one recipient (see :meth:`values` for what is refused)."""
+        values = self.values(to=to, unsubscribe_url=unsubscribe_url, message_id=message_id, test=test)
+        chunks = self.chunks
         parts: list[bytes] = []
-        for chunk, slot in zip(self._chunks, self._slots):
+        for chunk, slot in zip(chunks, self.slots):
             parts.append(chunk)
             parts.append(values[slot])
-        parts.append(self._chunks[-1])
+        parts.append(chunks[-1])
         return b"".join(parts)
+
+
+_ORIGIN = re.compile(r"https?://[^/?#]*", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=64)
+def _http_origin(origin: str) -> bool:
+    return is_http_url(origin)
+
+
+def _http_url(url: str) -> bool:
+    """:func:`is_http_url`, decided on the scheme and host alone (all urlsplit looks at),
+    so the site's one origin is parsed once rather than once per reader."""
+    m = _ORIGIN.match(url)
+    return _http_origin(m.group()) if m else is_http_url(url)
 
 
 def one_click(cfg: Config) -> bool:

@@ -1,8 +1,8 @@
 """Transports: one SMTP connection reused for many messages, or the Maildir outbox.
 
 The SMTP DATA payload is sent as-is when it is already in wire form
-(:class:`WireTemplate` prepares it once per issue), so a Python sender is
-not the bottleneck of a local relay.
+(:class:`~publisher.mail.wire.WireMessage` prepares it once per issue), so a
+Python sender is not the bottleneck of a local relay.
 """
 
 from __future__ import annotations
@@ -11,17 +11,19 @@ import logging
 import mailbox
 import re
 import smtplib
+import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from ..core.config import Config, SmtpConfig
 from ..core.addresses import idna_domain
 from ..core.errors import DeliveryError
 from .dkim import Signer, signer_for, unwire
-from .message import Personalizer, to_seven_bit
+from .message import to_seven_bit
+from .wire import wire_data
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,6 @@ class Transport(Protocol):
 
 TransportFactory = Callable[[], Transport]
 
-_BARE_EOL = re.compile(rb"\r\n|\r|\n")
 _UNSAFE_ADDR = re.compile(r"[\x00-\x20<>\x7f]")
 
 
@@ -70,112 +71,48 @@ def envelope_address(address: str, smtputf8: bool) -> str:
     return f"{local}@{idna_domain(domain)}"
 
 
-def wire_data(message: bytes) -> bytes:
-    """The DATA payload: CRLF line ends, leading dots doubled, terminated.
-
-    The fast check (a few C-level scans) spares the two regex passes over
-    every 40 KB message when the template already produced wire form.
-    """
-    crlf = message.count(b"\r\n")
-    if message.count(b"\n") != crlf or message.count(b"\r") != crlf:
-        message = _BARE_EOL.sub(b"\r\n", message)
-    if b"\n." in message:
-        message = message.replace(b"\n.", b"\n..")
-    if message.startswith(b"."):
-        message = b"." + message
-    if not message.endswith(b"\r\n"):
-        message += b"\r\n"
-    return message + b".\r\n"
+Envelope = tuple[str, str, bytes]  # (sender, recipient, DATA payload)
 
 
-# Distinct shapes and lengths, none a substring of another.
-_PROBES = (
-    ("rcpt-probe-a1@probe.invalid", "https://probe.invalid/unsub-a1", "<mid-a1@probe.invalid>"),
-    ("rcpt-probe-bb22c@probe.invalid", "https://probe.invalid/unsub-bb22c?t=x.y", "<mid-bb22c.x@probe.invalid>"),
-)
+@dataclass
+class _Session:
+    """A connection after the handshake, with what the server offered."""
+
+    conn: smtplib.SMTP
+    sock: socket.socket
+    file: BinaryIO
+    pipelining: bool
+    eightbit: bool
+    smtputf8: bool
 
 
-class WireTemplate:
-    """Per-recipient SMTP DATA payloads without a pass over each message.
+class _Lost(Exception):
+    """The connection dropped; ``data_sent``: after the current message's final dot."""
 
-    Line-end normalisation and dot-stuffing cost more than everything else
-    a recipient needs (a 37 KB newsletter has CSS lines starting with a dot),
-    yet they only depend on the template. So the template is personalised
-    twice with probe values, both results are put in wire form and split at
-    the probes; if the two layouts agree, the wire chunks are reused for
-    every recipient. The real ``personalize`` still runs first for each
-    recipient, so its validation (header injection, bad addresses) applies.
-    Anything unusual (layouts differ, a value that would need escaping or
-    stuffing) falls back to the slow, always-correct path.
-    """
-
-    def __init__(self, template: Personalizer) -> None:
-        self.template = template
-        self._layout = self._split(template)
-
-    @property
-    def fast(self) -> bool:
-        return self._layout is not None
-
-    @staticmethod
-    def _split(template: Personalizer) -> tuple[tuple[bytes, ...], tuple[int, ...]] | None:
-        layouts = []
-        for to, url, mid in _PROBES:
-            values = (to.encode("ascii"), url.encode("ascii"), mid.encode("ascii"))
-            wire = wire_data(template.personalize(to=to, unsubscribe_url=url, message_id=mid))
-            pattern = re.compile(b"|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)))
-            chunks: list[bytes] = []
-            slots: list[int] = []
-            pos = 0
-            for m in pattern.finditer(wire):
-                chunks.append(wire[pos : m.start()])
-                slots.append(values.index(m.group()))
-                pos = m.end()
-            chunks.append(wire[pos:])
-            layouts.append((tuple(chunks), tuple(slots)))
-        first = layouts[0]
-        if any(layout != first for layout in layouts) or set(first[1]) != {0, 1, 2}:
-            log.info("message template needs per-recipient wire conversion")
-            return None
-        return first
-
-    def personalize(self, *, to: str, unsubscribe_url: str, message_id: str, test: bool = False) -> bytes:
-        """The DATA payload for one recipient (terminated, ready for :class:`SmtpTransport`)."""
-        return self.personalize_both(to=to, unsubscribe_url=unsubscribe_url, message_id=message_id, test=test)[1]
-
-    def personalize_both(
-        self, *, to: str, unsubscribe_url: str, message_id: str, test: bool = False
-    ) -> tuple[bytes, bytes]:
-        """(message, DATA payload): DKIM signs the first and sends the second."""
-        raw = self.template.personalize(to=to, unsubscribe_url=unsubscribe_url, message_id=message_id, test=test)
-        values = (to, unsubscribe_url, message_id)
-        if (
-            test
-            or self._layout is None
-            or any(not v.isascii() or v.startswith(".") or "\r" in v or "\n" in v for v in values)
-            or any(c in unsubscribe_url for c in "&<>\"'")
-        ):
-            return raw, wire_data(raw)
-        chunks, slots = self._layout
-        encoded = (to.encode("ascii"), unsubscribe_url.encode("ascii"), message_id.encode("ascii"))
-        parts: list[bytes] = []
-        for chunk, slot in zip(chunks, slots):
-            parts.append(chunk)
-            parts.append(encoded[slot])
-        parts.append(chunks[-1])
-        return raw, b"".join(parts)
+    def __init__(self, cause: BaseException | str, *, data_sent: bool) -> None:
+        super().__init__(str(cause))
+        self.data_sent = data_sent
 
 
 class SmtpTransport:
-    """One SMTP connection, opened lazily and reused for every message."""
+    """One SMTP connection, opened lazily and reused for every message.
+
+    smtplib does the handshake (EHLO, STARTTLS, AUTH); the transactions are
+    written here, as bytes: with PIPELINING (RFC 2920) the envelope and DATA
+    go in one write, and in :meth:`send_all` each message's data carries
+    the next message's envelope behind it (RFC 2920 allows the data to open
+    a group), so a message costs one write and one read.
+    """
 
     def __init__(self, cfg: SmtpConfig, password: str | None, signer: Signer | None = None) -> None:
         self.cfg = cfg
         self.password = password
         self.signer = signer
         self._conn: smtplib.SMTP | None = None
+        self._session: _Session | None = None
+        self._stop: Callable[[], bool] = _never
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> _Session:
         cfg = self.cfg
         conn: smtplib.SMTP | None = None
         try:
@@ -191,6 +128,10 @@ class SmtpTransport:
                 conn.ehlo()
             if cfg.username:
                 conn.login(cfg.username, self.password or "")
+            if conn.sock is None:
+                raise smtplib.SMTPServerDisconnected("no connection after the handshake")
+            file = conn.file if conn.file is not None else conn.sock.makefile("rb")
+            conn.file = file
         except (OSError, smtplib.SMTPException) as exc:
             if conn is not None:
                 _quietly_close(conn)
@@ -198,109 +139,222 @@ class SmtpTransport:
             raise TransportUnavailable(
                 f"SMTP {cfg.host}:{cfg.port}: {exc}", code=code if isinstance(code, int) else None
             ) from exc
-        return conn
+        self._conn = conn
+        return _Session(conn, conn.sock, file, conn.has_extn("pipelining"), conn.has_extn("8bitmime"),
+                        conn.has_extn("smtputf8"))
 
     def send(self, sender: str, recipient: str, message: bytes, *, wire: bool = False) -> None:
-        payload = message if wire else wire_data(message)
-        for attempt in (1, 2):
-            if self._conn is None:
-                self._conn = self._connect()
-            stage = _Stage()
-            try:
-                self._transaction(self._conn, sender, recipient, payload, message, stage)
-                return
-            except (smtplib.SMTPServerDisconnected, OSError) as exc:
-                self.close()
-                if stage.data_sent:
-                    # The final dot went out: the relay may have kept the message.
-                    raise DeliveryUnknown(f"connection lost after the data, before the reply: {exc}") from exc
-                # An idle connection the server closed, or a drop before the
-                # message was complete (which no server can have accepted):
-                # one immediate retry on a fresh connection, then it is an
-                # ordinary temporary failure with backoff.
-                if attempt == 2:
-                    raise DeliveryError(f"connection lost: {exc}") from exc
-                log.info("SMTP connection lost (%s); reconnecting", exc)
-        raise AssertionError("unreachable")
+        (result,) = self.send_all([(sender, recipient, message if wire else wire_data(message))])
+        if result is not None:
+            raise result
 
-    def _transaction(
-        self, conn: smtplib.SMTP, sender: str, recipient: str, payload: bytes, message: bytes, stage: _Stage
-    ) -> None:
-        # Commands are written directly rather than through smtplib's
-        # mail()/rcpt(): those re-parse both addresses with email.utils on
-        # every message, which cost more than the rest of the transaction.
-        # The addresses were validated when stored; this guards the syntax.
+    def send_all(self, items: Sequence[Envelope], *, stop: Callable[[], bool] | None = None) -> list[DeliveryError | None]:
+        """Send DATA payloads in order; one result each: None when accepted, else the error.
+
+        The list stops short after a :class:`SenderRefused` or a
+        :class:`TransportUnavailable`, or once ``stop()`` is true between
+        messages (the rest were not tried). A connection
+        lost before a message's final dot is retried once on a fresh
+        connection; lost after it, the message is :class:`DeliveryUnknown`.
+        """
+        results: list[DeliveryError | None] = []
+        retried = -1
+        self._stop = stop or _never
+        while len(results) < len(items) and not self._stop():
+            try:
+                if self._session is None:
+                    self._session = self._connect()
+                if self._run(self._session, items, results):
+                    return results
+            except TransportUnavailable as exc:
+                results.append(exc)
+                return results
+            except _Lost as lost:
+                self.close()
+                k = len(results)
+                if lost.data_sent:
+                    # The final dot went out: the relay may have kept the message.
+                    results.append(DeliveryUnknown(f"connection lost after the data, before the reply: {lost}"))
+                elif retried == k:
+                    results.append(DeliveryError(f"connection lost: {lost}"))
+                else:
+                    # An idle connection the server closed, or a drop before the
+                    # message was complete (which no server can have accepted):
+                    # one immediate retry on a fresh connection.
+                    retried = k
+                    log.info("SMTP connection lost (%s); reconnecting", lost)
+        return results
+
+    def _run(self, s: _Session, items: Sequence[Envelope], results: list[DeliveryError | None]) -> bool:
+        """Send from ``items[len(results)]`` on; True when the send must stop (a refusal)."""
+        ahead: tuple[bytes, bytes] | None = None  # the current message's envelope, already written
+        while len(results) < len(items):
+            k = len(results)
+            if ahead is None:
+                if self._stop():
+                    return True
+                try:
+                    envelope, payload = self._prepare(s, *items[k])
+                except DeliveryError as exc:
+                    results.append(exc)
+                    continue
+                error = self._envelope(s, envelope)
+            else:
+                (envelope, payload), ahead = ahead, None
+                error = self._replies(s)
+            if error is not None:
+                results.append(error)
+                if isinstance(error, SenderRefused):
+                    return True
+                if self._session is None:  # hung up (a 421): the caller reconnects
+                    return False
+                continue
+            nxt = self._next(s, items, k + 1)
+            _write(s, payload + nxt[0] + b"DATA\r\n" if nxt else payload, data_sent=False)
+            code, text = _reply(s, data_sent=True)
+            if code == -1:  # not a reply: as good as none
+                raise _Lost("no reply to the data", data_sent=True)
+            if code == 250:
+                results.append(None)
+                ahead = nxt
+                continue
+            error = _classified("end of data", f"message refused: {code} {_text(text)}", code)
+            results.append(error)
+            if nxt is not None and (code == 421 or isinstance(error, SenderRefused)):
+                # The next envelope is on its way and cannot be taken back but by hanging up.
+                self.close()
+                return isinstance(error, SenderRefused)
+            if nxt is None:
+                self._reset(code)
+            if isinstance(error, SenderRefused) or self._session is None:
+                return isinstance(error, SenderRefused)
+            ahead = nxt  # the transaction ended with a 4xx: the next MAIL FROM stands
+        return False
+
+    def _next(self, s: _Session, items: Sequence[Envelope], k: int) -> tuple[bytes, bytes] | None:
+        """The envelope to pipeline behind the current data (None: none, or it is refused
+        before a byte is written, which its own turn reports)."""
+        if not s.pipelining or k >= len(items) or self._stop():
+            return None
+        try:
+            return self._prepare(s, *items[k])
+        except DeliveryError:
+            return None
+
+    def _prepare(self, s: _Session, sender: str, recipient: str, payload: bytes) -> tuple[bytes, bytes]:
+        """(MAIL FROM and RCPT TO lines, DATA payload) for the server's extensions."""
+        # The addresses were validated when stored; this guards the syntax
+        # (smtplib's mail()/rcpt() would re-parse both on every message).
         for address in (sender, recipient):
             if _UNSAFE_ADDR.search(address):
                 raise DeliveryError(f"refusing envelope address {address!r}", permanent=True)
-        smtputf8 = conn.has_extn("smtputf8")
-        sender, recipient = envelope_address(sender, smtputf8), envelope_address(recipient, smtputf8)
-        options = ""
+        sender, recipient = envelope_address(sender, s.smtputf8), envelope_address(recipient, s.smtputf8)
+        options = b""
         if not payload.isascii():
-            if conn.has_extn("8bitmime"):
-                options += " BODY=8BITMIME"
+            if s.eightbit:
+                options += b" BODY=8BITMIME"
             else:
                 # RFC 6152: no 8bit data to a server that did not offer it. The
                 # slow path (parse, re-encode, re-sign) only runs for such relays.
                 payload = wire_data(self.seven_bit(unwire(payload)))
         if not (sender.isascii() and recipient.isascii()):
-            options += " SMTPUTF8"
-        mail = f"MAIL FROM:<{sender}>{options}\r\n".encode("utf-8")
-        rcpt = f"RCPT TO:<{recipient}>\r\n".encode("utf-8")
-        if conn.has_extn("pipelining"):
-            # RFC 2920: one write and one round trip for the envelope.
-            conn.send(mail + rcpt + b"DATA\r\n")
-            replies = [conn.getreply(), conn.getreply(), conn.getreply()]
-        else:
-            replies = []
-            steps: tuple[tuple[bytes, tuple[int, ...]], ...] = (
-                (mail, (250,)), (rcpt, (250, 251)), (b"DATA\r\n", (354,))
-            )
-            for command, ok in steps:
-                conn.send(command)
-                replies.append(conn.getreply())
-                if replies[-1][0] not in ok:
-                    break
-        for (code, resp), ok, what in zip(
-            replies, ((250,), (250, 251), (354,)), ("MAIL FROM", "RCPT TO", "DATA")
-        ):
+            options += b" SMTPUTF8"
+        envelope = (b"MAIL FROM:<" + sender.encode("utf-8") + b">" + options + b"\r\nRCPT TO:<"
+                    + recipient.encode("utf-8") + b">\r\n")
+        return envelope, payload
+
+    def _envelope(self, s: _Session, envelope: bytes) -> DeliveryError | None:
+        """Write MAIL FROM, RCPT TO and DATA (one write with PIPELINING); the error, if refused."""
+        if s.pipelining:
+            _write(s, envelope + b"DATA\r\n", data_sent=False)
+            return self._replies(s)
+        mail, _, rcpt = envelope.partition(b"\r\n")
+        for command, ok, what in ((mail + b"\r\n", (250,), "MAIL FROM"), (rcpt, (250, 251), "RCPT TO"),
+                                  (b"DATA\r\n", (354,), "DATA")):
+            _write(s, command, data_sent=False)
+            code, text = _reply(s, data_sent=False)
             if code not in ok:
-                if len(replies) == 3 and replies[2][0] == 354:
+                self._reset(code)
+                return _classified(what, f"{what} refused: {code} {_text(text)}", code)
+        return None
+
+    def _replies(self, s: _Session) -> DeliveryError | None:
+        """The three replies to a pipelined envelope and DATA; the first refusal, if any."""
+        replies: list[tuple[int, bytes]] = []
+        for what in ("MAIL FROM", "RCPT TO", "DATA"):
+            code, text = _reply(s, data_sent=False)
+            if code == 421:  # the server is closing the channel: no more replies will come
+                self.close()
+                return _classified(what, f"{what} refused: {code} {_text(text)}", code)
+            replies.append((code, text))
+        for (code, text), ok, what in zip(replies, ((250,), (250, 251), (354,)), ("MAIL FROM", "RCPT TO", "DATA")):
+            if code not in ok:
+                if replies[2][0] == 354:
                     # A pipelined DATA was accepted after a refused envelope:
                     # end it empty, which the server rejects for want of recipients.
-                    conn.send(b".\r\n")
-                    conn.getreply()
-                self._reset(conn, code)
-                raise _classified(what, f"{what} refused: {code} {_text(resp)}", code)
-        conn.send(payload)
-        stage.data_sent = True
-        code, resp = conn.getreply()
-        if code == -1:  # smtplib's "connection closed" reply
-            raise smtplib.SMTPServerDisconnected("no reply to the data")
-        if code != 250:
-            self._reset(conn, code)
-            raise _classified("end of data", f"message refused: {code} {_text(resp)}", code)
+                    _write(s, b".\r\n", data_sent=False)
+                    _reply(s, data_sent=False)
+                self._reset(code)
+                return _classified(what, f"{what} refused: {code} {_text(text)}", code)
+        return None
 
     def seven_bit(self, message: bytes) -> bytes:
         converted = to_seven_bit(message)
         return self.signer.resign(converted) if self.signer is not None else converted
 
-    def _reset(self, conn: smtplib.SMTP, code: int) -> None:
+    def _reset(self, code: int) -> None:
         if code == 421:  # the server is closing the channel
             self.close()
             return
+        if self._session is None:
+            return
         try:
-            conn.rset()
-        except (smtplib.SMTPException, OSError):
+            _write(self._session, b"RSET\r\n", data_sent=False)
+            _reply(self._session, data_sent=False)
+        except _Lost:
             self.close()
 
     def close(self) -> None:
+        self._session = None
         if self._conn is not None:
             conn, self._conn = self._conn, None
             try:
                 conn.quit()
             except (smtplib.SMTPException, OSError):
                 _quietly_close(conn)
+
+
+_MAXLINE = 8192  # as smtplib
+
+
+def _never() -> bool:
+    return False
+
+
+def _write(s: _Session, data: bytes, *, data_sent: bool) -> None:
+    try:
+        s.sock.sendall(data)
+    except OSError as exc:
+        raise _Lost(exc, data_sent=data_sent) from exc
+
+
+def _reply(s: _Session, *, data_sent: bool) -> tuple[int, bytes]:
+    """One reply, as smtplib's ``getreply`` reads it (multi-line joined by LF)."""
+    lines: list[bytes] = []
+    while True:
+        try:
+            line = s.file.readline(_MAXLINE + 1)
+        except OSError as exc:
+            raise _Lost(exc, data_sent=data_sent) from exc
+        if not line:
+            raise _Lost("connection closed by the server", data_sent=data_sent)
+        lines.append(line[4:].strip(b" \t\r\n"))
+        if line[3:4] != b"-":
+            break
+    try:
+        return int(line[:3]), b"\n".join(lines)
+    except ValueError:
+        return -1, b"\n".join(lines)
 
 
 def _quietly_close(conn: smtplib.SMTP) -> None:
@@ -322,11 +376,6 @@ def _classified(stage: str, message: str, code: int) -> DeliveryError:
         return SenderRefused(message, permanent=False, code=code)
     # 4xx (and anything unexpected) at any stage: a retry with backoff.
     return DeliveryError(message, permanent=False, code=code)
-
-
-@dataclass
-class _Stage:
-    data_sent: bool = False
 
 
 class MaildirTransport:

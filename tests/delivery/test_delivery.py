@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from publisher.mail import tokens
 from publisher.delivery.sender import RateLimiter, SendAborted
-from publisher.mail.transports import wire_data
+from publisher.mail.wire import WireMessage, wire_data
 from publisher.core.errors import DeliveryError, StateError
 from publisher.store.schema import deliveries, subscribers
 from publisher.delivery import send as delivery
@@ -311,12 +311,12 @@ def test_wire_template_equals_the_slow_path(tmp_path: Path) -> None:
     engine = make_store(cfg)
     issue_id = add_issue(engine)
     template = delivery.build_template(issues_store.get_issue(engine, issue_id), cfg, sent_at=T0)
-    wire = transports.WireTemplate(template)
+    wire = WireMessage(template)
     assert wire.fast  # the real newsletter template takes the fast path
     cases = [
         ("a@b.example", "https://news.example.org/unsubscribe?t=1~YQ.x.y", "<1.1.ab@news.example.org>"),
         ("reader000001@example.net", "https://news.example.org/unsubscribe?t=" + "z" * 120, "<9.99999.f00@x.org>"),
-        ("x@y.org", "https://news.example.org/u?t=1&b=2", "<2.2.c@x.org>"),  # '&' takes the slow path
+        ("x@y.org", "https://news.example.org/u?t=1&b=2", "<2.2.c@x.org>"),  # '&' is escaped in the HTML part
     ]
     for to, url, mid in cases:
         expected = wire_data(template.personalize(to=to, unsubscribe_url=url, message_id=mid))
@@ -377,3 +377,17 @@ def test_wire_data_can_never_end_the_message_early(message: bytes) -> None:
     if not expected.endswith(b"\r\n"):
         expected += b"\r\n"
     assert unstuffed == expected
+
+
+def test_message_ids_are_derived_from_the_ledger_row(tmp_path: Path) -> None:
+    # A resend after a crash (or after an upgrade mid-send) carries the same Message-ID.
+    import hashlib
+
+    from publisher.delivery.sender import Sender
+
+    cfg = make_cfg(tmp_path)
+    sender = Sender(cfg, make_store(cfg))
+    for issue_id, delivery_id in [(7, 42), (7, 43), (123, 1)]:
+        digest = hashlib.sha256(f"news.example.org:{issue_id}:{delivery_id}".encode()).hexdigest()[:12]
+        assert sender.message_id(issue_id, delivery_id) == f"<{issue_id}.{delivery_id}.{digest}@news.example.org>"
+    assert sender.message_id(7, 42) == sender.message_id(7, 42) != sender.message_id(42, 7)

@@ -63,8 +63,9 @@ def test_550_at_mail_from_bounces_nobody_then_a_retry_sends_one_copy_each(tmp_pa
     assert _issue_error(engine, issue_id) is None and issue_state(engine, issue_id) == "sent"
 
 
-def test_550_at_rcpt_bounces_only_that_reader(tmp_path: Path) -> None:
-    sink = Sink()
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_550_at_rcpt_bounces_only_that_reader(tmp_path: Path, pipelining: bool) -> None:
+    sink = Sink(pipelining=pipelining)
     with smtp_server(sink) as port:
         cfg = make_cfg(tmp_path, port=port)
         engine = make_store(cfg)
@@ -79,8 +80,9 @@ def test_550_at_rcpt_bounces_only_that_reader(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("reply", ["552 5.3.4 message refused by policy", "554 5.7.1 spam content"])
-def test_5xx_after_the_data_bounces_nobody(tmp_path: Path, reply: str) -> None:
-    sink = Sink(data_replies=[reply] * 6)
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_5xx_after_the_data_bounces_nobody(tmp_path: Path, reply: str, pipelining: bool) -> None:
+    sink = Sink(pipelining=pipelining, data_replies=[reply] * 6)
     with smtp_server(sink) as port:
         cfg = make_cfg(tmp_path, port=port, connections=1)
         engine = make_store(cfg)
@@ -97,8 +99,9 @@ def test_5xx_after_the_data_bounces_nobody(tmp_path: Path, reply: str) -> None:
     assert sink.recipients() == {e: 1 for e in emails}
 
 
-def test_4xx_at_mail_from_is_a_retry(tmp_path: Path) -> None:
-    sink = Sink(mail_from_replies=["451 4.7.1 greylisted"])
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_4xx_at_mail_from_is_a_retry(tmp_path: Path, pipelining: bool) -> None:
+    sink = Sink(pipelining=pipelining, mail_from_replies=["451 4.7.1 greylisted"])
     with smtp_server(sink) as port:
         cfg = make_cfg(tmp_path, port=port, connections=1)
         engine = make_store(cfg)
@@ -110,8 +113,9 @@ def test_4xx_at_mail_from_is_a_retry(tmp_path: Path) -> None:
     assert set(_statuses(engine).values()) == {"active"}
 
 
-def test_accept_then_drop_is_unknown_and_resent_once(tmp_path: Path) -> None:
-    sink = Sink(keep_then_drop={2})
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_accept_then_drop_is_unknown_and_resent_once(tmp_path: Path, pipelining: bool) -> None:
+    sink = Sink(pipelining=pipelining, keep_then_drop={2})
     with smtp_server(sink) as port:
         cfg = make_cfg(tmp_path, port=port, connections=1)
         engine = make_store(cfg)
@@ -127,8 +131,9 @@ def test_accept_then_drop_is_unknown_and_resent_once(tmp_path: Path) -> None:
     assert set(_statuses(engine).values()) == {"active"}
 
 
-def test_unknown_twice_is_presumed_delivered_not_failed(tmp_path: Path) -> None:
-    sink = Sink(keep_then_drop={1, 2})
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_unknown_twice_is_presumed_delivered_not_failed(tmp_path: Path, pipelining: bool) -> None:
+    sink = Sink(pipelining=pipelining, keep_then_drop={1, 2})
     with smtp_server(sink) as port:
         cfg = make_cfg(tmp_path, port=port, connections=1)
         engine = make_store(cfg)
@@ -254,3 +259,21 @@ def test_every_stage_is_classified(stage: str, code: int, kind: str) -> None:
     error = _classified(stage, f"{stage} refused: {code}", code)
     got = "refused" if isinstance(error, SenderRefused) else "bounce" if error.permanent else "retry"
     assert got == kind and error.code == code
+
+
+def test_a_refusal_on_one_connection_stops_the_others_between_messages(tmp_path: Path) -> None:
+    # Workers get several messages per hand-off; a refusal on one connection must not let
+    # the others finish theirs (at most the message in progress and one pipelined behind it).
+    sink = Sink(pipelining=True, data_replies=["554 5.7.1 spam content"])
+    with smtp_server(sink) as port:
+        cfg = make_cfg(tmp_path, port=port, connections=2)
+        engine = make_store(cfg)
+        add_subscribers(engine, 200)
+        issue_id = add_issue(engine)
+        with pytest.raises(SendAborted) as info:
+            delivery.send_issue(cfg, engine, issue_id)
+    assert info.value.refused and set(_statuses(engine).values()) == {"active"}
+    assert sink.data_count <= 6
+    rows = _rows(engine, issue_id)
+    assert sum(state == "sent" for state, _ in rows.values()) == len(sink.messages)
+    assert {state for state, _ in rows.values()} <= {"sent", "queued"}

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from publisher.delivery import send as delivery
 from publisher.mail.dkim import Signer, parse_key, signer_for
 from publisher.mail.message import MessageTemplate, to_seven_bit
-from publisher.mail.transports import wire_data
+from publisher.mail.wire import wire_data
 
 from tests.support.smtp import T0, Sink, add_issue, add_subscribers, make_cfg, make_store, smtp_server, synthetic_issue
 

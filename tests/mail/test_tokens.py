@@ -226,3 +226,20 @@ def test_signing_key_env_name_is_configurable(tmp_path: Path, monkeypatch: pytes
     assert tokens.signing_key(cfg) == b"k" * 40
     assert not (tmp_path / "state" / "signing.key").exists()
     assert os.environ["MY_KEY"]
+
+
+def test_link_maker_makes_the_same_tokens_as_make_token() -> None:
+    key = b"k" * 40
+    times = iter([1_790_000_000.2, 1_790_000_000.9, 1_790_000_001.0, 1_790_003_601.5])
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] = next(times)
+        return now[0]
+
+    links = tokens.LinkMaker(key, "unsubscribe", "https://news.example.org/unsubscribe?t=", clock=clock)
+    for sid, address in [(1, "a@example.net"), (42, "müller@bücher.example"), (42, "a@example.net"), (10**12, "x@y.z")]:
+        url = links.url(sid, address)
+        token = url.removeprefix("https://news.example.org/unsubscribe?t=")
+        assert token == tokens.make_token(key, "unsubscribe", sid, address, now=now[0])
+        assert tokens.verify_token(key, "unsubscribe", token, address).subscriber_id == sid
