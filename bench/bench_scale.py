@@ -7,7 +7,8 @@ Run from the repository root:
 In one run, on a throwaway PostgreSQL 15 (tests/support/postgres.py) and one
 ``smtp-sink``, ``--repeat`` rounds of:
 
-* ``smtp-source -s10`` (20 KB messages) against the sink: the round's
+* ``smtp-source -d -s10`` against the sink, with messages of our size and
+  sessions reused as our workers reuse them (equal work): the round's
   anchor, the ceiling of the sink on this machine at that moment;
 * 1, 2 and 4 ``publisher worker --until-idle`` processes sending one issue
   (the reference brief, 29.7 KB per message) to ``--n`` readers: messages
@@ -88,6 +89,20 @@ def new_issue(engine: object, cfg: object) -> int:
         conn.execute(sa.delete(issue_events))
         conn.execute(sa.delete(issues))
     return add_story_issue(engine, cfg)  # type: ignore[arg-type]
+
+
+def payload_size(engine: object, cfg: object) -> int:
+    """Octets of one reader's DATA payload of the bench issue (the anchor sends messages this size)."""
+    from publisher.core.clock import system_clock
+    from publisher.delivery import send as delivery
+    from publisher.mail.wire import WireMessage
+    from publisher.store import issues as issues_store
+
+    template = delivery.build_template(issues_store.get_issue(engine, new_issue(engine, cfg)), cfg, sent_at=system_clock())  # type: ignore[arg-type]
+    return len(WireMessage(template).personalize(
+        to="reader0000001@example.net", unsubscribe_url=cfg.site.url("unsubscribe?t=1.abcdef.") + "x" * 43,  # type: ignore[attr-defined]
+        message_id="<1.1.0123456789ab@news.example.org>",
+    ))
 
 
 def write_config(folder: Path, port: int) -> Path:
@@ -196,9 +211,11 @@ def measure(args: argparse.Namespace, tools: str, port: int, engine: object, cfg
     sources: list[float] = []
     shares: list[dict[str, float]] = []
     loads: list[float] = []
+    size = payload_size(engine, cfg)
     for _round in range(args.repeat):
         loads.append(os.getloadavg()[0])
-        ceiling = smtp_source(tools, port, args.n, 20_000, 10)
+        # Equal work: the anchor sends messages of our size over reused sessions (-d), as our workers do.
+        ceiling = smtp_source(tools, port, args.n, size, 10)["rate"]
         sources.append(ceiling)
         for n_workers in counts:
             new_issue(engine, cfg)
@@ -211,7 +228,8 @@ def measure(args: argparse.Namespace, tools: str, port: int, engine: object, cfg
         shares.append({**share, "wall": wall})
         loads.append(os.getloadavg()[0])
     rows.append((f"load average (1 min) during the {args.repeat} rounds", " ".join(f"{x:.1f}" for x in loads)))
-    rows.append(("smtp-source -s10, 20 KB, per round", " ".join(f"{x:,.0f}" for x in sources) + " msg/s"))
+    rows.append((f"smtp-source -d -s10, {size / 1000:.1f} KB (our message's size), per round",
+                 " ".join(f"{x:,.0f}" for x in sources) + " msg/s"))
     for n_workers in counts:
         rs = ratios[n_workers]
         rows.append((f"{n_workers} worker(s), {args.n:,} readers",
