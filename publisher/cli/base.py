@@ -123,6 +123,9 @@ def main(verbose: bool, config_path: str | None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Alembic narrates every schema check at INFO (its plugins, its DDL mode): noise in each
+    # command's log; `publisher migrate` says itself what it changed. -v shows it all.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 

@@ -167,6 +167,7 @@ class Worker:
         try:
             while not self.stop.is_set():
                 due = issues_store.due_issues(self.engine, now=self.clock())
+                done_before = self.report.sent + self.report.failed + self.report.issues
                 for issue in due:
                     if self.stop.is_set():
                         break
@@ -177,7 +178,10 @@ class Worker:
                         break  # the relay is down for every issue alike
                 if until_idle and not due:
                     break
-                self.stop.wait(self.poll)
+                # A pass that got something done looks again at once (the issue it finished, the
+                # next one due); one that found only rows in flight elsewhere or backing off waits.
+                if self.report.sent + self.report.failed + self.report.issues == done_before:
+                    self.stop.wait(self.poll)
         finally:
             self.stop.set()
             beats.join(timeout=10)
