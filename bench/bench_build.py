@@ -61,6 +61,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import corpus  # noqa: E402
+import common  # noqa: E402
 from common import exclusive, pss_bytes, tree  # noqa: E402
 
 WORK = ROOT / "bench" / ".work" / "build"
@@ -161,30 +162,7 @@ def write_config(base: Path, run: str) -> Path:
     """A config whose public/ and state/ are fresh for this run."""
     out = base / run
     shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    cfg = out / "config.toml"
-    cfg.write_text(
-        f"""\
-[site]
-base_url = "https://briefs.example.org/"
-
-[paths]
-briefs = "{base / 'briefs'}"
-public = "{out / 'public'}"
-state = "{out / 'state'}"
-templates = "{ROOT / 'templates'}"
-
-[schedule]
-quiet_period = 0.0
-watch_events = false
-
-[digests]
-daily = ""
-weekly = ""
-""",
-        encoding="utf-8",
-    )
-    return cfg
+    return common.write_config(out, base / "briefs", extra="\n[schedule]\nquiet_period = 0.0\nwatch_events = false\n")
 
 
 # -- child modes (run in a fresh interpreter) -------------------------------

@@ -45,7 +45,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import corpus  # noqa: E402
+import common  # noqa: E402
 from common import exclusive  # noqa: E402
+
+# Edits are timed around sync(): no quiet period, no watcher thread.
+SYNC_ONLY = "\n[schedule]\nquiet_period = 0.0\nwatch_events = false\n"
 
 WORK = ROOT / "bench" / ".work" / "edit"
 PYTHON = sys.executable
@@ -58,31 +62,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def write_config(base: Path) -> Path:
-    out = base / "run"
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = out / "config.toml"
-    cfg.write_text(
-        f"""\
-[site]
-base_url = "https://briefs.example.org/"
-
-[paths]
-briefs = "{base / 'briefs'}"
-public = "{out / 'public'}"
-state = "{out / 'state'}"
-templates = "{ROOT / 'templates'}"
-
-[schedule]
-quiet_period = 0.0
-watch_events = false
-
-[digests]
-daily = ""
-weekly = ""
-""",
-        encoding="utf-8",
-    )
-    return cfg
+    return common.write_config(base / "run", base / "briefs", extra=SYNC_ONLY)
 
 
 def prepare(n: int, seed: int, rebuild: bool) -> Path:

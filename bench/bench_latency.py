@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 import corpus  # noqa: E402
+import common  # noqa: E402
 from common import exclusive, free_port, tree  # noqa: E402
 
 WORK = ROOT / "bench" / ".work" / "latency"
@@ -108,28 +109,7 @@ def prepare(n: int, seed: int, port: int) -> tuple[Path, Path]:
     run = base / "run"
     shutil.rmtree(run, ignore_errors=True)
     run.mkdir(parents=True)
-    cfg = run / "config.toml"
-    cfg.write_text(
-        f"""\
-[site]
-base_url = "https://briefs.example.org/"
-
-[paths]
-briefs = "{base / 'briefs'}"
-public = "{run / 'public'}"
-state = "{run / 'state'}"
-templates = "{ROOT / 'templates'}"
-
-[digests]
-daily = ""
-weekly = ""
-
-[desk]
-host = "127.0.0.1"
-port = {port}
-""",
-        encoding="utf-8",
-    )
+    common.write_config(run, base / "briefs", extra=f'\n[desk]\nhost = "127.0.0.1"\nport = {port}\n')
     return base / "briefs", run
 
 

@@ -56,3 +56,28 @@ def exclusive(lock_path: Path) -> object:
     except BlockingIOError:
         sys.exit(f"another run of this benchmark holds {lock_path}; wait for it to finish")
     return handle
+
+
+def write_config(out: Path, briefs: Path, *, extra: str = "") -> Path:
+    """``out/config.toml`` for a bench run over ``briefs``: public/ and state/ under ``out``, no digests, ``extra`` appended."""
+    root = Path(__file__).resolve().parent.parent
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = out / "config.toml"
+    cfg.write_text(
+        f"""\
+[site]
+base_url = "https://briefs.example.org/"
+
+[paths]
+briefs = "{briefs}"
+public = "{out / 'public'}"
+state = "{out / 'state'}"
+templates = "{root / 'templates'}"
+
+[digests]
+daily = ""
+weekly = ""
+{extra}""",
+        encoding="utf-8",
+    )
+    return cfg
