@@ -8,9 +8,9 @@ rendering the stored briefs again (1.3 s → a few ms for the first edit at
 10k stories).
 
 A version is the story's content hash and dates plus a *salt*: the feed and
-site settings, the package version, the entry template's bytes and
-``LAYOUT``. Anything else that changes an entry's bytes (the parser or the
-renderer's code) must bump ``LAYOUT``; a full build (``force``) renders
+site settings, the digest of the parser's and renderers' code
+(:mod:`.codedigest`), the entry template's bytes and ``LAYOUT`` (bumped when
+the kept file's own format changes); a full build (``force``) renders
 every entry again anyway and overwrites what is kept. A file is the cache's
 alone: one that does not match (another version, cut short by a crash) is a
 miss, and the entry is rendered again.
@@ -29,7 +29,6 @@ from pathlib import Path
 
 from cachetools import LRUCache
 
-from .. import __version__
 from ..briefs.slugs import SLUG_RE
 from ..core.config import Config
 from ..render.feed_entries import ENTRY_TEMPLATE, FeedStory, make_entry
@@ -38,6 +37,7 @@ from ..render.templating import search_path
 from ..store.engine import Connection
 from ..store.stories import StoryRef
 from .briefcache import BriefCache
+from .codedigest import code_digest
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def _salt(cfg: Config) -> bytes:
         if path.is_file():
             template = path.read_bytes()
             break
-    return hashlib.sha256(repr((LAYOUT, __version__, cfg.site, cfg.feeds)).encode() + template).digest()
+    return hashlib.sha256(repr((LAYOUT, code_digest(), cfg.site, cfg.feeds)).encode() + template).digest()
 
 
 def encode(key: str, parts: EntryParts) -> bytes:

@@ -4,7 +4,7 @@ A list item shows the story's dek and coverage line, which only the parsed
 brief has: without this, a fresh process would parse the newest stories of
 every tag an edit touches (dozens of briefs) before its first edit is out.
 Kept in ``state/site-items/<slug>`` as JSON, with the version it was made
-from (content hash, site settings, ``LAYOUT``): one that does not match is
+from (content hash, site settings, the renderers' code digest, ``LAYOUT``): one that does not match is
 a miss, and the brief is parsed.
 """
 
@@ -20,7 +20,6 @@ from pathlib import Path
 
 from cachetools import LRUCache
 
-from .. import __version__
 from ..briefs.slugs import SLUG_RE, tag_slug
 from ..core.config import Config
 from ..render import site
@@ -28,6 +27,7 @@ from ..render.site import StoryItem
 from ..store.engine import Connection
 from ..store.stories import StoryRef
 from .briefcache import BriefCache
+from .codedigest import code_digest
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class ItemCache:
         self.folder = cfg.paths.state / FOLDER
         self._mem: LRUCache[tuple[str, str], tuple[StoryItem, dict[str, str]]] = LRUCache(maxsize=size)
         self._lock = threading.Lock()
-        self._salt = hashlib.sha256(repr((LAYOUT, __version__, cfg.site)).encode()).hexdigest()
+        self._salt = hashlib.sha256(repr((LAYOUT, code_digest(), cfg.site)).encode()).hexdigest()
 
     def _path(self, slug: str) -> Path:
         return self.folder / (slug if SLUG_RE.match(slug) else hashlib.sha256(slug.encode()).hexdigest())

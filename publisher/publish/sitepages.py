@@ -26,7 +26,6 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from .. import __version__
 from ..briefs.model import Brief
 from ..core.config import Config
 from ..render import site
@@ -36,6 +35,7 @@ from ..store import engine as kv
 from ..store import stories
 from ..store.engine import Connection
 from .briefcache import BriefCache
+from .codedigest import code_digest
 from .outputs import remove, write_atomic
 from .siteitems import ItemCache
 
@@ -119,9 +119,9 @@ class SiteWriter:
         return stories.newest(conn, key or None, limit)
 
     def _salt(self) -> str:
-        """What besides its inputs shapes a page: the settings, the version and the site templates' bytes."""
+        """What besides its inputs shapes a page: the settings, the renderers' code and the site templates' bytes."""
         if self._salt_value is None:
-            digest = hashlib.sha256(repr((self.cfg.site, self.cfg.feeds, __version__)).encode())
+            digest = hashlib.sha256(repr((self.cfg.site, self.cfg.feeds, code_digest())).encode())
             for folder in search_path(self.cfg.paths.templates):
                 for path in sorted((Path(folder) / "site").glob("*")):
                     digest.update(path.name.encode() + b"\0" + path.read_bytes())
