@@ -68,12 +68,7 @@ def write_config(base: Path) -> Path:
 def prepare(n: int, seed: int, rebuild: bool) -> Path:
     """bench/.work/edit/n<N>: the corpus and one cold build of it; the config's path."""
     base = WORK / f"n{n}"
-    stamp = base / "corpus.json"
-    want = {"n": n, "seed": seed, "version": 1}
-    if not (stamp.exists() and json.loads(stamp.read_text()) == want):
-        shutil.rmtree(base, ignore_errors=True)
-        corpus.write_briefs(base / "briefs", seed, n)
-        stamp.write_text(json.dumps(want))
+    if common.ensure_corpus(base, n, seed):
         rebuild = True
     built = base / "run" / "built"
     if rebuild or not built.exists():

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import json
 import math
 import os
 import random
@@ -97,12 +96,7 @@ def tree_ticks(pid: int) -> int:
 
 def prepare(n: int, seed: int, port: int) -> tuple[Path, Path]:
     base = WORK / f"n{n}"
-    stamp = base / "corpus.json"
-    want = {"n": n, "seed": seed, "version": 1}
-    if not (stamp.exists() and json.loads(stamp.read_text()) == want):
-        shutil.rmtree(base, ignore_errors=True)
-        corpus.write_briefs(base / "briefs", seed, n)
-        stamp.write_text(json.dumps(want))
+    common.ensure_corpus(base, n, seed)
     # Drops from an earlier run would be part of the corpus: remove them.
     for p in (base / "briefs").glob("drop-*"):
         p.unlink()

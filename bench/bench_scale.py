@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_send import ensure_postfix_tools, postfix_sink, smtp_source  # noqa: E402
+from bench_send import ensure_postfix_tools, payload_size, postfix_sink, smtp_source  # noqa: E402
 
 from tests.support import postgres  # noqa: E402
 
@@ -89,20 +89,6 @@ def new_issue(engine: object, cfg: object) -> int:
         conn.execute(sa.delete(issue_events))
         conn.execute(sa.delete(issues))
     return add_story_issue(engine, cfg)  # type: ignore[arg-type]
-
-
-def payload_size(engine: object, cfg: object) -> int:
-    """Octets of one reader's DATA payload of the bench issue (the anchor sends messages this size)."""
-    from publisher.core.clock import system_clock
-    from publisher.delivery import send as delivery
-    from publisher.mail.wire import WireMessage
-    from publisher.store import issues as issues_store
-
-    template = delivery.build_template(issues_store.get_issue(engine, new_issue(engine, cfg)), cfg, sent_at=system_clock())  # type: ignore[arg-type]
-    return len(WireMessage(template).personalize(
-        to="reader0000001@example.net", unsubscribe_url=cfg.site.url("unsubscribe?t=1.abcdef.") + "x" * 43,  # type: ignore[attr-defined]
-        message_id="<1.1.0123456789ab@news.example.org>",
-    ))
 
 
 def write_config(folder: Path, port: int) -> Path:
@@ -211,7 +197,7 @@ def measure(args: argparse.Namespace, tools: str, port: int, engine: object, cfg
     sources: list[float] = []
     shares: list[dict[str, float]] = []
     loads: list[float] = []
-    size = payload_size(engine, cfg)
+    size = payload_size(engine, cfg, new_issue(engine, cfg))
     for _round in range(args.repeat):
         loads.append(os.getloadavg()[0])
         # Equal work: the anchor sends messages of our size over reused sessions (-d), as our workers do.

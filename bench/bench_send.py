@@ -115,11 +115,7 @@ def smtp_source(tools: str, port: int, n: int, size: int, sessions: int) -> dict
 def prepare(workdir: Path, n: int) -> tuple[Path, int, int]:
     """A store with ``n`` instant subscribers and one approved story issue (the reference brief);
     returns the folder, the issue id and the size of one reader's DATA payload."""
-    from publisher.core.clock import system_clock
-    from publisher.delivery import send as delivery
-    from publisher.mail.wire import WireMessage
     from publisher.store import connect
-    from publisher.store import issues as issues_store
     from tests.support.smtp import add_story_issue, add_subscribers, make_cfg
 
     cfg = make_cfg(workdir)
@@ -127,13 +123,23 @@ def prepare(workdir: Path, n: int) -> tuple[Path, int, int]:
     for start in range(0, n, 100_000):
         add_subscribers(engine, min(100_000, n - start), start=start)
     issue_id = add_story_issue(engine, cfg)
-    template = delivery.build_template(issues_store.get_issue(engine, issue_id), cfg, sent_at=system_clock())
-    payload = WireMessage(template).personalize(
-        to="reader000001@example.net", unsubscribe_url=cfg.site.url("unsubscribe?t=1.abcdef.") + "x" * 43,
-        message_id="<1.1.0123456789ab@news.example.org>",
-    )
+    size = payload_size(engine, cfg, issue_id)
     engine.dispose()
-    return workdir, issue_id, len(payload)
+    return workdir, issue_id, size
+
+
+def payload_size(engine: object, cfg: object, issue_id: int) -> int:
+    """Octets of one reader's DATA payload of the issue (what the smtp-source anchor sends, for equal work)."""
+    from publisher.core.clock import system_clock
+    from publisher.delivery import send as delivery
+    from publisher.mail.wire import WireMessage
+    from publisher.store import issues as issues_store
+
+    template = delivery.build_template(issues_store.get_issue(engine, issue_id), cfg, sent_at=system_clock())  # type: ignore[arg-type]
+    return len(WireMessage(template).personalize(
+        to="reader000001@example.net", unsubscribe_url=cfg.site.url("unsubscribe?t=1.abcdef.") + "x" * 43,  # type: ignore[attr-defined]
+        message_id="<1.1.0123456789ab@news.example.org>",
+    ))
 
 
 def write_key(workdir: Path, kind: str) -> Path:

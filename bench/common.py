@@ -81,3 +81,20 @@ weekly = ""
         encoding="utf-8",
     )
     return cfg
+
+
+def ensure_corpus(base: Path, n: int, seed: int) -> bool:
+    """``base/briefs``: ``n`` corpus briefs from ``seed``, kept across runs by a stamp; True if (re)written."""
+    import json
+    import shutil
+
+    import corpus  # bench/corpus.py, beside this file
+
+    stamp = base / "corpus.json"
+    want = {"n": n, "seed": seed, "version": 1}
+    if stamp.exists() and json.loads(stamp.read_text()) == want:
+        return False
+    shutil.rmtree(base, ignore_errors=True)
+    corpus.write_briefs(base / "briefs", seed, n)
+    stamp.write_text(json.dumps(want))
+    return True
