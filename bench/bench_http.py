@@ -18,13 +18,12 @@ first CPU this process may use), wrk on ``--client-cpus`` (default: the
 rest), one wrk thread per client core. Unpinned, wrk and nginx share the two
 cores and nginx's figure is wrk's ceiling, not nginx's. Without taskset or
 with one core the run is unpinned and says so. The public/ folder is built from briefs/ by the
-pipeline when it is available, else the feeds are rendered from briefs/.
+pipeline (`publisher build`).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import re
 import shutil
@@ -75,54 +74,11 @@ def build_public(work: Path) -> tuple[Path, str]:
         )
     )
     env = dict(os.environ, PUBLISHER_SIGNING_KEY="b" * 64)
-    py = sys.executable
-    cli = str(Path(py).parent / "publisher")
-    r = subprocess.run([cli, "--help"], cwd=ROOT, env=env, capture_output=True, text=True)
-    if re.search(r"^\s+build\b", r.stdout, re.M):
-        r = subprocess.run([cli, "build", "--config", str(cfg_path)], cwd=ROOT, env=env, capture_output=True, text=True)
-        if r.returncode == 0 and (work / "public" / "feed.atom").exists():
-            return cfg_path, "publisher build"
-        print(f"note: publisher build failed ({r.stderr.strip()[-200:]}); rendering feeds directly", file=sys.stderr)
-    code = textwrap.dedent(
-        f"""
-        import datetime as dt
-        from pathlib import Path
-        from publisher.core import config
-        from publisher.briefs import find_briefs, load_brief
-        from publisher.render.feeds import FeedStory, render_feeds
-        cfg = config.load({str(cfg_path)!r})
-        stories = []
-        for p in find_briefs([cfg.paths.briefs]):
-            try:
-                b = load_brief(p, base_url=cfg.site.base_url)
-            except Exception as exc:
-                print("skip", p, exc)
-                continue
-            d = b.date if isinstance(b.date, dt.datetime) else dt.datetime.combine(b.date, dt.time(), tzinfo=dt.timezone.utc)
-            stories.append(FeedStory(b, d, b.updated or d))
-        for rel, data in render_feeds(stories, cfg).items():
-            out = cfg.paths.public / rel
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(data)
-        """
-    )
-    if importlib.util.find_spec("publisher.feeds") is not None:
-        subprocess.run([py, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True)
-        return cfg_path, "feeds.render_feeds"
-    # Neither the pipeline nor the feeds module is installed: serve a plain
-    # feedgen Atom feed of the briefs, so the servers still have a realistic file.
-    from feedgen.feed import FeedGenerator
-
-    from publisher.briefs import find_briefs, load_brief
-
-    fg = FeedGenerator()
-    fg.id("urn:bench"); fg.title("bench"); fg.link(href="http://127.0.0.1/"); fg.updated("2026-01-01T00:00:00Z")
-    for path in find_briefs([ROOT / "briefs"]):
-        b = load_brief(path)
-        fe = fg.add_entry()
-        fe.id(f"urn:{b.slug}"); fe.title(b.title); fe.updated("2026-01-01T00:00:00Z"); fe.content(b.summary.html + b.why_it_matters.html, type="html")
-    (work / "public" / "feed.atom").write_bytes(fg.atom_str(pretty=True))
-    return cfg_path, "bench-local feedgen Atom (publisher.feeds absent)"
+    cli = str(Path(sys.executable).parent / "publisher")
+    r = subprocess.run([cli, "build", "--config", str(cfg_path)], cwd=ROOT, env=env, capture_output=True, text=True)
+    if r.returncode != 0 or not (work / "public" / "feed.atom").exists():
+        sys.exit(f"publisher build failed (exit {r.returncode}): {r.stderr.strip()[-400:]}")
+    return cfg_path, "publisher build"
 
 
 def pinned(cmd: list[str], cpus: str | None) -> list[str]:
