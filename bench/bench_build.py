@@ -145,7 +145,7 @@ def prepare(n: int, seed: int) -> Path:
     """bench/.work/build/n<N>: briefs/ and hugo/ for N stories (regenerated when the seed differs)."""
     base = WORK / f"n{n}"
     stamp = base / "corpus.json"
-    want = {"n": n, "seed": seed, "version": 2}
+    want = {"n": n, "seed": seed, "version": 3}
     if stamp.exists() and json.loads(stamp.read_text()) == want:
         return base
     shutil.rmtree(base, ignore_errors=True)

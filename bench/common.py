@@ -91,7 +91,7 @@ def ensure_corpus(base: Path, n: int, seed: int) -> bool:
     import corpus  # bench/corpus.py, beside this file
 
     stamp = base / "corpus.json"
-    want = {"n": n, "seed": seed, "version": 1}
+    want = {"n": n, "seed": seed, "version": 2}
     if stamp.exists() and json.loads(stamp.read_text()) == want:
         return False
     shutil.rmtree(base, ignore_errors=True)

@@ -5,7 +5,9 @@ A generated brief has the shape of the reference brief
 summary of two paragraphs with two relative entity links, why it matters,
 three watch items, about 17 takes in about 6 lenses from 8 regions (a few
 takes bare, as in real briefs), related stories, entities and a canonical
-URL that gives the slug. Text is drawn from word banks so that no two
+URL that gives the slug. Three in four related links name an earlier story
+of the corpus (a real desk links to its own coverage), so a build must look
+up their titles; the rest name stories it does not have. Text is drawn from word banks so that no two
 briefs share a sentence, which keeps compression and hashing honest.
 
 The same stories can be written as a Hugo site (front matter + Markdown
@@ -143,6 +145,25 @@ def _entity_slug(name: str) -> str:
     return name.lower().replace(" ", "-")
 
 
+def _slug(seed: int, index: int, place: str, subject: str) -> str:
+    return f"{place.lower().replace('á', 'a')}-{subject.replace(' ', '-')}-{index:06d}-{seed}"
+
+
+def slug_of(seed: int, index: int) -> str:
+    """The slug of story ``index`` without generating the rest of it (its first two draws)."""
+    rng = random.Random(f"{seed}:{index}")
+    subject = rng.choice(_SUBJECTS)
+    return _slug(seed, index, rng.choice(_PLACES), subject)
+
+
+def _related(rng: random.Random, seed: int, index: int) -> tuple[str, ...]:
+    """2–4 distinct related slugs: three in four an earlier story of the corpus, else one it does not have."""
+    slots = rng.randint(2, 4)
+    known = min(index, sum(rng.random() < 0.75 for _ in range(slots)))
+    earlier = [slug_of(seed, j) for j in rng.sample(range(index), known)]
+    return tuple(earlier + [f"related-story-{rng.randrange(10**6):06d}" for _ in range(slots - known)])
+
+
 def story(seed: int, index: int, *, days: int = 365) -> Story:
     """The ``index``-th story of the corpus ``seed`` (dates spread over ``days``)."""
     rng = random.Random(f"{seed}:{index}")
@@ -150,7 +171,7 @@ def story(seed: int, index: int, *, days: int = 365) -> Story:
     place = rng.choice(_PLACES)
     title = f"{place} {subject} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)} in {rng.choice(_ADJS)} shift"
     title = title[0].upper() + title[1:]
-    slug = f"{place.lower().replace('á', 'a')}-{subject.replace(' ', '-')}-{index:06d}-{seed}"
+    slug = _slug(seed, index, place, subject)
     ents = tuple(rng.sample(_ENTITIES, 3))
     date = BASE_DATE + dt.timedelta(days=rng.randrange(days))
 
@@ -189,7 +210,7 @@ def story(seed: int, index: int, *, days: int = 365) -> Story:
             t += 1
         lenses.append((name, tuple(takes)))
 
-    related = tuple(f"related-story-{rng.randrange(10**6):06d}" for _ in range(rng.randint(2, 4)))
+    related = _related(rng, seed, index)
     return Story(
         index=index,
         slug=slug,
@@ -299,6 +320,7 @@ _HUGO_LAYOUTS = {
 <p class="dek">{{ .Params.dek }}</p>
 <p class="meta">{{ .Date.Format "2006-01-02" }} · {{ delimit .Params.tags ", " }}</p>
 {{ .Content }}
+{{ with .Params.related }}<h2>Related stories</h2><ul>{{ range . }}{{ with site.GetPage (printf "/posts/%s" .) }}<li><a href="{{ .RelPermalink }}">{{ .Title }}</a></li>{{ end }}{{ end }}</ul>{{ end }}
 <p><a href="{{ .Params.canonical }}">Canonical</a></p></article>{{ end }}
 """,
     "_default/list.html": """\
@@ -319,11 +341,13 @@ def hugo_markdown(s: Story) -> str:
         f'dek: "{s.dek}"',
         f"canonical: {s.canonical}",
         "tags: [" + ", ".join(s.tags) + "]",
+        "related: [" + ", ".join(s.related) + "]",  # titles looked up as ours are (site.GetPage)
         "---",
         "",
     ]
     body = brief_text(s).split("\n", 2)[2]  # drop the H1 and dek, which are front matter now
-    # Relative wiki links have no meaning to Hugo; keep them as plain text.
+    # The related line is the front matter's list, rendered by the layout; other wiki links stay plain text.
+    body = "\n".join(line for line in body.split("\n") if not line.startswith("- Related: "))
     return "\n".join(fm) + body.replace("[[", "").replace("]]", "")
 
 
