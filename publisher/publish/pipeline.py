@@ -41,8 +41,9 @@ from .feedfiles import MAIN_FEED
 from .fileindex import FileIndex
 from .issues import Released, StoryIssues
 from .outputs import remove_web_issue
-from .reading import PageJob, Parsed, build_chunk, failure_message, map_chunks, page_chunk, read_and_parse, write_web_issue
+from .reading import PageJob, Parsed, build_chunk, failure_message, map_chunks, page_chunk, read_and_parse, set_titles_ahead, write_web_issue
 from .recording import Recorded, Recorder
+from .related import pages_again, titles_ahead
 from .results import Status, SyncResult
 from .republish import Republisher
 from .retry import Retries
@@ -332,31 +333,33 @@ class Pipeline:
             del seen  # map_chunks lets go of each chunk once its results are in (100k briefs: ~30 MB)
             touched: set[str] = {MAIN_FEED}
             failed: list[Parsed] = []
-            # Stories naming related ones (workers cannot see their titles): slug → the related slugs,
-            # one string rather than a tuple of them (100k briefs: ~20 MB less).
+            # Stories naming related ones: slug → the related slugs, one string
+            # rather than a tuple of them (100k briefs: ~20 MB less).
             linked: dict[str, str] = {}
-            for parsed_chunk in map_chunks(self.cfg, build_chunk, chunks, n_workers):
-                linked.update(
-                    (p.slug, "\n".join(p.related)) for p in parsed_chunk if p.related and p.slug and not p.error and p.status != "draft"
-                )
-                # One short transaction per chunk, the lock only around it: the
-                # desk is never kept waiting for the workers' parsing and rendering.
-                failed += [p for p in parsed_chunk if p.retry]
-                self._record_chunk([p for p in parsed_chunk if not p.retry], index, now, result, touched)
+            lost: set[str] = set()  # slugs a file claimed that another file publishes
+            # Pages name related stories by title: every title first (from the briefs'
+            # heads), so the workers render each page once, with them.
+            ahead = titles_ahead(self.cfg, chunks, n_workers)
+            set_titles_ahead(ahead)
+            try:
+                for parsed_chunk in map_chunks(self.cfg, build_chunk, chunks, n_workers):
+                    linked.update(
+                        (p.slug, "\n".join(p.related)) for p in parsed_chunk if p.related and p.slug and not p.error and p.status != "draft"
+                    )
+                    # One short transaction per chunk, the lock only around it: the
+                    # desk is never kept waiting for the workers' parsing and rendering.
+                    failed += [p for p in parsed_chunk if p.retry]
+                    self._record_chunk([p for p in parsed_chunk if not p.retry], index, now, result, touched, lost)
+            finally:
+                set_titles_ahead({})
             with self._lock, self.engine.begin() as conn:
                 removed = {path: self._forget_file(conn, path, index, now, touched) for path in gone}
                 # Every tag any live story has, so a deleted public/ is rebuilt whole.
                 touched |= stories.live_feed_tags(conn)
                 self.digests.rewrite_pages(conn)
-                titles = stories.live_titles(conn, {slug for named in linked.values() for slug in named.split("\n")})
-            # A worker rendered its page without related titles; only a page
-            # naming a story that exists differs from that and is rendered again.
-            jobs = [
-                PageJob(path, index[path].sha256, {s: titles[s] for s in named.split("\n") if s in titles})
-                for slug, named in sorted(linked.items())
-                if any(s in titles for s in named.split("\n")) and (path := next(iter(index.holders(slug)), None)) is not None
-            ]
-            del linked
+                titles = stories.live_titles(conn, {slug for named in linked.values() for slug in named.split("\n")} | lost)
+            jobs = pages_again(self.cfg, linked, ahead, titles, lost, index, result)
+            del linked, ahead
             self._story_pages(jobs, n_workers, result)
             for path, slug in removed.items():
                 del index[path]
@@ -386,7 +389,7 @@ class Pipeline:
                     result.written += write_web_issue(self.briefs.get(conn, slug), self.cfg, None, job.titles)
 
     def _record_chunk(self, chunk: Sequence[Parsed], index: FileIndex, now: dt.datetime,
-                      result: SyncResult, touched: set[str]) -> None:
+                      result: SyncResult, touched: set[str], lost: set[str]) -> None:
         recorded: list[tuple[Parsed, Recorded]] = []
         try:
             with self._lock, self.engine.begin() as conn:
@@ -405,6 +408,8 @@ class Pipeline:
         # Reached only after the commit; a rollback raised above, and the store reloads the index.
         for parsed, rec in recorded:
             touched |= rec.touched
+            if rec.lost is not None:
+                lost.add(rec.lost)
             if rec.error is not None:
                 result.errors.append(rec.error)
             elif parsed.slug:

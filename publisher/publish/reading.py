@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..briefs.files import read_brief_bytes
+from ..briefs.identity import identify
 from ..briefs.model import Brief
 from ..briefs.parse import parse_brief
 from ..briefs.slugs import tag_slug
@@ -162,13 +163,54 @@ def _init_worker(cfg: Config, parent: int | None = None) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+# slug → title of every story a build expects to publish (see identify_chunk),
+# set by the parent before it forks the workers that render pages, which
+# inherit it rather than receive a copy of it.
+_titles_ahead: dict[str, str] = {}
+
+
+def titles_ahead() -> dict[str, str]:
+    return _titles_ahead
+
+
+def set_titles_ahead(titles: dict[str, str]) -> None:
+    global _titles_ahead
+    _titles_ahead = titles
+
+
+def related_titles(related: Sequence[str], titles: dict[str, str]) -> dict[str, str]:
+    """The titles a page naming ``related`` shows, from ``titles``."""
+    return {slug: titles[slug] for slug in related if slug in titles}
+
+
+def identify_chunk(paths: Sequence[tuple[str, watch.Stat]]) -> list[tuple[str, str]]:
+    """(slug, title) of each published brief in ``paths``, from its head (briefs.identity).
+
+    A file that cannot be read or whose head is broken has none: its full
+    parse reports the error, with the line, in the build that follows.
+    """
+    cfg = _worker_cfg
+    assert cfg is not None
+    out: list[tuple[str, str]] = []
+    for path, _stat in paths:
+        try:
+            data = read_brief_bytes(cfg.paths.briefs / path, root=cfg.paths.briefs, max_bytes=cfg.briefs.max_bytes,
+                                    follow_symlinks=cfg.briefs.follow_symlinks)
+        except BriefError:
+            continue
+        found = identify(data, str(cfg.paths.briefs / path))
+        if found is not None and found.status != "draft":
+            out.append((found.slug, found.title))
+    return out
+
+
 def build_one(cfg: Config, path: str, stat: watch.Stat) -> Parsed:
     """Read, parse and write the web issue of one file; whatever fails is this file's error."""
     parsed, brief = read_and_parse(cfg, path, stat)
     if brief is None or brief.is_draft:
         return parsed
     try:
-        write_web_issue(brief, cfg)
+        write_web_issue(brief, cfg, None, related_titles(brief.related, _titles_ahead))
     except Exception as exc:  # whatever one brief does, the others publish (the parent logs it)
         return Parsed(path, stat, parsed.sha256, failure_message(cfg.paths.briefs / path, exc), retry=True)
     return parsed

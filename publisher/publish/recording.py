@@ -41,6 +41,7 @@ class Recorded:
     touched: frozenset[str]
     error: str | None
     retired: str | None = None
+    lost: str | None = None  # the slug this file claims but another file publishes
 
 
 class Recorder:
@@ -110,12 +111,12 @@ class Recorder:
         touched: set[str] = set()
         changed_slug: str | None = None
         retired: str | None = None
-        slug, error = parsed.slug, parsed.error
+        slug, error, lost = parsed.slug, parsed.error, None
         if error is None and slug is not None:
             owner = self._slug_owner(parsed)
             if owner is not None:
                 error = f"{self.briefs / parsed.path}: slug {slug!r} is already used by {owner}"
-                slug = None
+                slug, lost = None, slug
         if error is not None:
             log.warning("rejected %s", error)
             if previous is not None and previous.slug:
@@ -131,7 +132,7 @@ class Recorder:
                     retired = previous.slug
         new = watch.Indexed(parsed.stat, parsed.sha256, slug if error is None else (previous.slug if previous else None))
         self._files.append((files_store.FileRow(parsed.path, parsed.stat.mtime_ns, parsed.stat.size, parsed.sha256, new.slug), error))
-        return Recorded(new, changed_slug, frozenset(touched), error, retired)
+        return Recorded(new, changed_slug, frozenset(touched), error, retired, lost)
 
     def retire(self, slug: str, path: str, touched: set[str]) -> bool:
         """Mark ``slug`` deleted if ``path`` is still its file; its tags join ``touched``."""

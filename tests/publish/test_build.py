@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import feedparser
+import pytest
 from click.testing import CliRunner
 from lxml import etree  # type: ignore[import-untyped]
 
@@ -182,6 +183,65 @@ def test_a_parallel_build_gives_the_bytes_of_file_by_file_syncs(tmp_path: Path) 
     assert sorted(built) == sorted(synced)
     assert b">Story A</a>" in built["issues/story-b.html"] and b"Related stories" not in built["issues/story-c.html"]
     assert {k for k in built if built[k] != synced[k]} == set()
+
+
+def _related(text: str, *slugs: str) -> str:
+    return text.replace("Canonical:", "## Across the graph\n- Related: " + ", ".join(f"[[{s}]]" for s in slugs) + "\n\nCanonical:")
+
+
+def test_titles_known_ahead_but_not_published_are_put_right(tmp_path: Path) -> None:
+    # The build learns titles from the briefs' heads before any page is
+    # rendered. A head can name a story the store never publishes (its body
+    # fails to parse, it is a draft) or one a second file claims: the pages
+    # naming those must still equal what one sync at a time gives.
+    clock = FixedClock(dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc))
+    outs, errors = [], []
+    for name, how in (("built", "build"), ("synced", "sync")):
+        (tmp_path / name).mkdir()
+        cfg = make_project(tmp_path / name, schedule={"quiet_period": 0.0})
+        briefs = cfg.paths.briefs
+        (briefs / "a.md").write_text(brief_text("story-a", "Story A"))
+        # Its head names it, but it has no summary: rejected by the full parse.
+        (briefs / "broken.md").write_text(brief_text("story-broken", "Broken story").replace("## Summary\n\nA summary.\n\n", ""))
+        (briefs / "draft.md").write_text("---\nstatus: draft\n---\n" + brief_text("story-draft", "Draft story"))
+        # Two files claim one slug: the first in path order keeps it.
+        (briefs / "d1.md").write_text(brief_text("story-d", "First D"))
+        (briefs / "d2.md").write_text(brief_text("story-d", "Second D"))
+        # A draft keeps its slug from a later published file: no page at all.
+        (briefs / "e1.md").write_text("---\nstatus: draft\n---\n" + brief_text("story-e", "Draft E"))
+        (briefs / "e2.md").write_text(brief_text("story-e", "Published E"))
+        (briefs / "z.md").write_text(_related(brief_text("story-z", "Story Z"), "story-a", "story-broken", "story-draft", "story-d"))
+        pipeline = pipeline_for(cfg, clock)
+        result = pipeline.build_all(workers=2) if how == "build" else pipeline.sync()
+        errors.append(sorted(e.split(":")[0].rsplit("/", 1)[-1] for e in result.errors))
+        outs.append({k: v[0] for k, v in _snapshot(cfg.paths.public).items()})
+    built, synced = outs
+    assert errors[0] == errors[1] == ["broken.md", "d2.md", "e2.md"]
+    assert "issues/story-e.html" not in built and "issues/story-draft.html" not in built
+    page = built["issues/story-z.html"]
+    assert b">Story A</a>" in page and b">First D</a>" in page
+    assert b"Broken story" not in page and b"Draft story" not in page and b"Second D" not in page
+    assert sorted(built) == sorted(synced)
+    assert {k for k in built if built[k] != synced[k]} == set()
+
+
+def test_a_build_renders_each_page_once_when_the_titles_are_known_ahead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from publisher.publish import pipeline as pipeline_mod
+
+    cfg = make_project(tmp_path, schedule={"quiet_period": 0.0})
+    (cfg.paths.briefs / "a.md").write_text(brief_text("story-a", "Story A"))
+    (cfg.paths.briefs / "b.md").write_text(_related(brief_text("story-b", "Story B"), "story-a", "nowhere"))
+    again: list[object] = []
+    original = pipeline_mod.Pipeline._story_pages
+
+    def spy(self: object, jobs: list[object], *args: object) -> None:
+        again.extend(jobs)
+        original(self, jobs, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline_mod.Pipeline, "_story_pages", spy)
+    pipeline_for(cfg, FixedClock(dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc))).build_all(workers=1)
+    assert again == []
+    assert b">Story A</a>" in (cfg.paths.public / "issues" / "story-b.html").read_bytes()
 
 
 def test_a_file_changed_since_the_build_read_it_is_left_to_the_parent(tmp_path: Path) -> None:
