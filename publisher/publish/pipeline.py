@@ -349,6 +349,7 @@ class Pipeline:
                     # One short transaction per chunk, the lock only around it: the
                     # desk is never kept waiting for the workers' parsing and rendering.
                     failed += [p for p in parsed_chunk if p.retry]
+                    result.written += [f for p in parsed_chunk if not p.retry for f in p.written]
                     self._record_chunk([p for p in parsed_chunk if not p.retry], index, now, result, touched, lost)
             finally:
                 set_titles_ahead({})

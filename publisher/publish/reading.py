@@ -10,6 +10,7 @@ failure of the moment (a render, a full disk: read again on a later scan).
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import ctypes.util
 import datetime as dt
 import gc
@@ -67,6 +68,7 @@ class Parsed:
     source: bytes = b""
     related: tuple[str, ...] = ()  # its story page is rewritten once related titles are known
     retry: bool = False  # the error is of the moment (render, I/O), not of the content
+    written: tuple[str, ...] = ()  # files under public/ a build worker wrote for it
 
 
 def failure_message(full: Path, exc: BaseException) -> str:
@@ -210,10 +212,10 @@ def build_one(cfg: Config, path: str, stat: watch.Stat) -> Parsed:
     if brief is None or brief.is_draft:
         return parsed
     try:
-        write_web_issue(brief, cfg, None, related_titles(brief.related, _titles_ahead))
+        written = write_web_issue(brief, cfg, None, related_titles(brief.related, _titles_ahead))
     except Exception as exc:  # whatever one brief does, the others publish (the parent logs it)
         return Parsed(path, stat, parsed.sha256, failure_message(cfg.paths.briefs / path, exc), retry=True)
-    return parsed
+    return dataclasses.replace(parsed, written=tuple(written))
 
 
 def build_chunk(paths: Sequence[tuple[str, watch.Stat]]) -> list[Parsed]:

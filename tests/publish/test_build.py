@@ -178,6 +178,8 @@ def test_a_parallel_build_gives_the_bytes_of_file_by_file_syncs(tmp_path: Path) 
         pipeline = pipeline_for(cfg, clock)
         result = pipeline.build_all(workers=2) if how == "build" else pipeline.sync()
         assert result.errors == []
+        # Every file the build wrote is counted (`publisher build` reports it), the workers' pages too.
+        assert {"issues/story-a.html", "issues/story-a.txt", "issues/story-c.html", "feed.atom"} <= set(result.written)
         outs.append({k: v[0] for k, v in _snapshot(cfg.paths.public).items()})
     built, synced = outs
     assert sorted(built) == sorted(synced)
