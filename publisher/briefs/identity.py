@@ -5,20 +5,29 @@ pages in parallel needs every story's title before any page. Parsing every
 brief twice would cost a build most of a second parse; the head (front
 matter and the line-by-line outline) is a fifth of it and decides all three
 values. :func:`identify` runs the same steps as :func:`publisher.briefs.parse.lint`
-up to there, so wherever ``parse_brief`` succeeds the values are equal
+up to there, but for the outline: instead of walking every line in Python
+it finds the two lines that matter with the outline's own patterns: the
+first ``# `` title in one C scan of the text, the last ``Canonical:`` by
+walking back from the end (where it usually is). Wherever ``parse_brief`` succeeds the values are equal
 (``tests/briefs/test_identity.py``); a brief whose body then fails to parse
 has an identity but no story, which the build corrects after recording.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..core.errors import BriefError
 from ..core.urls import is_http_url
 from .frontmatter import decode, read_front_matter, split_front_matter
 from .inline import FORBIDDEN_CONTROLS, Context, plain
-from .parse import MAX_BYTES, _outline, _slug_from
+from .parse import MAX_BYTES, _slug_from
+from .sections import _CANONICAL
+
+# parse._H1 over the whole text rather than one line: ^ and $ at line
+# ends, and whitespace that cannot cross one ([^\S\n]).
+_H1_LINE = re.compile(r"^#(?!#)[^\S\n]+(.*?)[^\S\n]*#*[^\S\n]*$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,17 +44,24 @@ def identify(data: bytes, path: str) -> Identity | None:
         return None
     ctx = Context(path, None)
     try:
-        text = decode(data, path)
-        lines = FORBIDDEN_CONTROLS.sub("", text).split("\n")
+        body = FORBIDDEN_CONTROLS.sub("", decode(data, path))
+        lines = body.split("\n")
         fm_data, key_lines, body_start = split_front_matter(lines, ctx)
         fm = read_front_matter(fm_data, key_lines, ctx)
     except BriefError:
         return None
-    outline = _outline(lines, body_start, ctx)
     canonical = fm.canonical
-    if canonical is None and outline.canonical_raw is not None and is_http_url(outline.canonical_raw[0]):
-        canonical = outline.canonical_raw[0]
-    raw_title = fm.title or outline.title
+    if canonical is None:
+        # The outline keeps the last Canonical line: the first one from the end (usually the last line).
+        for line in reversed(lines[body_start:]):
+            found = _CANONICAL.match(line) if line[:1] in ("C", "c") else None
+            if found is not None:
+                canonical = found.group(1) if is_http_url(found.group(1)) else None
+                break
+    if body_start:
+        body = "\n".join(lines[body_start:])
+    h1 = _H1_LINE.search(body) if not fm.title else None
+    raw_title = fm.title or (plain(h1.group(1)) if h1 else None)  # the outline's title is plain already
     title = plain(raw_title) if raw_title is not None else ""
     slug = _slug_from(fm.slug, canonical, path)
     if not title or not slug:

@@ -19,6 +19,15 @@ FRONT = st.sampled_from([
 ])
 
 
+# Title and canonical lines as editors mistype them (the outline's rules decide which count).
+HEAD_LINES = st.lists(st.sampled_from([
+    "# Title", "#  Spaced title  ##", "#No space", "#", "#   ", "## Section", "#\tTabbed", "# ", "#  #", "# <b>x</b> &amp; y",
+    "Canonical: https://example.org/n/one", "canonical:   https://example.org/n/two   ", "CANONICAL: https://x.example/a b",
+    "Canonical: javascript:alert(1)", "Canonical:", " Canonical: https://example.org/n/indented", "text\u2028# not a title",
+    "# Title \x0c", "\u00a0# nbsp", "> dek", "",
+]), max_size=6).map("\n".join)
+
+
 def _same_as_parse(data: bytes, path: str) -> None:
     got = identify(data, path)
     try:
@@ -37,6 +46,12 @@ def test_every_sample_and_golden_brief() -> None:
 @given(FRONT, briefgen.brief_text(), st.sampled_from(["a.md", "dir/My Story.txt", "x.md", "ünï.md"]))
 def test_generated_briefs(front: str, body: str, path: str) -> None:
     _same_as_parse((front + body).encode("utf-8"), path)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(FRONT, HEAD_LINES, briefgen.brief_text(), HEAD_LINES)
+def test_title_and_canonical_lines_anywhere(front: str, before: str, body: str, after: str) -> None:
+    _same_as_parse((front + before + "\n" + body + "\n" + after + "\n").encode("utf-8"), "head.md")
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
