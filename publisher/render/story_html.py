@@ -133,16 +133,17 @@ def _coverage(out: list[str], regions: Sequence[tuple[str, int]], lenses: Sequen
         out.append(f"<p>{chips}</p>")
     for group in groups:
         out.append(f"<h3>{e(group.label or 'Also covered')}</h3>\n{_TABLE_HEAD}")
-        out.extend(_row(take) for take in group.rows + group.folded)
+        out.extend(map(_row, group.rows))
+        out.extend(map(_row, group.folded))
         out.append("</tbody>\n</table>\n")
 
 
 def _row(t: TakeView) -> str:
     outlet = f'<a href="{e(t.source)}">{e(t.outlet)}</a>' if t.source else e(t.outlet)
     where = f"{e(t.region)} · {e(t.language)}" if t.language else e(t.region)
-    lang = f' lang="{e(t.lang)}"' if t.lang else ""
-    body = t.text_html if t.text_html else '<span class="muted">Linked coverage</span>'
+    attrs = f' lang="{e(t.lang)}" dir="{e(t.dir)}"' if t.lang else f' dir="{e(t.dir)}"'
+    body = t.text_html or '<span class="muted">Linked coverage</span>'
     if t.quote:
         italic = ' style="font-style:italic"' if t.italic else ""
-        body += f'<blockquote{lang} dir="{e(t.dir)}"{italic}>{e(t.quote)}</blockquote>'
-    return f'<tr><th scope="row" class="outlet">{outlet}</th><td>{where}</td><td{lang} dir="{e(t.dir)}">{body}</td></tr>\n'
+        body += f"<blockquote{attrs}{italic}>{e(t.quote)}</blockquote>"
+    return f'<tr><th scope="row" class="outlet">{outlet}</th><td>{where}</td><td{attrs}>{body}</td></tr>\n'
