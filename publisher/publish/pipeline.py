@@ -69,6 +69,9 @@ def _chunks(items: Sequence[T], n_workers: int) -> list[list[T]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
+POOLED_PAGES = 32  # fewer pages to render again after a build are rendered in the parent
+
+
 def _page_jobs(linked: Mapping[str, str], titles: Mapping[str, str], index: FileIndex) -> list[PageJob]:
     """The web issues a build renders again once titles are known.
 
@@ -389,6 +392,8 @@ class Pipeline:
     def _story_pages(self, jobs: list[PageJob], n_workers: int, result: SyncResult) -> None:
         """Web issues rendered again with their related titles, by the workers (the parent only for a file changed meanwhile)."""
         left: list[PageJob] = []
+        # A few pages cost less here than forking a pool for them (~2 ms a page, tens of ms a pool).
+        n_workers = n_workers if len(jobs) >= POOLED_PAGES else 1
         for done in map_chunks(self.cfg, page_chunk, _chunks(jobs, n_workers), n_workers):
             for job, written in done:
                 if written is None:
