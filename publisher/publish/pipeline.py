@@ -390,7 +390,8 @@ class Pipeline:
             return result
 
     def _story_pages(self, jobs: list[PageJob], n_workers: int, result: SyncResult) -> None:
-        """Web issues rendered again with their related titles, by the workers (the parent only for a file changed meanwhile)."""
+        """Web issues rendered again with their related titles, by the workers (by the parent when there are
+        few, and for a file changed since the build read it)."""
         left: list[PageJob] = []
         # A few pages cost less here than forking a pool for them (~2 ms a page, tens of ms a pool).
         n_workers = n_workers if len(jobs) >= POOLED_PAGES else 1
