@@ -18,7 +18,7 @@ every story's MJML as before the skeletons.
 
 Steps: parse (bytes → Brief), the take rows (coverage.groups, shared by the
 email, the web page and the feed entry), the email HTML, the plain text, the
-feed entry HTML; then the whole pipeline (parse + email HTML + text + feed
+feed entry HTML, the story's web page; then the whole pipeline (parse + email HTML + text + feed
 entry) in one call sequence, as a build runs it.
 
 Anchor: node ``mjml`` pinned to 5.x (npm, installed into bench/.work/), in
@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from publisher.briefs import parse_brief  # noqa: E402
 from publisher.core import config as config_mod  # noqa: E402
-from publisher.render import coverage, email as email_render, feed_entries  # noqa: E402
+from publisher.render import coverage, email as email_render, feed_entries, site  # noqa: E402
 from publisher.render.mjml import compile_mjml, finish_html  # noqa: E402
 from publisher.render.story_mjml import story_mjml  # noqa: E402
 from publisher.render.story_text import story_text  # noqa: E402
@@ -173,6 +173,10 @@ class Pipeline:
     def entry(self) -> object:
         return feed_entries.entry_html(self.brief, self.cfg)
 
+    def story_page(self) -> object:
+        # The web page (render.story_html); first of a build's renders of a brief, it makes the take rows.
+        return site.story_page(self.brief, self.cfg)
+
     def whole(self) -> object:
         brief = self.parse()
         email_render.render_story(brief, self.cfg)
@@ -226,6 +230,7 @@ def measure(p: Pipeline, n: int) -> dict[str, float]:
     rows["  HTML from MJML: skeleton fill + fold"] = cpu_ms(p.html_skeleton, n)
     rows["  HTML from MJML: mjml-python + fold (before)"] = cpu_ms(p.html_direct, n)
     rows["feed entry (entry_html)"] = cpu_ms(p.entry, n, p.fresh)
+    rows["story page (site.story_page)"] = cpu_ms(p.story_page, n, p.fresh)
     rows["WHOLE pipeline, warm shape"] = cpu_ms(p.whole, n)
     rows["WHOLE pipeline, first of its shape"] = cpu_ms(p.whole, n, email_render.SKELETONS.clear)
     return rows

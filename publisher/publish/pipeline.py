@@ -69,6 +69,9 @@ def _chunks(items: Sequence[T], n_workers: int) -> list[list[T]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
+POOLED_PAGES = 32  # fewer pages to render again after a build are rendered in the parent
+
+
 class Pipeline:
     """One per process; every public method is safe to call from any thread.
 
@@ -358,7 +361,10 @@ class Pipeline:
                 # Every tag any live story has, so a deleted public/ is rebuilt whole.
                 touched |= stories.live_feed_tags(conn)
                 self.digests.rewrite_pages(conn)
-                titles = stories.live_titles(conn, {slug for named in linked.values() for slug in named.split("\n")} | lost)
+                # Only a slug some file publishes can have a live title (and the
+                # slugs files lost to another): the rest are never looked up.
+                named = {slug for names in linked.values() for slug in names.split("\n") if index.holders(slug)} | lost
+                titles = stories.live_titles(conn, named) if named else {}
             jobs = pages_again(self.cfg, linked, ahead, titles, lost, index, result)
             del linked, ahead
             self._story_pages(jobs, n_workers, result)
@@ -375,8 +381,11 @@ class Pipeline:
             return result
 
     def _story_pages(self, jobs: list[PageJob], n_workers: int, result: SyncResult) -> None:
-        """Web issues rendered again with their related titles, by the workers (the parent only for a file changed meanwhile)."""
+        """Web issues rendered again with their related titles, by the workers (by the parent when there are
+        few, and for a file changed since the build read it)."""
         left: list[PageJob] = []
+        # A few pages cost less here than forking a pool for them (~2 ms a page, tens of ms a pool).
+        n_workers = n_workers if len(jobs) >= POOLED_PAGES else 1
         for done in map_chunks(self.cfg, page_chunk, _chunks(jobs, n_workers), n_workers):
             for job, written in done:
                 if written is None:

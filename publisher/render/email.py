@@ -32,7 +32,7 @@ from .mjml import check_text_lines, compile_mjml, finish_html
 from .skeleton import SkeletonCache, Unfit
 from . import story_mjml
 from .story_text import SOURCES_SHA256, TEMPLATES as TEXT_TEMPLATES, story_text
-from .templating import search_path
+from .templating import mirrored as _mirrored, search_path
 from . import coverage as cov
 from .coverage import TakeView
 from .text import Refs, clean_line, rich_text, underline, wrap
@@ -343,17 +343,6 @@ def _finish_text(text: str, what: str) -> str:
 def _typed_text(dirs: tuple[str, ...]) -> bool:
     """Whether the story's text templates are the ones render.story_text mirrors."""
     return _mirrored(dirs, TEXT_TEMPLATES, SOURCES_SHA256)
-
-
-@functools.lru_cache(maxsize=16)
-def _mirrored(dirs: tuple[str, ...], names: tuple[str, ...], sha256: str) -> bool:
-    """Whether the templates ``names`` found in ``dirs`` are the sources a Python writer mirrors."""
-    env, _ = _environment(dirs)
-    digest = hashlib.sha256()
-    for name in names:
-        source, _, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
-        digest.update(source.encode() + b"\0")
-    return digest.hexdigest() == sha256
 
 
 # ---------------------------------------------------------------- digest

@@ -10,6 +10,7 @@ importlib.resources so an installed wheel renders exactly as a checkout.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.resources
 from pathlib import Path
 
@@ -46,3 +47,20 @@ def search_path(user: Path, sub: str = "") -> tuple[str, ...]:
         dirs.append(str((user / sub).resolve()) if sub else str(user.resolve()))
     dirs.append(str(builtin / sub) if sub else str(builtin))
     return tuple(dirs)
+
+
+@functools.lru_cache(maxsize=16)
+def mirrored(dirs: tuple[str, ...], names: tuple[str, ...], sha256: str) -> bool:
+    """Whether the templates ``names`` found in ``dirs`` are the sources a Python writer mirrors.
+
+    The writers (render.story_mjml, story_text, story_html) write what their
+    templates would, faster; a user's override or an edit of a built-in file
+    changes this digest, and the caller goes through Jinja2 instead.
+    """
+    loader = ChoiceLoader([FileSystemLoader(d) for d in dirs])
+    env = Environment(loader=loader)
+    digest = hashlib.sha256()
+    for name in names:
+        source, _, _ = loader.get_source(env, name)
+        digest.update(source.encode() + b"\0")
+    return digest.hexdigest() == sha256

@@ -12,6 +12,7 @@ from lxml import etree  # type: ignore[import-untyped]
 
 from publisher.cli import main
 from publisher.core.clock import FixedClock
+from publisher.publish import pipeline as pipeline_mod
 
 from tests.support.project import brief_text, make_project, pipeline_for
 
@@ -165,10 +166,13 @@ def _related_project(root: Path) -> Path:
     return cfg.paths.public
 
 
-def test_a_parallel_build_gives_the_bytes_of_file_by_file_syncs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pooled", [0, pipeline_mod.POOLED_PAGES], ids=["pages-again-in-workers", "pages-again-in-parent"])
+def test_a_parallel_build_gives_the_bytes_of_file_by_file_syncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pooled: int) -> None:
     # Workers render story pages before any title is known; the pages (and
-    # texts) naming an existing story are rendered again once it is. Either
-    # way the result must be what publishing the files one sync at a time gives.
+    # texts) naming an existing story are rendered again once it is (by the
+    # workers, or by the parent when only a few are). Either way the result
+    # must be what publishing the files one sync at a time gives.
+    monkeypatch.setattr(pipeline_mod, "POOLED_PAGES", pooled)
     clock = FixedClock(dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc))
     outs = []
     for name, how in (("built", "build"), ("synced", "sync")):
@@ -184,6 +188,8 @@ def test_a_parallel_build_gives_the_bytes_of_file_by_file_syncs(tmp_path: Path) 
     built, synced = outs
     assert sorted(built) == sorted(synced)
     assert b">Story A</a>" in built["issues/story-b.html"] and b"Related stories" not in built["issues/story-c.html"]
+    # The text names it too (the email's "Related:" line), so it is rendered again with the page.
+    assert b"Related: Story A [" in built["issues/story-b.txt"] and b"Related:" not in built["issues/story-c.txt"]
     assert {k for k in built if built[k] != synced[k]} == set()
 
 
