@@ -360,6 +360,15 @@ def bench_size(n: int, args: argparse.Namespace, report: Report) -> None:
         growth = ours_cpu / report.cpu[10_000]
         report.add(n, "CPU of 30k / CPU of 10k", f"{growth:.2f}", "", "", "", "≤ 3.1", verdict(growth <= 3.1))
 
+    if args.edits > 0:
+        edits(n, base, cfg, args, report)
+    if not args.keep:
+        for r in range(args.repeat):
+            shutil.rmtree(base / f"cold-{r}", ignore_errors=True)
+
+
+def edits(n: int, base: Path, cfg: Path, args: argparse.Namespace, report: Report) -> None:
+    """Timed edits of the newest, a middle and the oldest story over the last cold build's state."""
     # The edits run over the state of the last cold build.
     m = measure([PYTHON, __file__, "--child-edits", str(cfg), "--edits", str(args.edits)], cwd=ROOT)
     if m.rc != 0:
@@ -369,18 +378,15 @@ def bench_size(n: int, args: argparse.Namespace, report: Report) -> None:
     report.add(n, "first edit in a fresh process (newest story), ms", f"{first_ms * 1000:.0f} ({first_files} files)")
     for kind, runs in info["series"].items():
         ms = [t * 1000 for t, _ in runs]
-        files = med(w for _, w in runs)
+        files = statistics.median(w for _, w in runs)
         p95 = pct(ms, 0.95)
         report.add(n, f"edit of the {kind} story, p50/p95/max ms (of {len(ms)}; files written)",
                    f"{pct(ms, 0.5):.0f} / {p95:.0f} / {max(ms):.0f} ({files:.0f} files)", "", "", "",
                    "p95 ≤ 100", verdict(p95 <= 100 and not info["missed"]))
-    report.add(n, "sync with nothing changed, ms", f"{med(info['idle']) * 1000:.0f}")
+    report.add(n, "sync with nothing changed, ms", f"{statistics.median(info['idle']) * 1000:.0f}")
     report.add(n, "first sync of a new process, ms", f"{info['first'] * 1000:.0f}")
     if info["missed"]:
         print(f"  warning: {info['missed']} edits were not published by the sync after them", file=sys.stderr)
-    if not args.keep:
-        for r in range(args.repeat):
-            shutil.rmtree(base / f"cold-{r}", ignore_errors=True)
 
 
 def main() -> None:
