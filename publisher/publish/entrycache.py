@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from cachetools import LRUCache
@@ -32,7 +32,7 @@ from cachetools import LRUCache
 from ..briefs.slugs import SLUG_RE
 from ..core.config import Config
 from ..render.feed_entries import ENTRY_TEMPLATE, FeedStory, make_entry
-from ..render.feeds import EntryParts, entry_parts
+from ..render.feeds import EntryParts, entries_parts
 from ..render.templating import search_path
 from ..store.engine import Connection
 from ..store.stories import StoryRef
@@ -106,20 +106,29 @@ class EntryCache:
 
     def get(self, conn: Connection, ref: StoryRef, *, fresh: bool = False) -> EntryParts:
         """The parts of ``ref``'s version; ``fresh`` renders them again (a full build: code may have changed)."""
-        key = self.key(ref)
-        if not fresh:
-            with self._lock:
-                hit = self._mem.get(key)
-            if hit is None:
-                hit = self._load(ref.slug, key)
+        return self.get_many(conn, [ref], fresh=lambda _ref: fresh)[0]
+
+    def get_many(self, conn: Connection, refs: Sequence[StoryRef], *, fresh: Callable[[StoryRef], bool]) -> list[EntryParts]:
+        """:meth:`get` of each of ``refs`` (distinct stories); the ones to render are rendered together."""
+        keys = [self.key(ref) for ref in refs]
+        out: list[EntryParts | None] = [None if fresh(ref) else self._kept(ref.slug, key) for ref, key in zip(refs, keys)]
+        todo = [i for i, hit in enumerate(out) if hit is None]
+        entries = [make_entry(FeedStory(self.briefs.brief(conn, refs[i]), refs[i].published_at, refs[i].updated_at), self.cfg)
+                   for i in todo]
+        for i, parts in zip(todo, entries_parts(entries, self.cfg)):
+            self._store(keys[i], parts)
+            out[i] = parts
+        return [p for p in out if p is not None]
+
+    def _kept(self, slug: str, key: str) -> EntryParts | None:
+        with self._lock:
+            hit = self._mem.get(key)
+        if hit is None:
+            hit = self._load(slug, key)
             if hit is not None:
                 with self._lock:
                     self._mem[key] = hit
-                return hit
-        brief = self.briefs.brief(conn, ref)
-        parts = entry_parts(make_entry(FeedStory(brief, ref.published_at, ref.updated_at), self.cfg), self.cfg)
-        self._store(key, parts)
-        return parts
+        return hit
 
     def _load(self, slug: str, key: str) -> EntryParts | None:
         try:

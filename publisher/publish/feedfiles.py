@@ -95,7 +95,7 @@ class FeedWriter:
             files = render_feeds(feed_stories, self.cfg, only={tag})
         else:
             # A full build renders each entry again, once however many feeds hold it.
-            parts = [self.entries.get(conn, r, fresh=force and r.slug not in held) for r in refs]
+            parts = self.entries.get_many(conn, refs, fresh=lambda r: force and r.slug not in held)
             files = feed_files(tag, parts, self.cfg)
         held.update(r.slug for r in refs)
         written = []

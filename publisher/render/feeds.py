@@ -39,7 +39,7 @@ from typing import Any
 from ..core.config import Config
 from ..core.memo import IdentityMemo
 from .feed_entries import GENERATOR, Entry, FeedStory, aware, line, make_entry
-from .feedxml import EMPTY_FEED_UPDATED, FeedInfo, entry_xml, heads
+from .feedxml import EMPTY_FEED_UPDATED, FeedInfo, entries_xml, heads
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +86,19 @@ def _json_item(e: Entry, cfg: Config) -> bytes:
 
 def entry_parts(e: Entry, cfg: Config) -> EntryParts:
     """The parts of one entry, rendered once per story version (memoised on its Brief's identity)."""
-    owners, extra = (cfg, e.brief), (e.published, e.updated)
-    hit = _PARTS_MEMO.get(owners, extra)
-    if hit is not None:
-        return hit
-    atom, rss = entry_xml(e, cfg)
-    parts = EntryParts(e.slug, e.updated, e.keys, atom, rss, _json_item(e, cfg))
-    _PARTS_MEMO.put(owners, extra, parts)
-    return parts
+    return entries_parts([e], cfg)[0]
+
+
+def entries_parts(entries: Sequence[Entry], cfg: Config) -> list[EntryParts]:
+    """:func:`entry_parts` of each entry (distinct stories); those not memoised are rendered together."""
+    out: list[EntryParts | None] = [_PARTS_MEMO.get((cfg, e.brief), (e.published, e.updated)) for e in entries]
+    missing = [i for i, hit in enumerate(out) if hit is None]
+    for i, (atom, rss) in zip(missing, entries_xml([entries[i] for i in missing], cfg)):
+        e = entries[i]
+        parts = EntryParts(e.slug, e.updated, e.keys, atom, rss, _json_item(e, cfg))
+        _PARTS_MEMO.put((cfg, e.brief), (e.published, e.updated), parts)
+        out[i] = parts
+    return [p for p in out if p is not None]
 
 
 # ------------------------------------------------------------------ one feed
@@ -223,7 +228,7 @@ def _archives(main: FeedInfo, entries: Sequence[Entry], cfg: Config, out: dict[s
             "archive/", f"{main.title} (archive {number})", main.subtitle, name=str(number), links=tuple(links), archive=True
         )
         # Within a page, newest first like every other feed.
-        out[f"archive/{number}.atom"] = atom_document(info, [entry_parts(e, cfg) for e in page[::-1]], cfg)
+        out[f"archive/{number}.atom"] = atom_document(info, entries_parts(page[::-1], cfg), cfg)
     keep = len(entries) - full * page_size
     if not full:
         return main, keep
@@ -250,7 +255,7 @@ def render_feeds(
         main, keep = main_info(cfg), size
         if cfg.feeds.archive:
             main, keep = _archives(main, entries, cfg, out)
-        out.update(assemble(main, [entry_parts(e, cfg) for e in entries[:keep]], cfg))
+        out.update(assemble(main, entries_parts(entries[:keep], cfg), cfg))
     if cfg.feeds.tag_feeds:
         # One pass over the stories, newest first: linear in stories × tags.
         by_tag: dict[str, list[Entry]] = {}
@@ -261,7 +266,7 @@ def render_feeds(
                     bucket.append(e)
         for slug in sorted(by_tag):
             if only is None or slug in only:
-                out.update(feed_files(slug, [entry_parts(e, cfg) for e in by_tag[slug]], cfg))
+                out.update(feed_files(slug, entries_parts(by_tag[slug], cfg), cfg))
     log.info("feeds: %d stories, %d files", len(entries), len(out))
     return out
 
@@ -272,4 +277,4 @@ def feed_files(key: str, parts: Sequence[EntryParts], cfg: Config) -> dict[str, 
     return assemble(info, parts, cfg)
 
 
-__all__ = ["EntryParts", "FeedStory", "MAIN_FEED", "assemble", "entry_parts", "feed_files", "render_feeds"]
+__all__ = ["EntryParts", "FeedStory", "MAIN_FEED", "assemble", "entries_parts", "entry_parts", "feed_files", "render_feeds"]

@@ -243,11 +243,24 @@ def _rss_str(fg: FeedGenerator) -> bytes:
 
 def entry_xml(e: Entry, cfg: Config) -> tuple[bytes, bytes]:
     """(Atom ``<entry>``, RSS ``<item>``) of one entry, ready to join between a feed's head and tail."""
-    atom_root = _fix_feedgen_atom(_feedgen(_FRAGMENT_INFO, [e], cfg, "atom").atom_str(pretty=False))
-    rss_root = _fix_feedgen_rss(_rss_str(_feedgen(_FRAGMENT_INFO, [e], cfg, "rss")), cfg)
-    rss = _cut(rss_root.find("channel/item"), _RSS_DECLS)
+    return entries_xml([e], cfg)[0]
+
+
+def entries_xml(entries: Sequence[Entry], cfg: Config) -> list[tuple[bytes, bytes]]:
+    """:func:`entry_xml` of each entry (distinct ids), from one feedgen document per format.
+
+    A feedgen document costs about as much as its first few entries, so a
+    feed's missing entries are made in one; each element is cut out alone,
+    so its bytes do not depend on the entries beside it.
+    """
+    if not entries:
+        return []
+    atom_root = _fix_feedgen_atom(_feedgen(_FRAGMENT_INFO, entries, cfg, "atom").atom_str(pretty=False))
+    rss_root = _fix_feedgen_rss(_rss_str(_feedgen(_FRAGMENT_INFO, entries, cfg, "rss")), cfg)
+    atom = {el.findtext(_A + "id"): el for el in atom_root.iterfind(_A + "entry")}
+    rss = {el.findtext("guid"): el for el in rss_root.iterfind("channel/item")}
     # Hex character references last: lxml would turn them back into &lt;.
-    return _cut(atom_root.find(_A + "entry"), _ATOM_DECLS), hex_refs(rss)
+    return [(_cut(atom.get(e.id), _ATOM_DECLS), hex_refs(_cut(rss.get(e.id), _RSS_DECLS))) for e in entries]
 
 
 def _with_stylesheet(data: bytes, cfg: Config) -> bytes:
