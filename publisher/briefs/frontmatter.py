@@ -28,6 +28,8 @@ def decode(data: bytes, path: str) -> str:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise BriefError(path, line, f"not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from exc
+    if "\r" not in text:  # the common case: one search, not two scans
+        return text
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 

@@ -20,13 +20,14 @@ from urllib.parse import unquote, urlsplit
 from ..core.errors import BriefError
 from ..core.urls import is_http_url
 from .frontmatter import decode, read_front_matter, split_front_matter
-from .inline import FORBIDDEN_CONTROLS, Context, origin, plain, short
+from .inline import FORBIDDEN_CONTROLS, Context, has_forbidden_controls, origin, plain, short
 from .model import Brief, Finding, Lens, Meta, Rich, Section
 from .sections import (
     _CANONICAL,
     _QUOTE,
     check_counts,
     concat,
+    heading,
     is_rule,
     list_items,
     paragraphs,
@@ -40,8 +41,6 @@ from .slugs import MAX_SLUG, SLUG_RE, slugify
 SUFFIXES = (".md", ".txt")
 MAX_BYTES = 2 * 1024 * 1024  # a brief is a page or two; anything larger is a mistake
 
-_H1 = re.compile(r"^#(?!#)\s+(.*?)\s*#*\s*$")
-_H2 = re.compile(r"^##(?!#)\s+(.*?)\s*#*\s*$")
 _META = re.compile(r"^\*\*Meta:\*\*\s*(.*)$", re.IGNORECASE)
 
 
@@ -82,39 +81,36 @@ def _outline(lines: list[str], body_start: int, ctx: Context) -> _Outline:
         line = lines[idx]
         first = line[:1]
         # Dispatch on the first character: most lines are prose and need no regex.
-        canon = _CANONICAL.match(line) if first in "Cc" else None
-        if canon:
-            out.canonical_raw = (canon.group(1), lineno)
-            continue
-        meta = _META.match(line.rstrip()) if first == "*" else None
-        if meta:
-            if out.meta_raw is not None:
-                ctx.warn(lineno, "second Meta line ignored")
-            else:
-                out.meta_raw = (meta.group(1), lineno)
-            continue
-        if first != "#":
-            if sections:
-                sections[-1][2].append((lineno, line))
+        if first == "#":
+            h1 = heading(line, 1)
+            if h1 is not None:
+                if out.title is None:
+                    out.title, out.title_line = plain(h1), lineno
+                else:
+                    ctx.warn(lineno, "second '# ' title treated as an unknown section")
+                    sections.append((h1, lineno, []))
                 continue
-            h1 = None
-        else:
-            h1 = _H1.match(line)
-        if h1:
-            if out.title is None:
-                out.title, out.title_line = plain(h1.group(1)), lineno
-            else:
-                ctx.warn(lineno, "second '# ' title treated as an unknown section")
-                sections.append((h1.group(1), lineno, []))
-            continue
-        h2 = _H2.match(line) if first == "#" else None
-        if h2:
-            sections.append((h2.group(1), lineno, []))
-            continue
-        stripped = line.strip()
+            h2 = heading(line, 2)
+            if h2 is not None:
+                sections.append((h2, lineno, []))
+                continue
+        elif first == "C" or first == "c":
+            canon = _CANONICAL.match(line)
+            if canon:
+                out.canonical_raw = (canon.group(1), lineno)
+                continue
+        elif first == "*":
+            meta = _META.match(line.rstrip())
+            if meta:
+                if out.meta_raw is not None:
+                    ctx.warn(lineno, "second Meta line ignored")
+                else:
+                    out.meta_raw = (meta.group(1), lineno)
+                continue
         if sections:
             sections[-1][2].append((lineno, line))
         else:
+            stripped = line.strip()
             q = _QUOTE.match(stripped)
             if q and out.dek is None and out.title is not None:
                 out.dek = plain(q.group(1)) or None
@@ -176,7 +172,7 @@ def lint(data: bytes, path: str, *, base_url: str | None = None) -> tuple[Brief 
     if len(data) > MAX_BYTES:
         raise BriefError(path, 1, f"file is {len(data)} bytes; a brief may be at most {MAX_BYTES}")
     text = decode(data, path)
-    control = FORBIDDEN_CONTROLS.search(text)
+    control = FORBIDDEN_CONTROLS.search(text) if has_forbidden_controls(data, text) else None
     if control is not None:
         ctx.warn(text[: control.start()].count("\n") + 1, "control characters removed (they are not allowed in XML or email)")
         text = FORBIDDEN_CONTROLS.sub("", text)
