@@ -41,6 +41,11 @@ PLAIN_HTTP_URL = re.compile(r"^https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])
 # only characters it never encodes, no '@' to be read as credentials): the
 # common case skips its parse-and-format round trip, a sixth of a parse.
 _NORMAL_LINK = re.compile(r"https?://[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::\d{1,5})?(?:[/?#][A-Za-z0-9;/?:&=+$,\-_.!~*'()#]*)?")
+# A site-relative path urljoin resolves against an origin ("https://host/")
+# by concatenation: no '//' for it to collapse, no dot segment to remove,
+# no query, fragment, parameters or characters for it to treat specially.
+_ROOT_PATH = re.compile(r"/(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]*(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?)?\Z")
+_ORIGIN = re.compile(r"https?://[^/?#\s\[\]]+/\Z")
 _WS = re.compile(r"\s+")
 _WS_RUN = re.compile(r"\s\s|[^\S ]")  # any whitespace other than single spaces
 # Nothing for plain() to do: no Markdown that changes the text, no whitespace to fold.
@@ -111,6 +116,8 @@ class Context:
             return None
         if PLAIN_HTTP_URL.match(raw):
             return raw
+        if self.base is not None and _ROOT_PATH.match(raw) and _ORIGIN.match(self.base):
+            return self.base + raw[1:]  # what urljoin gives for these, at a fraction of its cost
         try:
             parts = urlsplit(raw)
         except ValueError:

@@ -76,49 +76,52 @@ def _outline(lines: list[str], body_start: int, ctx: Context) -> _Outline:
     out = _Outline()
     sections = out.sections
     preamble: list[tuple[int, str]] = []
+    body: list[tuple[int, str]] | None = None  # the current section's lines
     for idx in range(body_start, len(lines)):
-        lineno = idx + 1
         line = lines[idx]
         first = line[:1]
-        # Dispatch on the first character: most lines are prose and need no regex.
+        # Dispatch on the first character: most lines are prose and need no test.
         if first == "#":
-            h1 = heading(line, 1)
-            if h1 is not None:
-                if out.title is None:
-                    out.title, out.title_line = plain(h1), lineno
-                else:
-                    ctx.warn(lineno, "second '# ' title treated as an unknown section")
-                    sections.append((h1, lineno, []))
-                continue
-            h2 = heading(line, 2)
-            if h2 is not None:
-                sections.append((h2, lineno, []))
-                continue
-        elif first == "C" or first == "c":
-            canon = _CANONICAL.match(line)
-            if canon:
-                out.canonical_raw = (canon.group(1), lineno)
+            head = heading(line)
+            if head is not None and head[0] <= 2:
+                if head[0] == 1:
+                    if out.title is None:
+                        out.title, out.title_line = plain(head[1]), idx + 1
+                        continue
+                    ctx.warn(idx + 1, "second '# ' title treated as an unknown section")
+                body = []
+                sections.append((head[1], idx + 1, body))
                 continue
         elif first == "*":
             meta = _META.match(line.rstrip())
             if meta:
                 if out.meta_raw is not None:
-                    ctx.warn(lineno, "second Meta line ignored")
+                    ctx.warn(idx + 1, "second Meta line ignored")
                 else:
-                    out.meta_raw = (meta.group(1), lineno)
+                    out.meta_raw = (meta.group(1), idx + 1)
                 continue
-        if sections:
-            sections[-1][2].append((lineno, line))
+        elif first == "C" or first == "c":
+            canon = _CANONICAL.match(line)
+            if canon:
+                out.canonical_raw = (canon.group(1), idx + 1)
+                continue
+        if body is not None:
+            body.append((idx + 1, line))
         else:
-            stripped = line.strip()
-            q = _QUOTE.match(stripped)
-            if q and out.dek is None and out.title is not None:
-                out.dek = plain(q.group(1)) or None
-            elif stripped and not is_rule(stripped):
-                preamble.append((lineno, line))
+            _preamble_line(out, preamble, idx + 1, line)
     if preamble:
         ctx.warn(preamble[0][0], "text before the first section is ignored")
     return out
+
+
+def _preamble_line(out: _Outline, preamble: list[tuple[int, str]], lineno: int, line: str) -> None:
+    """A line before the first section: the dek, or text to warn about."""
+    stripped = line.strip()
+    q = _QUOTE.match(stripped)
+    if q and out.dek is None and out.title is not None:
+        out.dek = plain(q.group(1)) or None
+    elif stripped and not is_rule(stripped):
+        preamble.append((lineno, line))
 
 
 @dataclass

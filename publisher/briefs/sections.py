@@ -32,6 +32,9 @@ _KNOWN_SECTIONS = {
     "across the graph": "graph",
 }
 
+# No known title is a prefix of another, so the order of these tests does not matter.
+_SECTION_STARTS = tuple(((prefix + " ", prefix + "("), kind) for prefix, kind in _KNOWN_SECTIONS.items())
+
 
 def is_rule(text: str) -> bool:
     """A thematic break (---, ***, ___); cheap first-character test first."""
@@ -47,26 +50,29 @@ def _maybe_rule(stripped: str) -> bool:
     return first in "-*_" and stripped[-1] == first
 
 
-def heading(line: str, level: int) -> str | None:
-    """The text of an ATX heading of exactly ``level`` '#'s, or None.
+def heading(line: str) -> tuple[int, str] | None:
+    """(level, text) of an ATX heading line (``# Title``, ``## Section``, ...), or None.
 
-    What ``^#{level}(?!#)\\s+(.*?)\\s*#*\\s*$`` captures, without the regex:
-    its lazy group before an optional closing run made every heading cost
-    microseconds (and a long run of spaces, quadratic time). The lazy group
-    ends where the longest suffix of whitespace, '#'s, whitespace begins,
-    which is what stripping from the right finds.
+    For level n, the text is what ``^#{n}(?!#)\\s+(.*?)\\s*#*\\s*$`` captures,
+    found without the regex: its lazy group before an optional closing run
+    made every heading cost microseconds (and a long run of spaces, quadratic
+    time). The lazy group ends where the longest suffix of whitespace, '#'s,
+    whitespace begins, which is what stripping from the right finds.
     """
-    after = line[level : level + 1]
-    if not after or not after.isspace() or not line.startswith("#" * level):
+    rest = line.lstrip("#")
+    if not rest[:1].isspace():
         return None
-    return line[level:].strip().rstrip("#").rstrip()
+    return len(line) - len(rest), rest.strip().rstrip("#").rstrip()
 
 
 def section_kind(title: str) -> str | None:
     """Which known section a ``## title`` is, tolerant of case and a suffix."""
     norm = " ".join(title.lower().split())  # str.split() splits on exactly the whitespace \s matches
-    for prefix, kind in _KNOWN_SECTIONS.items():
-        if norm == prefix or norm.startswith(prefix + " ") or norm.startswith(prefix + "("):
+    kind = _KNOWN_SECTIONS.get(norm)
+    if kind is not None:
+        return kind
+    for starts, kind in _SECTION_STARTS:
+        if norm.startswith(starts):
             return kind
     return None
 
@@ -188,12 +194,12 @@ def parse_takes(body: Sequence[tuple[int, str]], ctx: Context) -> list[Lens]:
         if first in "-*_" and stripped[-1] == first and _RULE.match(text) is not None:
             continue
         if first == "#":
-            h3 = heading(text, 3)
-            if h3 is not None:
+            h3 = heading(text)
+            if h3 is not None and h3[0] == 3:
                 if head is not None:
                     _add_take(lenses, ctx, head, texts, quotes, source, source_line)
                     head = None
-                lenses.append((plain(h3) or "unlabelled", lineno, []))
+                lenses.append((plain(h3[1]) or "unlabelled", lineno, []))
                 continue
         elif first == text[0] and first in "-*+":
             m = _TAKE.match(text)
