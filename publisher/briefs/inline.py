@@ -36,7 +36,8 @@ def has_forbidden_controls(data: bytes, text: str) -> bool:
     """
     return len(data.translate(None, _CONTROL_BYTES)) != len(data) or "\ufffe" in text or "\uffff" in text
 # Most source URLs look like this; they need no urlsplit (slow) to be trusted.
-PLAIN_HTTP_URL = re.compile(r"^https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\d{1,5})?(?:[/?#][^\s]*)?$")
+PLAIN_HTTP = r"https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\d{1,5})?(?:[/?#][^\s]*)?"
+PLAIN_HTTP_URL = re.compile(f"^{PLAIN_HTTP}$")
 # URLs that markdown-it's normalizeLink returns unchanged (lower-case host,
 # only characters it never encodes, no '@' to be read as credentials): the
 # common case skips its parse-and-format round trip, a sixth of a parse.

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from ..core.errors import BriefError
@@ -44,14 +43,23 @@ MAX_BYTES = 2 * 1024 * 1024  # a brief is a page or two; anything larger is a mi
 _META = re.compile(r"^\*\*Meta:\*\*\s*(.*)$", re.IGNORECASE)
 
 
+def last_segment(path: str) -> str:
+    """``PurePosixPath(path).name`` without building a path object: the last
+    component, empty and '.' components skipped."""
+    for part in reversed(path.split("/")):
+        if part and part != ".":
+            return part
+    return ""
+
+
 def _slug_from(fm_slug: str | None, canonical: str | None, path: str) -> str | None:
     if fm_slug:
         return fm_slug
     if canonical:
-        last = unquote(PurePosixPath(urlsplit(canonical).path).name).lower()
+        last = unquote(last_segment(urlsplit(canonical).path)).lower()
         if SLUG_RE.match(last) and len(last) <= MAX_SLUG:
             return last
-    stem = PurePosixPath(path.replace("\\", "/")).name
+    stem = last_segment(path.replace("\\", "/"))
     for suffix in SUFFIXES:
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]

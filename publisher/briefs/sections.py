@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from .inline import _PLAIN_AS_IS, PLAIN_HTTP_URL, Context, plain, short, strip_quotes
+from .inline import _PLAIN_AS_IS, PLAIN_HTTP, Context, plain, short, strip_quotes
 from .model import EMPTY, Lens, Meta, Rich, Take
 from .slugs import MAX_SLUG, SLUG_RE, slugify
 
@@ -20,7 +20,9 @@ _TAKE = re.compile(
     r"\s*(?:(?:—|–|--|-)\s*(?P<text>.*))?$"
 )
 _QUOTE = re.compile(r"^>\s?(.*)$")
-_SOURCE = re.compile(r"^Source:\s*(\S*)\s*$", re.IGNORECASE)
+# The source URL is group "url" when PLAIN_HTTP_URL would match it (checked in
+# the same pass, case-sensitively like PLAIN_HTTP_URL), else group "other".
+_SOURCE = re.compile(rf"^Source:\s*(?:(?P<url>(?-i:{PLAIN_HTTP}))|(?P<other>\S*))\s*$", re.IGNORECASE)
 _COUNT = re.compile(r"^(\d+)\s+([A-Za-z][\w -]*)$")
 _WIKI = re.compile(r"\[\[([^\[\]]*)\]\]")
 
@@ -155,7 +157,7 @@ def _split_region_language(paren: str | None) -> tuple[str, str]:
 
 def _add_take(
     lenses: list[tuple[str, int, list[Take]]], ctx: Context, head: tuple[str, str, str, int],
-    texts: list[str], quotes: list[str], source: str, source_line: int,
+    texts: list[str], quotes: list[str], source: str, source_line: int, trusted: bool,
 ) -> None:
     """The pending take, finished: its source checked, its text rendered, filed under the last lens."""
     outlet, region, language, line = head
@@ -166,8 +168,7 @@ def _add_take(
         url = None
         ctx.warn(line, f"take by {outlet!r} has no source URL")
     else:
-        # _SOURCE captured no whitespace, so the plain case needs no call to safe_url.
-        url = source if PLAIN_HTTP_URL.match(source) else ctx.safe_url(source, source_line, "source URL")
+        url = source if trusted else ctx.safe_url(source, source_line, "source URL")
     if len(texts) == 1:
         # Most takes are one line, and many have no text at all ("**X** (Y, en) — ").
         text = ctx.rich_inline(texts[0], line) if texts[0] else EMPTY
@@ -185,6 +186,7 @@ def parse_takes(body: Sequence[tuple[int, str]], ctx: Context) -> list[Lens]:
     quotes: list[str] = []
     source = ""
     source_line = 0
+    trusted = False  # the source is a plain http(s) URL: safe_url would return it as is
     for lineno, text in body:
         stripped = text.strip()
         if not stripped:
@@ -197,7 +199,7 @@ def parse_takes(body: Sequence[tuple[int, str]], ctx: Context) -> list[Lens]:
             h3 = heading(text)
             if h3 is not None and h3[0] == 3:
                 if head is not None:
-                    _add_take(lenses, ctx, head, texts, quotes, source, source_line)
+                    _add_take(lenses, ctx, head, texts, quotes, source, source_line, trusted)
                     head = None
                 lenses.append((plain(h3[1]) or "unlabelled", lineno, []))
                 continue
@@ -205,7 +207,7 @@ def parse_takes(body: Sequence[tuple[int, str]], ctx: Context) -> list[Lens]:
             m = _TAKE.match(text)
             if m:
                 if head is not None:
-                    _add_take(lenses, ctx, head, texts, quotes, source, source_line)
+                    _add_take(lenses, ctx, head, texts, quotes, source, source_line, trusted)
                 outlet, paren, take_text = m.group("outlet", "paren", "text")
                 if not paren:
                     region = lang = ""
@@ -214,7 +216,7 @@ def parse_takes(body: Sequence[tuple[int, str]], ctx: Context) -> list[Lens]:
                     if _PLAIN_AS_IS.search(paren) is not None:  # else neither part has anything for plain() to do
                         region, lang = plain(region), plain(lang)
                 head = (plain(outlet), region, lang, lineno)
-                texts, quotes, source, source_line = [take_text or ""], [], "", lineno
+                texts, quotes, source, source_line, trusted = [take_text or ""], [], "", lineno, False
                 continue
         if head is not None:
             if first == "S" or first == "s":
@@ -223,7 +225,8 @@ def parse_takes(body: Sequence[tuple[int, str]], ctx: Context) -> list[Lens]:
                     if source:
                         ctx.warn(lineno, "second Source line for one take; the first is kept")
                     else:
-                        source, source_line = s.group(1), lineno
+                        url, other = s.group("url", "other")
+                        source, source_line, trusted = url or other, lineno, url is not None
                     continue
             elif first == ">":
                 quotes.append(stripped[1:].strip())  # _QUOTE's group, stripped
@@ -233,7 +236,7 @@ def parse_takes(body: Sequence[tuple[int, str]], ctx: Context) -> list[Lens]:
                 continue
         ctx.warn(lineno, f"unrecognised line in Regional takes: {short(stripped)}")
     if head is not None:
-        _add_take(lenses, ctx, head, texts, quotes, source, source_line)
+        _add_take(lenses, ctx, head, texts, quotes, source, source_line, trusted)
     out: list[Lens] = []
     for name, line, takes in lenses:
         if not takes:
