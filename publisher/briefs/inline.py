@@ -49,8 +49,18 @@ _ROOT_PATH = re.compile(r"/(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]*(?:/[A-Za-z0-9_~-][A
 _ORIGIN = re.compile(r"https?://[^/?#\s\[\]]+/\Z")
 _WS = re.compile(r"\s+")
 _WS_RUN = re.compile(r"\s\s|[^\S ]")  # any whitespace other than single spaces
-# Nothing for plain() to do: no Markdown that changes the text, no whitespace to fold.
-_PLAIN_AS_IS = re.compile(r"[*_`\\&\[]|\s\s|[^\S ]")
+# Nothing for plain() to do when none of these occurs (no Markdown that changes
+# the text, no whitespace other than a space) and no two spaces in a row: what
+# r"[*_`\\&\[]|\s\s|[^\S ]" finds, in one character class, several times faster
+# than the alternation. OTHER_SPACE is every character str.isspace() accepts
+# but the space (a test checks it against all of Unicode).
+OTHER_SPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_PLAIN_CHARS = re.compile(r"[*_`\\&\[" + OTHER_SPACE + "]")
+
+
+def is_plain(text: str) -> bool:
+    """Whether ``plain(text)`` is ``text.strip()``: nothing to unmark or fold."""
+    return _PLAIN_CHARS.search(text) is None and "  " not in text
 
 
 # Inline Markdown is only needed when one of these appears; otherwise the
@@ -278,8 +288,8 @@ def short(text: str, limit: int = 60) -> str:
 def plain(text: str) -> str:
     """Plain form of a one-line Markdown-ish field (title, outlet, dek)."""
     text = text.strip()
-    if not _PLAIN_AS_IS.search(text):
-        return text  # the common case (outlets, regions, languages), in one search
+    if _PLAIN_CHARS.search(text) is None and "  " not in text:
+        return text  # the common case (outlets, regions, languages): is_plain, inlined
     return _plain_markup(text)
 
 

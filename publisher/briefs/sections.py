@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from .inline import _PLAIN_AS_IS, PLAIN_HTTP, Context, plain, short, strip_quotes
+from .inline import PLAIN_HTTP, Context, is_plain, plain, short, strip_quotes
 from .model import EMPTY, Lens, Meta, Rich, Take
 from .slugs import MAX_SLUG, SLUG_RE, slugify
 
@@ -213,7 +213,7 @@ def parse_takes(body: Sequence[tuple[int, str]], ctx: Context) -> list[Lens]:
                     region = lang = ""
                 else:
                     region, lang = _split_region_language(paren)
-                    if _PLAIN_AS_IS.search(paren) is not None:  # else neither part has anything for plain() to do
+                    if not is_plain(paren):  # else neither part has anything for plain() to do
                         region, lang = plain(region), plain(lang)
                 head = (plain(outlet), region, lang, lineno)
                 texts, quotes, source, source_line, trusted = [take_text or ""], [], "", lineno, False

@@ -9,19 +9,23 @@ goldens and generated briefs through tests/briefs/test_briefs*.py.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import PurePosixPath
 from urllib.parse import urljoin
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from publisher.briefs.inline import FORBIDDEN_CONTROLS, PLAIN_HTTP_URL, Context, has_forbidden_controls, plain, strip_quotes
+from publisher.briefs.inline import (
+    FORBIDDEN_CONTROLS, OTHER_SPACE, PLAIN_HTTP_URL, Context, has_forbidden_controls, is_plain, plain, strip_quotes,
+)
 from publisher.briefs.parse import last_segment
 from publisher.briefs.sections import _SOURCE, heading, parse_takes, section_kind
 
 # The regexes the heading test replaced (issue 17): a lazy group before an optional closing run.
 _OLD_HEADINGS = {n: re.compile(rf"^{'#' * n}(?!#)\s+(.*?)\s*#*\s*$") for n in (1, 2, 3)}
 _OLD_SOURCE = re.compile(r"^Source:\s*(\S*)\s*$", re.IGNORECASE)
+_OLD_PLAIN_AS_IS = re.compile(r"[*_`\\&\[]|\s\s|[^\S ]")
 
 _HEADING_BITS = ["#", "##", "###", "####", " ", "  ", "\t", "\u00a0", "\u3000", "a", "b c", "#a", "é", "\n"]
 
@@ -35,6 +39,17 @@ def test_heading_matches_the_heading_regexes(line: str) -> None:
         m = regex.match(line)
         expected = m.group(1) if m else None
         assert (found[1] if found is not None and found[0] == level else None) == expected, (line, level)
+
+
+def test_other_space_is_every_whitespace_character_but_the_space() -> None:
+    chars = "".join(map(chr, range(sys.maxunicode + 1)))
+    assert re.findall(f"[{OTHER_SPACE}]", chars) == re.findall(r"[^\S ]", chars)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from(["a", " ", "  ", "\t", "\xa0", "\u2028", "\u3000", "*", "_", "`", "\\", "&", "[", "]", "é", "中"]), max_size=8).map("".join))
+def test_is_plain_matches_the_old_alternation(text: str) -> None:
+    assert is_plain(text) == (_OLD_PLAIN_AS_IS.search(text) is None)
 
 
 def _old_section_kind(title: str) -> str | None:
