@@ -93,6 +93,8 @@ class FrontMatter:
 
 def read_front_matter(data: dict[str, Any], key_lines: dict[str, int], ctx: Context) -> FrontMatter:
     fm = FrontMatter()
+    if not data:
+        return fm  # no front matter (most briefs): every key at its default, nothing to check
     for key in data:
         if str(key) not in FRONT_MATTER_KEYS:
             ctx.warn(key_lines.get(str(key), 2), f"unknown front matter key {str(key)!r} ignored")

@@ -251,7 +251,7 @@ def parse_graph(body: Sequence[tuple[int, str]], ctx: Context) -> tuple[list[str
     entities: list[str] = []
     for lineno, text in body:
         stripped = text.strip()
-        if not stripped or is_rule(text) or _CANONICAL.match(stripped):
+        if not stripped or is_rule(text) or (stripped[0] in "Cc" and _CANONICAL.match(stripped)):
             continue
         item = _LIST_ITEM.match(stripped)
         content = item.group(1) if item else stripped

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from publisher.briefs.inline import (
-    FORBIDDEN_CONTROLS, OTHER_SPACE, PLAIN_HTTP_URL, Context, has_forbidden_controls, is_plain, plain, strip_quotes,
+    FORBIDDEN_CONTROLS, OTHER_SPACE, PLAIN_HTTP_URL, Context, has_forbidden_controls, is_plain, markup_count, plain, strip_quotes,
 )
 from publisher.briefs.parse import last_segment
 from publisher.briefs.sections import _SOURCE, heading, parse_takes, section_kind
@@ -50,6 +50,12 @@ def test_other_space_is_every_whitespace_character_but_the_space() -> None:
 @given(st.lists(st.sampled_from(["a", " ", "  ", "\t", "\xa0", "\u2028", "\u3000", "*", "_", "`", "\\", "&", "[", "]", "é", "中"]), max_size=8).map("".join))
 def test_is_plain_matches_the_old_alternation(text: str) -> None:
     assert is_plain(text) == (_OLD_PLAIN_AS_IS.search(text) is None)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(max_size=40))
+def test_markup_count_counts_as_str_count_did(text: str) -> None:
+    assert markup_count(text) == sum(map(text.count, "\\`*_[]<>&!"))
 
 
 def _old_section_kind(title: str) -> str | None:
