@@ -168,8 +168,9 @@ class Context:
             return Rich(source.replace('"', "&quot;") if '"' in source else source, source.replace("\n", " "))
         if self._too_much_markup(source, line):
             return Rich(escapeHtml(source), source.replace("\n", " "))
-        if not _NOT_SIMPLE.search(_SIMPLE_LINK.sub("", source)):
-            return self._simple_links(source, line)
+        matches = _simple_link_matches(source)
+        if matches is not None:
+            return self._simple_links(source, line, matches)
         return self.markdown_inline(source, line)
 
     def _too_much_markup(self, source: str, line: int) -> bool:
@@ -191,27 +192,32 @@ class Context:
         html_out, text, links = self._render_inline(tokens[0].children or [], line)
         return Rich(html_out, text, links)
 
-    def _simple_links(self, source: str, line: int) -> Rich:
-        """[text](url) links in otherwise plain text, rendered as markdown-it would."""
+    def _simple_links(self, source: str, line: int, matches: list[re.Match[str]]) -> Rich:
+        """[text](url) links in otherwise plain text, rendered as markdown-it would.
+
+        ``matches`` are from :func:`_simple_link_matches`: neither the labels nor
+        the text around them hold '&', '<' or '>', so escaping them is
+        escaping their quotes.
+        """
         html_parts: list[str] = []
         text_parts: list[str] = []
         links: list[Link] = []
         pos = 0
-        for m in _SIMPLE_LINK.finditer(source):
+        for m in matches:
             before = source[pos : m.start()]
-            html_parts.append(escapeHtml(before))
+            html_parts.append(before.replace('"', "&quot;"))
             text_parts.append(before)
-            label = m.group(1)
-            url = self.safe_url(m.group(2), line, "link")
+            label, raw = m.group(1, 2)
+            url = self.safe_url(raw, line, "link")
             if url is None:
-                html_parts.append(escapeHtml(label))
+                html_parts.append(label.replace('"', "&quot;"))
             else:
                 href = url if _NORMAL_LINK.fullmatch(url) else _md.normalizeLink(url)
-                html_parts.append(f'<a href="{escapeHtml(href)}">{escapeHtml(label)}</a>')
+                html_parts.append('<a href="' + escapeHtml(href) + '">' + label.replace('"', "&quot;") + "</a>")
                 links.append(Link(label.replace("\n", " ").strip(), href))
             text_parts.append(label)
             pos = m.end()
-        html_parts.append(escapeHtml(source[pos:]))
+        html_parts.append(source[pos:].replace('"', "&quot;"))
         text_parts.append(source[pos:])
         return Rich("".join(html_parts), "".join(text_parts).replace("\n", " ").strip(), tuple(links))
 
@@ -288,6 +294,20 @@ class Context:
                 text_parts.append("\n")
         rendered = cast(Any, _md.renderer).renderInline(out, _md.options, {})
         return rendered, "".join(text_parts).strip(), tuple(links)
+
+
+def _simple_link_matches(source: str) -> list[re.Match[str]] | None:
+    """The [text](url) links of ``source`` when the text around them holds no
+    other Markdown, else None: what ``_NOT_SIMPLE.search(_SIMPLE_LINK.sub("",
+    source))`` told, without building that string or finding the links twice."""
+    matches: list[re.Match[str]] = []
+    pos = 0
+    for m in _SIMPLE_LINK.finditer(source):
+        if _NOT_SIMPLE.search(source, pos, m.start()) is not None:
+            return None
+        matches.append(m)
+        pos = m.end()
+    return matches if _NOT_SIMPLE.search(source, pos) is None else None
 
 
 def short(text: str, limit: int = 60) -> str:
