@@ -35,6 +35,8 @@ def has_forbidden_controls(data: bytes, text: str) -> bool:
     single-character searches of the text.
     """
     return len(data.translate(None, _CONTROL_BYTES)) != len(data) or "\ufffe" in text or "\uffff" in text
+
+
 # Most source URLs look like this; they need no urlsplit (slow) to be trusted.
 PLAIN_HTTP = r"https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\d{1,5})?(?:[/?#][^\s]*)?"
 PLAIN_HTTP_URL = re.compile(f"^{PLAIN_HTTP}$")
@@ -82,8 +84,6 @@ MAX_MARKUP = 1000
 # The same bound for a whole file: many fields just under MAX_MARKUP each.
 MAX_FILE_MARKUP = 20 * MAX_MARKUP
 _MARKUP_CHARS = "\\`*_[]<>&!"
-
-
 _MARKUP_BYTES = _MARKUP_CHARS.encode("ascii")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
-from typing import Any
 
 from .inline import PLAIN_HTTP, Context, is_plain, plain, short, strip_quotes
 from .model import EMPTY, Lens, Meta, Rich, Take
