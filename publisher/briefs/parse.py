@@ -20,7 +20,7 @@ from ..core.errors import BriefError
 from ..core.urls import is_http_url
 from .frontmatter import decode, read_front_matter, split_front_matter
 from .inline import FORBIDDEN_CONTROLS, Context, has_forbidden_controls, origin, plain, short
-from .model import Brief, Finding, Lens, Meta, Rich, Section
+from .model import EMPTY, Brief, Finding, Lens, Meta, Rich, Section
 from .sections import (
     _CANONICAL,
     _QUOTE,
@@ -134,8 +134,8 @@ def _preamble_line(out: _Outline, preamble: list[tuple[int, str]], lineno: int, 
 
 @dataclass
 class _Body:
-    summary: Rich = field(default_factory=lambda: Rich("", ""))
-    why: Rich = field(default_factory=lambda: Rich("", ""))
+    summary: Rich = EMPTY  # frozen: one shared empty value is safe
+    why: Rich = EMPTY
     watch: list[Rich] = field(default_factory=list)
     lenses: list[Lens] = field(default_factory=list)
     related: list[str] = field(default_factory=list)

@@ -145,15 +145,6 @@ def list_items(body: Sequence[tuple[int, str]], ctx: Context) -> list[tuple[str,
     return items
 
 
-def _split_region_language(paren: str | None) -> tuple[str, str]:
-    if not paren:
-        return "", ""
-    region, sep, lang = paren.rpartition(",")
-    if not sep:
-        return paren.strip(), ""
-    return region.strip(), lang.strip()
-
-
 def _add_take(
     lenses: list[tuple[str, int, list[Take]]], ctx: Context, head: tuple[str, str, str, int],
     texts: list[str], quotes: list[str], source: str, source_line: int, trusted: bool,
@@ -208,12 +199,14 @@ def parse_takes(body: Sequence[tuple[int, str]], ctx: Context) -> list[Lens]:
                 if head is not None:
                     _add_take(lenses, ctx, head, texts, quotes, source, source_line, trusted)
                 outlet, paren, take_text = m.group("outlet", "paren", "text")
-                if not paren:
-                    region = lang = ""
+                # "(Region, language)": the language after the last comma, if any.
+                region, sep, lang = paren.rpartition(",") if paren else ("", "", "")
+                if not sep:
+                    region, lang = paren or "", ""
+                if paren and not is_plain(paren):  # else neither part has anything for plain() to do
+                    region, lang = plain(region), plain(lang)
                 else:
-                    region, lang = _split_region_language(paren)
-                    if not is_plain(paren):  # else neither part has anything for plain() to do
-                        region, lang = plain(region), plain(lang)
+                    region, lang = region.strip(), lang.strip()
                 head = (plain(outlet), region, lang, lineno)
                 texts, quotes, source, source_line, trusted = [take_text or ""], [], "", lineno, False
                 continue
