@@ -40,6 +40,9 @@ def has_forbidden_controls(data: bytes, text: str) -> bool:
 # Most source URLs look like this; they need no urlsplit (slow) to be trusted.
 PLAIN_HTTP = r"https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\d{1,5})?(?:[/?#][^\s]*)?"
 PLAIN_HTTP_URL = re.compile(f"^{PLAIN_HTTP}$")
+# The same test for a string known to hold no whitespace, where [^\s]* is .*
+# (which the regex engine runs several times faster on a long URL).
+PLAIN_HTTP_TOKEN = re.compile(PLAIN_HTTP.replace("[^\\s]*", ".*") + r"\Z", re.DOTALL)
 # URLs that markdown-it's normalizeLink returns unchanged (lower-case host,
 # only characters it never encodes, no '@' to be read as credentials): the
 # common case skips its parse-and-format round trip, a sixth of a parse.

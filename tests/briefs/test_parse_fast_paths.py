@@ -17,10 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from publisher.briefs.inline import (
-    FORBIDDEN_CONTROLS, OTHER_SPACE, PLAIN_HTTP_URL, Context, has_forbidden_controls, is_plain, markup_count, plain, strip_quotes,
+    FORBIDDEN_CONTROLS, OTHER_SPACE, PLAIN_HTTP_TOKEN, PLAIN_HTTP_URL, Context, has_forbidden_controls, is_plain, markup_count, plain, strip_quotes,
 )
 from publisher.briefs.parse import last_segment
-from publisher.briefs.sections import _SOURCE, heading, parse_takes, section_kind
+from publisher.briefs.sections import heading, parse_takes, section_kind, source_of
 
 # The regexes the heading test replaced (issue 17): a lazy group before an optional closing run.
 _OLD_HEADINGS = {n: re.compile(rf"^{'#' * n}(?!#)\s+(.*?)\s*#*\s*$") for n in (1, 2, 3)}
@@ -88,12 +88,27 @@ def test_control_check_matches_the_regex(text: str) -> None:
 )
 def test_source_line_matches_the_old_regex_and_the_url_check(label: str, gap: str, rest: str) -> None:
     line = (label + gap + rest).strip()
-    old, new = _OLD_SOURCE.match(line), _SOURCE.match(line)
+    if line[:1] not in "Ss":
+        return  # parse_takes asks only about lines starting so
+    old, new = _OLD_SOURCE.match(line), source_of(line)
     assert (old is None) == (new is None), line
     if old is not None and new is not None:
-        url, other = new.group("url", "other")
-        assert (url if url is not None else other) == old.group(1)
-        assert (url is not None) == bool(PLAIN_HTTP_URL.match(old.group(1)))
+        assert new == (old.group(1), PLAIN_HTTP_URL.match(old.group(1)) is not None)
+
+
+def test_the_source_label_folds_case_as_the_regex_did() -> None:
+    chars = "".join(map(chr, range(sys.maxunicode + 1)))
+    lowered = {c: {x for x in chars if x.lower() == c} for c in "ource:"}
+    for c, expected in lowered.items():
+        assert set(re.findall(re.escape(c), chars, re.IGNORECASE)) == expected, c
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from(["https://", "http://", "a", "Z.b", "-", ":80", ":123456", "/p", "?q", "#f", "@", "é", "\n", "\x85", "[", "x/"]), max_size=8).map("".join))
+def test_the_token_url_check_is_the_url_check_on_text_without_whitespace(url: str) -> None:
+    if not url.split(None, 1) == [url]:
+        return
+    assert (PLAIN_HTTP_TOKEN.match(url) is None) == (PLAIN_HTTP_URL.match(url) is None)
 
 
 @settings(max_examples=2000, deadline=None)
