@@ -16,7 +16,8 @@ reference brief's shape (render.skeleton). The "first of its shape" rows
 clear the skeleton cache before every story, the "direct" rows compile
 every story's MJML as before the skeletons.
 
-Steps: parse (bytes → Brief), the take rows (coverage.groups, shared by the
+Steps: parse (bytes → Brief), read + parse (a generated corpus brief read
+safely from disk, hashed and parsed, as a build worker does), the take rows (coverage.groups, shared by the
 email, the web page and the feed entry), the email HTML, the plain text, the
 feed entry HTML, the story's web page; then the whole pipeline (parse + email HTML + text + feed
 entry) in one call sequence, as a build runs it.
@@ -217,10 +218,31 @@ def capture_mjml_context(brief: Any, cfg: config_mod.Config) -> dict[str, Any]:
     return captured
 
 
-def measure(p: Pipeline, n: int) -> dict[str, float]:
+class CorpusReader:
+    """read_and_parse as a build worker runs it (safe read, hash, parse), over generated corpus briefs in turn."""
+
+    def __init__(self, count: int = 200) -> None:
+        sys.path.insert(0, str(ROOT / "bench"))
+        import corpus  # noqa: PLC0415
+        from publisher.publish import reading, watch  # noqa: PLC0415
+
+        folder = WORK / "render-corpus" / "briefs"
+        if len(list(folder.glob("*.txt"))) != count:
+            shutil.rmtree(folder, ignore_errors=True)
+            corpus.write_briefs(folder, 11, count)
+        self.cfg = config_mod.from_mapping({"site": {"base_url": BASE}, "paths": {"briefs": str(folder)}}, base=ROOT, source="<bench>")
+        self.names, self.read, self.stat, self.i = sorted(os.listdir(folder)), reading.read_and_parse, watch.Stat(0, 0), 0
+
+    def step(self) -> object:
+        self.i += 1
+        return self.read(self.cfg, self.names[self.i % len(self.names)], self.stat)
+
+
+def measure(p: Pipeline, n: int, reader: CorpusReader) -> dict[str, float]:
     """One round: every row once, ``n`` stories each."""
     rows: dict[str, float] = {}
     rows["parse"] = cpu_ms(p.parse, n)
+    rows["read + parse (corpus brief, read_and_parse)"] = cpu_ms(reader.step, n)
     rows["take rows (coverage.groups)"] = cpu_ms(p.groups, n, p.fresh)
     rows["email HTML + text (render_story), warm shape"] = cpu_ms(p.email, n, p.fresh)
     rows["  of which plain text (story_text)"] = cpu_ms(p.text, n)
@@ -285,12 +307,13 @@ def main() -> None:
     pipeline = Pipeline(data, args.brief, cfg)
     issue = email_render.render_story(pipeline.brief, cfg)
     module = ensure_node_mjml()
+    reader = CorpusReader()
     load_before = load()
     samples: dict[str, list[float]] = {}
     for _ in range(max(1, args.rounds)):
         if module is not None:
             samples.setdefault("node mjml 5: render only", []).append(node_cpu_ms(module, issue.mjml, args.n))
-        for name, value in measure(pipeline, args.n).items():
+        for name, value in measure(pipeline, args.n, reader).items():
             samples.setdefault(name, []).append(value)
     report(samples, module, issue, pipeline, args, load_before)
     print(f"personalize (MessageTemplate, per reader): {personalize_us(issue, cfg, pipeline.brief, args.n * 20):.1f} µs CPU")

@@ -28,6 +28,8 @@ def decode(data: bytes, path: str) -> str:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise BriefError(path, line, f"not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from exc
+    if "\r" not in text:  # the common case: one search, not two scans
+        return text
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -91,6 +93,8 @@ class FrontMatter:
 
 def read_front_matter(data: dict[str, Any], key_lines: dict[str, int], ctx: Context) -> FrontMatter:
     fm = FrontMatter()
+    if not data:
+        return fm  # no front matter (most briefs): every key at its default, nothing to check
     for key in data:
         if str(key) not in FRONT_MATTER_KEYS:
             ctx.warn(key_lines.get(str(key), 2), f"unknown front matter key {str(key)!r} ignored")

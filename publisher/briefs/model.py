@@ -38,7 +38,8 @@ class Rich:
     links: tuple[Link, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.text.strip())
+        text = self.text
+        return bool(text) and not text.isspace()  # bool(text.strip()), without copying the text
 
 
 EMPTY = Rich("", "")

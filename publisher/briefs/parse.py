@@ -14,19 +14,19 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from ..core.errors import BriefError
 from ..core.urls import is_http_url
 from .frontmatter import decode, read_front_matter, split_front_matter
-from .inline import FORBIDDEN_CONTROLS, Context, origin, plain, short
-from .model import Brief, Finding, Lens, Meta, Rich, Section
+from .inline import FORBIDDEN_CONTROLS, Context, has_forbidden_controls, origin, plain, short
+from .model import EMPTY, Brief, Finding, Lens, Meta, Rich, Section
 from .sections import (
     _CANONICAL,
     _QUOTE,
     check_counts,
     concat,
+    heading,
     is_rule,
     list_items,
     paragraphs,
@@ -40,19 +40,26 @@ from .slugs import MAX_SLUG, SLUG_RE, slugify
 SUFFIXES = (".md", ".txt")
 MAX_BYTES = 2 * 1024 * 1024  # a brief is a page or two; anything larger is a mistake
 
-_H1 = re.compile(r"^#(?!#)\s+(.*?)\s*#*\s*$")
-_H2 = re.compile(r"^##(?!#)\s+(.*?)\s*#*\s*$")
 _META = re.compile(r"^\*\*Meta:\*\*\s*(.*)$", re.IGNORECASE)
+
+
+def last_segment(path: str) -> str:
+    """``PurePosixPath(path).name`` without building a path object: the last
+    component, empty and '.' components skipped."""
+    for part in reversed(path.split("/")):
+        if part and part != ".":
+            return part
+    return ""
 
 
 def _slug_from(fm_slug: str | None, canonical: str | None, path: str) -> str | None:
     if fm_slug:
         return fm_slug
     if canonical:
-        last = unquote(PurePosixPath(urlsplit(canonical).path).name).lower()
+        last = unquote(last_segment(urlsplit(canonical).path)).lower()
         if SLUG_RE.match(last) and len(last) <= MAX_SLUG:
             return last
-    stem = PurePosixPath(path.replace("\\", "/")).name
+    stem = last_segment(path.replace("\\", "/"))
     for suffix in SUFFIXES:
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
@@ -77,58 +84,58 @@ def _outline(lines: list[str], body_start: int, ctx: Context) -> _Outline:
     out = _Outline()
     sections = out.sections
     preamble: list[tuple[int, str]] = []
+    body: list[tuple[int, str]] | None = None  # the current section's lines
     for idx in range(body_start, len(lines)):
-        lineno = idx + 1
         line = lines[idx]
         first = line[:1]
-        # Dispatch on the first character: most lines are prose and need no regex.
-        canon = _CANONICAL.match(line) if first in "Cc" else None
-        if canon:
-            out.canonical_raw = (canon.group(1), lineno)
-            continue
-        meta = _META.match(line.rstrip()) if first == "*" else None
-        if meta:
-            if out.meta_raw is not None:
-                ctx.warn(lineno, "second Meta line ignored")
-            else:
-                out.meta_raw = (meta.group(1), lineno)
-            continue
-        if first != "#":
-            if sections:
-                sections[-1][2].append((lineno, line))
+        # Dispatch on the first character: most lines are prose and need no test.
+        if first == "#":
+            head = heading(line)
+            if head is not None and head[0] <= 2:
+                if head[0] == 1:
+                    if out.title is None:
+                        out.title, out.title_line = plain(head[1]), idx + 1
+                        continue
+                    ctx.warn(idx + 1, "second '# ' title treated as an unknown section")
+                body = []
+                sections.append((head[1], idx + 1, body))
                 continue
-            h1 = None
+        elif first == "*":
+            meta = _META.match(line.rstrip())
+            if meta:
+                if out.meta_raw is not None:
+                    ctx.warn(idx + 1, "second Meta line ignored")
+                else:
+                    out.meta_raw = (meta.group(1), idx + 1)
+                continue
+        elif first == "C" or first == "c":
+            canon = _CANONICAL.match(line)
+            if canon:
+                out.canonical_raw = (canon.group(1), idx + 1)
+                continue
+        if body is not None:
+            body.append((idx + 1, line))
         else:
-            h1 = _H1.match(line)
-        if h1:
-            if out.title is None:
-                out.title, out.title_line = plain(h1.group(1)), lineno
-            else:
-                ctx.warn(lineno, "second '# ' title treated as an unknown section")
-                sections.append((h1.group(1), lineno, []))
-            continue
-        h2 = _H2.match(line) if first == "#" else None
-        if h2:
-            sections.append((h2.group(1), lineno, []))
-            continue
-        stripped = line.strip()
-        if sections:
-            sections[-1][2].append((lineno, line))
-        else:
-            q = _QUOTE.match(stripped)
-            if q and out.dek is None and out.title is not None:
-                out.dek = plain(q.group(1)) or None
-            elif stripped and not is_rule(stripped):
-                preamble.append((lineno, line))
+            _preamble_line(out, preamble, idx + 1, line)
     if preamble:
         ctx.warn(preamble[0][0], "text before the first section is ignored")
     return out
 
 
+def _preamble_line(out: _Outline, preamble: list[tuple[int, str]], lineno: int, line: str) -> None:
+    """A line before the first section: the dek, or text to warn about."""
+    stripped = line.strip()
+    q = _QUOTE.match(stripped)
+    if q and out.dek is None and out.title is not None:
+        out.dek = plain(q.group(1)) or None
+    elif stripped and not is_rule(stripped):
+        preamble.append((lineno, line))
+
+
 @dataclass
 class _Body:
-    summary: Rich = field(default_factory=lambda: Rich("", ""))
-    why: Rich = field(default_factory=lambda: Rich("", ""))
+    summary: Rich = EMPTY  # frozen: one shared empty value is safe
+    why: Rich = EMPTY
     watch: list[Rich] = field(default_factory=list)
     lenses: list[Lens] = field(default_factory=list)
     related: list[str] = field(default_factory=list)
@@ -176,7 +183,7 @@ def lint(data: bytes, path: str, *, base_url: str | None = None) -> tuple[Brief 
     if len(data) > MAX_BYTES:
         raise BriefError(path, 1, f"file is {len(data)} bytes; a brief may be at most {MAX_BYTES}")
     text = decode(data, path)
-    control = FORBIDDEN_CONTROLS.search(text)
+    control = FORBIDDEN_CONTROLS.search(text) if has_forbidden_controls(data, text) else None
     if control is not None:
         ctx.warn(text[: control.start()].count("\n") + 1, "control characters removed (they are not allowed in XML or email)")
         text = FORBIDDEN_CONTROLS.sub("", text)

@@ -5,13 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
-from typing import Any
 
-from .inline import Context, plain, short, strip_quotes
-from .model import Lens, Meta, Rich, Take
+from .inline import PLAIN_HTTP_TOKEN, Context, is_plain, plain, short, strip_quotes
+from .model import EMPTY, Lens, Meta, Rich, Take
 from .slugs import MAX_SLUG, SLUG_RE, slugify
 
-_H3 = re.compile(r"^###(?!#)\s+(.*?)\s*#*\s*$")
 _RULE = re.compile(r"^\s{0,3}(?:-\s*){3,}$|^\s{0,3}(?:\*\s*){3,}$|^\s{0,3}(?:_\s*){3,}$")
 _CANONICAL = re.compile(r"^Canonical:\s*(\S*)\s*$", re.IGNORECASE)
 _LIST_ITEM = re.compile(r"^\s{0,3}(?:[-*+]|\d{1,9}[.)])\s+(.*)$")
@@ -21,7 +19,6 @@ _TAKE = re.compile(
     r"\s*(?:(?:—|–|--|-)\s*(?P<text>.*))?$"
 )
 _QUOTE = re.compile(r"^>\s?(.*)$")
-_SOURCE = re.compile(r"^Source:\s*(\S*)\s*$", re.IGNORECASE)
 _COUNT = re.compile(r"^(\d+)\s+([A-Za-z][\w -]*)$")
 _WIKI = re.compile(r"\[\[([^\[\]]*)\]\]")
 
@@ -33,18 +30,47 @@ _KNOWN_SECTIONS = {
     "across the graph": "graph",
 }
 
+# No known title is a prefix of another, so the order of these tests does not matter.
+_SECTION_STARTS = tuple(((prefix + " ", prefix + "("), kind) for prefix, kind in _KNOWN_SECTIONS.items())
+
 
 def is_rule(text: str) -> bool:
     """A thematic break (---, ***, ___); cheap first-character test first."""
-    stripped = text.lstrip()
-    return bool(stripped) and stripped[0] in "-*_" and _RULE.match(text) is not None
+    stripped = text.strip()
+    return bool(stripped) and _maybe_rule(stripped) and _RULE.match(text) is not None
+
+
+def _maybe_rule(stripped: str) -> bool:
+    # A rule holds one marker and whitespace only, so the stripped line ends
+    # with the marker it starts with: list items and takes ("- **X** ...") fail
+    # this without the regex.
+    first = stripped[0]
+    return first in "-*_" and stripped[-1] == first
+
+
+def heading(line: str) -> tuple[int, str] | None:
+    """(level, text) of an ATX heading line (``# Title``, ``## Section``, ...), or None.
+
+    For level n, the text is what ``^#{n}(?!#)\\s+(.*?)\\s*#*\\s*$`` captures,
+    found without the regex: its lazy group before an optional closing run
+    made every heading cost microseconds (and a long run of spaces, quadratic
+    time). The lazy group ends where the longest suffix of whitespace, '#'s,
+    whitespace begins, which is what stripping from the right finds.
+    """
+    rest = line.lstrip("#")
+    if not rest[:1].isspace():
+        return None
+    return len(line) - len(rest), rest.strip().rstrip("#").rstrip()
 
 
 def section_kind(title: str) -> str | None:
     """Which known section a ``## title`` is, tolerant of case and a suffix."""
-    norm = re.sub(r"\s+", " ", title.strip().lower())
-    for prefix, kind in _KNOWN_SECTIONS.items():
-        if norm == prefix or norm.startswith(prefix + " ") or norm.startswith(prefix + "("):
+    norm = " ".join(title.lower().split())  # str.split() splits on exactly the whitespace \s matches
+    kind = _KNOWN_SECTIONS.get(norm)
+    if kind is not None:
+        return kind
+    for starts, kind in _SECTION_STARTS:
+        if norm.startswith(starts):
             return kind
     return None
 
@@ -116,80 +142,106 @@ def list_items(body: Sequence[tuple[int, str]], ctx: Context) -> list[tuple[str,
     return items
 
 
-def _split_region_language(paren: str | None) -> tuple[str, str]:
-    if not paren:
-        return "", ""
-    region, sep, lang = paren.rpartition(",")
-    if not sep:
-        return paren.strip(), ""
-    return region.strip(), lang.strip()
+def source_of(stripped: str) -> tuple[str, bool] | None:
+    """A take's ``Source: <url>`` line (``stripped``, starting with 'S' or 's'):
+    the URL and whether PLAIN_HTTP_URL accepts it, or None for another line.
+
+    What ``^Source:\\s*(\\S*)\\s*$`` (ignoring case) matches, by string
+    methods: its \\S* walked a long URL a character at a time. ``lower()``
+    matches "ource:" for exactly the characters the regex's case folding does
+    (a test checks all of Unicode).
+    """
+    if stripped[1:7].lower() != "ource:":
+        return None
+    url = stripped[7:].lstrip()
+    if len(url.split(None, 1)) > 1:
+        return None  # whitespace inside: not one URL
+    return url, PLAIN_HTTP_TOKEN.match(url) is not None
+
+
+def _add_take(
+    lenses: list[tuple[str, int, list[Take]]], ctx: Context, head: tuple[str, str, str, int],
+    texts: list[str], quotes: list[str], source: str, source_line: int, trusted: bool,
+) -> None:
+    """The pending take, finished: its source checked, its text rendered, filed under the last lens."""
+    outlet, region, language, line = head
+    if not lenses:
+        ctx.warn(line, "take before any '### lens' heading; grouped as 'unlabelled'")
+        lenses.append(("unlabelled", line, []))
+    if not source:
+        url = None
+        ctx.warn(line, f"take by {outlet!r} has no source URL")
+    else:
+        url = source if trusted else ctx.safe_url(source, source_line, "source URL")
+    if len(texts) == 1:
+        # Most takes are one line, and many have no text at all ("**X** (Y, en) — ").
+        text = ctx.rich_inline(texts[0], line) if texts[0] else EMPTY
+    else:
+        text = ctx.rich_inline("\n".join(texts), line)
+    quote = strip_quotes(" ".join(quotes)) if quotes else None
+    lenses[-1][2].append(Take(outlet, region, language, text, quote or None, url, line))
 
 
 def parse_takes(body: Sequence[tuple[int, str]], ctx: Context) -> list[Lens]:
     lenses: list[tuple[str, int, list[Take]]] = []
-    pending: dict[str, Any] | None = None
-
-    def flush() -> None:
-        nonlocal pending
-        if pending is None:
-            return
-        if not lenses:
-            ctx.warn(pending["line"], "take before any '### lens' heading; grouped as 'unlabelled'")
-            lenses.append(("unlabelled", pending["line"], []))
-        source = ctx.safe_url(pending["source"], pending["source_line"], "source URL") if pending["source"] else None
-        if source is None and not pending["source"]:
-            ctx.warn(pending["line"], f"take by {pending['outlet']!r} has no source URL")
-        text = ctx.rich_inline("\n".join(pending["text"]), pending["line"])
-        quote = strip_quotes(" ".join(pending["quote"])) if pending["quote"] else None
-        lenses[-1][2].append(
-            Take(pending["outlet"], pending["region"], pending["language"], text, quote or None, source, pending["line"])
-        )
-        pending = None
-
+    # The pending take: its head (outlet, region, language, line) and what follows it.
+    head: tuple[str, str, str, int] | None = None
+    texts: list[str] = []
+    quotes: list[str] = []
+    source = ""
+    source_line = 0
+    trusted = False  # the source is a plain http(s) URL: safe_url would return it as is
     for lineno, text in body:
         stripped = text.strip()
-        # is_rule inlined: most lines here are takes, sources and quotes.
-        if not stripped or (stripped[0] in "-*_" and _RULE.match(text) is not None):
+        if not stripped:
             continue
-        h3 = _H3.match(text) if stripped[0] == "#" else None
-        if h3:
-            flush()
-            name = plain(h3.group(1)) or "unlabelled"
-            lenses.append((name, lineno, []))
+        first = stripped[0]
+        # Dispatch on the first character; is_rule inlined (most lines here are takes, sources and quotes).
+        if first in "-*_" and stripped[-1] == first and _RULE.match(text) is not None:
             continue
-        m = _TAKE.match(text) if text[0] in "-*+" else None
-        if m:
-            flush()
-            region, lang = _split_region_language(m.group("paren"))
-            pending = {
-                "outlet": plain(m.group("outlet")),
-                "region": plain(region),
-                "language": plain(lang),
-                "text": [m.group("text") or ""],
-                "quote": [],
-                "source": "",
-                "source_line": lineno,
-                "line": lineno,
-            }
-            continue
-        if pending is not None:
-            q = _QUOTE.match(stripped) if stripped[0] == ">" else None
-            s = _SOURCE.match(stripped) if stripped[0] in "Ss" else None
-            if s:
-                if pending["source"]:
-                    ctx.warn(lineno, "second Source line for one take; the first is kept")
+        if first == "#":
+            h3 = heading(text)
+            if h3 is not None and h3[0] == 3:
+                if head is not None:
+                    _add_take(lenses, ctx, head, texts, quotes, source, source_line, trusted)
+                    head = None
+                lenses.append((plain(h3[1]) or "unlabelled", lineno, []))
+                continue
+        elif first == text[0] and first in "-*+":
+            m = _TAKE.match(text)
+            if m:
+                if head is not None:
+                    _add_take(lenses, ctx, head, texts, quotes, source, source_line, trusted)
+                outlet, paren, take_text = m.group("outlet", "paren", "text")
+                # "(Region, language)": the language after the last comma, if any.
+                region, sep, lang = paren.rpartition(",") if paren else ("", "", "")
+                if not sep:
+                    region, lang = paren or "", ""
+                if paren and not is_plain(paren):  # else neither part has anything for plain() to do
+                    region, lang = plain(region), plain(lang)
                 else:
-                    pending["source"] = s.group(1)
-                    pending["source_line"] = lineno
+                    region, lang = region.strip(), lang.strip()
+                head = (plain(outlet), region, lang, lineno)
+                texts, quotes, source, source_line, trusted = [take_text or ""], [], "", lineno, False
                 continue
-            if q:
-                pending["quote"].append(q.group(1).strip())
+        if head is not None:
+            if first == "S" or first == "s":
+                found = source_of(stripped)
+                if found is not None:
+                    if source:
+                        ctx.warn(lineno, "second Source line for one take; the first is kept")
+                    else:
+                        (source, trusted), source_line = found, lineno
+                    continue
+            elif first == ">":
+                quotes.append(stripped[1:].strip())  # _QUOTE's group, stripped
                 continue
-            if text.startswith((" ", "\t")):
-                pending["text"].append(stripped)
+            if text[0] == " " or text[0] == "\t":
+                texts.append(stripped)
                 continue
         ctx.warn(lineno, f"unrecognised line in Regional takes: {short(stripped)}")
-    flush()
+    if head is not None:
+        _add_take(lenses, ctx, head, texts, quotes, source, source_line, trusted)
     out: list[Lens] = []
     for name, line, takes in lenses:
         if not takes:
@@ -204,7 +256,7 @@ def parse_graph(body: Sequence[tuple[int, str]], ctx: Context) -> tuple[list[str
     entities: list[str] = []
     for lineno, text in body:
         stripped = text.strip()
-        if not stripped or is_rule(text) or _CANONICAL.match(stripped):
+        if not stripped or is_rule(text) or (stripped[0] in "Cc" and _CANONICAL.match(stripped)):
             continue
         item = _LIST_ITEM.match(stripped)
         content = item.group(1) if item else stripped

@@ -97,14 +97,13 @@ def read_and_parse(cfg: Config, path: str, stat: watch.Stat) -> tuple[Parsed, Br
         return Parsed(path, stat, "", str(exc), retry=True), None  # e.g. permissions: a chmod does not change the mtime
     except BriefError as exc:
         return Parsed(path, stat, "", str(exc)), None
-    sha = hashlib.sha256(data).hexdigest()
     try:
         brief = parse_brief(data, str(full), base_url=cfg.site.base_url)
     except BriefError as exc:
-        return Parsed(path, stat, sha, str(exc)), None
+        return Parsed(path, stat, hashlib.sha256(data).hexdigest(), str(exc)), None
     return (
         Parsed(
-            path, stat, sha, None, brief.slug, brief.title, brief.status, brief.published_at(cfg.site.tz),
+            path, stat, brief.content_hash, None, brief.slug, brief.title, brief.status, brief.published_at(cfg.site.tz),
             brief.updated, feed_tags(brief), data, brief.related,
         ),
         brief,

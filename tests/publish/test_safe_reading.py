@@ -161,3 +161,18 @@ def test_an_unreadable_file_is_retried_without_being_edited(tmp_path: Path, monk
     assert result.published == [] and "unreadable: Permission denied" in result.errors[0]
     monkeypatch.setattr(os, "open", real_open)  # a chmod fixes it; the mtime does not move
     wait_for(lambda: pub.sync().published == ["locked"], what="the file read again")
+
+
+def test_a_brief_in_a_real_subfolder_reads_and_dot_dot_out_is_refused(tmp_path: Path) -> None:
+    # A folder that is the briefs folder or real folders under it is trusted without resolve();
+    # anything else ('..', a link on the way) is resolved, and refused when it leaves the folder.
+    root = tmp_path / "briefs"
+    inside = _put(root / "a" / "b", "x.md", brief_text("x", "X"))
+    outside = _put(tmp_path / "elsewhere", "y.md", brief_text("y", "Y"))
+    assert read_brief_bytes(inside, root=root) == inside.read_bytes()
+    assert read_brief_bytes(root / "a" / ".." / "a" / "b" / "x.md", root=root) == inside.read_bytes()
+    with pytest.raises(BriefError, match="resolves outside the briefs folder"):
+        read_brief_bytes(root / "a" / ".." / ".." / "elsewhere" / outside.name, root=root)
+    (root / "a" / "out").symlink_to(outside.parent)
+    with pytest.raises(BriefError, match="resolves outside the briefs folder"):
+        read_brief_bytes(root / "a" / "out" / outside.name, root=root)
