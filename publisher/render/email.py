@@ -160,17 +160,17 @@ ALSO_NAMED = 8
 LENS_CHIPS = 10  # the biggest lenses; 30 chips would outweigh the takes themselves
 
 
-def _coverage(brief: Brief, cfg: Config, k: int) -> _Coverage:
+def _coverage(brief: Brief, cfg: Config, k: int, view: cov.BriefCoverage | None = None) -> _Coverage:
     """``k`` takes picked across lenses and regions; every region and lens counted."""
-    also = cov.also_covered(brief)
-    lenses = cov.lens_counts(brief)
+    view = view or cov.of(brief)
+    also, lenses = view.also, view.lenses
     return _Coverage(
         total=brief.take_count,
-        counts_line=cov.counts_line(brief),
-        regions=tuple(cov.region_counts(brief)),
-        lenses=tuple(lenses[:LENS_CHIPS]),
+        counts_line=view.counts_line,
+        regions=view.regions,
+        lenses=lenses[:LENS_CHIPS],
         lenses_more=max(0, len(lenses) - LENS_CHIPS),
-        takes=tuple(cov.pick(brief, k)),
+        takes=view.pick(k),
         also=also[:ALSO_NAMED],
         also_more=max(0, len(also) - ALSO_NAMED),
         more_url=cfg.site.url(f"issues/{brief.slug}.html"),
@@ -267,6 +267,7 @@ def render_story(brief: Brief, cfg: Config, *, related_titles: Mapping[str, str]
     them from the store); related stories without a known title are left out.
     """
     what = f"story {brief.slug}"
+    view = cov.of(brief)
     titles = dict(related_titles or {})
     dirs = _template_dirs(cfg)
     env, tdigest = _environment(dirs)
@@ -287,7 +288,7 @@ def render_story(brief: Brief, cfg: Config, *, related_titles: Mapping[str, str]
     base.update(
         title=clean_line(brief.title),
         dek=clean_line(brief.dek) if brief.dek else "",
-        counts_line=cov.counts_line(brief),
+        counts_line=view.counts_line,
         summary=_link_style(brief.summary.html) if brief.summary else "",
         why=_link_style(brief.why_it_matters.html) if brief.why_it_matters else "",
         watch=[_link_style(item.html) for item in brief.what_to_watch],
@@ -304,7 +305,7 @@ def render_story(brief: Brief, cfg: Config, *, related_titles: Mapping[str, str]
     k = min(cfg.email.coverage_takes, cfg.email.max_takes, brief.take_count)
     budget = cfg.email.max_html_bytes
     while True:
-        coverage = _coverage(brief, cfg, k)
+        coverage = _coverage(brief, cfg, k, view)
         source, html = _compile(dirs, tdigest, "email/story.mjml.j2", dict(base, coverage=coverage), what)
         size = _size(html)
         if size <= budget:
