@@ -29,7 +29,7 @@ from ..core.errors import RenderError
 from ..core.memo import IdentityMemo
 from ..core.urls import is_http_url
 from .mjml import check_text_lines, compile_mjml, finish_html
-from .skeleton import SkeletonCache, Unfit
+from .skeleton import Marked, SkeletonCache, Unfit
 from . import story_mjml
 from .story_text import SOURCES_SHA256, TEMPLATES as TEXT_TEMPLATES, story_text
 from .templating import search_path
@@ -113,11 +113,15 @@ def _compile(dirs: tuple[str, ...], tdigest: str, name: str, context: dict[str, 
     """(MJML source, HTML) for template ``name``: the shape's compiled skeleton filled when it can, else mjml-python."""
     env, _ = _environment(dirs)
     if name == "email/story.mjml.j2" and _mirrored(dirs, story_mjml.TEMPLATES, story_mjml.SOURCES_SHA256):
-        source = story_mjml.story_mjml(context)
+        # The writer marks its bodies, so the skeleton does not scan for them.
+        pieces = story_mjml.story_pieces(context)
+        source = "".join(pieces)
+        marked: Marked | None = (pieces, pieces.slots)
     else:
         source = _render_template(env, name, context, what)
+        marked = None
     try:
-        return source, finish_html(SKELETONS.html((dirs, tdigest), source, what), what)
+        return source, finish_html(SKELETONS.html((dirs, tdigest), source, what, marked), what)
     except Unfit as exc:
         log.debug("%s: compiled directly (%s)", what, exc)
     return source, compile_mjml(source, what)
@@ -285,6 +289,7 @@ def render_story(brief: Brief, cfg: Config, *, related_titles: Mapping[str, str]
         cfg, subject=subject, preheader=preheader, browser_url=browser_url, unsub=unsub,
         reason=reason, date_label=_date_label(brief, cfg),
     )
+    section_titles = [clean_line(s.title) for s in brief.sections]
     base.update(
         title=clean_line(brief.title),
         dek=clean_line(brief.dek) if brief.dek else "",
@@ -292,15 +297,15 @@ def render_story(brief: Brief, cfg: Config, *, related_titles: Mapping[str, str]
         summary=_link_style(brief.summary.html) if brief.summary else "",
         why=_link_style(brief.why_it_matters.html) if brief.why_it_matters else "",
         watch=[_link_style(item.html) for item in brief.what_to_watch],
-        sections=[{"title": clean_line(s.title), "body": _link_style(s.body.html)} for s in brief.sections],
+        sections=[{"title": t, "body": _link_style(s.body.html)} for t, s in zip(section_titles, brief.sections)],
         related=related,
-        entities=[clean_line(e) for e in brief.entities if clean_line(e)],
+        entities=[name for name in map(clean_line, brief.entities) if name],
         story_url=story_url(brief, cfg),
     )
     text_base = dict(base, summary=brief.summary if brief.summary else "",
                      why=brief.why_it_matters if brief.why_it_matters else "",
                      watch=list(brief.what_to_watch),
-                     sections=[{"title": clean_line(s.title), "body": s.body} for s in brief.sections])
+                     sections=[{"title": t, "body": s.body} for t, s in zip(section_titles, brief.sections)])
 
     k = min(cfg.email.coverage_takes, cfg.email.max_takes, brief.take_count)
     budget = cfg.email.max_html_bytes

@@ -42,20 +42,23 @@ def _fold_html(html: str) -> str:
 def _fold_measured(html: str) -> tuple[str, int]:
     """(:func:`_fold_html`'s result, octets in its longest line over _FOLD_AT // 4
     characters): the octets are at hand while folding, so nothing is encoded twice."""
-    out: list[str] = []
-    longest = 0
-    for line in html.split("\n"):
-        size = len(line)
-        if size > _FOLD_AT // 4 and not line.isascii():
-            size = len(line.encode())
-        if size <= _FOLD_AT:
-            out.append(line)
-        else:
+    lines = html.split("\n")
+    sizes = list(map(len, lines))
+    quarter = _FOLD_AT // 4
+    if max(sizes) <= quarter:
+        return html, max(sizes)  # no line can reach the limit in octets: nothing to measure
+    changed = False
+    for i in [i for i, size in enumerate(sizes) if size > quarter]:
+        line = lines[i]
+        # Over _FOLD_AT characters is over _FOLD_AT octets: fold without measuring.
+        if sizes[i] <= _FOLD_AT and not line.isascii():
+            sizes[i] = len(line.encode())
+        if sizes[i] > _FOLD_AT:
             pieces = _fold_bytes(line)
-            out.append(b"\n".join(pieces).decode())
-            size = max(map(len, pieces))
-        longest = max(longest, size)
-    return "\n".join(out), longest
+            lines[i] = b"\n".join(pieces).decode()
+            sizes[i] = max(map(len, pieces))
+            changed = True
+    return ("\n".join(lines) if changed else html), max(sizes)
 
 
 def _fold_line(line: str) -> list[str]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterable, Sequence
 import unicodedata
 from dataclasses import dataclass
 
@@ -60,6 +61,7 @@ _CANONICAL_SEEN: set[str] = set()
 _SEEN_MAX = 4096
 
 Parts = tuple[tuple[str, ...], tuple[int, ...]]  # literals (one more than slots), body index per slot
+Marked = tuple[Sequence[str], Iterable[tuple[int, str]]]  # pieces of the MJML, (piece index, element) per body
 
 
 class Unfit(Exception):
@@ -94,6 +96,24 @@ def split(source: str) -> tuple[str, list[str]]:
         bodies.append(body)
         pos = end
     out.append(source[pos:])
+    return "".join(out), bodies
+
+
+def split_marked(pieces: Sequence[str], slots: Iterable[tuple[int, str]]) -> tuple[str, list[str]]:
+    """:func:`split` of ``"".join(pieces)`` for a writer that marked where the
+    bodies are (``slots``: index in ``pieces``, element): no scan of the MJML.
+
+    The writer's contract: every ``<mj-text>``, ``<mj-raw>`` and ``<mj-title>``
+    that is not self-closing has its body as one marked piece, and no body
+    holds an ``mj-`` tag (its text is escaped). Bodies that are not movable
+    stay in the shape, as split leaves them."""
+    out = list(pieces)
+    bodies: list[str] = []
+    for index, kind in slots:
+        body = out[index]
+        if _movable(kind, body):
+            out[index] = _TOKEN.format(len(bodies))
+            bodies.append(body)
     return "".join(out), bodies
 
 
@@ -176,11 +196,18 @@ class SkeletonCache:
         self.misses = 0  # shapes compiled
         self.unfit = 0  # issues compiled directly instead (see Unfit)
 
-    def html(self, key: tuple[object, ...], source: str, what: str) -> str:
+    def html(self, key: tuple[object, ...], source: str, what: str, marked: Marked | None = None) -> str:
         """mjml-python's HTML for ``source`` (before folding); ``key`` names the settings
-        the MJML was rendered with. Raises :class:`Unfit` to ask for a direct compile."""
+        the MJML was rendered with; ``marked``, the pieces ``source`` was joined from and
+        where its bodies are (see :func:`split_marked`). Raises :class:`Unfit` to ask
+        for a direct compile."""
         try:
-            shape, bodies = split(source)
+            if marked is None:
+                shape, bodies = split(source)
+            elif "Qz" in source and _TOKEN_RE.search(source):
+                raise Unfit("the MJML contains a token")
+            else:
+                shape, bodies = split_marked(*marked)
             full_key = (*key, shape)
             with self._lock:
                 skeleton = self._data.get(full_key)

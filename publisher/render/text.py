@@ -63,12 +63,11 @@ def wrap(value: str, width: int = TEXT_WIDTH, indent: str = "", subsequent: str 
             return indent + words if words else ""
         paras = [words]
     else:
-        paras = _PARA_BREAK.split(text)
+        paras = [" ".join(para.split()) for para in _PARA_BREAK.split(text)]
     pattern = _line_pattern(room)
     out = []
     first = True
-    for para in paras:
-        words = " ".join(para.split())
+    for words in paras:
         if not words:
             continue
         if not words.isascii() and _WIDE.search(words):
