@@ -13,7 +13,6 @@ import functools
 import re
 from dataclasses import dataclass, field
 
-from ..briefs.inline import PLAIN_HTTP_URL
 from ..briefs.model import Brief, Lens, Take
 from ..core.memo import IdentityMemo
 from ..core.urls import is_http_url
@@ -45,6 +44,11 @@ _SENTENCE_STOP = re.compile(r"[.!?](?=\s+[\"“‘(\[]?[A-Z0-9])|[。！？]")
 _CJK_STOPS = "。！？"
 _STOP_CHAR = re.compile("[.!?" + _CJK_STOPS + "]")
 _AFTER_STOP = re.compile(r"\s+[\"“‘(\[]?[A-Z0-9]")
+# The start of an http(s) URL whose host is plain (letters, digits, dots and
+# hyphens, then a port, a path, a query, a fragment or the end): urlsplit would
+# find that host, so is_http_url holds without it. Everything briefs.inline's
+# PLAIN_HTTP_URL accepts matches, and only the host is scanned, not the path.
+_HTTP_HOST = re.compile(r"https?://[A-Za-z0-9][A-Za-z0-9.-]*(?::\d{1,5})?(?:[/?#]|$)")
 _LANG_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
 
@@ -89,10 +93,11 @@ def first_sentence(text: str, words: int = MAX_TAKE_WORDS) -> str:
     flat = clean_line(text)
     end = _sentence_end(flat)
     sentence = (flat[:end] if end is not None else flat).strip()
-    # clean_line leaves single spaces as the only whitespace, so fewer spaces
-    # than ``words`` means few enough words without splitting.
-    if sentence.count(" ") >= words and len(parts := sentence.split()) > words:
-        sentence = " ".join(parts[:words]).rstrip(",;:") + "…"
+    # clean_line leaves single spaces between words as the only whitespace:
+    # ``words`` spaces or more is more than ``words`` words, and the first
+    # ``words`` of them are found without splitting the rest.
+    if sentence.count(" ") >= words:
+        sentence = " ".join(sentence.split(" ", words)[:words]).rstrip(",;:") + "…"
     elif len(sentence) > _MAX_TAKE_CHARS:
         sentence = sentence[: _MAX_TAKE_CHARS - 1] + "…"
     return sentence
@@ -103,6 +108,15 @@ def _sentence_end(flat: str) -> int | None:
     class scan, then its lookahead tried there (the whole pattern searched a
     take without a stop several times slower)."""
     pos = 0
+    if flat.isascii():
+        # Only . ! ? can stop an ASCII sentence: three C-level finds per candidate.
+        while True:
+            found = [i for i in (flat.find(".", pos), flat.find("!", pos), flat.find("?", pos)) if i >= 0]
+            if not found:
+                return None
+            pos = min(found) + 1
+            if _AFTER_STOP.match(flat, pos):
+                return pos
     while (m := _STOP_CHAR.search(flat, pos)) is not None:
         pos = m.end()
         if m.group() in _CJK_STOPS or _AFTER_STOP.match(flat, pos):
@@ -157,7 +171,7 @@ def _take_view(take: Take, label: str) -> TakeView:
         quote=clean_line(quote) if quote else None,
         italic=italic,
         # The parser keeps only http(s) sources; the plain shape needs no urlsplit.
-        source=source if source and (PLAIN_HTTP_URL.match(source) or is_http_url(source)) else None,
+        source=source if source and (_HTTP_HOST.match(source) or is_http_url(source)) else None,
     )
     return view
 
