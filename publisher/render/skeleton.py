@@ -61,6 +61,9 @@ _CANONICAL_SEEN: set[str] = set()
 _SEEN_MAX = 4096
 
 Parts = tuple[tuple[str, ...], tuple[int, ...]]  # literals (one more than slots), body index per slot
+# The element kind a writer gives a body whose tags are all its own, written in
+# the canonical form (an <mj-text> or <mj-raw> body): movable unless blank.
+OWN = "own"
 Marked = tuple[Sequence[str], Iterable[tuple[int, str]]]  # pieces of the MJML, (piece index, element) per body
 
 
@@ -105,13 +108,14 @@ def split_marked(pieces: Sequence[str], slots: Iterable[tuple[int, str]]) -> tup
 
     The writer's contract: every ``<mj-text>``, ``<mj-raw>`` and ``<mj-title>``
     that is not self-closing has its body as one marked piece, and no body
-    holds an ``mj-`` tag (its text is escaped). Bodies that are not movable
-    stay in the shape, as split leaves them."""
+    holds an ``mj-`` tag (its text is escaped); a body marked :data:`OWN` has
+    only canonical tags. Bodies that are not movable stay in the shape, as
+    split leaves them. ``tests/render/test_skeleton.py`` checks both agree."""
     out = list(pieces)
     bodies: list[str] = []
     for index, kind in slots:
         body = out[index]
-        if _movable(kind, body):
+        if (body and not body.isspace()) if kind == OWN else _movable(kind, body):
             out[index] = _TOKEN.format(len(bodies))
             bodies.append(body)
     return "".join(out), bodies

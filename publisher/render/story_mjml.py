@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .escape import e
+from .skeleton import OWN
 
 TEMPLATES = (
     "email/story.mjml.j2", "email/_head.mjml.j2", "email/_preheader.mjml.j2", "email/_masthead.mjml.j2",
@@ -81,11 +82,16 @@ class Pieces(list[str]):
         self.slots.append((len(self), kind))
         self.append(value)
 
-    def text(self, open_tag: str, value: str, close: str = "</mj-text>\n") -> None:
+    def text(self, open_tag: str, value: str, close: str = "</mj-text>\n", kind: str = "text") -> None:
         """``open_tag`` (ending in ``<mj-text …>``), the body, then ``close``."""
         self.append(open_tag)
-        self.body("text", value)
+        self.body(kind, value)
         self.append(close)
+
+    def own(self, open_tag: str, value: str, close: str = "</mj-text>\n") -> None:
+        """:meth:`text` for a body whose only tags are this module's, written in
+        the form mrml keeps (render.skeleton.OWN): not checked tag by tag."""
+        self.text(open_tag, value, close, OWN)
 
 
 def story_mjml(ctx: dict[str, Any]) -> str:
@@ -101,18 +107,18 @@ def story_pieces(ctx: dict[str, Any]) -> Pieces:
     out.append(_HEAD.format(align=e(ctx["align"]), dir=e(ctx["dir"]), list_margin=e(ctx["list_margin"])))
     out.append('<mj-body width="600px" background-color="#ffffff" css-class="dm-body">\n')
     out.append("<mj-raw>")
-    out.body("raw", '<div style="display:none;max-height:0;max-width:0;opacity:0;overflow:hidden;mso-hide:all">'
+    out.body(OWN, '<div style="display:none;max-height:0;max-width:0;opacity:0;overflow:hidden;mso-hide:all">'
                     f"{e(ctx['preheader'])}{_PREHEADER_PAD}</div>")
     out.append("</mj-raw>\n")
     _masthead(out, ctx)
     out.append("<mj-section>\n  <mj-column>\n")
-    out.text('    <mj-text font-size="26px" line-height="1.25" padding="16px 20px 6px">',
+    out.own('    <mj-text font-size="26px" line-height="1.25" padding="16px 20px 6px">',
              f'<h1 style="font-size:26px;line-height:1.25;margin:0;font-weight:700">{e(ctx["title"])}</h1>')
     if ctx["dek"]:
-        out.text('    <mj-text font-size="18px" line-height="1.4" color="#424a53" padding="0 20px 6px" '
+        out.own('    <mj-text font-size="18px" line-height="1.4" color="#424a53" padding="0 20px 6px" '
                  'css-class="dm-text dm-muted">', e(ctx["dek"]))
     if ctx["counts_line"]:
-        out.text('    <mj-text font-size="14px" color="#57606a" padding="0 20px 6px" css-class="dm-text dm-muted">',
+        out.own('    <mj-text font-size="14px" color="#57606a" padding="0 20px 6px" css-class="dm-text dm-muted">',
                  f'<strong>{e(ctx["counts_line"])}</strong>')
     if ctx["summary"]:
         out.text("    <mj-text>", f"{_H2}Summary</h2>{e(ctx['summary'])}")
@@ -126,7 +132,7 @@ def story_pieces(ctx: dict[str, Any]) -> Pieces:
     if ctx["coverage"].total:
         _coverage(out, ctx["coverage"])
     _related(out, ctx)
-    out.text('    <mj-text padding="14px 20px 6px">', f'<a href="{e(ctx["story_url"])}" style="color:#0b5cad;'
+    out.own('    <mj-text padding="14px 20px 6px">', f'<a href="{e(ctx["story_url"])}" style="color:#0b5cad;'
              'font-weight:700;font-size:17px">Read the full story →</a>', "</mj-text>\n  </mj-column>\n</mj-section>\n")
     _footer(out, ctx)
     out.append("</mj-body>\n</mjml>\n")
@@ -141,10 +147,10 @@ def _masthead(out: Pieces, ctx: dict[str, Any]) -> None:
                  f'text-decoration:none"><img src="{e(ctx["logo"])}" alt="{title}" width="140" style="display:block;'
                  'border:0;max-width:140px;height:auto;color:#ffffff;font-size:20px;font-weight:700"></a>')
     else:
-        out.text('    <mj-text font-size="20px" font-weight="700" line-height="1.2" color="#ffffff" padding="14px 20px 2px" '
+        out.own('    <mj-text font-size="20px" font-weight="700" line-height="1.2" color="#ffffff" padding="14px 20px 2px" '
                  'css-class="dm-brand-text">', f'<a href="{home}" style="color:#ffffff;text-decoration:none">{title}</a>')
     if ctx["date_label"]:
-        out.text('    <mj-text font-size="13px" line-height="1.3" color="#ffffff" padding="0 20px 12px" '
+        out.own('    <mj-text font-size="13px" line-height="1.3" color="#ffffff" padding="0 20px 12px" '
                  'css-class="dm-brand-text">', e(ctx["date_label"]))
     else:
         out.append('    <mj-spacer height="10px" />\n')
@@ -166,15 +172,15 @@ def _coverage(out: Pieces, c: Any) -> None:
             chips += (f'<span class="muted" style="color:#57606a;white-space:nowrap">+{e(c.lenses_more)} more '
                       f'lens{"es" if c.lenses_more != 1 else ""}</span>')
         head.append(f'<p class="lenses" style="margin:0 0 4px;font-size:13px;line-height:1.9">{chips}</p>\n')
-    out.text('    <mj-text padding="14px 20px 0">', "".join(head))
+    out.own('    <mj-text padding="14px 20px 0">', "".join(head))
     if c.takes:
-        out.text('    <mj-text padding="2px 20px 0">', "".join(_take(t) for t in c.takes))
+        out.own('    <mj-text padding="2px 20px 0">', "".join(map(_take, c.takes)))
     if c.also:
         names = ", ".join(_outlet(t) for t in c.also)
         more = f" and {e(c.also_more)} more" if c.also_more else ""
-        out.text('    <mj-text font-size="14px" padding="4px 20px 0">', '<p style="margin:0;border-top:1px solid #eaeef2;'
+        out.own('    <mj-text font-size="14px" padding="4px 20px 0">', '<p style="margin:0;border-top:1px solid #eaeef2;'
                  f'padding-top:8px">Also covered: {names}{more}</p>')
-    out.text('    <mj-text padding="8px 20px 6px">', f'<a href="{e(c.more_url)}" style="color:#0b5cad;font-weight:600">'
+    out.own('    <mj-text padding="8px 20px 6px">', f'<a href="{e(c.more_url)}" style="color:#0b5cad;font-weight:600">'
              f'See all {e(c.total)} take{"s" if c.total != 1 else ""} →</a>')
 
 
@@ -198,13 +204,13 @@ def _related(out: Pieces, ctx: dict[str, Any]) -> None:
     out.append("    <mj-divider />\n")
     if related:
         links = " · ".join(f'<a href="{e(item["url"])}" {_LINK}>{e(item["label"])}</a>' for item in related)
-        out.text('    <mj-text font-size="14px">', f"<strong>Related:</strong> {links}")
+        out.own('    <mj-text font-size="14px">', f"<strong>Related:</strong> {links}")
     if entities:
-        out.text('    <mj-text font-size="14px">', f'<strong>Entities:</strong> {" · ".join(e(x) for x in entities)}')
+        out.own('    <mj-text font-size="14px">', f'<strong>Entities:</strong> {" · ".join(e(x) for x in entities)}')
 
 
 def _footer(out: Pieces, ctx: dict[str, Any]) -> None:
-    out.text('<mj-section>\n  <mj-column>\n    <mj-divider />\n    <mj-text font-size="13px" color="#57606a" '
+    out.own('<mj-section>\n  <mj-column>\n    <mj-divider />\n    <mj-text font-size="13px" color="#57606a" '
              'css-class="dm-text dm-muted">',
              f'\n      <p class="muted" style="margin:0 0 8px">{e(ctx["reason"])}</p>\n'
              f'      <p class="muted" style="margin:0 0 8px"><a href="{e(ctx["browser_url"])}" {_LINK}>View in your browser</a>'
