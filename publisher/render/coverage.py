@@ -261,6 +261,8 @@ def _build(lenses: tuple[Lens, ...]) -> BriefCoverage:
 
 def capped(all_groups: tuple[LensGroup, ...], limit: int) -> tuple[tuple[LensGroup, ...], int]:
     """The groups cut to their first ``limit`` takes in order, and how many were left out."""
+    if sum(len(g.rows) + len(g.folded) for g in all_groups) <= limit:
+        return tuple(g for g in all_groups if g.rows or g.folded), 0  # nothing cut: the groups themselves
     out: list[LensGroup] = []
     left = limit
     hidden = 0

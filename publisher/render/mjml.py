@@ -40,25 +40,38 @@ def _fold_html(html: str) -> str:
 
 
 def _fold_measured(html: str) -> tuple[str, int]:
-    """(:func:`_fold_html`'s result, octets in its longest line over _FOLD_AT // 4
-    characters): the octets are at hand while folding, so nothing is encoded twice."""
+    """(:func:`_fold_html`'s result, octets in its longest line): the octets are
+    at hand while folding, so nothing is encoded twice. The HTML is encoded
+    once and cut into lines as bytes, decoded once at the end."""
+    try:
+        data = html.encode()
+    except UnicodeEncodeError:  # a lone surrogate: measure and fold line by line
+        return _fold_measured_lines(html)
+    lines = data.split(b"\n")
+    sizes = list(map(len, lines))
+    if max(sizes) <= _FOLD_AT:
+        return html, max(sizes)
+    for i in [i for i, size in enumerate(sizes) if size > _FOLD_AT]:
+        pieces = _fold_data(lines[i])
+        lines[i] = b"\n".join(pieces)
+        sizes[i] = max(map(len, pieces))
+    return b"\n".join(lines).decode(), max(sizes)
+
+
+def _fold_measured_lines(html: str) -> tuple[str, int]:
+    """:func:`_fold_measured` for HTML that does not encode as a whole; lines up
+    to _FOLD_AT // 4 characters are measured in characters (they cannot reach the limit)."""
     lines = html.split("\n")
     sizes = list(map(len, lines))
-    quarter = _FOLD_AT // 4
-    if max(sizes) <= quarter:
-        return html, max(sizes)  # no line can reach the limit in octets: nothing to measure
-    changed = False
-    for i in [i for i, size in enumerate(sizes) if size > quarter]:
+    for i in [i for i, size in enumerate(sizes) if size > _FOLD_AT // 4]:
         line = lines[i]
-        # Over _FOLD_AT characters is over _FOLD_AT octets: fold without measuring.
         if sizes[i] <= _FOLD_AT and not line.isascii():
             sizes[i] = len(line.encode())
         if sizes[i] > _FOLD_AT:
             pieces = _fold_bytes(line)
             lines[i] = b"\n".join(pieces).decode()
             sizes[i] = max(map(len, pieces))
-            changed = True
-    return ("\n".join(lines) if changed else html), max(sizes)
+    return "\n".join(lines), max(sizes)
 
 
 def _fold_line(line: str) -> list[str]:
@@ -73,7 +86,11 @@ def _fold_bytes(line: str) -> list[bytes]:
     block-level tag; else after the last space between words; else (CJK
     prose, one huge word) inside the text through an empty comment, since a
     bare newline between CJK characters would render as a space."""
-    data = line.encode()
+    return _fold_data(line.encode())
+
+
+def _fold_data(data: bytes) -> list[bytes]:
+    """:func:`_fold_bytes` for a line already encoded."""
     pieces: list[bytes] = []
     start = 0
     while len(data) - start > _FOLD_AT:
