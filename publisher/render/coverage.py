@@ -39,8 +39,8 @@ KNOWN = set(LANGUAGE_NAMES) | RTL | NO_ITALIC
 
 MAX_TAKE_WORDS = 25
 _MAX_TAKE_CHARS = 160  # for scripts without spaces between words
-# The end of the first sentence (see _sentence_end, which finds the same match).
-_SENTENCE_STOP = re.compile(r"[.!?](?=\s+[\"“‘(\[]?[A-Z0-9])|[。！？]")
+# The end of the first sentence: a stop, and for . ! ? whitespace then a capital
+# or a digit, perhaps after an opening quote or bracket (see _sentence_end).
 _CJK_STOPS = "。！？"
 _STOP_CHAR = re.compile("[.!?" + _CJK_STOPS + "]")
 _AFTER_STOP = re.compile(r"\s+[\"“‘(\[]?[A-Z0-9]")
