@@ -186,12 +186,13 @@ def text_direction(cfg: Config) -> str:
 
 
 def _common(cfg: Config, *, subject: str, preheader: str, browser_url: str, unsub: str, reason: str, date_label: str) -> dict[str, Any]:
+    direction = text_direction(cfg)
     return {
         "lang": cfg.site.language or "en",
-        "dir": text_direction(cfg),
-        "align": "right" if text_direction(cfg) == "rtl" else "left",
+        "dir": direction,
+        "align": "right" if direction == "rtl" else "left",
         # Outlook ignores list padding and logical properties: the indent is a margin on the start side.
-        "list_margin": "0 22px 0 0" if text_direction(cfg) == "rtl" else "0 0 0 22px",
+        "list_margin": "0 22px 0 0" if direction == "rtl" else "0 0 0 22px",
         "subject": subject,
         "preheader": preheader,
         "site_title": cfg.site.title,

@@ -43,6 +43,7 @@ SHAPES = 128  # compiled shapes kept per process (a build has a few)
 
 _TOKEN = "Qz{}zQ"  # letters and digits only: mjml-python leaves them alone
 _TOKEN_RE = re.compile(r"Qz(\d+)zQ")
+_TOKENS = tuple(_TOKEN.format(n) for n in range(64))  # a story has about twenty bodies
 # An opening tag that is not self-closing (mj-attributes holds <mj-text … />);
 # its closing tag is found with str.find (a lazy .*? costs a step per character).
 _OPEN = re.compile(r"<mj-(text|raw|title)\b[^>]*(?<!/)>")
@@ -116,7 +117,7 @@ def split_marked(pieces: Sequence[str], slots: Iterable[tuple[int, str]]) -> tup
     for index, kind in slots:
         body = out[index]
         if (body and not body.isspace()) if kind == OWN else _movable(kind, body):
-            out[index] = _TOKEN.format(len(bodies))
+            out[index] = _TOKENS[len(bodies)] if len(bodies) < len(_TOKENS) else _TOKEN.format(len(bodies))
             bodies.append(body)
     return "".join(out), bodies
 
