@@ -28,7 +28,7 @@ from ..core.config import Config
 from ..core.errors import RenderError
 from ..core.memo import IdentityMemo
 from ..core.urls import is_http_url
-from .mjml import check_text_lines, compile_mjml, finish_html
+from .mjml import check_text_lines, compile_mjml, compile_raw, finish_html_sized
 from .skeleton import Marked, SkeletonCache, Unfit
 from . import story_mjml
 from .story_text import SOURCES_SHA256, TEMPLATES as TEXT_TEMPLATES, story_text
@@ -109,8 +109,9 @@ def _render_template(env: Environment, name: str, context: dict[str, Any], what:
 SKELETONS = SkeletonCache()
 
 
-def _compile(dirs: tuple[str, ...], tdigest: str, name: str, context: dict[str, Any], what: str) -> tuple[str, str]:
-    """(MJML source, HTML) for template ``name``: the shape's compiled skeleton filled when it can, else mjml-python."""
+def _compile(dirs: tuple[str, ...], tdigest: str, name: str, context: dict[str, Any], what: str) -> tuple[str, str, int]:
+    """(MJML source, HTML, its UTF-8 octets) for template ``name``: the shape's compiled
+    skeleton filled when it can, else mjml-python."""
     env, _ = _environment(dirs)
     if name == "email/story.mjml.j2" and _mirrored(dirs, story_mjml.TEMPLATES, story_mjml.SOURCES_SHA256):
         # The writer marks its bodies, so the skeleton does not scan for them.
@@ -121,10 +122,10 @@ def _compile(dirs: tuple[str, ...], tdigest: str, name: str, context: dict[str, 
         source = _render_template(env, name, context, what)
         marked = None
     try:
-        return source, finish_html(SKELETONS.html((dirs, tdigest), source, what, marked), what)
+        return source, *finish_html_sized(SKELETONS.html((dirs, tdigest), source, what, marked), what)
     except Unfit as exc:
         log.debug("%s: compiled directly (%s)", what, exc)
-    return source, compile_mjml(source, what)
+    return source, *finish_html_sized(compile_raw(source, what), what)
 
 
 # ---------------------------------------------------------------- view models
@@ -312,8 +313,7 @@ def render_story(brief: Brief, cfg: Config, *, related_titles: Mapping[str, str]
     budget = cfg.email.max_html_bytes
     while True:
         coverage = _coverage(brief, cfg, k, view)
-        source, html = _compile(dirs, tdigest, "email/story.mjml.j2", dict(base, coverage=coverage), what)
-        size = _size(html)
+        source, html, size = _compile(dirs, tdigest, "email/story.mjml.j2", dict(base, coverage=coverage), what)
         if size <= budget:
             break
         if k == 0:

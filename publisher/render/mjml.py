@@ -41,21 +41,29 @@ def _fold_html(html: str) -> str:
 
 def _fold_measured(html: str) -> tuple[str, int]:
     """(:func:`_fold_html`'s result, octets in its longest line): the octets are
-    at hand while folding, so nothing is encoded twice. The HTML is encoded
-    once and cut into lines as bytes, decoded once at the end."""
+    at hand while folding, so nothing is encoded twice."""
+    folded, longest, _octets = _fold_sized(html)
+    return folded, longest
+
+
+def _fold_sized(html: str) -> tuple[str, int, int]:
+    """:func:`_fold_measured`'s pair and the result's UTF-8 octets (-1 when not
+    known). The HTML is encoded once and cut into lines as bytes, decoded once
+    at the end."""
     try:
         data = html.encode()
     except UnicodeEncodeError:  # a lone surrogate: measure and fold line by line
-        return _fold_measured_lines(html)
+        return (*_fold_measured_lines(html), -1)
     lines = data.split(b"\n")
     sizes = list(map(len, lines))
     if max(sizes) <= _FOLD_AT:
-        return html, max(sizes)
+        return html, max(sizes), len(data)
     for i in [i for i, size in enumerate(sizes) if size > _FOLD_AT]:
         pieces = _fold_data(lines[i])
         lines[i] = b"\n".join(pieces)
         sizes[i] = max(map(len, pieces))
-    return b"\n".join(lines).decode(), max(sizes)
+    data = b"\n".join(lines)
+    return data.decode(), max(sizes), len(data)
 
 
 def _fold_measured_lines(html: str) -> tuple[str, int]:
@@ -202,11 +210,18 @@ def finish_html(out: str, what: str) -> str:
 
     Separate from :func:`compile_raw` because a skeleton's values change line
     lengths: folding must see the final text (see render.skeleton)."""
-    out, longest = _fold_measured(out)
+    return finish_html_sized(out, what)[0]
+
+
+def finish_html_sized(out: str, what: str) -> tuple[str, int]:
+    """:func:`finish_html` and the result's size in UTF-8 octets, known while folding."""
+    out, longest, octets = _fold_sized(out)
     if longest > MAX_LINE_OCTETS:
         raise RenderError(what, f"HTML has an unbreakable {longest}-octet line (an over-long URL?)")
+    if octets < 0:
+        octets = len(out.encode("utf-8"))
     # A MIME body ends in a newline; ending with one keeps web and mail copies identical.
-    return out if out.endswith("\n") else out + "\n"
+    return (out, octets) if out.endswith("\n") else (out + "\n", octets + 1)
 
 
 def longest_line(text: str) -> int:

@@ -220,7 +220,7 @@ def captured_contexts() -> Iterator[list[dict[str, Any]]]:
     seen: list[dict[str, Any]] = []
     original = email._compile
 
-    def spy(dirs: tuple[str, ...], tdigest: str, name: str, context: dict[str, Any], what: str) -> tuple[str, str]:
+    def spy(dirs: tuple[str, ...], tdigest: str, name: str, context: dict[str, Any], what: str) -> tuple[str, str, int]:
         seen.append(context)
         return original(dirs, tdigest, name, context, what)
 
@@ -289,3 +289,14 @@ def test_folding_the_encoded_html_matches_folding_line_by_line(html: str) -> Non
 def test_a_lone_surrogate_folds_line_by_line() -> None:
     html = "<p>\ud800</p>\n" + "<p>" + "word " * 400 + "</p>"
     assert mjml._fold_measured(html) == mjml._fold_measured_lines(html)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(["<p>", "</p>", "</td>", " ", "word ", "é", "中文", "\n", "y" * 1200, "\U0001f44d" * 300]),
+                min_size=1, max_size=120).map("".join))
+def test_the_size_known_while_folding_is_the_encoded_size(html: str) -> None:
+    try:
+        out, octets = mjml.finish_html_sized(html, "t")
+    except RenderError:
+        return
+    assert out == mjml.finish_html(html, "t") and octets == len(out.encode("utf-8"))
