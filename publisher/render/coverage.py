@@ -239,17 +239,25 @@ def _build(lenses: tuple[Lens, ...]) -> BriefCoverage:
     labels = [lens_label(lens) for lens in lenses]
     labelled: list[LensGroup] = []
     unlabelled: list[LensGroup] = []  # last, in brief order (what a stable sort by label == "" gave)
+    # Takes per region as written (Brief.region_distribution), with the name its views show.
+    region_n: dict[str, int] = {}
+    region_name: dict[str, str] = {}
+    n_takes = 0
     for lens, label in zip(lenses, labels):
         rows: list[TakeView] = []
         folded: list[TakeView] = []
         for take in lens.takes:
             view = _take_view(take, label)
             (rows if view.sentence else folded).append(view)
+            if take.region:
+                region_n[take.region] = region_n.get(take.region, 0) + 1
+                region_name[take.region] = view.region
+        n_takes += len(lens.takes)
         (labelled if label else unlabelled).append(LensGroup(label, tuple(rows), tuple(folded)))
     all_groups = (*labelled, *unlabelled)
     lens_n = _lens_counts(lenses, labels)
-    regions = _region_counts(lenses)
-    n_takes = sum(len(lens.takes) for lens in lenses)
+    # sorted() is stable and the dict keeps first-seen order, so ties keep it; blank names are left out.
+    regions = tuple((region_name[r], n) for r, n in sorted(region_n.items(), key=lambda kv: -kv[1]) if region_name[r])
     return BriefCoverage(
         groups=all_groups,
         lenses=lens_n,
@@ -292,18 +300,6 @@ def _lens_counts(lenses: tuple[Lens, ...], labels: list[str]) -> tuple[tuple[str
         if label and lens.takes:
             counter[label] = counter.get(label, 0) + len(lens.takes)
     return tuple(sorted(counter.items(), key=lambda kv: (-kv[1], first[kv[0]])))
-
-
-def _region_counts(lenses: tuple[Lens, ...]) -> tuple[tuple[str, int], ...]:
-    """Brief.region_distribution (raw regions, ties in first-seen order), cleaned, blanks left out."""
-    counter: dict[str, int] = {}
-    for lens in lenses:
-        for take in lens.takes:
-            if take.region:
-                counter[take.region] = counter.get(take.region, 0) + 1
-    # sorted() is stable and the dict keeps first-seen order, so ties keep it.
-    ordered = sorted(counter.items(), key=lambda kv: -kv[1])
-    return tuple((name, n) for name, n in ((clean_line(r), n) for r, n in ordered) if name)
 
 
 def counts_line(brief: Brief) -> str:

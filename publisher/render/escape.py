@@ -40,6 +40,8 @@ def e(value: object) -> str:
     """What ``{{ value }}`` writes with autoescape on (safe HTML as it is)."""
     if type(value) is str:
         return escape_str(value)
+    if type(value) is int:  # counts: digits and a sign need no escaping
+        return str(value)
     html = getattr(value, "__html__", None)
     if html is not None:
         return str(html())

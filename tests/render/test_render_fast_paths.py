@@ -185,7 +185,7 @@ def check_coverage(brief: Brief) -> None:
         key=lambda g: g.label == "",
     )
     assert view.groups == tuple(expected)
-    assert list(view.regions) == region_counts_reference(brief)
+    assert list(view.regions) == region_counts_reference(brief) == coverage.region_counts(brief)
     assert list(view.lenses) == lens_counts_reference(brief.lenses)
     assert view.also == tuple(v for g in view.groups for v in g.folded)
     for limit in (0, 1, 2, 5, 10_000):
