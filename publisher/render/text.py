@@ -54,7 +54,8 @@ def wrap(value: str, width: int = TEXT_WIDTH, indent: str = "", subsequent: str 
     ("* " then "  "), so one pattern serves the whole paragraph."""
     text = value if type(value) is str else str(value)
     sub = indent if subsequent is None else subsequent
-    room = max(width - max(len(indent), len(sub)), 20)
+    taken = len(indent) if len(indent) >= len(sub) else len(sub)
+    room = width - taken if width - taken > 20 else 20  # max(width - max(...), 20) without the calls
     if "\n" not in text:
         # One paragraph (most calls: headings, names, short lines), and when
         # it fits, the one line the pattern would find: no regex at all.
