@@ -104,9 +104,11 @@ def first_sentence(text: str, words: int = MAX_TAKE_WORDS) -> str:
 
 
 def _sentence_end(flat: str) -> int | None:
-    """Where _SENTENCE_STOP's first match ends: a stop character found by a plain
-    class scan, then its lookahead tried there (the whole pattern searched a
-    take without a stop several times slower)."""
+    """Where the first stop ends: 。！？, or . ! ? before whitespace and a capital
+    or a digit. The stop character is found by a plain scan and the lookahead
+    tried there; one regex with the lookahead in it (the reference kept in
+    tests/render/test_render_fast_paths.py) searched a take without a stop
+    several times slower."""
     pos = 0
     if flat.isascii():
         # Only . ! ? can stop an ASCII sentence: three C-level finds per candidate.
@@ -157,7 +159,8 @@ def _take_view(take: Take, label: str) -> TakeView:
     plain = text.text
     view = _new_view()
     # Filled like the dataclass's __init__ would, without its object.__setattr__
-    # per field (a third of building a brief's take rows).
+    # per field (a third of building a brief's take rows). Every field must be
+    # named here: tests/render/test_render_fast_paths.py fails otherwise.
     view.__dict__.update(
         outlet=clean_line(take.outlet) or "Unnamed outlet",
         region=clean_line(take.region),

@@ -8,6 +8,7 @@ references below are the slow paths, kept here as the specification.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -173,10 +174,12 @@ def capped_reference(all_groups: tuple[LensGroup, ...], limit: int) -> tuple[tup
 def check_coverage(brief: Brief) -> None:
     view = coverage.of(brief)
     assert coverage.of(brief) is view and coverage.groups(brief) is view.groups
-    # Every take view is the dataclass its constructor would make, hashable and equal.
+    # Every take view is the dataclass its constructor would make, hashable and
+    # equal, with every field set on it (none left to a class-level default).
+    names = {f.name for f in dataclasses.fields(TakeView)}
     for group in view.groups:
-        assert group.label == ("" if not group.label else group.label.strip())
         for v in group.rows + group.folded:
+            assert set(vars(v)) == names
             twin = TakeView(**vars(v))
             assert twin == v and hash(twin) == hash(v)
     lenses = [(coverage.lens_label(lens), tuple(coverage.take_view(t, lens) for t in lens.takes)) for lens in brief.lenses]
