@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Sequence
 import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cachetools import LRUCache

@@ -108,18 +108,18 @@ def story_pieces(ctx: dict[str, Any]) -> Pieces:
     out.append('<mj-body width="600px" background-color="#ffffff" css-class="dm-body">\n')
     out.append("<mj-raw>")
     out.body(OWN, '<div style="display:none;max-height:0;max-width:0;opacity:0;overflow:hidden;mso-hide:all">'
-                    f"{e(ctx['preheader'])}{_PREHEADER_PAD}</div>")
+                  f"{e(ctx['preheader'])}{_PREHEADER_PAD}</div>")
     out.append("</mj-raw>\n")
     _masthead(out, ctx)
     out.append("<mj-section>\n  <mj-column>\n")
     out.own('    <mj-text font-size="26px" line-height="1.25" padding="16px 20px 6px">',
-             f'<h1 style="font-size:26px;line-height:1.25;margin:0;font-weight:700">{e(ctx["title"])}</h1>')
+            f'<h1 style="font-size:26px;line-height:1.25;margin:0;font-weight:700">{e(ctx["title"])}</h1>')
     if ctx["dek"]:
         out.own('    <mj-text font-size="18px" line-height="1.4" color="#424a53" padding="0 20px 6px" '
-                 'css-class="dm-text dm-muted">', e(ctx["dek"]))
+                'css-class="dm-text dm-muted">', e(ctx["dek"]))
     if ctx["counts_line"]:
         out.own('    <mj-text font-size="14px" color="#57606a" padding="0 20px 6px" css-class="dm-text dm-muted">',
-                 f'<strong>{e(ctx["counts_line"])}</strong>')
+                f'<strong>{e(ctx["counts_line"])}</strong>')
     if ctx["summary"]:
         out.text("    <mj-text>", f"{_H2}Summary</h2>{e(ctx['summary'])}")
     if ctx["why"]:
@@ -133,7 +133,7 @@ def story_pieces(ctx: dict[str, Any]) -> Pieces:
         _coverage(out, ctx["coverage"])
     _related(out, ctx)
     out.own('    <mj-text padding="14px 20px 6px">', f'<a href="{e(ctx["story_url"])}" style="color:#0b5cad;'
-             'font-weight:700;font-size:17px">Read the full story →</a>', "</mj-text>\n  </mj-column>\n</mj-section>\n")
+            'font-weight:700;font-size:17px">Read the full story →</a>', "</mj-text>\n  </mj-column>\n</mj-section>\n")
     _footer(out, ctx)
     out.append("</mj-body>\n</mjml>\n")
     return out
@@ -148,10 +148,10 @@ def _masthead(out: Pieces, ctx: dict[str, Any]) -> None:
                  'border:0;max-width:140px;height:auto;color:#ffffff;font-size:20px;font-weight:700"></a>')
     else:
         out.own('    <mj-text font-size="20px" font-weight="700" line-height="1.2" color="#ffffff" padding="14px 20px 2px" '
-                 'css-class="dm-brand-text">', f'<a href="{home}" style="color:#ffffff;text-decoration:none">{title}</a>')
+                'css-class="dm-brand-text">', f'<a href="{home}" style="color:#ffffff;text-decoration:none">{title}</a>')
     if ctx["date_label"]:
         out.own('    <mj-text font-size="13px" line-height="1.3" color="#ffffff" padding="0 20px 12px" '
-                 'css-class="dm-brand-text">', e(ctx["date_label"]))
+                'css-class="dm-brand-text">', e(ctx["date_label"]))
     else:
         out.append('    <mj-spacer height="10px" />\n')
     out.append("  </mj-column>\n</mj-section>\n")
@@ -179,9 +179,9 @@ def _coverage(out: Pieces, c: Any) -> None:
         names = ", ".join(_outlet(t) for t in c.also)
         more = f" and {e(c.also_more)} more" if c.also_more else ""
         out.own('    <mj-text font-size="14px" padding="4px 20px 0">', '<p style="margin:0;border-top:1px solid #eaeef2;'
-                 f'padding-top:8px">Also covered: {names}{more}</p>')
+                f'padding-top:8px">Also covered: {names}{more}</p>')
     out.own('    <mj-text padding="8px 20px 6px">', f'<a href="{e(c.more_url)}" style="color:#0b5cad;font-weight:600">'
-             f'See all {e(c.total)} take{"s" if c.total != 1 else ""} →</a>')
+            f'See all {e(c.total)} take{"s" if c.total != 1 else ""} →</a>')
 
 
 def _outlet(t: Any) -> str:
@@ -211,9 +211,9 @@ def _related(out: Pieces, ctx: dict[str, Any]) -> None:
 
 def _footer(out: Pieces, ctx: dict[str, Any]) -> None:
     out.own('<mj-section>\n  <mj-column>\n    <mj-divider />\n    <mj-text font-size="13px" color="#57606a" '
-             'css-class="dm-text dm-muted">',
-             f'\n      <p class="muted" style="margin:0 0 8px">{e(ctx["reason"])}</p>\n'
-             f'      <p class="muted" style="margin:0 0 8px"><a href="{e(ctx["browser_url"])}" {_LINK}>View in your browser</a>'
-             f' · <a href="{e(ctx["manage_url"])}" {_LINK}>Manage subscription</a> · <a href="{e(ctx["unsubscribe_url"])}" '
-             f'{_LINK}>Unsubscribe</a></p>\n      <p class="muted" style="margin:0 0 20px">{e(ctx["postal_line"])}</p>\n    ',
-             "</mj-text>\n  </mj-column>\n</mj-section>\n")
+            'css-class="dm-text dm-muted">',
+            f'\n      <p class="muted" style="margin:0 0 8px">{e(ctx["reason"])}</p>\n'
+            f'      <p class="muted" style="margin:0 0 8px"><a href="{e(ctx["browser_url"])}" {_LINK}>View in your browser</a>'
+            f' · <a href="{e(ctx["manage_url"])}" {_LINK}>Manage subscription</a> · <a href="{e(ctx["unsubscribe_url"])}" '
+            f'{_LINK}>Unsubscribe</a></p>\n      <p class="muted" style="margin:0 0 20px">{e(ctx["postal_line"])}</p>\n    ',
+            "</mj-text>\n  </mj-column>\n</mj-section>\n")
