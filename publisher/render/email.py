@@ -233,10 +233,9 @@ def _settings_repr(cfg: Config) -> str:
 
 
 def _inputs_hash(kind: str, key: str, parts: Iterable[str], cfg: Config, template_digest: str) -> str:
-    h = hashlib.sha256()
-    for item in (RENDERER_VERSION, kind, key, template_digest, _settings_repr(cfg), *parts):
-        h.update(item.encode("utf-8", "surrogatepass") + b"\0")
-    return h.hexdigest()
+    # One update of the items each followed by NUL: the bytes an update per item gave.
+    items = "\0".join((RENDERER_VERSION, kind, key, template_digest, _settings_repr(cfg), *parts))
+    return hashlib.sha256((items + "\0").encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _size(html: str) -> int:
