@@ -211,7 +211,7 @@ def capture_mjml_context(brief: Any, cfg: config_mod.Config) -> dict[str, Any]:
     captured: dict[str, Any] = {}
     original = email_render._compile
 
-    def spy(dirs: Any, tdigest: str, name: str, context: dict[str, Any], what: str) -> tuple[str, str]:
+    def spy(dirs: Any, tdigest: str, name: str, context: dict[str, Any], what: str) -> tuple[str, str, int]:
         captured.update(context)
         return original(dirs, tdigest, name, context, what)
 
