@@ -48,7 +48,7 @@ from publisher.briefs import parse_brief  # noqa: E402
 from publisher.core import config as config_mod  # noqa: E402
 from publisher.render import coverage, email as email_render, feed_entries, site  # noqa: E402
 from publisher.render.mjml import compile_mjml, finish_html  # noqa: E402
-from publisher.render.story_mjml import story_mjml  # noqa: E402
+from publisher.render.story_mjml import story_mjml, story_pieces as story_mjml_pieces  # noqa: E402
 from publisher.render.story_text import story_text  # noqa: E402
 from publisher.render.text import Refs  # noqa: E402
 
@@ -163,6 +163,12 @@ class Pipeline:
     def html_skeleton(self) -> object:
         return finish_html(email_render.SKELETONS.html(self.key, self.source, "bench"), "bench")
 
+    def html_marked(self) -> object:
+        # What render_story does: the writer's pieces, bodies marked, so no split of the MJML.
+        pieces = story_mjml_pieces(self.mjml_ctx)
+        source = "".join(pieces)
+        return finish_html(email_render.SKELETONS.html(self.key, source, "bench", (pieces, pieces.slots)), "bench")
+
     @property
     def key(self) -> tuple[object, ...]:
         dirs = email_render._template_dirs(self.cfg)
@@ -177,6 +183,10 @@ class Pipeline:
     def story_page(self) -> object:
         # The web page (render.story_html); first of a build's renders of a brief, it makes the take rows.
         return site.story_page(self.brief, self.cfg)
+
+    def fresh_with_rows(self) -> None:
+        self.fresh()
+        coverage.groups(self.brief)
 
     def whole(self) -> object:
         brief = self.parse()
@@ -206,7 +216,7 @@ def capture_mjml_context(brief: Any, cfg: config_mod.Config) -> dict[str, Any]:
     captured: dict[str, Any] = {}
     original = email_render._compile
 
-    def spy(dirs: Any, tdigest: str, name: str, context: dict[str, Any], what: str) -> tuple[str, str]:
+    def spy(dirs: Any, tdigest: str, name: str, context: dict[str, Any], what: str) -> tuple[str, str, int]:
         captured.update(context)
         return original(dirs, tdigest, name, context, what)
 
@@ -250,8 +260,10 @@ def measure(p: Pipeline, n: int, reader: CorpusReader) -> dict[str, float]:
     rows["  MJML: Python writer (story_mjml)"] = cpu_ms(p.mjml_python, n)
     rows["  MJML: Jinja2 templates (before)"] = cpu_ms(p.mjml_jinja, n)
     rows["  HTML from MJML: skeleton fill + fold"] = cpu_ms(p.html_skeleton, n)
+    rows["  MJML pieces + marked fill + fold (now)"] = cpu_ms(p.html_marked, n)
     rows["  HTML from MJML: mjml-python + fold (before)"] = cpu_ms(p.html_direct, n)
     rows["feed entry (entry_html)"] = cpu_ms(p.entry, n, p.fresh)
+    rows["  feed entry, its take rows already built"] = cpu_ms(p.entry, n, p.fresh_with_rows)
     rows["story page (site.story_page)"] = cpu_ms(p.story_page, n, p.fresh)
     rows["WHOLE pipeline, warm shape"] = cpu_ms(p.whole, n)
     rows["WHOLE pipeline, first of its shape"] = cpu_ms(p.whole, n, email_render.SKELETONS.clear)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from ..core.errors import BriefError
 from ..core.urls import is_http_url
 from .frontmatter import decode, read_front_matter, split_front_matter
-from .inline import FORBIDDEN_CONTROLS, Context, plain
+from .inline import FORBIDDEN_CONTROLS, Context, has_forbidden_controls, plain
 from .parse import MAX_BYTES, _slug_from
 from .sections import _CANONICAL
 
@@ -44,7 +44,9 @@ def identify(data: bytes, path: str) -> Identity | None:
         return None
     ctx = Context(path, None)
     try:
-        body = FORBIDDEN_CONTROLS.sub("", decode(data, path))
+        body = decode(data, path)
+        if has_forbidden_controls(data, body):
+            body = FORBIDDEN_CONTROLS.sub("", body)
         lines = body.split("\n")
         fm_data, key_lines, body_start = split_front_matter(lines, ctx)
         fm = read_front_matter(fm_data, key_lines, ctx)

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..briefs.inline import PLAIN_HTTP_URL
 from ..briefs.model import Brief, Lens, Take
 from ..core.memo import IdentityMemo
 from ..core.urls import is_http_url
@@ -41,9 +39,16 @@ KNOWN = set(LANGUAGE_NAMES) | RTL | NO_ITALIC
 
 MAX_TAKE_WORDS = 25
 _MAX_TAKE_CHARS = 160  # for scripts without spaces between words
-# The end of the first sentence: the stop itself, found by its first
-# character (a lookbehind tried at every position costs several times more).
-_SENTENCE_STOP = re.compile(r"[.!?](?=\s+[\"“‘(\[]?[A-Z0-9])|[。！？]")
+# The end of the first sentence: a stop, and for . ! ? whitespace then a capital
+# or a digit, perhaps after an opening quote or bracket (see _sentence_end).
+_CJK_STOPS = "。！？"
+_STOP_CHAR = re.compile("[.!?" + _CJK_STOPS + "]")
+_AFTER_STOP = re.compile(r"\s+[\"“‘(\[]?[A-Z0-9]")
+# The start of an http(s) URL whose host is plain (letters, digits, dots and
+# hyphens, then a port, a path, a query, a fragment or the end): urlsplit would
+# find that host, so is_http_url holds without it. Everything briefs.inline's
+# PLAIN_HTTP_URL accepts matches, and only the host is scanned, not the path.
+_HTTP_HOST = re.compile(r"https?://[A-Za-z0-9][A-Za-z0-9.-]*(?::\d{1,5})?(?:[/?#]|$)")
 _LANG_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
 
@@ -86,14 +91,39 @@ def lens_label(lens: Lens) -> str:
 def first_sentence(text: str, words: int = MAX_TAKE_WORDS) -> str:
     """The take's first sentence, at most ``words`` words (an ellipsis marks a cut)."""
     flat = clean_line(text)
-    stop = _SENTENCE_STOP.search(flat)
-    sentence = (flat[: stop.end()] if stop else flat).strip()
-    parts = sentence.split()
-    if len(parts) > words:
-        sentence = " ".join(parts[:words]).rstrip(",;:") + "…"
+    end = _sentence_end(flat)
+    sentence = (flat[:end] if end is not None else flat).strip()
+    # clean_line leaves single spaces between words as the only whitespace:
+    # ``words`` spaces or more is more than ``words`` words, and the first
+    # ``words`` of them are found without splitting the rest.
+    if sentence.count(" ") >= words:
+        sentence = " ".join(sentence.split(" ", words)[:words]).rstrip(",;:") + "…"
     elif len(sentence) > _MAX_TAKE_CHARS:
         sentence = sentence[: _MAX_TAKE_CHARS - 1] + "…"
     return sentence
+
+
+def _sentence_end(flat: str) -> int | None:
+    """Where the first stop ends: 。！？, or . ! ? before whitespace and a capital
+    or a digit. The stop character is found by a plain scan and the lookahead
+    tried there; one regex with the lookahead in it (the reference kept in
+    tests/render/test_render_fast_paths.py) searched a take without a stop
+    several times slower."""
+    pos = 0
+    if flat.isascii():
+        # Only . ! ? can stop an ASCII sentence: three C-level finds per candidate.
+        while True:
+            found = [i for i in (flat.find(".", pos), flat.find("!", pos), flat.find("?", pos)) if i >= 0]
+            if not found:
+                return None
+            pos = min(found) + 1
+            if _AFTER_STOP.match(flat, pos):
+                return pos
+    while (m := _STOP_CHAR.search(flat, pos)) is not None:
+        pos = m.end()
+        if m.group() in _CJK_STOPS or _AFTER_STOP.match(flat, pos):
+            return pos
+    return None
 
 
 @dataclass(frozen=True)
@@ -125,21 +155,32 @@ def take_view(take: Take, lens: Lens) -> TakeView:
 
 def _take_view(take: Take, label: str) -> TakeView:
     lang, dir_, language, italic = _language(take.language)
-    source = take.source
-    return TakeView(
+    source, text, quote = take.source, take.text, take.quote
+    plain = text.text
+    view = _new_view()
+    # Filled like the dataclass's __init__ would, without its object.__setattr__
+    # per field (a third of building a brief's take rows). Every field must be
+    # named here: tests/render/test_render_fast_paths.py fails otherwise.
+    view.__dict__.update(
         outlet=clean_line(take.outlet) or "Unnamed outlet",
         region=clean_line(take.region),
         lang=lang,
         dir=dir_,
         language=language,
         lens=label,
-        sentence=first_sentence(take.text.text) if take.text else "",
-        text_html=take.text.html,
-        quote=clean_line(take.quote) if take.quote else None,
+        # ``if text`` (Rich.__bool__: text.strip() is not empty) without its call.
+        sentence=first_sentence(plain) if plain and not plain.isspace() else "",
+        text_html=text.html,
+        quote=clean_line(quote) if quote else None,
         italic=italic,
         # The parser keeps only http(s) sources; the plain shape needs no urlsplit.
-        source=source if source and (PLAIN_HTTP_URL.match(source) or is_http_url(source)) else None,
+        source=source if source and (_HTTP_HOST.match(source) or is_http_url(source)) else None,
     )
+    return view
+
+
+def _new_view() -> TakeView:
+    return object.__new__(TakeView)
 
 
 @dataclass(frozen=True)
@@ -149,42 +190,90 @@ class LensGroup:
     folded: tuple[TakeView, ...]  # takes that are only an outlet and a link
 
 
-_Counts = tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...], str]
+@dataclass(frozen=True)
+class BriefCoverage:
+    """Everything readers see of one brief's takes, built once per Brief and
+    shared by the email (HTML and text), the web page and the feed entry."""
+
+    groups: tuple[LensGroup, ...]
+    lenses: tuple[tuple[str, int], ...]  # labelled lenses and their takes, most first
+    regions: tuple[tuple[str, int], ...]  # regions and their takes, most first
+    counts_line: str
+    also: tuple[TakeView, ...]  # outlet-only takes across all lenses
+    # pick(k) by k: the email asks once per size it tries, the digest and page for 2.
+    _picks: dict[int, tuple[TakeView, ...]] = field(default_factory=dict, compare=False, repr=False)
+
+    def pick(self, k: int) -> tuple[TakeView, ...]:
+        hit = self._picks.get(k)
+        if hit is None:
+            hit = self._picks[k] = _pick(self.groups, k)
+        return hit
+
 
 # The take rows of one brief are built once and shared by the email (its pick
 # and "also covered"), the web page and the feed entry. Keyed by the identity
 # of the brief's lenses tuple, which is all they depend on: a fresh parse is a
 # new tuple, so nothing stale is ever served and nothing is hashed.
-_GROUPS: IdentityMemo[tuple[LensGroup, ...]] = IdentityMemo(512)
-_COUNTS: IdentityMemo[_Counts] = IdentityMemo(512)
+_MEMO: IdentityMemo[BriefCoverage] = IdentityMemo(512)
+
+
+def of(brief: Brief) -> BriefCoverage:
+    """The brief's coverage, from the memo when this Brief was seen."""
+    owners = (brief.lenses,)
+    hit = _MEMO.get(owners)
+    if hit is None:
+        hit = _build(brief.lenses)
+        _MEMO.put(owners, (), hit)
+    return hit
 
 
 def groups(brief: Brief) -> tuple[LensGroup, ...]:
     """Every take grouped by lens; labelled lenses first, unlabelled ones last."""
-    hit = _GROUPS.get((brief.lenses,))
-    if hit is None:
-        hit = _groups(brief.lenses)
-        _GROUPS.put((brief.lenses,), (), hit)
-    return hit
+    return of(brief).groups
 
 
 def clear_memos() -> None:
     """Forget the shared take rows (benchmarks time the uncached path)."""
-    global _GROUPS, _COUNTS
-    _GROUPS, _COUNTS = IdentityMemo(512), IdentityMemo(512)
+    global _MEMO
+    _MEMO = IdentityMemo(512)
 
 
-def _groups(lenses: tuple[Lens, ...]) -> tuple[LensGroup, ...]:
-    out: list[LensGroup] = []
-    for lens in lenses:
-        label = lens_label(lens)
-        views = [_take_view(t, label) for t in lens.takes]
-        out.append(LensGroup(label, tuple(v for v in views if v.sentence), tuple(v for v in views if not v.sentence)))
-    return tuple(sorted(out, key=lambda g: g.label == ""))
+def _build(lenses: tuple[Lens, ...]) -> BriefCoverage:
+    labels = [lens_label(lens) for lens in lenses]
+    labelled: list[LensGroup] = []
+    unlabelled: list[LensGroup] = []  # last, in brief order (what a stable sort by label == "" gave)
+    # Takes per region as written (Brief.region_distribution), with the name its views show.
+    region_n: dict[str, int] = {}
+    region_name: dict[str, str] = {}
+    n_takes = 0
+    for lens, label in zip(lenses, labels):
+        rows: list[TakeView] = []
+        folded: list[TakeView] = []
+        for take in lens.takes:
+            view = _take_view(take, label)
+            (rows if view.sentence else folded).append(view)
+            if take.region:
+                region_n[take.region] = region_n.get(take.region, 0) + 1
+                region_name[take.region] = view.region
+        n_takes += len(lens.takes)
+        (labelled if label else unlabelled).append(LensGroup(label, tuple(rows), tuple(folded)))
+    all_groups = (*labelled, *unlabelled)
+    lens_n = _lens_counts(lenses, labels)
+    # sorted() is stable and the dict keeps first-seen order, so ties keep it; blank names are left out.
+    regions = tuple((region_name[r], n) for r, n in sorted(region_n.items(), key=lambda kv: -kv[1]) if region_name[r])
+    return BriefCoverage(
+        groups=all_groups,
+        lenses=lens_n,
+        regions=regions,
+        counts_line=_counts_line(n_takes, len(lens_n), len(regions)),
+        also=tuple(v for g in all_groups for v in g.folded),
+    )
 
 
 def capped(all_groups: tuple[LensGroup, ...], limit: int) -> tuple[tuple[LensGroup, ...], int]:
     """The groups cut to their first ``limit`` takes in order, and how many were left out."""
+    if sum(len(g.rows) + len(g.folded) for g in all_groups) <= limit:
+        return tuple(g for g in all_groups if g.rows or g.folded), 0  # nothing cut: the groups themselves
     out: list[LensGroup] = []
     left = limit
     hidden = 0
@@ -197,39 +286,28 @@ def capped(all_groups: tuple[LensGroup, ...], limit: int) -> tuple[tuple[LensGro
     return tuple(out), hidden
 
 
-def _counts(brief: Brief) -> _Counts:
-    """(lens counts, region counts, counts line), once per brief like the take rows."""
-    hit = _COUNTS.get((brief.lenses,))
-    if hit is None:
-        lenses = tuple(_lens_counts(brief.lenses))
-        regions = tuple((clean_line(r), n) for r, n in brief.region_distribution() if clean_line(r))
-        hit = (lenses, regions, _counts_line(brief.take_count, len(lenses), len(regions)))
-        _COUNTS.put((brief.lenses,), (), hit)
-    return hit
-
-
 def region_counts(brief: Brief) -> list[tuple[str, int]]:
-    return list(_counts(brief)[1])
+    return list(of(brief).regions)
 
 
 def lens_counts(brief: Brief) -> list[tuple[str, int]]:
     """Labelled lenses with their number of takes, most first (brief order on ties)."""
-    return list(_counts(brief)[0])
+    return list(of(brief).lenses)
 
 
-def _lens_counts(lenses: tuple[Lens, ...]) -> list[tuple[str, int]]:
-    counter: Counter[str] = Counter()
-    for lens in lenses:
-        label = lens_label(lens)
+def _lens_counts(lenses: tuple[Lens, ...], labels: list[str]) -> tuple[tuple[str, int], ...]:
+    counter: dict[str, int] = {}
+    first: dict[str, int] = {}  # a label's first lens, takes or not, orders ties
+    for i, (lens, label) in enumerate(zip(lenses, labels)):
+        first.setdefault(label, i)
         if label and lens.takes:
-            counter[label] += len(lens.takes)
-    order = {lens_label(lens): i for i, lens in enumerate(reversed(lenses))}
-    return sorted(counter.items(), key=lambda kv: (-kv[1], -order[kv[0]]))
+            counter[label] = counter.get(label, 0) + len(lens.takes)
+    return tuple(sorted(counter.items(), key=lambda kv: (-kv[1], first[kv[0]])))
 
 
 def counts_line(brief: Brief) -> str:
     """``17 takes · 6 lenses · 8 regions`` without zero counts ('' without takes)."""
-    return _counts(brief)[2]
+    return of(brief).counts_line
 
 
 def _counts_line(n_takes: int, n_lenses: int, n_regions: int) -> str:
@@ -250,7 +328,11 @@ def pick(brief: Brief, k: int) -> list[TakeView]:
     first), preferring within a lens a region not shown yet; so the first
     ``k`` rows come from ``k`` different lenses whenever there are that many.
     """
-    queues: list[list[TakeView]] = [list(g.rows) for g in groups(brief) if g.rows]
+    return list(of(brief).pick(k))
+
+
+def _pick(all_groups: tuple[LensGroup, ...], k: int) -> tuple[TakeView, ...]:
+    queues: list[list[TakeView]] = [list(g.rows) for g in all_groups if g.rows]
     shown_regions: set[str] = set()
     chosen: list[TakeView] = []
     while len(chosen) < k and any(queues):
@@ -261,9 +343,9 @@ def pick(brief: Brief, k: int) -> list[TakeView]:
             view = queue.pop(index)
             shown_regions.add(view.region)
             chosen.append(view)
-    return chosen
+    return tuple(chosen)
 
 
 def also_covered(brief: Brief) -> tuple[TakeView, ...]:
     """Takes that are only an outlet and a link, across all lenses."""
-    return tuple(v for g in groups(brief) for v in g.folded)
+    return of(brief).also

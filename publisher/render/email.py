@@ -28,8 +28,8 @@ from ..core.config import Config
 from ..core.errors import RenderError
 from ..core.memo import IdentityMemo
 from ..core.urls import is_http_url
-from .mjml import check_text_lines, compile_mjml, finish_html
-from .skeleton import SkeletonCache, Unfit
+from .mjml import check_text_lines, compile_mjml, compile_raw, finish_html_sized
+from .skeleton import Marked, SkeletonCache, Unfit
 from . import story_mjml
 from .story_text import SOURCES_SHA256, TEMPLATES as TEXT_TEMPLATES, story_text
 from .templating import mirrored as _mirrored, search_path
@@ -109,18 +109,23 @@ def _render_template(env: Environment, name: str, context: dict[str, Any], what:
 SKELETONS = SkeletonCache()
 
 
-def _compile(dirs: tuple[str, ...], tdigest: str, name: str, context: dict[str, Any], what: str) -> tuple[str, str]:
-    """(MJML source, HTML) for template ``name``: the shape's compiled skeleton filled when it can, else mjml-python."""
+def _compile(dirs: tuple[str, ...], tdigest: str, name: str, context: dict[str, Any], what: str) -> tuple[str, str, int]:
+    """(MJML source, HTML, its UTF-8 octets) for template ``name``: the shape's compiled
+    skeleton filled when it can, else mjml-python."""
     env, _ = _environment(dirs)
     if name == "email/story.mjml.j2" and _mirrored(dirs, story_mjml.TEMPLATES, story_mjml.SOURCES_SHA256):
-        source = story_mjml.story_mjml(context)
+        # The writer marks its bodies, so the skeleton does not scan for them.
+        pieces = story_mjml.story_pieces(context)
+        source = "".join(pieces)
+        marked: Marked | None = (pieces, pieces.slots)
     else:
         source = _render_template(env, name, context, what)
+        marked = None
     try:
-        return source, finish_html(SKELETONS.html((dirs, tdigest), source, what), what)
+        return source, *finish_html_sized(SKELETONS.html((dirs, tdigest), source, what, marked), what)
     except Unfit as exc:
         log.debug("%s: compiled directly (%s)", what, exc)
-    return source, compile_mjml(source, what)
+    return source, *finish_html_sized(compile_raw(source, what), what)
 
 
 # ---------------------------------------------------------------- view models
@@ -160,17 +165,17 @@ ALSO_NAMED = 8
 LENS_CHIPS = 10  # the biggest lenses; 30 chips would outweigh the takes themselves
 
 
-def _coverage(brief: Brief, cfg: Config, k: int) -> _Coverage:
+def _coverage(brief: Brief, cfg: Config, k: int, view: cov.BriefCoverage | None = None) -> _Coverage:
     """``k`` takes picked across lenses and regions; every region and lens counted."""
-    also = cov.also_covered(brief)
-    lenses = cov.lens_counts(brief)
+    view = view or cov.of(brief)
+    also, lenses = view.also, view.lenses
     return _Coverage(
         total=brief.take_count,
-        counts_line=cov.counts_line(brief),
-        regions=tuple(cov.region_counts(brief)),
-        lenses=tuple(lenses[:LENS_CHIPS]),
+        counts_line=view.counts_line,
+        regions=view.regions,
+        lenses=lenses[:LENS_CHIPS],
         lenses_more=max(0, len(lenses) - LENS_CHIPS),
-        takes=tuple(cov.pick(brief, k)),
+        takes=view.pick(k),
         also=also[:ALSO_NAMED],
         also_more=max(0, len(also) - ALSO_NAMED),
         more_url=cfg.site.url(f"issues/{brief.slug}.html"),
@@ -182,12 +187,13 @@ def text_direction(cfg: Config) -> str:
 
 
 def _common(cfg: Config, *, subject: str, preheader: str, browser_url: str, unsub: str, reason: str, date_label: str) -> dict[str, Any]:
+    direction = text_direction(cfg)
     return {
         "lang": cfg.site.language or "en",
-        "dir": text_direction(cfg),
-        "align": "right" if text_direction(cfg) == "rtl" else "left",
+        "dir": direction,
+        "align": "right" if direction == "rtl" else "left",
         # Outlook ignores list padding and logical properties: the indent is a margin on the start side.
-        "list_margin": "0 22px 0 0" if text_direction(cfg) == "rtl" else "0 0 0 22px",
+        "list_margin": "0 22px 0 0" if direction == "rtl" else "0 0 0 22px",
         "subject": subject,
         "preheader": preheader,
         "site_title": cfg.site.title,
@@ -227,10 +233,9 @@ def _settings_repr(cfg: Config) -> str:
 
 
 def _inputs_hash(kind: str, key: str, parts: Iterable[str], cfg: Config, template_digest: str) -> str:
-    h = hashlib.sha256()
-    for item in (RENDERER_VERSION, kind, key, template_digest, _settings_repr(cfg), *parts):
-        h.update(item.encode("utf-8", "surrogatepass") + b"\0")
-    return h.hexdigest()
+    # One update of the items each followed by NUL: the bytes an update per item gave.
+    items = "\0".join((RENDERER_VERSION, kind, key, template_digest, _settings_repr(cfg), *parts))
+    return hashlib.sha256((items + "\0").encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _size(html: str) -> int:
@@ -267,6 +272,7 @@ def render_story(brief: Brief, cfg: Config, *, related_titles: Mapping[str, str]
     them from the store); related stories without a known title are left out.
     """
     what = f"story {brief.slug}"
+    view = cov.of(brief)
     titles = dict(related_titles or {})
     dirs = _template_dirs(cfg)
     env, tdigest = _environment(dirs)
@@ -284,29 +290,29 @@ def render_story(brief: Brief, cfg: Config, *, related_titles: Mapping[str, str]
         cfg, subject=subject, preheader=preheader, browser_url=browser_url, unsub=unsub,
         reason=reason, date_label=_date_label(brief, cfg),
     )
+    section_titles = [clean_line(s.title) for s in brief.sections]
     base.update(
         title=clean_line(brief.title),
         dek=clean_line(brief.dek) if brief.dek else "",
-        counts_line=cov.counts_line(brief),
+        counts_line=view.counts_line,
         summary=_link_style(brief.summary.html) if brief.summary else "",
         why=_link_style(brief.why_it_matters.html) if brief.why_it_matters else "",
         watch=[_link_style(item.html) for item in brief.what_to_watch],
-        sections=[{"title": clean_line(s.title), "body": _link_style(s.body.html)} for s in brief.sections],
+        sections=[{"title": t, "body": _link_style(s.body.html)} for t, s in zip(section_titles, brief.sections)],
         related=related,
-        entities=[clean_line(e) for e in brief.entities if clean_line(e)],
+        entities=[name for name in map(clean_line, brief.entities) if name],
         story_url=story_url(brief, cfg),
     )
     text_base = dict(base, summary=brief.summary if brief.summary else "",
                      why=brief.why_it_matters if brief.why_it_matters else "",
                      watch=list(brief.what_to_watch),
-                     sections=[{"title": clean_line(s.title), "body": s.body} for s in brief.sections])
+                     sections=[{"title": t, "body": s.body} for t, s in zip(section_titles, brief.sections)])
 
     k = min(cfg.email.coverage_takes, cfg.email.max_takes, brief.take_count)
     budget = cfg.email.max_html_bytes
     while True:
-        coverage = _coverage(brief, cfg, k)
-        source, html = _compile(dirs, tdigest, "email/story.mjml.j2", dict(base, coverage=coverage), what)
-        size = _size(html)
+        coverage = _coverage(brief, cfg, k, view)
+        source, html, size = _compile(dirs, tdigest, "email/story.mjml.j2", dict(base, coverage=coverage), what)
         if size <= budget:
             break
         if k == 0:

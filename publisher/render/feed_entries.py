@@ -129,7 +129,9 @@ def write_entry(brief: Brief, shown: tuple[LensGroup, ...], hidden: int, more_ur
         out.append("<h2>How the world covered it</h2>\n")
         for group in shown:
             out.append(f"<h3>{_e(group.label)}</h3>\n<ul>\n" if group.label else "<h3>Also covered</h3>\n<ul>\n")
-            out.extend(f"<li>{_take_item(take)}</li>\n" for take in group.rows + group.folded)
+            items = group.rows + group.folded
+            if items:
+                out.append("<li>" + "</li>\n<li>".join(map(_take_item, items)) + "</li>\n")
             out.append("</ul>\n")
         if hidden:
             out.append(f'<p><a href="{_e(more_url)}">and {hidden} more</a></p>\n')
@@ -140,15 +142,22 @@ def write_entry(brief: Brief, shown: tuple[LensGroup, ...], hidden: int, more_ur
 
 def _take_item(take: TakeView) -> str:
     outlet = _e(take.outlet)
-    out = f'<a href="{_e(take.source)}">{outlet}</a>' if take.source else outlet
-    if take.region:
-        out += f", {_e(take.region)}"
-    attrs = (f' lang="{_e(take.lang)}"' if take.lang else "") + f' dir="{_e(take.dir)}"'
-    if take.text_html:
-        out += f" — <span{attrs}>{take.text_html}</span>"
-    if take.quote:
-        out += f"<blockquote{attrs}>“{_e(take.quote)}”</blockquote>"
-    return out
+    source, region, text_html, quote = take.source, take.region, take.text_html, take.quote
+    head = f'<a href="{_e(source)}">{outlet}</a>' if source else outlet
+    if region:
+        head = f"{head}, {_e(region)}"
+    if not (text_html or quote):
+        return head
+    attrs = _attrs(take.lang, take.dir)
+    if text_html:
+        head = f"{head} — <span{attrs}>{text_html}</span>"
+    return f"{head}<blockquote{attrs}>“{_e(quote)}”</blockquote>" if quote else head
+
+
+@functools.lru_cache(maxsize=64)
+def _attrs(lang: str, direction: str) -> str:
+    # A brief's takes share a few (lang, dir) pairs.
+    return (f' lang="{_e(lang)}"' if lang else "") + f' dir="{_e(direction)}"'
 
 
 # ------------------------------------------------------------------ entry data

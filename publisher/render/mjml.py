@@ -40,22 +40,46 @@ def _fold_html(html: str) -> str:
 
 
 def _fold_measured(html: str) -> tuple[str, int]:
-    """(:func:`_fold_html`'s result, octets in its longest line over _FOLD_AT // 4
-    characters): the octets are at hand while folding, so nothing is encoded twice."""
-    out: list[str] = []
-    longest = 0
-    for line in html.split("\n"):
-        size = len(line)
-        if size > _FOLD_AT // 4 and not line.isascii():
-            size = len(line.encode())
-        if size <= _FOLD_AT:
-            out.append(line)
-        else:
+    """(:func:`_fold_html`'s result, octets in its longest line): the octets are
+    at hand while folding, so nothing is encoded twice."""
+    folded, longest, _octets = _fold_sized(html)
+    return folded, longest
+
+
+def _fold_sized(html: str) -> tuple[str, int, int]:
+    """:func:`_fold_measured`'s pair and the result's UTF-8 octets (-1 when not
+    known). The HTML is encoded once and cut into lines as bytes, decoded once
+    at the end."""
+    try:
+        data = html.encode()
+    except UnicodeEncodeError:  # a lone surrogate: measure and fold line by line
+        return (*_fold_measured_lines(html), -1)
+    lines = data.split(b"\n")
+    sizes = list(map(len, lines))
+    if max(sizes) <= _FOLD_AT:
+        return html, max(sizes), len(data)
+    for i in [i for i, size in enumerate(sizes) if size > _FOLD_AT]:
+        pieces = _fold_data(lines[i])
+        lines[i] = b"\n".join(pieces)
+        sizes[i] = max(map(len, pieces))
+    data = b"\n".join(lines)
+    return data.decode(), max(sizes), len(data)
+
+
+def _fold_measured_lines(html: str) -> tuple[str, int]:
+    """:func:`_fold_measured` for HTML that does not encode as a whole; lines up
+    to _FOLD_AT // 4 characters are measured in characters (they cannot reach the limit)."""
+    lines = html.split("\n")
+    sizes = list(map(len, lines))
+    for i in [i for i, size in enumerate(sizes) if size > _FOLD_AT // 4]:
+        line = lines[i]
+        if sizes[i] <= _FOLD_AT and not line.isascii():
+            sizes[i] = len(line.encode())
+        if sizes[i] > _FOLD_AT:
             pieces = _fold_bytes(line)
-            out.append(b"\n".join(pieces).decode())
-            size = max(map(len, pieces))
-        longest = max(longest, size)
-    return "\n".join(out), longest
+            lines[i] = b"\n".join(pieces).decode()
+            sizes[i] = max(map(len, pieces))
+    return "\n".join(lines), max(sizes)
 
 
 def _fold_line(line: str) -> list[str]:
@@ -70,7 +94,11 @@ def _fold_bytes(line: str) -> list[bytes]:
     block-level tag; else after the last space between words; else (CJK
     prose, one huge word) inside the text through an empty comment, since a
     bare newline between CJK characters would render as a space."""
-    data = line.encode()
+    return _fold_data(line.encode())
+
+
+def _fold_data(data: bytes) -> list[bytes]:
+    """:func:`_fold_bytes` for a line already encoded."""
     pieces: list[bytes] = []
     start = 0
     while len(data) - start > _FOLD_AT:
@@ -182,11 +210,18 @@ def finish_html(out: str, what: str) -> str:
 
     Separate from :func:`compile_raw` because a skeleton's values change line
     lengths: folding must see the final text (see render.skeleton)."""
-    out, longest = _fold_measured(out)
+    return finish_html_sized(out, what)[0]
+
+
+def finish_html_sized(out: str, what: str) -> tuple[str, int]:
+    """:func:`finish_html` and the result's size in UTF-8 octets, known while folding."""
+    out, longest, octets = _fold_sized(out)
     if longest > MAX_LINE_OCTETS:
         raise RenderError(what, f"HTML has an unbreakable {longest}-octet line (an over-long URL?)")
+    if octets < 0:
+        octets = len(out.encode("utf-8"))
     # A MIME body ends in a newline; ending with one keeps web and mail copies identical.
-    return out if out.endswith("\n") else out + "\n"
+    return (out, octets) if out.endswith("\n") else (out + "\n", octets + 1)
 
 
 def longest_line(text: str) -> int:

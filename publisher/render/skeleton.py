@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cachetools import LRUCache
@@ -42,6 +43,7 @@ SHAPES = 128  # compiled shapes kept per process (a build has a few)
 
 _TOKEN = "Qz{}zQ"  # letters and digits only: mjml-python leaves them alone
 _TOKEN_RE = re.compile(r"Qz(\d+)zQ")
+_TOKENS = tuple(_TOKEN.format(n) for n in range(64))  # a story has about twenty bodies
 # An opening tag that is not self-closing (mj-attributes holds <mj-text … />);
 # its closing tag is found with str.find (a lazy .*? costs a step per character).
 _OPEN = re.compile(r"<mj-(text|raw|title)\b[^>]*(?<!/)>")
@@ -60,6 +62,10 @@ _CANONICAL_SEEN: set[str] = set()
 _SEEN_MAX = 4096
 
 Parts = tuple[tuple[str, ...], tuple[int, ...]]  # literals (one more than slots), body index per slot
+# The element kind a writer gives a body whose tags are all its own, written in
+# the canonical form (an <mj-text> or <mj-raw> body): movable unless blank.
+OWN = "own"
+Marked = tuple[Sequence[str], Iterable[tuple[int, str]]]  # pieces of the MJML, (piece index, element) per body
 
 
 class Unfit(Exception):
@@ -94,6 +100,25 @@ def split(source: str) -> tuple[str, list[str]]:
         bodies.append(body)
         pos = end
     out.append(source[pos:])
+    return "".join(out), bodies
+
+
+def split_marked(pieces: Sequence[str], slots: Iterable[tuple[int, str]]) -> tuple[str, list[str]]:
+    """:func:`split` of ``"".join(pieces)`` for a writer that marked where the
+    bodies are (``slots``: index in ``pieces``, element): no scan of the MJML.
+
+    The writer's contract: every ``<mj-text>``, ``<mj-raw>`` and ``<mj-title>``
+    that is not self-closing has its body as one marked piece, and no body
+    holds an ``mj-`` tag (its text is escaped); a body marked :data:`OWN` has
+    only canonical tags. Bodies that are not movable stay in the shape, as
+    split leaves them. ``tests/render/test_skeleton.py`` checks both agree."""
+    out = list(pieces)
+    bodies: list[str] = []
+    for index, kind in slots:
+        body = out[index]
+        if (body and not body.isspace()) if kind == OWN else _movable(kind, body):
+            out[index] = _TOKENS[len(bodies)] if len(bodies) < len(_TOKENS) else _TOKEN.format(len(bodies))
+            bodies.append(body)
     return "".join(out), bodies
 
 
@@ -176,11 +201,18 @@ class SkeletonCache:
         self.misses = 0  # shapes compiled
         self.unfit = 0  # issues compiled directly instead (see Unfit)
 
-    def html(self, key: tuple[object, ...], source: str, what: str) -> str:
+    def html(self, key: tuple[object, ...], source: str, what: str, marked: Marked | None = None) -> str:
         """mjml-python's HTML for ``source`` (before folding); ``key`` names the settings
-        the MJML was rendered with. Raises :class:`Unfit` to ask for a direct compile."""
+        the MJML was rendered with; ``marked``, the pieces ``source`` was joined from and
+        where its bodies are (see :func:`split_marked`). Raises :class:`Unfit` to ask
+        for a direct compile."""
         try:
-            shape, bodies = split(source)
+            if marked is None:
+                shape, bodies = split(source)
+            elif "Qz" in source and _TOKEN_RE.search(source):
+                raise Unfit("the MJML contains a token")
+            else:
+                shape, bodies = split_marked(*marked)
             full_key = (*key, shape)
             with self._lock:
                 skeleton = self._data.get(full_key)

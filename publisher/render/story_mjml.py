@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .escape import e
+from .skeleton import OWN
 
 TEMPLATES = (
     "email/story.mjml.j2", "email/_head.mjml.j2", "email/_preheader.mjml.j2", "email/_masthead.mjml.j2",
@@ -21,8 +22,8 @@ TEMPLATES = (
 )
 SOURCES_SHA256 = "49ad3fd7207b283eb9caaeacde63a471d4ba264005cb2ceee848c8d008272fec"
 
-_HEAD = """<mj-head>
-  <mj-title>{subject}</mj-title>
+_HEAD_OPEN = "<mj-head>\n  <mj-title>"
+_HEAD = """</mj-title>
   <mj-raw>
     <meta name="color-scheme" content="light dark">
     <meta name="supported-color-schemes" content="light dark">
@@ -68,67 +69,101 @@ _H2 = '<h2 style="font-size:20px;line-height:1.3;margin:10px 0 2px">'
 _LINK = 'style="color:#0b5cad"'
 
 
+class Pieces(list[str]):
+    """The MJML in pieces: literal markup, and (``slots``: index, element) the
+    body of each ``<mj-text>``, ``<mj-raw>`` and ``<mj-title>``, where
+    render.skeleton.split would cut it; so the skeleton needs no re-scan."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slots: list[tuple[int, str]] = []
+
+    def body(self, kind: str, value: str) -> None:
+        self.slots.append((len(self), kind))
+        self.append(value)
+
+    def text(self, open_tag: str, value: str, close: str = "</mj-text>\n", kind: str = "text") -> None:
+        """``open_tag`` (ending in ``<mj-text …>``), the body, then ``close``."""
+        self.append(open_tag)
+        self.body(kind, value)
+        self.append(close)
+
+    def own(self, open_tag: str, value: str, close: str = "</mj-text>\n") -> None:
+        """:meth:`text` for a body whose only tags are this module's, written in
+        the form mrml keeps (render.skeleton.OWN): not checked tag by tag."""
+        self.text(open_tag, value, close, OWN)
+
+
 def story_mjml(ctx: dict[str, Any]) -> str:
     """What ``email/story.mjml.j2`` renders for ``ctx``."""
-    out = [f'<mjml lang="{e(ctx["lang"])}" dir="{e(ctx["dir"])}">\n']
-    out.append(_HEAD.format(subject=e(ctx["subject"]), align=e(ctx["align"]), dir=e(ctx["dir"]), list_margin=e(ctx["list_margin"])))
+    return "".join(story_pieces(ctx))
+
+
+def story_pieces(ctx: dict[str, Any]) -> Pieces:
+    """:func:`story_mjml` before joining, its bodies marked."""
+    out = Pieces()
+    out.append(f'<mjml lang="{e(ctx["lang"])}" dir="{e(ctx["dir"])}">\n{_HEAD_OPEN}')
+    out.body("title", e(ctx["subject"]))
+    out.append(_HEAD.format(align=e(ctx["align"]), dir=e(ctx["dir"]), list_margin=e(ctx["list_margin"])))
     out.append('<mj-body width="600px" background-color="#ffffff" css-class="dm-body">\n')
-    out.append('<mj-raw><div style="display:none;max-height:0;max-width:0;opacity:0;overflow:hidden;mso-hide:all">'
-               f"{e(ctx['preheader'])}{_PREHEADER_PAD}</div></mj-raw>\n")
+    out.append("<mj-raw>")
+    out.body(OWN, '<div style="display:none;max-height:0;max-width:0;opacity:0;overflow:hidden;mso-hide:all">'
+                  f"{e(ctx['preheader'])}{_PREHEADER_PAD}</div>")
+    out.append("</mj-raw>\n")
     _masthead(out, ctx)
     out.append("<mj-section>\n  <mj-column>\n")
-    out.append('    <mj-text font-size="26px" line-height="1.25" padding="16px 20px 6px"><h1 style="font-size:26px;'
-               f'line-height:1.25;margin:0;font-weight:700">{e(ctx["title"])}</h1></mj-text>\n')
+    out.own('    <mj-text font-size="26px" line-height="1.25" padding="16px 20px 6px">',
+            f'<h1 style="font-size:26px;line-height:1.25;margin:0;font-weight:700">{e(ctx["title"])}</h1>')
     if ctx["dek"]:
-        out.append('    <mj-text font-size="18px" line-height="1.4" color="#424a53" padding="0 20px 6px" '
-                   f'css-class="dm-text dm-muted">{e(ctx["dek"])}</mj-text>\n')
+        out.own('    <mj-text font-size="18px" line-height="1.4" color="#424a53" padding="0 20px 6px" '
+                'css-class="dm-text dm-muted">', e(ctx["dek"]))
     if ctx["counts_line"]:
-        out.append('    <mj-text font-size="14px" color="#57606a" padding="0 20px 6px" css-class="dm-text dm-muted">'
-                   f'<strong>{e(ctx["counts_line"])}</strong></mj-text>\n')
+        out.own('    <mj-text font-size="14px" color="#57606a" padding="0 20px 6px" css-class="dm-text dm-muted">',
+                f'<strong>{e(ctx["counts_line"])}</strong>')
     if ctx["summary"]:
-        out.append(f"    <mj-text>{_H2}Summary</h2>{e(ctx['summary'])}</mj-text>\n")
+        out.text("    <mj-text>", f"{_H2}Summary</h2>{e(ctx['summary'])}")
     if ctx["why"]:
-        out.append(f"    <mj-text>{_H2}Why it matters</h2>{e(ctx['why'])}</mj-text>\n")
+        out.text("    <mj-text>", f"{_H2}Why it matters</h2>{e(ctx['why'])}")
     if ctx["watch"]:
         items = "".join(f'<li style="margin:0 0 4px">{e(item)}</li>' for item in ctx["watch"])
-        out.append(f'    <mj-text>{_H2}What to watch</h2><ul style="margin:{e(ctx["list_margin"])};padding:0">{items}</ul></mj-text>\n')
+        out.text("    <mj-text>", f'{_H2}What to watch</h2><ul style="margin:{e(ctx["list_margin"])};padding:0">{items}</ul>')
     for section in ctx["sections"]:
-        out.append(f"    <mj-text>{_H2}{e(section['title'])}</h2>{e(section['body'])}</mj-text>\n")
+        out.text("    <mj-text>", f"{_H2}{e(section['title'])}</h2>{e(section['body'])}")
     if ctx["coverage"].total:
         _coverage(out, ctx["coverage"])
     _related(out, ctx)
-    out.append(f'    <mj-text padding="14px 20px 6px"><a href="{e(ctx["story_url"])}" style="color:#0b5cad;'
-               'font-weight:700;font-size:17px">Read the full story →</a></mj-text>\n  </mj-column>\n</mj-section>\n')
+    out.own('    <mj-text padding="14px 20px 6px">', f'<a href="{e(ctx["story_url"])}" style="color:#0b5cad;'
+            'font-weight:700;font-size:17px">Read the full story →</a>', "</mj-text>\n  </mj-column>\n</mj-section>\n")
     _footer(out, ctx)
     out.append("</mj-body>\n</mjml>\n")
-    return "".join(out)
+    return out
 
 
-def _masthead(out: list[str], ctx: dict[str, Any]) -> None:
+def _masthead(out: Pieces, ctx: dict[str, Any]) -> None:
     out.append('<mj-section background-color="#0b3d6e" css-class="dm-brand" padding="0">\n  <mj-column>\n')
     home, title = e(ctx["home_url"]), e(ctx["site_title"])
     if ctx["logo"]:
-        out.append(f'    <mj-text padding="14px 20px 2px" css-class="dm-brand-text"><a href="{home}" style="color:#ffffff;'
-                   f'text-decoration:none"><img src="{e(ctx["logo"])}" alt="{title}" width="140" style="display:block;'
-                   'border:0;max-width:140px;height:auto;color:#ffffff;font-size:20px;font-weight:700"></a></mj-text>\n')
+        out.text('    <mj-text padding="14px 20px 2px" css-class="dm-brand-text">', f'<a href="{home}" style="color:#ffffff;'
+                 f'text-decoration:none"><img src="{e(ctx["logo"])}" alt="{title}" width="140" style="display:block;'
+                 'border:0;max-width:140px;height:auto;color:#ffffff;font-size:20px;font-weight:700"></a>')
     else:
-        out.append('    <mj-text font-size="20px" font-weight="700" line-height="1.2" color="#ffffff" padding="14px 20px 2px" '
-                   f'css-class="dm-brand-text"><a href="{home}" style="color:#ffffff;text-decoration:none">{title}</a></mj-text>\n')
+        out.own('    <mj-text font-size="20px" font-weight="700" line-height="1.2" color="#ffffff" padding="14px 20px 2px" '
+                'css-class="dm-brand-text">', f'<a href="{home}" style="color:#ffffff;text-decoration:none">{title}</a>')
     if ctx["date_label"]:
-        out.append('    <mj-text font-size="13px" line-height="1.3" color="#ffffff" padding="0 20px 12px" '
-                   f'css-class="dm-brand-text">{e(ctx["date_label"])}</mj-text>\n')
+        out.own('    <mj-text font-size="13px" line-height="1.3" color="#ffffff" padding="0 20px 12px" '
+                'css-class="dm-brand-text">', e(ctx["date_label"]))
     else:
         out.append('    <mj-spacer height="10px" />\n')
     out.append("  </mj-column>\n</mj-section>\n")
 
 
-def _coverage(out: list[str], c: Any) -> None:
-    out.append('    <mj-text padding="14px 20px 0"><h2 style="font-size:20px;line-height:1.3;margin:0 0 4px">How the world '
-               f'covered it</h2>\n<p class="muted" style="margin:0 0 6px;font-size:14px;color:#57606a">{e(c.counts_line)}</p>\n')
+def _coverage(out: Pieces, c: Any) -> None:
+    head = ['<h2 style="font-size:20px;line-height:1.3;margin:0 0 4px">How the world covered it</h2>\n'
+            f'<p class="muted" style="margin:0 0 6px;font-size:14px;color:#57606a">{e(c.counts_line)}</p>\n']
     if c.regions:
         spans = " · ".join(f'<span dir="auto" style="white-space:nowrap">{e(region)}&nbsp;<strong>{e(n)}</strong></span>'
                            for region, n in c.regions)
-        out.append(f'<p class="regions" style="margin:0 0 6px;font-size:14px;line-height:1.6">{spans}</p>\n')
+        head.append(f'<p class="regions" style="margin:0 0 6px;font-size:14px;line-height:1.6">{spans}</p>\n')
     if c.lenses:
         chips = "".join('<span class="chip" style="display:inline-block;border:1px solid #d0d7de;border-radius:10px;'
                         f'padding:0 8px;margin:0 4px 4px 0;white-space:nowrap">{e(lens)}&nbsp;{e(n)}</span> '
@@ -136,17 +171,17 @@ def _coverage(out: list[str], c: Any) -> None:
         if c.lenses_more:
             chips += (f'<span class="muted" style="color:#57606a;white-space:nowrap">+{e(c.lenses_more)} more '
                       f'lens{"es" if c.lenses_more != 1 else ""}</span>')
-        out.append(f'<p class="lenses" style="margin:0 0 4px;font-size:13px;line-height:1.9">{chips}</p>\n')
-    out.append("</mj-text>\n")
+        head.append(f'<p class="lenses" style="margin:0 0 4px;font-size:13px;line-height:1.9">{chips}</p>\n')
+    out.own('    <mj-text padding="14px 20px 0">', "".join(head))
     if c.takes:
-        out.append(f'    <mj-text padding="2px 20px 0">{"".join(_take(t) for t in c.takes)}</mj-text>\n')
+        out.own('    <mj-text padding="2px 20px 0">', "".join(map(_take, c.takes)))
     if c.also:
         names = ", ".join(_outlet(t) for t in c.also)
         more = f" and {e(c.also_more)} more" if c.also_more else ""
-        out.append('    <mj-text font-size="14px" padding="4px 20px 0"><p style="margin:0;border-top:1px solid #eaeef2;'
-                   f'padding-top:8px">Also covered: {names}{more}</p></mj-text>\n')
-    out.append(f'    <mj-text padding="8px 20px 6px"><a href="{e(c.more_url)}" style="color:#0b5cad;font-weight:600">'
-               f'See all {e(c.total)} take{"s" if c.total != 1 else ""} →</a></mj-text>\n')
+        out.own('    <mj-text font-size="14px" padding="4px 20px 0">', '<p style="margin:0;border-top:1px solid #eaeef2;'
+                f'padding-top:8px">Also covered: {names}{more}</p>')
+    out.own('    <mj-text padding="8px 20px 6px">', f'<a href="{e(c.more_url)}" style="color:#0b5cad;font-weight:600">'
+            f'See all {e(c.total)} take{"s" if c.total != 1 else ""} →</a>')
 
 
 def _outlet(t: Any) -> str:
@@ -162,22 +197,23 @@ def _take(t: Any) -> str:
             f'style="margin:2px 0 0;font-size:15px;line-height:1.45">{e(t.sentence)}</p></div>')
 
 
-def _related(out: list[str], ctx: dict[str, Any]) -> None:
+def _related(out: Pieces, ctx: dict[str, Any]) -> None:
     related, entities = ctx["related"], ctx["entities"]
     if not (related or entities):
         return
     out.append("    <mj-divider />\n")
     if related:
         links = " · ".join(f'<a href="{e(item["url"])}" {_LINK}>{e(item["label"])}</a>' for item in related)
-        out.append(f'    <mj-text font-size="14px"><strong>Related:</strong> {links}</mj-text>\n')
+        out.own('    <mj-text font-size="14px">', f"<strong>Related:</strong> {links}")
     if entities:
-        out.append(f'    <mj-text font-size="14px"><strong>Entities:</strong> {" · ".join(e(x) for x in entities)}</mj-text>\n')
+        out.own('    <mj-text font-size="14px">', f'<strong>Entities:</strong> {" · ".join(e(x) for x in entities)}')
 
 
-def _footer(out: list[str], ctx: dict[str, Any]) -> None:
-    out.append('<mj-section>\n  <mj-column>\n    <mj-divider />\n    <mj-text font-size="13px" color="#57606a" '
-               f'css-class="dm-text dm-muted">\n      <p class="muted" style="margin:0 0 8px">{e(ctx["reason"])}</p>\n'
-               f'      <p class="muted" style="margin:0 0 8px"><a href="{e(ctx["browser_url"])}" {_LINK}>View in your browser</a>'
-               f' · <a href="{e(ctx["manage_url"])}" {_LINK}>Manage subscription</a> · <a href="{e(ctx["unsubscribe_url"])}" '
-               f'{_LINK}>Unsubscribe</a></p>\n      <p class="muted" style="margin:0 0 20px">{e(ctx["postal_line"])}</p>\n'
-               "    </mj-text>\n  </mj-column>\n</mj-section>\n")
+def _footer(out: Pieces, ctx: dict[str, Any]) -> None:
+    out.own('<mj-section>\n  <mj-column>\n    <mj-divider />\n    <mj-text font-size="13px" color="#57606a" '
+            'css-class="dm-text dm-muted">',
+            f'\n      <p class="muted" style="margin:0 0 8px">{e(ctx["reason"])}</p>\n'
+            f'      <p class="muted" style="margin:0 0 8px"><a href="{e(ctx["browser_url"])}" {_LINK}>View in your browser</a>'
+            f' · <a href="{e(ctx["manage_url"])}" {_LINK}>Manage subscription</a> · <a href="{e(ctx["unsubscribe_url"])}" '
+            f'{_LINK}>Unsubscribe</a></p>\n      <p class="muted" style="margin:0 0 20px">{e(ctx["postal_line"])}</p>\n    ',
+            "</mj-text>\n  </mj-column>\n</mj-section>\n")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .text import Refs, rich_text, underline, wrap
+from .text import Refs, rich_text, underline_wrapped, wrap
 
 TEMPLATES = ("email/story.txt.j2", "email/_footer.txt.j2")
 SOURCES_SHA256 = "56511270e0c5ec8812e5fc561986fb32d4c1d3b5c8b3a220bb8c51a978a0a176"
@@ -26,7 +26,8 @@ def story_text(ctx: dict[str, Any], refs: Refs) -> str:
     out: list[str] = [ctx["site_title"]]
     if ctx["date_label"]:
         out.append(f" · {ctx['date_label']}")
-    out.append(f"\n\n{wrap(ctx['title'])}\n{underline(ctx['title'], '=')}\n")
+    title = wrap(ctx["title"])
+    out.append(f"\n\n{title}\n{underline_wrapped(title, '=')}\n")
     if ctx["dek"]:
         out.append(f"\n{wrap(ctx['dek'])}\n")
     out.append("\n")

@@ -42,7 +42,9 @@ def _line_pattern(width: int) -> re.Pattern[str]:
     # Up to ``width`` characters ending at a space, else one whole long word
     # (a URL keeps its own line): greedy filling done by the regex engine,
     # many times faster than textwrap for the dozens of paragraphs per issue.
-    return re.compile(r"(?:.{1,%d}|\S+)(?: +|$)" % width)
+    # The group is each line without the space after it: words are single
+    # spaced, so a line never ends in a space of its own.
+    return re.compile(r"(.{1,%d}|\S+)(?: +|$)" % width)
 
 
 def wrap(value: str, width: int = TEXT_WIDTH, indent: str = "", subsequent: str | None = None) -> str:
@@ -50,20 +52,29 @@ def wrap(value: str, width: int = TEXT_WIDTH, indent: str = "", subsequent: str 
 
     The indents used by the templates are the same length on every line
     ("* " then "  "), so one pattern serves the whole paragraph."""
+    text = value if type(value) is str else str(value)
     sub = indent if subsequent is None else subsequent
-    pattern = _line_pattern(max(width - max(len(indent), len(sub)), 20))
+    taken = len(indent) if len(indent) >= len(sub) else len(sub)
+    room = width - taken if width - taken > 20 else 20  # max(width - max(...), 20) without the calls
+    if "\n" not in text:
+        # One paragraph (most calls: headings, names, short lines), and when
+        # it fits, the one line the pattern would find: no regex at all.
+        words = " ".join(text.split())
+        if len(words) <= room and (words.isascii() or not _WIDE.search(words)):
+            return indent + words if words else ""
+        paras = [words]
+    else:
+        paras = [" ".join(para.split()) for para in _PARA_BREAK.split(text)]
+    pattern = _line_pattern(room)
     out = []
     first = True
-    for para in _PARA_BREAK.split(str(value)):
-        words = " ".join(para.split())
+    for words in paras:
         if not words:
             continue
         if not words.isascii() and _WIDE.search(words):
             lines = fill_wide(words, width, indent if first else sub, sub)
         else:
-            pieces = pattern.findall(words)
-            lines = [(indent if first else sub) + pieces[0].rstrip()]
-            lines.extend(sub + piece.rstrip() for piece in pieces[1:])
+            lines = [(indent if first else sub) + ("\n" + sub).join(pattern.findall(words))]
         out.append("\n".join(lines))
         first = False
     return "\n\n".join(out)
@@ -103,8 +114,12 @@ def fill_wide(text: str, width: int, indent: str, subsequent: str) -> list[str]:
 
 
 def underline(value: str, char: str) -> str:
-    first = wrap(value).splitlines()
-    longest = max((columns(line) for line in first), default=0)
+    return underline_wrapped(wrap(value), char)
+
+
+def underline_wrapped(wrapped: str, char: str) -> str:
+    """:func:`underline` for a value the caller has already wrapped."""
+    longest = max((columns(line) for line in wrapped.splitlines()), default=0)
     return char * min(max(longest, 3), TEXT_WIDTH)
 
 

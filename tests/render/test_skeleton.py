@@ -18,7 +18,7 @@ from publisher.core.config import Config
 from publisher.core.errors import BriefError, RenderError
 from publisher.render import email
 from publisher.render.email import RenderedIssue, render_story
-from publisher.render.skeleton import SkeletonCache, Unfit
+from publisher.render.skeleton import Marked, SkeletonCache, Unfit
 from tests.support.briefgen import brief_text
 from tests.support.files import DATA, SAMPLES
 from tests.support.project import build_config
@@ -52,7 +52,7 @@ def fresh_cache() -> Iterator[SkeletonCache]:
 
 
 class NoSkeletons(SkeletonCache):
-    def html(self, key: tuple[object, ...], source: str, what: str) -> str:
+    def html(self, key: tuple[object, ...], source: str, what: str, marked: Marked | None = None) -> str:
         raise Unfit("direct compile for the comparison")
 
 
