@@ -198,6 +198,9 @@ def child_edits(config_path: str, edits: int) -> None:
     t0 = time.perf_counter()
     first = pub.sync()  # nothing changed since the cold build: loads and compares the index
     first_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pub.warm()  # as the service does after its first scan
+    warm_s = time.perf_counter() - t0
     idle = []
     for _ in range(3):
         t0 = time.perf_counter()
@@ -227,7 +230,7 @@ def child_edits(config_path: str, edits: int) -> None:
     for _ in range(edits):
         for kind, rel in targets.items():  # interleaved, so load bursts hit all three
             series[kind].append(edit(rel))
-    print(json.dumps({"first": first_s, "first_changed": first.changed, "idle": idle, "first_edit": first_edit,
+    print(json.dumps({"first": first_s, "warm": warm_s, "first_changed": first.changed, "idle": idle, "first_edit": first_edit,
                       "series": series, "missed": missed}))
 
 
@@ -375,7 +378,7 @@ def edits(n: int, base: Path, cfg: Path, args: argparse.Namespace, report: Repor
         sys.exit(f"edit run failed (rc {m.rc}):\n{m.stderr[-3000:]}")
     info = json.loads(m.stdout.strip().splitlines()[-1])
     first_ms, first_files = info["first_edit"]
-    report.add(n, "first edit in a fresh process (newest story), ms", f"{first_ms * 1000:.0f} ({first_files} files)")
+    report.add(n, "first edit in a fresh process, after its warm-up (newest story), ms", f"{first_ms * 1000:.0f} ({first_files} files)")
     for kind, runs in info["series"].items():
         ms = [t * 1000 for t, _ in runs]
         files = statistics.median(w for _, w in runs)
@@ -384,7 +387,8 @@ def edits(n: int, base: Path, cfg: Path, args: argparse.Namespace, report: Repor
                    f"{pct(ms, 0.5):.0f} / {p95:.0f} / {max(ms):.0f} ({files:.0f} files)", "", "", "",
                    "p95 ≤ 100", verdict(p95 <= 100 and not info["missed"]))
     report.add(n, "sync with nothing changed, ms", f"{statistics.median(info['idle']) * 1000:.0f}")
-    report.add(n, "first sync of a new process, ms", f"{info['first'] * 1000:.0f}")
+    report.add(n, "first sync of a new process, then its warm-up (as `publisher run` starts), ms",
+               f"{info['first'] * 1000:.0f}, {info['warm'] * 1000:.0f}")
     if info["missed"]:
         print(f"  warning: {info['missed']} edits were not published by the sync after them", file=sys.stderr)
 

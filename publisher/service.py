@@ -48,6 +48,7 @@ class Service:
         self._scanning = False  # a scan job is running: a nudge now queues one more scan after it
         self._again = False
         self._last_full = 0.0
+        self._warmed = False  # the pipeline's warm-up ran (after the first full scan)
 
     # -- jobs (each logs and survives its own failures) ---------------------
 
@@ -102,6 +103,13 @@ class Service:
         except PublisherError as exc:
             log.error("scan failed: %s", exc)
             return
+        if paths is None and not sweep and not self._warmed:
+            # The first full scan is done: what the first edit would load, load now.
+            self._warmed = True
+            try:
+                self.pipeline.warm()
+            except (PublisherError, OSError) as exc:  # the first edit loads it then
+                log.warning("warm-up failed: %s", exc)
         if result.retry_after is not None and not self._stop.is_set():
             # A file is still being written, or a failed one's backoff ends:
             # look at it again then, not only at the next safety-net scan.

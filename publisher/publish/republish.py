@@ -21,9 +21,10 @@ from collections.abc import Iterable, Sequence
 from ..core.config import Config
 from ..core.errors import PublisherError
 from ..store.engine import Connection, DatabaseFailure, Engine
+from ..store import stories
 from ..store.stories import StoryRef
 from .briefcache import BriefCache
-from .feedfiles import FeedWriter
+from .feedfiles import MAIN_FEED, FeedWriter
 from .reading import failure_message
 from .results import SyncResult
 from .retry import Retries
@@ -60,6 +61,13 @@ class Republisher:
         written += self.site.write(conn, keys, None if full or changed is None else sorted({*changed, *self.changed}), refs,
                                   fresh=force)
         return written
+
+    def warm(self, conn: Connection) -> list[str]:
+        """What the first edit of a process would load, loaded now: every feed's entry parts and the
+        site's lists (each list page checked against its kept inputs: the files written again, if any)."""
+        tags = stories.live_feed_tags(conn) | {MAIN_FEED}
+        self.feeds.warm(conn, tags)
+        return self.site.write(conn, tags)
 
     def write_within(self, conn: Connection, touched: Iterable[str], changed: Sequence[str], result: SyncResult) -> bool:
         """:meth:`write` in the caller's transaction; a file that cannot be written (a full disk) leaves

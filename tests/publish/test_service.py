@@ -178,3 +178,17 @@ def test_a_nudge_during_a_scan_runs_one_more_scan_right_after(tmp_path: Path) ->
     assert calls == [None, ["story-9.txt"], ["story-7.txt", "story-8.txt"]]
     svc.scan()
     assert len(calls) == 3  # nothing queued: the next tick is idle again
+
+
+def test_the_first_full_scan_warms_the_pipeline_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg, svc = service(tmp_path)
+    (cfg.paths.briefs / "story-1.txt").write_bytes(brief(1))
+    warmed: list[int] = []
+    original = svc.pipeline.warm
+    monkeypatch.setattr(svc.pipeline, "warm", lambda: (warmed.append(1), original())[1])
+    svc._scan_paths(None)
+    svc._scan_paths(None)
+    svc._scan_paths(["story-1.txt"])
+    assert warmed == [1]
+    # Warm: the site's lists are loaded, so the next edit reads only its own story's listing.
+    assert svc.pipeline.outputs.site._listing is not None

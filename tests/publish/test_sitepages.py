@@ -204,3 +204,25 @@ def test_a_changed_site_template_reaches_every_list_page_however_their_inputs_we
     templating.search_path.cache_clear()
     Pipeline(cfg, store.connect(cfg.store_url)).build_all(workers=1)
     assert "The whole archive" in (cfg.paths.public / "archive" / "index.html").read_text()
+
+
+def test_after_a_warm_up_a_fresh_process_edits_without_reading_every_story(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first edit of a fresh process read every story's listing and checked
+    # every archive page (at 30k stories: 650 ms); Pipeline.warm does that at start.
+    from publisher.store import stories
+    from tests.support.project import brief_text, make_project, pipeline_for
+
+    cfg = make_project(tmp_path, schedule={"quiet_period": 0.0})
+    for n in range(5):
+        (cfg.paths.briefs / f"s{n}.md").write_text(brief_text(f"story-{n}", f"Story {n}", date=f"2026-11-2{n}"))
+    pipeline_for(cfg).build_all(workers=1)
+    fresh = pipeline_for(cfg)
+    fresh.sync()
+    fresh.warm()
+    whole: list[object] = []
+    original = stories.listed
+    monkeypatch.setattr(stories, "listed", lambda conn, slugs=None: (whole.append(slugs) if slugs is None else None, original(conn, slugs))[1])
+    (cfg.paths.briefs / "s4.md").write_text(brief_text("story-4", "Story 4", date="2026-11-24", summary="Edited."))
+    result = fresh.sync(["s4.md"])
+    assert result.published == ["story-4"] and "issues/story-4.html" in result.written
+    assert whole == []
