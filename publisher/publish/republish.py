@@ -21,7 +21,6 @@ from collections.abc import Iterable, Sequence
 from ..core.config import Config
 from ..core.errors import PublisherError
 from ..store.engine import Connection, DatabaseFailure, Engine
-from ..store import stories
 from ..store.stories import StoryRef
 from .briefcache import BriefCache
 from .feedfiles import MAIN_FEED, FeedWriter
@@ -63,11 +62,12 @@ class Republisher:
         return written
 
     def warm(self, conn: Connection) -> list[str]:
-        """What the first edit of a process would load, loaded now: every feed's entry parts and the
-        site's lists (each list page checked against its kept inputs: the files written again, if any)."""
-        tags = stories.live_feed_tags(conn) | {MAIN_FEED}
-        self.feeds.warm(conn, tags)
-        return self.site.write(conn, tags)
+        """What the first edit of a process would load, loaded now: the main feed's entry parts and the
+        site's lists (the archive, home and tags index checked against their kept inputs: the files
+        written again, if any). Not every tag feed and tag page: with thousands of entity feeds that
+        would be thousands of reads at each start, for a few an edit touches."""
+        self.feeds.warm(conn, [MAIN_FEED])
+        return self.site.write(conn, ())
 
     def write_within(self, conn: Connection, touched: Iterable[str], changed: Sequence[str], result: SyncResult) -> bool:
         """:meth:`write` in the caller's transaction; a file that cannot be written (a full disk) leaves
