@@ -104,12 +104,9 @@ class EntryCache:
         name = slug if SLUG_RE.match(slug) else hashlib.sha256(slug.encode()).hexdigest()
         return self.folder / name
 
-    def get(self, conn: Connection, ref: StoryRef, *, fresh: bool = False) -> EntryParts:
-        """The parts of ``ref``'s version; ``fresh`` renders them again (a full build: code may have changed)."""
-        return self.get_many(conn, [ref], fresh=lambda _ref: fresh)[0]
-
     def get_many(self, conn: Connection, refs: Sequence[StoryRef], *, fresh: Callable[[StoryRef], bool]) -> list[EntryParts]:
-        """:meth:`get` of each of ``refs`` (distinct stories); the ones to render are rendered together."""
+        """The parts of each of ``refs``' versions (distinct stories); those ``fresh`` names are rendered
+        again (a full build: code may have changed), together with any not kept."""
         keys = [self.key(ref) for ref in refs]
         out: list[EntryParts | None] = [None if fresh(ref) else self._kept(ref.slug, key) for ref, key in zip(refs, keys)]
         todo = [i for i, hit in enumerate(out) if hit is None]

@@ -43,12 +43,10 @@ class FeedWriter:
         whole = tag == MAIN_FEED and self.cfg.feeds.archive
         return stories.newest(conn, None if tag == MAIN_FEED else tag, None if whole else self.cfg.feeds.size)
 
-    def warm(self, conn: Connection, tags: Iterable[str]) -> None:
-        """The kept entry parts of each feed's members, into memory (rendered if missing), as an edit would need them."""
-        for tag in sorted(set(tags)):
-            if tag == MAIN_FEED and self.cfg.feeds.archive or tag != MAIN_FEED and not self.cfg.feeds.tag_feeds:
-                continue
-            self.entries.get_many(conn, self._newest(conn, tag), fresh=lambda _ref: False)
+    def warm(self, conn: Connection) -> None:
+        """The main feed's kept entry parts, into memory (rendered if missing), as an edit would need them."""
+        if not self.cfg.feeds.archive:  # with archives the main feed is made from the briefs
+            self.entries.get_many(conn, self._newest(conn, MAIN_FEED), fresh=lambda _ref: False)
 
     def write(self, conn: Connection, tags: Iterable[str], *, force: bool = False, stale: Collection[str] = (),
               refs: dict[str, list[stories.StoryRef]] | None = None) -> list[str]:

@@ -170,10 +170,6 @@ def _init_worker(cfg: Config, parent: int | None = None) -> None:
 _titles_ahead: dict[str, str] = {}
 
 
-def titles_ahead() -> dict[str, str]:
-    return _titles_ahead
-
-
 def set_titles_ahead(titles: dict[str, str]) -> None:
     global _titles_ahead
     _titles_ahead = titles

@@ -23,7 +23,7 @@ from ..core.errors import PublisherError
 from ..store.engine import Connection, DatabaseFailure, Engine
 from ..store.stories import StoryRef
 from .briefcache import BriefCache
-from .feedfiles import MAIN_FEED, FeedWriter
+from .feedfiles import FeedWriter
 from .reading import failure_message
 from .results import SyncResult
 from .retry import Retries
@@ -66,7 +66,7 @@ class Republisher:
         site's lists (the archive, home and tags index checked against their kept inputs: the files
         written again, if any). Not every tag feed and tag page: with thousands of entity feeds that
         would be thousands of reads at each start, for a few an edit touches."""
-        self.feeds.warm(conn, [MAIN_FEED])
+        self.feeds.warm(conn)
         return self.site.write(conn, ())
 
     def write_within(self, conn: Connection, touched: Iterable[str], changed: Sequence[str], result: SyncResult) -> bool:

@@ -16,7 +16,7 @@ both come from the story itself, never from the build:
 Every feed file is *spliced*: a head and a tail that depend on the feed and
 its ``updated`` only, with the :class:`EntryParts` of its stories (one
 entry's Atom, RSS and JSON bytes) joined between them. The parts of a story
-are rendered once (:func:`entry_parts`) and can be kept by the caller, even
+are rendered once (:func:`entries_parts`) and can be kept by the caller, even
 across processes (``publish.entrycache``): :func:`assemble` then makes a
 feed without its briefs. There is no second way to write a feed, so a feed
 spliced from kept parts is the full render, byte for byte.
@@ -84,13 +84,9 @@ def _json_item(e: Entry, cfg: Config) -> bytes:
     return text.encode("utf-8")
 
 
-def entry_parts(e: Entry, cfg: Config) -> EntryParts:
-    """The parts of one entry, rendered once per story version (memoised on its Brief's identity)."""
-    return entries_parts([e], cfg)[0]
-
-
 def entries_parts(entries: Sequence[Entry], cfg: Config) -> list[EntryParts]:
-    """:func:`entry_parts` of each entry (distinct stories); those not memoised are rendered together."""
+    """The parts of each entry (distinct stories), rendered once per story version (memoised on its
+    Brief's identity); those not memoised are rendered together."""
     out: list[EntryParts | None] = [_PARTS_MEMO.get((cfg, e.brief), (e.published, e.updated)) for e in entries]
     missing = [i for i, hit in enumerate(out) if hit is None]
     for i, (atom, rss) in zip(missing, entries_xml([entries[i] for i in missing], cfg)):
@@ -277,4 +273,4 @@ def feed_files(key: str, parts: Sequence[EntryParts], cfg: Config) -> dict[str, 
     return assemble(info, parts, cfg)
 
 
-__all__ = ["EntryParts", "FeedStory", "MAIN_FEED", "assemble", "entries_parts", "entry_parts", "feed_files", "render_feeds"]
+__all__ = ["EntryParts", "FeedStory", "MAIN_FEED", "assemble", "entries_parts", "feed_files", "render_feeds"]

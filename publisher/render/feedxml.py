@@ -1,10 +1,11 @@
-"""Atom 1.0 and RSS 2.0 as XML bytes, by feedgen: a feed's head and tail, and one entry's element.
+"""Atom 1.0 and RSS 2.0 as XML bytes, by feedgen: a feed's head and tail, and its entries' elements.
 
 A feed document is its head (feedgen with no entry), the entries' cut-out
 elements, and its tail, joined as bytes (:func:`publisher.render.feeds.assemble`).
-Each entry is rendered once, by feedgen, as a one-entry feed corrected like
-any other, and its element cut out: so a feed whose stories did not change
-costs a join, and an edit re-renders only the edited entry.
+Each entry is rendered once, by feedgen, in a feed of the entries made
+together, corrected like any other, and its element cut out alone: so a
+feed whose stories did not change costs a join, and an edit re-renders only
+the edited entry.
 
 feedgen's pitfalls are handled in this file only, each at a comment starting
 "feedgen pitfall:": ``updated`` and ``lastBuildDate`` default to now()
@@ -241,13 +242,9 @@ def _rss_str(fg: FeedGenerator) -> bytes:
     return data
 
 
-def entry_xml(e: Entry, cfg: Config) -> tuple[bytes, bytes]:
-    """(Atom ``<entry>``, RSS ``<item>``) of one entry, ready to join between a feed's head and tail."""
-    return entries_xml([e], cfg)[0]
-
-
 def entries_xml(entries: Sequence[Entry], cfg: Config) -> list[tuple[bytes, bytes]]:
-    """:func:`entry_xml` of each entry (distinct ids), from one feedgen document per format.
+    """(Atom ``<entry>``, RSS ``<item>``) of each entry (distinct ids), ready to join between a feed's
+    head and tail, from one feedgen document per format.
 
     A feedgen document costs about as much as its first few entries, so a
     feed's missing entries are made in one; each element is cut out alone,
