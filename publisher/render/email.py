@@ -32,7 +32,7 @@ from .mjml import check_text_lines, compile_mjml, compile_raw, finish_html_sized
 from .skeleton import Marked, SkeletonCache, Unfit
 from . import story_mjml
 from .story_text import SOURCES_SHA256, TEMPLATES as TEXT_TEMPLATES, story_text
-from .templating import mirrored as _mirrored, search_path
+from .templating import mirrored, search_path
 from . import coverage as cov
 from .coverage import TakeView
 from .text import Refs, clean_line, rich_text, underline, wrap
@@ -113,7 +113,7 @@ def _compile(dirs: tuple[str, ...], tdigest: str, name: str, context: dict[str, 
     """(MJML source, HTML, its UTF-8 octets) for template ``name``: the shape's compiled
     skeleton filled when it can, else mjml-python."""
     env, _ = _environment(dirs)
-    if name == "email/story.mjml.j2" and _mirrored(dirs, story_mjml.TEMPLATES, story_mjml.SOURCES_SHA256):
+    if name == "email/story.mjml.j2" and mirrored(dirs, story_mjml.TEMPLATES, story_mjml.SOURCES_SHA256):
         # The writer marks its bodies, so the skeleton does not scan for them.
         pieces = story_mjml.story_pieces(context)
         source = "".join(pieces)
@@ -348,7 +348,7 @@ def _finish_text(text: str, what: str) -> str:
 
 def _typed_text(dirs: tuple[str, ...]) -> bool:
     """Whether the story's text templates are the ones render.story_text mirrors."""
-    return _mirrored(dirs, TEXT_TEMPLATES, SOURCES_SHA256)
+    return mirrored(dirs, TEXT_TEMPLATES, SOURCES_SHA256)
 
 
 # ---------------------------------------------------------------- digest

@@ -58,7 +58,7 @@ def test_the_builtin_templates_are_the_ones_mirrored() -> None:
     """Fails when story.mjml.j2 or a partial changes: update render/story_mjml.py to
     match, then its SOURCES_SHA256 (until then every story's MJML goes through Jinja2)."""
     dirs = email._template_dirs(CONFIGS[0])
-    assert email._mirrored(dirs, story_mjml.TEMPLATES, story_mjml.SOURCES_SHA256)
+    assert email.mirrored(dirs, story_mjml.TEMPLATES, story_mjml.SOURCES_SHA256)
 
 
 def test_an_override_goes_through_jinja(tmp_path: Path) -> None:
@@ -66,7 +66,7 @@ def test_an_override_goes_through_jinja(tmp_path: Path) -> None:
     source = (builtin_dir() / "email" / "_footer.mjml.j2").read_text(encoding="utf-8")
     (tmp_path / "email" / "_footer.mjml.j2").write_text(source.replace("Unsubscribe</a>", "Leave</a>"), encoding="utf-8")
     cfg = build_config(site={"base_url": BASE}, paths={"templates": str(tmp_path)})
-    assert not email._mirrored(email._template_dirs(cfg), story_mjml.TEMPLATES, story_mjml.SOURCES_SHA256)
+    assert not email.mirrored(email._template_dirs(cfg), story_mjml.TEMPLATES, story_mjml.SOURCES_SHA256)
     brief = parse_brief((DATA / "reference.txt").read_bytes(), "reference.txt", base_url=BASE)
     assert ">Leave</a>" in render_story(brief, cfg).mjml
 
