@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..core.errors import BriefError
 from ..core.urls import is_http_url
-from .frontmatter import decode, read_front_matter, split_front_matter
+from .frontmatter import FrontMatter, decode, read_front_matter, split_front_matter
 from .inline import FORBIDDEN_CONTROLS, Context, has_forbidden_controls, origin, plain, short
 from .model import EMPTY, Brief, Finding, Lens, Meta, Rich, Section
 from .sections import (
@@ -173,13 +173,13 @@ def _read_sections(sections: list[tuple[str, int, list[tuple[int, str]]]], ctx: 
     return out
 
 
-def lint(data: bytes, path: str, *, base_url: str | None = None) -> tuple[Brief | None, list[Finding]]:
-    """Parse and collect every finding; the Brief is None when there are errors.
+def read_head(data: bytes, path: str, ctx: Context) -> tuple[list[str], FrontMatter, int]:
+    """Every reading's first steps: (the text's lines, its front matter, the index of the first body line).
 
-    Raises nothing but :class:`BriefError`, and only for faults that stop
-    reading altogether (encoding, empty file, broken front matter).
+    The size checked, the bytes decoded, forbidden control characters dropped
+    (with a warning), the front matter read. Raises :class:`BriefError` for
+    what stops reading altogether (too large, encoding, empty, broken front matter).
     """
-    ctx = Context(path, None)
     if len(data) > MAX_BYTES:
         raise BriefError(path, 1, f"file is {len(data)} bytes; a brief may be at most {MAX_BYTES}")
     text = decode(data, path)
@@ -189,7 +189,17 @@ def lint(data: bytes, path: str, *, base_url: str | None = None) -> tuple[Brief 
         text = FORBIDDEN_CONTROLS.sub("", text)
     lines = text.split("\n")
     fm_data, key_lines, body_start = split_front_matter(lines, ctx)
-    fm = read_front_matter(fm_data, key_lines, ctx)
+    return lines, read_front_matter(fm_data, key_lines, ctx), body_start
+
+
+def lint(data: bytes, path: str, *, base_url: str | None = None) -> tuple[Brief | None, list[Finding]]:
+    """Parse and collect every finding; the Brief is None when there are errors.
+
+    Raises nothing but :class:`BriefError`, and only for faults that stop
+    reading altogether (encoding, empty file, broken front matter).
+    """
+    ctx = Context(path, None)
+    lines, fm, body_start = read_head(data, path, ctx)
     outline = _outline(lines, body_start, ctx)
 
     canonical = fm.canonical
