@@ -89,10 +89,16 @@ def errno_name(code: int | None) -> str:
     return errno.errorcode.get(code or 0, str(code))
 
 
+def read_brief(cfg: Config, path: str) -> bytes:
+    """The bytes of brief ``path`` (relative to the briefs folder), read as the settings allow (size, links)."""
+    return read_brief_bytes(cfg.paths.briefs / path, root=cfg.paths.briefs, max_bytes=cfg.briefs.max_bytes,
+                            follow_symlinks=cfg.briefs.follow_symlinks)
+
+
 def read_and_parse(cfg: Config, path: str, stat: watch.Stat) -> tuple[Parsed, Brief | None]:
     full = cfg.paths.briefs / path
     try:
-        data = read_brief_bytes(full, root=cfg.paths.briefs, max_bytes=cfg.briefs.max_bytes, follow_symlinks=cfg.briefs.follow_symlinks)
+        data = read_brief(cfg, path)
     except BriefUnreadable as exc:
         return Parsed(path, stat, "", str(exc), retry=True), None  # e.g. permissions: a chmod does not change the mtime
     except BriefError as exc:
@@ -191,8 +197,7 @@ def identify_chunk(paths: Sequence[tuple[str, watch.Stat]]) -> list[tuple[str, s
     out: list[tuple[str, str]] = []
     for path, _stat in paths:
         try:
-            data = read_brief_bytes(cfg.paths.briefs / path, root=cfg.paths.briefs, max_bytes=cfg.briefs.max_bytes,
-                                    follow_symlinks=cfg.briefs.follow_symlinks)
+            data = read_brief(cfg, path)
         except BriefError:
             continue
         found = identify(data, str(cfg.paths.briefs / path))
