@@ -89,6 +89,7 @@ class Measured:
     peak_tree: int  # bytes, sum of PSS over the process tree, sampled
     max_rss: int  # bytes, largest single process (wait4)
     cpu: float  # seconds, user + system of the process and its reaped children (wait4)
+    sys: float  # seconds, the system (kernel) part of ``cpu``
     rc: int
     stdout: str
     stderr: str
@@ -126,7 +127,38 @@ def measure(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | No
         r.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     cpu = usage.ru_utime + usage.ru_stime
-    return Measured(wall, peak, usage.ru_maxrss * 1024, cpu, proc.returncode, outs.get("out", ""), outs.get("err", ""))
+    return Measured(wall, peak, usage.ru_maxrss * 1024, cpu, usage.ru_stime, proc.returncode, outs.get("out", ""), outs.get("err", ""))
+
+
+# -- deferred deletion --------------------------------------------------------
+#
+# On an ext4 without a journal (this machine's root), creating a file skips
+# every free inode of its group deleted in the last 60-300 s ("recently
+# deleted", read from the inode table one by one), so a build that follows the
+# removal of another build's 20,000 files paid up to 8 s more kernel CPU at
+# 10k than the same build into a quiet filesystem, whichever side it was. Old
+# outputs are therefore renamed into a trash folder (no inode is freed) and
+# removed only after every measurement of the run.
+
+TRASH = WORK / ".trash"
+_trashed = 0
+
+
+def discard(path: Path) -> None:
+    """Set ``path`` aside for :func:`empty_trash` (a rename: cheap, frees nothing yet)."""
+    global _trashed
+    if not path.exists():
+        return
+    TRASH.mkdir(parents=True, exist_ok=True)
+    _trashed += 1
+    path.rename(TRASH / f"{os.getpid()}-{_trashed}-{path.name}")
+
+
+def empty_trash() -> None:
+    if TRASH.exists():
+        t0 = time.perf_counter()
+        shutil.rmtree(TRASH, ignore_errors=True)
+        print(f"  removed the run's old outputs in {time.perf_counter() - t0:.1f}s (after measuring)", file=sys.stderr)
 
 
 # -- the corpus and configs -------------------------------------------------
@@ -148,7 +180,7 @@ def prepare(n: int, seed: int) -> Path:
     want = {"n": n, "seed": seed, "version": 3}
     if stamp.exists() and json.loads(stamp.read_text()) == want:
         return base
-    shutil.rmtree(base, ignore_errors=True)
+    discard(base)
     t0 = time.perf_counter()
     corpus.write_briefs(base / "briefs", seed, n)
     corpus.write_hugo_site(base / "hugo", seed, n)
@@ -161,7 +193,7 @@ def prepare(n: int, seed: int) -> Path:
 def write_config(base: Path, run: str) -> Path:
     """A config whose public/ and state/ are fresh for this run."""
     out = base / run
-    shutil.rmtree(out, ignore_errors=True)
+    discard(out)
     return common.write_config(out, base / "briefs", extra="\n[schedule]\nquiet_period = 0.0\nwatch_events = false\n")
 
 
@@ -281,11 +313,11 @@ def pct(values: list[float], q: float) -> float:
 
 
 def run_hugo(hugo: str, base: Path, dest: Path, config: str) -> Measured:
-    shutil.rmtree(dest, ignore_errors=True)
+    discard(dest)
     h = measure([hugo, "--quiet", "--source", str(base / "hugo"), "--destination", str(dest), "--config", str(base / "hugo" / config)])
     if h.rc != 0:
         sys.exit(f"hugo failed (rc {h.rc}):\n{h.stderr[-3000:]}")
-    shutil.rmtree(dest, ignore_errors=True)
+    discard(dest)
     return h
 
 
@@ -322,13 +354,13 @@ def bench_size(n: int, args: argparse.Namespace, report: Report) -> None:
             print(f"  warning: {info['n_errors']} briefs rejected, e.g. {info['errors'][:2]}", file=sys.stderr)
         ours.append((info["seconds"], m))
         parent_cpu.append(info["parent_cpu"])
-        print(f"  ours run {r}: {info['seconds']:.2f}s in-process, {m.wall:.2f}s wall, {m.cpu:.1f}s CPU, "
+        print(f"  ours run {r}: {info['seconds']:.2f}s in-process, {m.wall:.2f}s wall, {m.cpu:.1f}s CPU ({m.sys:.1f} sys), "
               f"peak {m.peak_tree / MB:.0f} MB tree PSS, {info['published']} published, {info['written']} files", file=sys.stderr)
         if hugo:
             for name, config, runs in (("fair", FAIR_CONFIG, fair), ("shipped", "config.toml", shipped)):
                 h = run_hugo(hugo, base, base / f"hugo-out-{r}", config)
                 runs.append(h)
-                print(f"  hugo {name} run {r}: {h.wall:.2f}s wall, {h.cpu:.1f}s CPU, peak {h.peak_tree / MB:.0f} MB", file=sys.stderr)
+                print(f"  hugo {name} run {r}: {h.wall:.2f}s wall, {h.cpu:.1f}s CPU ({h.sys:.1f} sys), peak {h.peak_tree / MB:.0f} MB", file=sys.stderr)
 
     big = n >= 10_000
     med = statistics.median
@@ -347,6 +379,8 @@ def bench_size(n: int, args: argparse.Namespace, report: Report) -> None:
         report.add(n, "cold build, CPU s", f"{ours_cpu:.1f}", f"{fc:.1f}", f"{sc:.1f}", f"{ours_cpu / fc:.2f}",
                    "≤ 1.0" if big else "", verdict(ours_cpu / fc <= 1.0) if big else "")
         report.add(n, "  CPU ms per brief", f"{ours_cpu / n * 1000:.2f}", f"{fc / n * 1000:.2f}", f"{sc / n * 1000:.2f}")
+        report.add(n, "  of which kernel (system) CPU s", f"{med(m.sys for _, m in ours):.1f}", f"{med(h.sys for h in fair):.1f}",
+                   f"{med(h.sys for h in shipped):.1f}")
         report.add(n, "    of which our parent process", f"{parent_ms:.2f}")
         report.add(n, "peak memory, MB (tree PSS)", f"{ours_mem / MB:.0f}", f"{fm / MB:.0f}", f"{sm / MB:.0f}", f"{ours_mem / fm:.2f}")
     else:
@@ -355,6 +389,7 @@ def bench_size(n: int, args: argparse.Namespace, report: Report) -> None:
         report.add(n, "  ours in-process (no start-up), s", f"{ours_t:.2f}")
         report.add(n, "cold build, CPU s", f"{ours_cpu:.1f}", why, why)
         report.add(n, "  CPU ms per brief", f"{ours_cpu / n * 1000:.2f}")
+        report.add(n, "  of which kernel (system) CPU s", f"{med(m.sys for _, m in ours):.1f}")
         report.add(n, "    of which our parent process", f"{parent_ms:.2f}")
         report.add(n, "peak memory, MB (tree PSS)", f"{ours_mem / MB:.0f}", why, why)
     if n >= 100_000:
@@ -367,7 +402,7 @@ def bench_size(n: int, args: argparse.Namespace, report: Report) -> None:
         edits(n, base, cfg, args, report)
     if not args.keep:
         for r in range(args.repeat):
-            shutil.rmtree(base / f"cold-{r}", ignore_errors=True)
+            discard(base / f"cold-{r}")
 
 
 def edits(n: int, base: Path, cfg: Path, args: argparse.Namespace, report: Report) -> None:
@@ -414,8 +449,11 @@ def main() -> None:
     version = subprocess.run([hugo, "version"], capture_output=True, text=True).stdout.split()[1] if hugo else "absent"
     lock = exclusive(WORK / "run.lock")  # noqa: F841  (held until exit)
     report = Report()
-    for n in [int(x) for x in args.sizes.split(",") if x]:
-        bench_size(n, args, report)
+    try:
+        for n in [int(x) for x in args.sizes.split(",") if x]:
+            bench_size(n, args, report)
+    finally:
+        empty_trash()
     load = os.getloadavg()
     print(f"\nbuild benchmark: {os.cpu_count()} cores, repeat {args.repeat}, hugo {version}, "
           f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
