@@ -32,6 +32,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
+    # 16 MB of page cache instead of 2: a build's inserts walk the stories
+    # table's indexes, and with 2 MB SQLite read the same pages back from the
+    # file (14 pread calls per brief): 0.3 s of a 10k build's parent CPU.
+    cur.execute("PRAGMA cache_size=-16000")
     cur.close()
 
 
