@@ -41,7 +41,10 @@ from .feedfiles import MAIN_FEED
 from .fileindex import FileIndex
 from .issues import Released, StoryIssues
 from .outputs import remove_web_issue
-from .reading import PageJob, Parsed, build_chunk, failure_message, map_chunks, page_chunk, read_and_parse, set_titles_ahead, write_web_issue
+from .reading import (
+    PageJob, Parsed, build_chunk, failure_message, fewer_collections, map_chunks, page_chunk, read_and_parse, set_titles_ahead,
+    write_web_issue,
+)
 from .recording import Recorded, Recorder
 from .related import pages_again, titles_ahead
 from .results import Status, SyncResult
@@ -336,7 +339,7 @@ class Pipeline:
         Workers isolate each file: a brief that fails to parse, render or
         write comes back as an error and the rest of the build goes on.
         """
-        with self._sync_lock:
+        with self._sync_lock, fewer_collections():
             index = self.load_index()
             seen = self._scan(index)
             result = SyncResult()

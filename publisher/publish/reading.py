@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,10 +160,31 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
+# A build allocates millions of short-lived objects (a brief's takes, views,
+# strings), nearly none of them in cycles: at CPython's default of a
+# collection every 700 net allocations, the collector ran a few times per
+# brief and walked what survived, 2-3 % of a worker's CPU; every 20,000 it is
+# a few times per chunk. Cyclic garbage still goes, a little later.
+BUILD_GC_THRESHOLD = 20_000
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """The garbage collector's first threshold raised to :data:`BUILD_GC_THRESHOLD` for a build's duration."""
+    before = gc.get_threshold()
+    gc.set_threshold(max(before[0], BUILD_GC_THRESHOLD), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
 def _init_worker(cfg: Config, parent: int | None = None) -> None:
     global _worker_cfg
     _worker_cfg = cfg
     if parent is not None:
+        # A pool worker lives for one build (the parent's setting is restored on the way out).
+        gc.set_threshold(max(gc.get_threshold()[0], BUILD_GC_THRESHOLD), *gc.get_threshold()[1:])
         _die_with_parent(parent)
         # The parent decides when the build stops; a terminal's Ctrl-C goes to it alone,
         # and the SIGTERM handler forked from it (unwind the build) is not the worker's.

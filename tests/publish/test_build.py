@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 
 import feedparser
@@ -13,6 +14,7 @@ from lxml import etree  # type: ignore[import-untyped]
 from publisher.cli import main
 from publisher.core.clock import FixedClock
 from publisher.publish import pipeline as pipeline_mod
+from publisher.publish import reading, watch
 
 from tests.support.project import brief_text, make_project, pipeline_for
 
@@ -264,3 +266,43 @@ def test_a_file_changed_since_the_build_read_it_is_left_to_the_parent(tmp_path: 
     (current, written), (stale, none) = reading.page_chunk(jobs)
     assert current is jobs[0] and written == ["issues/story-a.html", "issues/story-a.txt"]
     assert stale is jobs[1] and none is None
+
+
+_THRESHOLDS = "gc-thresholds.txt"
+
+
+def _build_chunk_noting_gc(paths: Sequence[tuple[str, watch.Stat]]) -> list[reading.Parsed]:
+    import gc
+    import os
+
+    cfg = reading._worker_cfg
+    assert cfg is not None
+    with open(cfg.paths.state / _THRESHOLDS, "a", encoding="ascii") as fh:
+        fh.write(f"{os.getpid()} {gc.get_threshold()[0]}\n")
+    return reading.build_chunk(paths)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_build_collects_garbage_less_often_and_restores_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int) -> None:
+    # Briefs allocate millions of short-lived objects: at CPython's default
+    # gen-0 threshold the collector cost 2-3 % of a build's CPU. The build
+    # raises it (in the parent and in each pool worker) and gives the
+    # process its own setting back afterwards.
+    import gc
+    import os
+
+    cfg = make_project(tmp_path, schedule={"quiet_period": 0.0})
+    for n in range(6):
+        (cfg.paths.briefs / f"b{n}.md").write_text(brief_text(f"story-{n}", f"Story {n}"))
+    monkeypatch.setattr(pipeline_mod, "build_chunk", _build_chunk_noting_gc)
+    before = gc.get_threshold()
+    gc.set_threshold(900, *before[1:])
+    try:
+        result = pipeline_for(cfg).build_all(workers=workers)
+        assert gc.get_threshold()[0] == 900
+    finally:
+        gc.set_threshold(*before)
+    assert result.errors == [] and len(result.published) >= 6
+    noted = [line.split() for line in (cfg.paths.state / _THRESHOLDS).read_text().splitlines()]
+    assert noted and all(int(threshold) >= 20_000 for _pid, threshold in noted)
+    assert any(int(pid) != os.getpid() for pid, _ in noted) == (workers > 1)
