@@ -216,6 +216,9 @@ def child_build(config_path: str) -> None:
     print(json.dumps({"seconds": seconds, "published": len(result.published), "errors": result.errors[:5],
                       "n_errors": len(result.errors), "written": len(result.written),
                       "parent_cpu": own.ru_utime + own.ru_stime}))
+    import gc
+
+    gc.freeze()  # as `publisher build` does before it exits
 
 
 def child_edits(config_path: str, edits: int) -> None:

@@ -70,6 +70,11 @@ def build(briefs_dir: str | None, out_dir: str | None, cfg: Config) -> None:
         f"{len(result.written)} file(s) written to {cfg.paths.public}",
         err=True,
     )
+    # The process ends here: frozen, the build's objects are left out of the
+    # interpreter's last collections, which walked them all (0.25 s at 10k briefs).
+    import gc
+
+    gc.freeze()
     sys.exit(1 if result.errors else 0)
 
 

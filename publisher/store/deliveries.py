@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 
 from ..core.states import DeliveryState, SubscriberStatus
@@ -133,7 +132,11 @@ def claimed_rows(rows: Sequence[Any]) -> list[Claimed]:
 def _sent_statement(dialect: str) -> sa.Update:
     """Mark rows sent (binds: sent_ids, sent_when). On PostgreSQL ``id = ANY(:array)``: one statement
     text for any number of rows, which psycopg prepares (an ``IN (…)`` list is new text per length)."""
-    ids = sa.bindparam("sent_ids", type_=postgresql.ARRAY(sa.Integer)) if dialect == "postgresql" else None
+    ids = None
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql  # not imported at start on SQLite (45 ms)
+
+        ids = sa.bindparam("sent_ids", type_=postgresql.ARRAY(sa.Integer))
     where = deliveries.c.id == sa.any_(ids) if ids is not None else deliveries.c.id.in_(sa.bindparam("sent_ids", expanding=True))
     return (
         deliveries.update()
