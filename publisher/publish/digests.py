@@ -25,7 +25,7 @@ from ..core.clock import Clock
 from ..core.config import Config
 from ..core.errors import NotFound, StateError
 from ..core.states import DIGEST_CADENCES, Cadence, IssueState
-from ..render.email import RenderedIssue, render_digest, web_version
+from ..render.email import RenderedIssue, render_digest, web_text
 from ..store import engine as kv
 from ..store import issues, stories
 from ..store.engine import Connection, Engine
@@ -164,7 +164,7 @@ class Digests:
                 except NotFound:
                     continue  # a story deleted since: the page shows the rest
             rendered = RenderedIssue("digest", row.key, row.subject, row.preheader, "", row.html, row.text, row.content_hash)
-            self._write_page(schedule, row.key, briefs, web_version(rendered, self.cfg)[1])
+            self._write_page(schedule, row.key, briefs, web_text(rendered, self.cfg))
 
     def make(self, schedule: DigestSchedule, fire: dt.datetime, *, until: dt.datetime | None = None, actor: str = "service") -> int | None:
         """The digest for the period that fires at ``fire``, with stories up to ``until`` (default: the fire time).
@@ -190,7 +190,7 @@ class Digests:
                 conn, "digest", key, state, issue, now=self.clock(), cadence=schedule.cadence.value, actor=actor,
                 members=[b.slug for b in shown],
             )
-            self._write_page(schedule, key, shown, web_version(issue, self.cfg)[1])
+            self._write_page(schedule, key, shown, web_text(issue, self.cfg))
             log.info("%s digest %s %s with %d stories", schedule.cadence.value, key, state.label, len(briefs))
             return issue_id
 

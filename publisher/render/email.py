@@ -447,8 +447,12 @@ def public_unsubscribe_url(cfg: Config) -> str:
 def web_version(issue: RenderedIssue, cfg: Config) -> tuple[str, str]:
     """(html, text) for ``public/issues/``: placeholders filled for everyone."""
     token = unsubscribe_placeholder(issue.content_hash)
-    url = public_unsubscribe_url(cfg)
-    return issue.html.replace(token, html_mod.escape(url)), issue.text.replace(token, url)
+    return issue.html.replace(token, html_mod.escape(public_unsubscribe_url(cfg))), web_text(issue, cfg)
+
+
+def web_text(issue: RenderedIssue, cfg: Config) -> str:
+    """:func:`web_version`'s text alone (the site's pages are not the email's HTML: no need to fill that)."""
+    return issue.text.replace(unsubscribe_placeholder(issue.content_hash), public_unsubscribe_url(cfg))
 
 
 
