@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import idna
-from email_validator import EmailNotValidError, validate_email
 
 from .errors import PublisherError
 
@@ -42,6 +41,10 @@ def normalize_email(raw: str) -> str:
     text = raw.strip()
     if not text or len(text) > MAX_EMAIL or any(c in text for c in "\r\n\0<>,;"):
         raise InvalidAddress(raw, "not a single email address")
+    # Imported on first use: its tables cost 25-40 ms at every start of a
+    # command that never reads an address (a build).
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         info = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:
