@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .text import Refs, rich_text, underline_wrapped, wrap
+from .text import TEXT_WIDTH, Refs, rich_text, underline_wrapped, wrap
 
 TEMPLATES = ("email/story.txt.j2", "email/_footer.txt.j2")
 SOURCES_SHA256 = "56511270e0c5ec8812e5fc561986fb32d4c1d3b5c8b3a220bb8c51a978a0a176"
@@ -63,9 +63,12 @@ def _coverage(out: list[str], coverage: Any, ref: Any) -> None:
     if coverage.regions:
         out.append(wrap(" · ".join(f"{region} {n}" for region, n in coverage.regions)) + "\n")
     for take in coverage.takes:
-        head = take.outlet + (" " + ref(take.source) if take.source else "")
-        head += (" · " + take.region if take.region else "") + (" · " + take.lens if take.lens else "")
-        out.append(f"\n{wrap(head, indent='* ', subsequent='  ')}\n{wrap(take.sentence, indent='  ', subsequent='  ')}\n")
+        head = f"{take.outlet} {ref(take.source)}" if take.source else take.outlet
+        if take.region:
+            head = f"{head} · {take.region}"
+        if take.lens:
+            head = f"{head} · {take.lens}"
+        out.append(f"\n{wrap(head, TEXT_WIDTH, '* ', '  ')}\n{wrap(take.sentence, TEXT_WIDTH, '  ', '  ')}\n")
     if coverage.also:
         names = ", ".join(take.outlet + (" " + ref(take.source) if take.source else "") for take in coverage.also)
         more = f" and {coverage.also_more} more" if coverage.also_more else ""
@@ -83,4 +86,4 @@ def _footer(out: list[str], ctx: dict[str, Any], refs: Refs) -> None:
     out.append(f"{wrap(ctx['postal_line'])}\n")
     if refs:
         out.append("\nLinks\n-----\n")
-        out.extend(f"[{n}] {url}\n" for n, url in refs)
+        out.append(refs.listing())
