@@ -70,6 +70,9 @@ def wrap(value: str, width: int = TEXT_WIDTH, indent: str = "", subsequent: str 
     if text.isascii() or not _WIDE.search(text):
         if len(text) <= room:
             return indent + text
+        cut = text.rfind(" ", 0, room + 1)
+        if cut > 0 and len(text) - cut <= room + 1:  # two lines, the commonest long case
+            return f"{indent}{text[:cut]}\n{sub}{text[cut + 1:]}"
         return indent + ("\n" + sub).join(_fill_words(text, room))
     return "\n".join(fill_wide(text, width, indent, sub))
 
