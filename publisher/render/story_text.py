@@ -11,12 +11,17 @@ falls back to Jinja2 (and ``tests/render/test_story_text.py`` says which).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from .text import TEXT_WIDTH, Refs, rich_text, underline_wrapped, wrap
 
 TEMPLATES = ("email/story.txt.j2", "email/_footer.txt.j2")
 SOURCES_SHA256 = "56511270e0c5ec8812e5fc561986fb32d4c1d3b5c8b3a220bb8c51a978a0a176"
+
+# For the lines that repeat from story to story (the footer's reason and
+# postal line are the site's; a coverage count line is one of a few dozen).
+_wrap_repeated = functools.lru_cache(maxsize=512)(wrap)
 
 
 def story_text(ctx: dict[str, Any], refs: Refs) -> str:
@@ -59,7 +64,7 @@ def story_text(ctx: dict[str, Any], refs: Refs) -> str:
 
 
 def _coverage(out: list[str], coverage: Any, ref: Any) -> None:
-    out.append(f"\nHOW THE WORLD COVERED IT\n\n{wrap(coverage.counts_line)}\n")
+    out.append(f"\nHOW THE WORLD COVERED IT\n\n{_wrap_repeated(coverage.counts_line)}\n")
     if coverage.regions:
         out.append(wrap(" · ".join(f"{region} {n}" for region, n in coverage.regions)) + "\n")
     for take in coverage.takes:
@@ -74,16 +79,16 @@ def _coverage(out: list[str], coverage: Any, ref: Any) -> None:
         more = f" and {coverage.also_more} more" if coverage.also_more else ""
         out.append(f"\n{wrap('Also covered: ' + names + more)}\n")
     plural = "s" if coverage.total != 1 else ""
-    out.append(f"\n{wrap(f'See all {coverage.total} take{plural}: ' + ref(coverage.more_url))}\n")
+    out.append(f"\n{_wrap_repeated(f'See all {coverage.total} take{plural}: ' + ref(coverage.more_url))}\n")
 
 
 def _footer(out: list[str], ctx: dict[str, Any], refs: Refs) -> None:
     out.append("-" * 70 + "\n")
-    out.append(f"{wrap(ctx['reason'])}\n\n")
+    out.append(f"{_wrap_repeated(ctx['reason'])}\n\n")
     out.append(f"View in your browser: {ctx['browser_url']}\n")
     out.append(f"Manage subscription: {ctx['manage_url']}\n")
     out.append(f"Unsubscribe: {ctx['unsubscribe_url']}\n\n")
-    out.append(f"{wrap(ctx['postal_line'])}\n")
+    out.append(f"{_wrap_repeated(ctx['postal_line'])}\n")
     if refs:
         out.append("\nLinks\n-----\n")
         out.append(refs.listing())
