@@ -161,10 +161,21 @@ def _coverage(out: list[str], regions: Sequence[tuple[str, int]], lenses: Sequen
 
 def _row(t: TakeView) -> str:
     outlet = f'<a href="{e(t.source)}">{e(t.outlet)}</a>' if t.source else e(t.outlet)
-    where = f"{e(t.region)} · {e(t.language)}" if t.language else e(t.region)
-    attrs = f' lang="{e(t.lang)}" dir="{e(t.dir)}"' if t.lang else f' dir="{e(t.dir)}"'
+    where, attrs = _where(t.region, t.language), _attrs(t.lang, t.dir)
     if t.quote:
         italic = ' style="font-style:italic"' if t.italic else ""
         return (f'<tr><th scope="row" class="outlet">{outlet}</th><td>{where}</td><td{attrs}>{t.text_html or _LINKED}'
                 f"<blockquote{attrs}{italic}>{e(t.quote)}</blockquote></td></tr>\n")
     return f'<tr><th scope="row" class="outlet">{outlet}</th><td>{where}</td><td{attrs}>{t.text_html or _LINKED}</td></tr>\n'
+
+
+# A brief's takes come from a few regions in a few languages: their cells are
+# escaped once, not once per row.
+@functools.lru_cache(maxsize=1024, typed=True)
+def _where(region: str, language: str) -> str:
+    return f"{e(region)} · {e(language)}" if language else e(region)
+
+
+@functools.lru_cache(maxsize=256, typed=True)
+def _attrs(lang: str, direction: str) -> str:
+    return f' lang="{e(lang)}" dir="{e(direction)}"' if lang else f' dir="{e(direction)}"'

@@ -153,7 +153,10 @@ def underline(value: str, char: str) -> str:
 
 def underline_wrapped(wrapped: str, char: str) -> str:
     """:func:`underline` for a value the caller has already wrapped."""
-    longest = max((columns(line) for line in wrapped.splitlines()), default=0)
+    if wrapped.isprintable():  # no line break of any kind: one line, the common title
+        longest = columns(wrapped)
+    else:
+        longest = max((columns(line) for line in wrapped.splitlines()), default=0)
     return char * min(max(longest, 3), TEXT_WIDTH)
 
 

@@ -43,3 +43,15 @@ def test_a_word_exactly_the_room_long_and_one_longer() -> None:
         value = " ".join(["a" * n, "b" * (72 - n), "c", "d" * 200, "e"])
         assert text.wrap(value) == wrap_reference(value)
         assert text.wrap(value, 20, "* ", "  ") == wrap_reference(value, 20, "* ", "  ")
+
+
+def underline_reference(wrapped: str, char: str) -> str:
+    longest = max((text.columns(line) for line in wrapped.splitlines()), default=0)
+    return char * min(max(longest, 3), text.TEXT_WIDTH)
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from([*SPACES, "\n", "a", "中文", "x" * 40, "é", "\x0c", "\u2029"]), max_size=20).map("".join))
+def test_the_underline_of_one_line_is_measured_as_the_split_did(wrapped: str) -> None:
+    assert text.underline_wrapped(wrapped, "=") == underline_reference(wrapped, "=")
+    assert text.underline(wrapped, "-") == underline_reference(text.wrap(wrapped), "-")
