@@ -24,12 +24,27 @@ _BREAK_AFTER = tuple(f"</{t}>" for t in "td tr th div p table tbody thead li ul 
     "<![endif]-->",
 )
 _BREAK_BYTES = tuple(t.encode() for t in _BREAK_AFTER)
+
+
+def _trie(words: list[bytes]) -> bytes:
+    """A regex matching exactly ``words`` (prefix-free: each tag ends at its only
+    '>'), branching one byte at a time: the engine rejects a '</a>' after two
+    byte tests instead of trying every tag in turn."""
+    if words == [b""]:
+        return b""
+    heads: dict[bytes, list[bytes]] = {}
+    for word in sorted(words):
+        heads.setdefault(word[:1], []).append(word[1:])
+    branches = [re.escape(head) + _trie(rest) for head, rest in heads.items()]
+    return branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
+
+
 # The last break tag lying wholly in data[pos:endpos], found by one match: the
 # greedy ``.*`` jumps to endpos and backtracks only to the '<' of that tag (the
 # regex engine skips ahead to each '<'), where a walk back over every '>' in
 # Python cost a call per tag. Each break tag holds one '<' and one '>', so tags
 # never overlap and the match with the last start is the one with the last end.
-_LAST_BREAK = re.compile(rb"(?s:.*)(?:" + b"|".join(map(re.escape, _BREAK_BYTES)) + rb")")
+_LAST_BREAK = re.compile(rb"(?s:.*)" + _trie(list(_BREAK_BYTES)))
 
 
 def _fold_html(html: str) -> str:
@@ -103,7 +118,8 @@ def _fold_data(data: bytes) -> list[bytes]:
     pieces: list[bytes] = []
     start = 0
     last_break = _LAST_BREAK.match
-    while len(data) - start > _FOLD_AT:
+    limit = len(data) - _FOLD_AT  # a window starting before it leaves a too-long rest
+    while start < limit:
         end = start + _FOLD_AT
         tag = last_break(data, start, end)  # after the window's last block-level tag
         if tag is not None:
@@ -118,6 +134,7 @@ def _fold_data(data: bytes) -> list[bytes]:
         elif text_pos > start:
             pieces.append(data[start:text_pos] + b"<!--")
             data = data[:text_pos] + b"-->" + data[text_pos:]
+            limit += 3
             start = text_pos
         else:
             break  # nothing safe to cut: the caller reports the long line

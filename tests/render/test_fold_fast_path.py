@@ -8,6 +8,7 @@ points, hence the number of cuts, must not move.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+import re
 from contextlib import contextmanager
 
 import pytest
@@ -112,3 +113,15 @@ def test_a_lone_surrogate_still_folds_line_by_line() -> None:
     fast = mjml._fold_sized(html)
     with folding_with(fold_data_reference):
         assert fast == mjml._fold_sized(html)
+
+
+def test_the_break_pattern_matches_exactly_the_break_tags() -> None:
+    tags = mjml._BREAK_BYTES
+    assert not any(a != b and b.startswith(a) for a in tags for b in tags)  # prefix-free, as _trie needs
+    alone = re.compile(mjml._trie(list(tags)))
+    assert all(alone.fullmatch(tag) for tag in tags)
+    for tag in tags:
+        for cut in range(1, len(tag)):
+            assert not alone.fullmatch(tag[:cut]) and not alone.fullmatch(tag[cut:])
+        assert not alone.fullmatch(tag.upper()) or tag.upper() == tag
+    assert mjml._trie([b"ab>", b"ac>", b"b>"]) == rb"(?:a(?:b>|c>)|b>)"
