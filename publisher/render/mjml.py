@@ -74,11 +74,16 @@ def _fold_sized(html: str) -> tuple[str, int, int]:
     sizes = list(map(len, lines))
     if max(sizes) <= _FOLD_AT:
         return html, max(sizes), len(data)
+    out: list[bytes] = []  # the lines with each long one's pieces in its place: one join
+    done = 0
     for i in [i for i, size in enumerate(sizes) if size > _FOLD_AT]:
         pieces = _fold_data(lines[i])
-        lines[i] = b"\n".join(pieces)
+        out += lines[done:i]
+        out += pieces
+        done = i + 1
         sizes[i] = max(map(len, pieces))
-    data = b"\n".join(lines)
+    out += lines[done:]
+    data = b"\n".join(out)
     return data.decode(), max(sizes), len(data)
 
 
