@@ -22,6 +22,7 @@ SOURCES_SHA256 = "56511270e0c5ec8812e5fc561986fb32d4c1d3b5c8b3a220bb8c51a978a0a1
 # For the lines that repeat from story to story (the footer's reason and
 # postal line are the site's; a coverage count line is one of a few dozen).
 _wrap_repeated = functools.lru_cache(maxsize=512)(wrap)
+_RULE = "-" * 70 + "\n"
 
 
 def story_text(ctx: dict[str, Any], refs: Refs) -> str:
@@ -66,7 +67,7 @@ def story_text(ctx: dict[str, Any], refs: Refs) -> str:
 def _coverage(out: list[str], coverage: Any, ref: Any) -> None:
     out.append(f"\nHOW THE WORLD COVERED IT\n\n{_wrap_repeated(coverage.counts_line)}\n")
     if coverage.regions:
-        out.append(wrap(" · ".join(f"{region} {n}" for region, n in coverage.regions)) + "\n")
+        out.append(wrap(" · ".join([f"{region} {n}" for region, n in coverage.regions])) + "\n")
     for take in coverage.takes:
         head = f"{take.outlet} {ref(take.source)}" if take.source else take.outlet
         if take.region:
@@ -75,7 +76,7 @@ def _coverage(out: list[str], coverage: Any, ref: Any) -> None:
             head = f"{head} · {take.lens}"
         out.append(f"\n{wrap(head, TEXT_WIDTH, '* ', '  ')}\n{wrap(take.sentence, TEXT_WIDTH, '  ', '  ')}\n")
     if coverage.also:
-        names = ", ".join(take.outlet + (" " + ref(take.source) if take.source else "") for take in coverage.also)
+        names = ", ".join([f"{take.outlet} {ref(take.source)}" if take.source else take.outlet for take in coverage.also])
         more = f" and {coverage.also_more} more" if coverage.also_more else ""
         out.append(f"\n{wrap('Also covered: ' + names + more)}\n")
     plural = "s" if coverage.total != 1 else ""
@@ -83,7 +84,7 @@ def _coverage(out: list[str], coverage: Any, ref: Any) -> None:
 
 
 def _footer(out: list[str], ctx: dict[str, Any], refs: Refs) -> None:
-    out.append("-" * 70 + "\n")
+    out.append(_RULE)
     out.append(f"{_wrap_repeated(ctx['reason'])}\n\n")
     out.append(f"View in your browser: {ctx['browser_url']}\n")
     out.append(f"Manage subscription: {ctx['manage_url']}\n")
