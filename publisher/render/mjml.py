@@ -24,11 +24,27 @@ _BREAK_AFTER = tuple(f"</{t}>" for t in "td tr th div p table tbody thead li ul 
     "<![endif]-->",
 )
 _BREAK_BYTES = tuple(t.encode() for t in _BREAK_AFTER)
-# The break tags by their last three bytes: most '>' in a body end a tag with
-# attributes ('…px">'), which one dict lookup rules out.
-_BREAK_BY_TAIL: dict[bytes, tuple[bytes, ...]] = {}
-for _tag in _BREAK_BYTES:
-    _BREAK_BY_TAIL[_tag[-3:]] = (*_BREAK_BY_TAIL.get(_tag[-3:], ()), _tag)
+
+
+def _trie(words: list[bytes]) -> bytes:
+    """A regex matching exactly ``words`` (prefix-free: each tag ends at its only
+    '>'), branching one byte at a time: the engine rejects a '</a>' after two
+    byte tests instead of trying every tag in turn."""
+    if words == [b""]:
+        return b""
+    heads: dict[bytes, list[bytes]] = {}
+    for word in sorted(words):
+        heads.setdefault(word[:1], []).append(word[1:])
+    branches = [re.escape(head) + _trie(rest) for head, rest in heads.items()]
+    return branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
+
+
+# The last break tag lying wholly in data[pos:endpos], found by one match: the
+# greedy ``.*`` jumps to endpos and backtracks only to the '<' of that tag (the
+# regex engine skips ahead to each '<'), where a walk back over every '>' in
+# Python cost a call per tag. Each break tag holds one '<' and one '>', so tags
+# never overlap and the match with the last start is the one with the last end.
+_LAST_BREAK = re.compile(rb"(?s:.*)" + _trie(list(_BREAK_BYTES)))
 
 
 def _fold_html(html: str) -> str:
@@ -58,11 +74,16 @@ def _fold_sized(html: str) -> tuple[str, int, int]:
     sizes = list(map(len, lines))
     if max(sizes) <= _FOLD_AT:
         return html, max(sizes), len(data)
+    out: list[bytes] = []  # the lines with each long one's pieces in its place: one join
+    done = 0
     for i in [i for i, size in enumerate(sizes) if size > _FOLD_AT]:
         pieces = _fold_data(lines[i])
-        lines[i] = b"\n".join(pieces)
+        out += lines[done:i]
+        out += pieces
+        done = i + 1
         sizes[i] = max(map(len, pieces))
-    data = b"\n".join(lines)
+    out += lines[done:]
+    data = b"\n".join(out)
     return data.decode(), max(sizes), len(data)
 
 
@@ -101,18 +122,13 @@ def _fold_data(data: bytes) -> list[bytes]:
     """:func:`_fold_bytes` for a line already encoded."""
     pieces: list[bytes] = []
     start = 0
-    while len(data) - start > _FOLD_AT:
+    last_break = _LAST_BREAK.match
+    limit = len(data) - _FOLD_AT  # a window starting before it leaves a too-long rest
+    while start < limit:
         end = start + _FOLD_AT
-        # Walk back over the '>' in the window to the last block-level tag end.
-        cut = -1
-        i = data.rfind(b">", start, end)
-        while i > start:
-            tags = _BREAK_BY_TAIL.get(data[i - 2 : i + 1])
-            if tags is not None and data.endswith(tags, start, i + 1):
-                cut = i + 1
-                break
-            i = data.rfind(b">", start, i)
-        if cut > start:
+        tag = last_break(data, start, end)  # after the window's last block-level tag
+        if tag is not None:
+            cut = tag.end()
             pieces.append(data[start:cut])
             start = cut
             continue
@@ -123,6 +139,7 @@ def _fold_data(data: bytes) -> list[bytes]:
         elif text_pos > start:
             pieces.append(data[start:text_pos] + b"<!--")
             data = data[:text_pos] + b"-->" + data[text_pos:]
+            limit += 3
             start = text_pos
         else:
             break  # nothing safe to cut: the caller reports the long line

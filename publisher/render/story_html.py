@@ -13,9 +13,12 @@ edit of the built-in files goes through Jinja2, and
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 from collections.abc import Sequence
 from typing import Any
 
+from ..core.config import SiteConfig
 from .coverage import LensGroup, TakeView
 from .escape import e
 
@@ -67,31 +70,50 @@ footer { border-top: 1px solid var(--line); margin-top: 40px; padding-top: 12px;
 """
 _TABLE_HEAD = ('<table class="cov">\n<thead><tr><th scope="col" class="outlet">Outlet</th><th scope="col">Region · language'
                '</th><th scope="col">Take</th></tr></thead>\n<tbody>\n')
+_LINKED = '<span class="muted">Linked coverage</span>'
 
 
 def story_html(ctx: dict[str, Any]) -> str:
     """What ``site/story.html`` renders for ``ctx`` (the context site.story_page hands Jinja2)."""
     site, item = ctx["site"], ctx["item"]
-    out = [f'<!doctype html>\n<html lang="{e(site.language or "en")}" dir="{e(ctx["dir"])}">\n<head>\n<meta charset="utf-8">\n'
-           '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-           f'<meta name="color-scheme" content="light dark">\n<title>{e(item.title)} · {e(site.title)}</title>\n'
-           f'<meta name="description" content="{e(item.dek or site.subtitle)}">\n<link rel="canonical" href="{e(ctx["canonical"])}">']
-    feeds = ctx["feeds"]
-    out.extend(f'<link rel="alternate" type="{e(f["type"])}" title="{e(f["label"])}" href="{e(f["url"])}">\n' for f in feeds)
+    feeds = tuple((f["type"], f["label"], f["url"]) for f in ctx["feeds"])
+    opening, site_title, subtitle, links, closing = _frame(site, ctx["dir"], ctx["home"], feeds)
+    out = [opening, e(item.title), " · ", site_title, '</title>\n<meta name="description" content="',
+           e(item.dek) if item.dek else subtitle, '">\n<link rel="canonical" href="', e(ctx["canonical"]), links]
+    _article(out, ctx)
+    out.append(closing)
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=16)
+def _frame(site: SiteConfig, direction: str, home: str, feeds: tuple[tuple[str, str, str], ...]) -> tuple[str, str, str, str, str]:
+    """The page around the story, the same for every story of a site: (the head up
+    to the title, the escaped site title and subtitle, from the canonical link's
+    end to <main>, from </main> on). Made once per site, not escaped again per page."""
+    title = e(site.title)
+    opening = (f'<!doctype html>\n<html lang="{e(site.language or "en")}" dir="{e(direction)}">\n<head>\n<meta charset="utf-8">\n'
+               '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+               '<meta name="color-scheme" content="light dark">\n<title>')
+    out = ['">']
+    out.extend(f'<link rel="alternate" type="{e(kind)}" title="{e(label)}" href="{e(url)}">\n' for kind, label, url in feeds)
     out.append(_STYLE)
-    home = e(ctx["home"])
     if site.logo:
-        out.append(f'<a class="name" href="{home}"><img src="{e(site.logo)}" alt="{e(site.title)}" height="32"></a>')
+        out.append(f'<a class="name" href="{e(home)}"><img src="{e(site.logo)}" alt="{title}" height="32"></a>')
     else:
-        out.append(f'<a class="name" href="{home}">{e(site.title)}</a>')
+        out.append(f'<a class="name" href="{e(home)}">{title}</a>')
     out.append(f'<nav aria-label="Site"><a href="{e(site.url("archive/"))}">Archive</a><a href="{e(site.url("tags/"))}">Tags</a>'
                f'<a href="{e(site.url("subscribe"))}">Subscribe</a></nav>\n</div></header>\n<main>\n')
-    _article(out, ctx)
-    links = " · ".join(f'<a href="{e(f["url"])}">{e(f["label"])}</a>' for f in feeds)
-    out.append(f'</main>\n<footer>\n<p class="muted">{e(site.subtitle)}</p>\n<p class="muted">Follow in a feed reader: {links}'
+    links = " · ".join(f'<a href="{e(url)}">{e(label)}</a>' for _kind, label, url in feeds)
+    closing = (f'</main>\n<footer>\n<p class="muted">{e(site.subtitle)}</p>\n<p class="muted">Follow in a feed reader: {links}'
                f' · <a href="{e(site.url("subscribe"))}">Subscribe by email</a> · <a href="{e(site.url("manage/"))}">'
                'Manage subscription</a></p>\n</footer>\n</body>\n</html>')
-    return "".join(out)
+    return opening, title, e(site.subtitle), "".join(out), closing
+
+
+@functools.lru_cache(maxsize=512)
+def _dated(date: dt.date) -> str:
+    """The meta line's <time> element: a site's stories share a few hundred dates."""
+    return f'<p class="meta"><time datetime="{e(date.isoformat())}">{e(f"{date:%-d %B %Y}")}</time>'
 
 
 def _article(out: list[str], ctx: dict[str, Any]) -> None:
@@ -99,23 +121,22 @@ def _article(out: list[str], ctx: dict[str, Any]) -> None:
     out.append(f'<article>\n<h1 dir="auto">{e(item.title)}</h1>\n')
     if item.dek:
         out.append(f'<p class="dek" dir="auto">{e(item.dek)}</p>')
-    out.append(f'<p class="meta"><time datetime="{e(item.date.isoformat())}">{e(f"{item.date:%-d %B %Y}")}</time>'
-               f'{f" · {e(counts)}" if counts else ""}</p>\n')
+    out.append(f'{_dated(item.date)} · {e(counts)}</p>\n' if counts else f"{_dated(item.date)}</p>\n")
     if brief.summary:
         out.append(f"<h2>Summary</h2>\n{brief.summary.html}\n")
     if brief.why_it_matters:
         out.append(f"<h2>Why it matters</h2>\n{brief.why_it_matters.html}\n")
     if brief.what_to_watch:
-        out.append(f'<h2>What to watch</h2>\n<ul>{"".join(f"<li>{w.html}</li>" for w in brief.what_to_watch)}</ul>\n')
-    out.extend(f"<h2>{e(section.title)}</h2>\n{section.body.html}\n" for section in brief.sections)
+        out.append(f'<h2>What to watch</h2>\n<ul>{"".join([f"<li>{w.html}</li>" for w in brief.what_to_watch])}</ul>\n')
+    out.extend([f"<h2>{e(section.title)}</h2>\n{section.body.html}\n" for section in brief.sections])
     if ctx["groups"]:
         _coverage(out, ctx["regions"], ctx["lenses"], ctx["groups"])
     related, tags = ctx["related"], ctx["tags"]
     if related:
-        links = "".join(f'<li><a href="{e(r["url"])}">{e(r["label"])}</a></li>' for r in related)
+        links = "".join([f'<li><a href="{e(r["url"])}">{e(r["label"])}</a></li>' for r in related])
         out.append(f"<h2>Related stories</h2>\n<ul>{links}</ul>\n")
     if tags:
-        chips = "".join(f'<a class="chip" href="{e(t["url"])}">{e(t["name"])}</a> ' for t in tags)
+        chips = "".join([f'<a class="chip" href="{e(t["url"])}">{e(t["name"])}</a> ' for t in tags])
         out.append(f"<h2>Tags</h2>\n<p>{chips}</p>\n")
     if ctx["canonical"] != ctx["url"]:
         out.append(f'<p><a href="{e(ctx["canonical"])}">Read the original brief →</a></p>')
@@ -126,10 +147,10 @@ def _coverage(out: list[str], regions: Sequence[tuple[str, int]], lenses: Sequen
               groups: Sequence[LensGroup]) -> None:
     out.append('<h2 id="coverage">How the world covered it</h2>\n')
     if regions:
-        spans = " · ".join(f'<span dir="auto">{e(region)}&nbsp;<strong>{e(n)}</strong></span>' for region, n in regions)
+        spans = " · ".join([f'<span dir="auto">{e(region)}&nbsp;<strong>{e(n)}</strong></span>' for region, n in regions])
         out.append(f'<p class="regions">{spans}</p>')
     if lenses:
-        chips = "".join(f'<span class="chip">{e(lens)}&nbsp;{e(n)}</span> ' for lens, n in lenses)
+        chips = "".join([f'<span class="chip">{e(lens)}&nbsp;{e(n)}</span> ' for lens, n in lenses])
         out.append(f"<p>{chips}</p>")
     for group in groups:
         out.append(f"<h3>{e(group.label or 'Also covered')}</h3>\n{_TABLE_HEAD}")
@@ -140,10 +161,21 @@ def _coverage(out: list[str], regions: Sequence[tuple[str, int]], lenses: Sequen
 
 def _row(t: TakeView) -> str:
     outlet = f'<a href="{e(t.source)}">{e(t.outlet)}</a>' if t.source else e(t.outlet)
-    where = f"{e(t.region)} · {e(t.language)}" if t.language else e(t.region)
-    attrs = f' lang="{e(t.lang)}" dir="{e(t.dir)}"' if t.lang else f' dir="{e(t.dir)}"'
-    body = t.text_html or '<span class="muted">Linked coverage</span>'
+    where, attrs = _where(t.region, t.language), _attrs(t.lang, t.dir)
     if t.quote:
         italic = ' style="font-style:italic"' if t.italic else ""
-        body += f"<blockquote{attrs}{italic}>{e(t.quote)}</blockquote>"
-    return f'<tr><th scope="row" class="outlet">{outlet}</th><td>{where}</td><td{attrs}>{body}</td></tr>\n'
+        return (f'<tr><th scope="row" class="outlet">{outlet}</th><td>{where}</td><td{attrs}>{t.text_html or _LINKED}'
+                f"<blockquote{attrs}{italic}>{e(t.quote)}</blockquote></td></tr>\n")
+    return f'<tr><th scope="row" class="outlet">{outlet}</th><td>{where}</td><td{attrs}>{t.text_html or _LINKED}</td></tr>\n'
+
+
+# A brief's takes come from a few regions in a few languages: their cells are
+# escaped once, not once per row.
+@functools.lru_cache(maxsize=1024, typed=True)
+def _where(region: str, language: str) -> str:
+    return f"{e(region)} · {e(language)}" if language else e(region)
+
+
+@functools.lru_cache(maxsize=256, typed=True)
+def _attrs(lang: str, direction: str) -> str:
+    return f' lang="{e(lang)}" dir="{e(direction)}"' if lang else f' dir="{e(direction)}"'

@@ -11,12 +11,18 @@ falls back to Jinja2 (and ``tests/render/test_story_text.py`` says which).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from .text import Refs, rich_text, underline_wrapped, wrap
+from .text import TEXT_WIDTH, Refs, rich_text, underline_wrapped, wrap
 
 TEMPLATES = ("email/story.txt.j2", "email/_footer.txt.j2")
 SOURCES_SHA256 = "56511270e0c5ec8812e5fc561986fb32d4c1d3b5c8b3a220bb8c51a978a0a176"
+
+# For the lines that repeat from story to story (the footer's reason and
+# postal line are the site's; a coverage count line is one of a few dozen).
+_wrap_repeated = functools.lru_cache(maxsize=512)(wrap)
+_RULE = "-" * 70 + "\n"
 
 
 def story_text(ctx: dict[str, Any], refs: Refs) -> str:
@@ -59,28 +65,31 @@ def story_text(ctx: dict[str, Any], refs: Refs) -> str:
 
 
 def _coverage(out: list[str], coverage: Any, ref: Any) -> None:
-    out.append(f"\nHOW THE WORLD COVERED IT\n\n{wrap(coverage.counts_line)}\n")
+    out.append(f"\nHOW THE WORLD COVERED IT\n\n{_wrap_repeated(coverage.counts_line)}\n")
     if coverage.regions:
-        out.append(wrap(" · ".join(f"{region} {n}" for region, n in coverage.regions)) + "\n")
+        out.append(wrap(" · ".join([f"{region} {n}" for region, n in coverage.regions])) + "\n")
     for take in coverage.takes:
-        head = take.outlet + (" " + ref(take.source) if take.source else "")
-        head += (" · " + take.region if take.region else "") + (" · " + take.lens if take.lens else "")
-        out.append(f"\n{wrap(head, indent='* ', subsequent='  ')}\n{wrap(take.sentence, indent='  ', subsequent='  ')}\n")
+        head = f"{take.outlet} {ref(take.source)}" if take.source else take.outlet
+        if take.region:
+            head = f"{head} · {take.region}"
+        if take.lens:
+            head = f"{head} · {take.lens}"
+        out.append(f"\n{wrap(head, TEXT_WIDTH, '* ', '  ')}\n{wrap(take.sentence, TEXT_WIDTH, '  ', '  ')}\n")
     if coverage.also:
-        names = ", ".join(take.outlet + (" " + ref(take.source) if take.source else "") for take in coverage.also)
+        names = ", ".join([f"{take.outlet} {ref(take.source)}" if take.source else take.outlet for take in coverage.also])
         more = f" and {coverage.also_more} more" if coverage.also_more else ""
         out.append(f"\n{wrap('Also covered: ' + names + more)}\n")
     plural = "s" if coverage.total != 1 else ""
-    out.append(f"\n{wrap(f'See all {coverage.total} take{plural}: ' + ref(coverage.more_url))}\n")
+    out.append(f"\n{_wrap_repeated(f'See all {coverage.total} take{plural}: ' + ref(coverage.more_url))}\n")
 
 
 def _footer(out: list[str], ctx: dict[str, Any], refs: Refs) -> None:
-    out.append("-" * 70 + "\n")
-    out.append(f"{wrap(ctx['reason'])}\n\n")
+    out.append(_RULE)
+    out.append(f"{_wrap_repeated(ctx['reason'])}\n\n")
     out.append(f"View in your browser: {ctx['browser_url']}\n")
     out.append(f"Manage subscription: {ctx['manage_url']}\n")
     out.append(f"Unsubscribe: {ctx['unsubscribe_url']}\n\n")
-    out.append(f"{wrap(ctx['postal_line'])}\n")
+    out.append(f"{_wrap_repeated(ctx['postal_line'])}\n")
     if refs:
         out.append("\nLinks\n-----\n")
-        out.extend(f"[{n}] {url}\n" for n, url in refs)
+        out.append(refs.listing())

@@ -51,24 +51,58 @@ def wrap(value: str, width: int = TEXT_WIDTH, indent: str = "", subsequent: str 
     """Fill each paragraph of ``value`` to ``width`` columns.
 
     The indents used by the templates are the same length on every line
-    ("* " then "  "), so one pattern serves the whole paragraph."""
+    ("* " then "  "), so one room serves the whole paragraph."""
     text = value if type(value) is str else str(value)
+    if "\n" in text:
+        return _wrap_paragraphs(text, width, indent, subsequent)
+    # One paragraph: most calls (headings, names, a take's sentence).
     sub = indent if subsequent is None else subsequent
-    taken = len(indent) if len(indent) >= len(sub) else len(sub)
-    room = width - taken if width - taken > 20 else 20  # max(width - max(...), 20) without the calls
-    if "\n" not in text:
-        # One paragraph (most calls: headings, names, short lines), and when
-        # it fits, the one line the pattern would find: no regex at all.
-        words = " ".join(text.split())
-        if len(words) <= room and (words.isascii() or not _WIDE.search(words)):
-            return indent + words if words else ""
-        paras = [words]
-    else:
-        paras = [" ".join(para.split()) for para in _PARA_BREAK.split(text)]
+    room = width - (len(indent) if len(indent) >= len(sub) else len(sub))
+    if room < 20:
+        room = 20
+    # Printable text holds no whitespace but ' ' (isprintable() is False for
+    # every other character str.split() splits at), so without a double,
+    # leading or trailing space it is already its words single spaced.
+    if not text.isprintable() or "  " in text or text[:1] == " " or text[-1:] == " ":
+        text = " ".join(text.split())
+    if not text:
+        return ""
+    if text.isascii() or not _WIDE.search(text):
+        if len(text) <= room:
+            return indent + text
+        cut = text.rfind(" ", 0, room + 1)
+        if cut > 0 and len(text) - cut <= room + 1:  # two lines, the commonest long case
+            return f"{indent}{text[:cut]}\n{sub}{text[cut + 1:]}"
+        return indent + ("\n" + sub).join(_fill_words(text, room))
+    return "\n".join(fill_wide(text, width, indent, sub))
+
+
+def _fill_words(words: str, room: int) -> list[str]:
+    """What ``_line_pattern(room).findall(words)`` finds, for words single spaced:
+    the longest run of at most ``room`` characters before a space, else one
+    whole word (a long URL keeps its own line), by str.rfind instead of a regex."""
+    lines = []
+    start, size = 0, len(words)
+    while size - start > room:
+        cut = words.rfind(" ", start, start + room + 1)
+        if cut <= start:  # the first word alone is longer than the room
+            cut = words.find(" ", start)
+            if cut < 0:
+                break
+        lines.append(words[start:cut])
+        start = cut + 1
+    lines.append(words[start:])
+    return lines
+
+
+def _wrap_paragraphs(text: str, width: int, indent: str, subsequent: str | None) -> str:
+    sub = indent if subsequent is None else subsequent
+    room = max(width - max(len(indent), len(sub)), 20)
     pattern = _line_pattern(room)
     out = []
     first = True
-    for words in paras:
+    for para in _PARA_BREAK.split(text):
+        words = " ".join(para.split())
         if not words:
             continue
         if not words.isascii() and _WIDE.search(words):
@@ -119,36 +153,49 @@ def underline(value: str, char: str) -> str:
 
 def underline_wrapped(wrapped: str, char: str) -> str:
     """:func:`underline` for a value the caller has already wrapped."""
-    longest = max((columns(line) for line in wrapped.splitlines()), default=0)
+    if wrapped.isprintable():  # no line break of any kind: one line, the common title
+        longest = columns(wrapped)
+    else:
+        longest = max((columns(line) for line in wrapped.splitlines()), default=0)
     return char * min(max(longest, 3), TEXT_WIDTH)
 
 
 class Refs:
     """Numbered link references for the plain-text version ("[3]")."""
 
+    __slots__ = ("_marks",)
+
     def __init__(self) -> None:
-        self._numbers: dict[str, int] = {}
+        # url -> its mark, numbered in order of first use (a dict keeps it);
+        # the mark is made once, not formatted again at every mention.
+        self._marks: dict[str, str] = {}
 
     def ref(self, url: str | None) -> str:
         if not url:
             return ""
-        n = self._numbers.setdefault(url, len(self._numbers) + 1)
-        return f"[{n}]"
+        mark = self._marks.get(url)
+        if mark is None:
+            mark = self._marks[url] = f"[{len(self._marks) + 1}]"
+        return mark
+
+    def listing(self) -> str:
+        """The "[n] url" lines of the text's Links list."""
+        return "".join([f"{mark} {url}\n" for url, mark in self._marks.items()])
 
     def __iter__(self) -> Any:
-        return iter((n, url) for url, n in self._numbers.items())
+        return iter(enumerate(self._marks, 1))
 
     def __bool__(self) -> bool:
-        return bool(self._numbers)
+        return bool(self._marks)
 
 
 def rich_text(refs: Refs) -> Callable[..., str]:
     def rich(value: Rich, indent: str = "", subsequent: str | None = None) -> str:
-        body = wrap(value.text, indent=indent, subsequent=subsequent)
+        body = wrap(value.text, TEXT_WIDTH, indent, subsequent)
         if value.links:
             sub = indent if subsequent is None else subsequent
-            marks = ", ".join(f"{link.text} {refs.ref(link.url)}" for link in value.links)
-            body += "\n" + wrap(f"(Links: {marks})", indent=sub, subsequent=sub)
+            marks = ", ".join([f"{link.text} {refs.ref(link.url)}" for link in value.links])
+            body += "\n" + wrap(f"(Links: {marks})", TEXT_WIDTH, sub, sub)
         return body
 
     return rich
