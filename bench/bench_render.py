@@ -216,9 +216,9 @@ def capture_mjml_context(brief: Any, cfg: config_mod.Config) -> dict[str, Any]:
     captured: dict[str, Any] = {}
     original = email_render._compile
 
-    def spy(dirs: Any, tdigest: str, name: str, context: dict[str, Any], what: str) -> tuple[str, str, int]:
+    def spy(dirs: Any, tdigest: str, name: str, context: dict[str, Any], what: str, *, sized: bool = False) -> tuple[str, str, int]:
         captured.update(context)
-        return original(dirs, tdigest, name, context, what)
+        return original(dirs, tdigest, name, context, what, sized=sized)
 
     setattr(email_render, "_compile", spy)  # noqa: B010 (a spy, then put back)
     try:

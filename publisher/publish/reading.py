@@ -35,7 +35,7 @@ from ..briefs.slugs import tag_slug
 from ..core.config import Config
 from ..core.errors import BriefError, BriefUnreadable, PublisherError
 from ..render import site
-from ..render.email import RenderedIssue, render_story, web_text
+from ..render.email import RenderedIssue, story_web_text, web_text
 from . import watch
 from .outputs import write_all_atomic
 
@@ -127,7 +127,8 @@ def write_web_issue(
     disk leaves the old pair, never a new page beside an old text.
     """
     page = site.story_page(brief, cfg, related_titles=related_titles)
-    text = web_text(issue or render_story(brief, cfg, related_titles=related_titles), cfg)
+    # A build has no issue: it needs the text alone, not the email HTML that sets how many takes it lists.
+    text = web_text(issue, cfg) if issue is not None else story_web_text(brief, cfg, related_titles=related_titles)
     base = cfg.paths.public / "issues"
     items = [(base / f"{brief.slug}.html", page.encode("utf-8")), (base / f"{brief.slug}.txt", text.encode("utf-8"))]
     return [f"issues/{p.name}" for p in write_all_atomic(items)]

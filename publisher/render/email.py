@@ -28,7 +28,7 @@ from ..core.config import Config
 from ..core.errors import RenderError
 from ..core.memo import IdentityMemo
 from ..core.urls import is_http_url
-from .mjml import check_text_lines, compile_mjml, compile_raw, finish_html_sized
+from .mjml import check_text_lines, compile_mjml, compile_raw, finish_html_sized, html_octets
 from .skeleton import Marked, SkeletonCache, Unfit
 from . import story_mjml
 from .story_text import SOURCES_SHA256, TEMPLATES as TEXT_TEMPLATES, story_text
@@ -109,9 +109,11 @@ def _render_template(env: Environment, name: str, context: dict[str, Any], what:
 SKELETONS = SkeletonCache()
 
 
-def _compile(dirs: tuple[str, ...], tdigest: str, name: str, context: dict[str, Any], what: str) -> tuple[str, str, int]:
+def _compile(dirs: tuple[str, ...], tdigest: str, name: str, context: dict[str, Any], what: str,
+             *, sized: bool = False) -> tuple[str, str, int]:
     """(MJML source, HTML, its UTF-8 octets) for template ``name``: the shape's compiled
-    skeleton filled when it can, else mjml-python."""
+    skeleton filled when it can, else mjml-python. ``sized``: the octets alone
+    (source and HTML ''), for a caller that only needs to know what fits."""
     env, _ = _environment(dirs)
     if name == "email/story.mjml.j2" and mirrored(dirs, story_mjml.TEMPLATES, story_mjml.SOURCES_SHA256):
         # The writer marks its bodies, so the skeleton does not scan for them.
@@ -122,10 +124,13 @@ def _compile(dirs: tuple[str, ...], tdigest: str, name: str, context: dict[str, 
         source = _render_template(env, name, context, what)
         marked = None
     try:
-        return source, *finish_html_sized(SKELETONS.html((dirs, tdigest), source, what, marked), what)
+        html = SKELETONS.html((dirs, tdigest), source, what, marked)
     except Unfit as exc:
         log.debug("%s: compiled directly (%s)", what, exc)
-    return source, *finish_html_sized(compile_raw(source, what), what)
+        html = compile_raw(source, what)
+    if sized:
+        return "", "", html_octets(html, what)
+    return source, *finish_html_sized(html, what)
 
 
 # ---------------------------------------------------------------- view models
@@ -271,6 +276,17 @@ def render_story(brief: Brief, cfg: Config, *, related_titles: Mapping[str, str]
     ``related_titles`` maps related slugs to their titles (the pipeline knows
     them from the store); related stories without a known title are left out.
     """
+    return _story(brief, cfg, related_titles, sized=False)
+
+
+def story_web_text(brief: Brief, cfg: Config, *, related_titles: Mapping[str, str] | None = None) -> str:
+    """``web_text(render_story(…), cfg)`` for a caller that writes only the web copy's text (a
+    build): the email HTML that decides how many takes it lists is measured, not kept."""
+    return web_text(_story(brief, cfg, related_titles, sized=True), cfg)
+
+
+def _story(brief: Brief, cfg: Config, related_titles: Mapping[str, str] | None, *, sized: bool) -> RenderedIssue:
+    """:func:`render_story`; ``sized``: its MJML and HTML left '' (the HTML measured only)."""
     what = f"story {brief.slug}"
     view = cov.of(brief)
     titles = dict(related_titles or {})
@@ -312,7 +328,7 @@ def render_story(brief: Brief, cfg: Config, *, related_titles: Mapping[str, str]
     budget = cfg.email.max_html_bytes
     while True:
         coverage = _coverage(brief, cfg, k, view)
-        source, html, size = _compile(dirs, tdigest, "email/story.mjml.j2", dict(base, coverage=coverage), what)
+        source, html, size = _compile(dirs, tdigest, "email/story.mjml.j2", dict(base, coverage=coverage), what, sized=sized)
         if size <= budget:
             break
         if k == 0:

@@ -70,10 +70,20 @@ def _fold_sized(html: str) -> tuple[str, int, int]:
         data = html.encode()
     except UnicodeEncodeError:  # a lone surrogate: measure and fold line by line
         return (*_fold_measured_lines(html), -1)
+    folded, longest = _fold_encoded(data)
+    if folded is None:
+        return html, longest, len(data)
+    data = b"\n".join(folded)
+    return data.decode(), longest, len(data)
+
+
+def _fold_encoded(data: bytes) -> tuple[list[bytes] | None, int]:
+    """The lines of ``data`` with each over-long one replaced by its pieces (None when
+    no line is over-long), and the octets of the longest line once folded."""
     lines = data.split(b"\n")
     sizes = list(map(len, lines))
     if max(sizes) <= _FOLD_AT:
-        return html, max(sizes), len(data)
+        return None, max(sizes)
     out: list[bytes] = []  # the lines with each long one's pieces in its place: one join
     done = 0
     for i in [i for i, size in enumerate(sizes) if size > _FOLD_AT]:
@@ -83,8 +93,7 @@ def _fold_sized(html: str) -> tuple[str, int, int]:
         done = i + 1
         sizes[i] = max(map(len, pieces))
     out += lines[done:]
-    data = b"\n".join(out)
-    return data.decode(), max(sizes), len(data)
+    return out, max(sizes)
 
 
 def _fold_measured_lines(html: str) -> tuple[str, int]:
@@ -239,6 +248,22 @@ def finish_html_sized(out: str, what: str) -> tuple[str, int]:
         octets = len(out.encode("utf-8"))
     # A MIME body ends in a newline; ending with one keeps web and mail copies identical.
     return (out, octets) if out.endswith("\n") else (out + "\n", octets + 1)
+
+
+def html_octets(out: str, what: str) -> int:
+    """The size :func:`finish_html_sized` gives ``out``, for a caller that needs
+    only that (a web copy's text, whose takes are the ones the HTML budget
+    keeps): folded and checked the same way, but not joined or decoded back."""
+    try:
+        data = out.encode()
+    except UnicodeEncodeError:
+        return finish_html_sized(out, what)[1]
+    folded, longest = _fold_encoded(data)
+    if longest > MAX_LINE_OCTETS:
+        raise RenderError(what, f"HTML has an unbreakable {longest}-octet line (an over-long URL?)")
+    # Folding only adds newlines and comment marks; the last byte stays the last byte.
+    octets = len(data) if folded is None else sum(map(len, folded)) + len(folded) - 1
+    return octets if data.endswith(b"\n") else octets + 1
 
 
 def longest_line(text: str) -> int:

@@ -223,9 +223,9 @@ def captured_contexts() -> Iterator[list[dict[str, Any]]]:
     seen: list[dict[str, Any]] = []
     original = email._compile
 
-    def spy(dirs: tuple[str, ...], tdigest: str, name: str, context: dict[str, Any], what: str) -> tuple[str, str, int]:
+    def spy(dirs: tuple[str, ...], tdigest: str, name: str, context: dict[str, Any], what: str, *, sized: bool = False) -> tuple[str, str, int]:
         seen.append(context)
-        return original(dirs, tdigest, name, context, what)
+        return original(dirs, tdigest, name, context, what, sized=sized)
 
     email._compile = spy  # type: ignore[assignment]
     try:
@@ -303,3 +303,68 @@ def test_the_size_known_while_folding_is_the_encoded_size(html: str) -> None:
     except RenderError:
         return
     assert out == mjml.finish_html(html, "t") and octets == len(out.encode("utf-8"))
+
+
+FOLD_PIECES = ["<p>", "</p>", "</td>", "<tr>", " ", "word ", "é", "中文", "\n", "y" * 1200, "é" * 700, "\U0001f44d" * 300,
+               "<!--", "&amp;", '<a href="https://x.example/' + "q" * 950 + '">', "<title>", "</title>"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(FOLD_PIECES), max_size=120).map("".join))
+def test_html_octets_is_the_size_finish_html_gives_and_fails_as_it_does(html: str) -> None:
+    # A build measures the email HTML only to know how many takes its web
+    # text lists: html_octets must give finish_html_sized's size, and raise
+    # where it raises (an unbreakable line), without making the string.
+    try:
+        _out, expected = mjml.finish_html_sized(html, "t")
+    except RenderError as exc:
+        with pytest.raises(RenderError) as raised:
+            mjml.html_octets(html, "t")
+        assert str(raised.value) == str(exc)
+        return
+    assert mjml.html_octets(html, "t") == expected
+
+
+def test_html_octets_counts_the_newline_a_mime_body_ends_with() -> None:
+    for html in ("", "<p>x</p>", "<p>x</p>\n", "<div>" + "word " * 500 + "</div>"):
+        assert mjml.html_octets(html, "t") == mjml.finish_html_sized(html, "t")[1]
+
+
+# -- the build's web text --------------------------------------------------------
+
+TIGHT = build_config(site={"title": "World Briefs", "base_url": BASE}, email={"max_html_bytes": 20_000})
+
+
+def check_web_text(brief: Brief) -> None:
+    related = {slug: f"<{slug}> & co" for slug in brief.related[:2]}
+    for cfg in (*CONFIGS, TIGHT):
+        try:
+            expected = email.web_text(email.render_story(brief, cfg, related_titles=related), cfg)
+        except RenderError as exc:
+            with pytest.raises(RenderError) as raised:
+                email.story_web_text(brief, cfg, related_titles=related)
+            assert str(raised.value) == str(exc)
+            continue
+        assert email.story_web_text(brief, cfg, related_titles=related) == expected
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_sample_web_text_without_the_html_is_the_web_text_of_the_issue(path: Any) -> None:
+    check_web_text(parse_brief(path.read_bytes(), path.name, base_url=BASE))
+
+
+@SETTINGS
+@given(brief_text())
+def test_generated_web_text_without_the_html_is_the_web_text_of_the_issue(source: str) -> None:
+    brief = parsed(source)
+    if brief is not None:
+        check_web_text(brief)
+
+
+def test_a_tight_budget_cuts_takes_from_the_web_text_too() -> None:
+    # The case the measured HTML exists for: fewer takes fit, and the text lists the same fewer.
+    brief = parse_brief((DATA / "reference.txt").read_bytes(), "reference.txt", base_url=BASE)
+    roomy = email.story_web_text(brief, CONFIGS[0])
+    tight = email.story_web_text(brief, TIGHT)
+    assert tight == email.web_text(email.render_story(brief, TIGHT), TIGHT)
+    assert tight.count("\n") < roomy.count("\n")
