@@ -70,16 +70,33 @@ def _target(path: Path, root: Path | None, follow_symlinks: bool) -> Path:
     return target
 
 
+def _is_link(path: Path) -> bool:
+    try:
+        return stat_mod.S_ISLNK(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def read_brief_bytes(path: str | Path, *, root: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
                      follow_symlinks: bool = False) -> bytes:
     """The bytes of one brief file, or a BriefError saying why it was refused."""
     path = Path(path)
-    target = _target(path, root, follow_symlinks)
+    if follow_symlinks or os.name != "posix":
+        target = _target(path, root, follow_symlinks)
+    else:
+        # Links are refused: O_NOFOLLOW makes the open itself refuse one (ELOOP,
+        # told apart below), which spares an lstat per read. The folders on the
+        # way are still checked.
+        if root is not None and not _plainly_inside(path, root) and not path.parent.resolve().is_relative_to(root.resolve()):
+            raise BriefError(str(path), None, f"skipped: {path.parent} resolves outside the briefs folder")
+        target = path
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
     try:
         fd = os.open(target, flags)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
+            if target is path and _is_link(path):
+                raise BriefError(str(path), None, "skipped: a symbolic link (set briefs.follow_symlinks = true to publish links)") from exc
             raise BriefError(str(path), None, "skipped: became a symbolic link while being read") from exc
         raise BriefUnreadable(str(path), None, f"unreadable: {exc.strerror or exc}") from exc
     try:
@@ -89,15 +106,19 @@ def read_brief_bytes(path: str | Path, *, root: Path | None = None, max_bytes: i
             raise BriefError(str(path), None, "skipped: not a regular file")
         if st.st_size > max_bytes:
             raise BriefError(str(path), None, f"refused: {st.st_size} bytes is over briefs.max_bytes ({max_bytes})")
-        os.set_blocking(fd, True)
+        # A regular file: O_NONBLOCK (there so a FIFO never hangs the open) changes nothing for its reads.
         chunks: list[bytes] = []
         remaining = max_bytes + 1  # one byte more tells a file that grew past the limit
+        want = min(remaining, st.st_size + 1)
         while remaining > 0:
-            chunk = os.read(fd, min(remaining, 1 << 20))
+            chunk = os.read(fd, want)
             if not chunk:
                 break
             chunks.append(chunk)
             remaining -= len(chunk)
+            if len(chunk) == st.st_size < want:
+                break  # the whole file as fstat sized it, in one read: no read of its end needed
+            want = min(remaining, 1 << 20)
     except OSError as exc:
         raise BriefUnreadable(str(path), None, f"unreadable: {exc.strerror or exc}") from exc
     finally:
