@@ -37,8 +37,11 @@ def test_concurrent_claimers_share_the_rows_and_never_take_one_twice(tmp_path: P
         t.join()
     every = [d for ids in taken.values() for d in ids]
     assert len(every) == len(set(every)) == 2000
-    # SKIP LOCKED: claimers take different rows side by side instead of queueing behind one.
-    assert len([n for n, ids in taken.items() if ids]) >= 3
+    # SKIP LOCKED (PostgreSQL): claimers take different rows side by side instead of queueing behind one.
+    # SQLite has one writer at a time, so how many of the threads got a turn is the scheduler's
+    # business (on a loaded machine one thread took every batch): there, only "never twice" holds.
+    if engine.dialect.name == "postgresql":
+        assert len([n for n, ids in taken.items() if ids]) >= 3
     assert ledger.progress(engine, issue_id).sending == 2000
 
 
