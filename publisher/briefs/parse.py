@@ -80,43 +80,60 @@ class _Outline:
 
 def _outline(lines: list[str], body_start: int, ctx: Context) -> _Outline:
     """Pass 1: structure. Find the title, dek, meta, canonical and the line
-    ranges of each ## section; no Markdown yet."""
+    ranges of each ## section; no Markdown yet.
+
+    Only a line starting with '#', '*' or 'C'/'c' can be one of those, so only
+    those lines are tested; the runs of lines between them go to their
+    section as slices of the (line number, line) pairs, not a step per line."""
     out = _Outline()
     sections = out.sections
     preamble: list[tuple[int, str]] = []
+    pairs = list(enumerate(lines[body_start:], body_start + 1))
+    marks = [k for k, line in enumerate(lines[body_start:]) if line and line[0] in "#*Cc"]
     body: list[tuple[int, str]] | None = None  # the current section's lines
-    for idx in range(body_start, len(lines)):
-        line = lines[idx]
-        first = line[:1]
-        # Dispatch on the first character: most lines are prose and need no test.
+    run = 0  # the first pair not yet given to a section or the preamble
+    for k in marks:
+        lineno, line = pairs[k]
+        first = line[0]
+        head = meta = canon = None
         if first == "#":
-            head = heading(line)
-            if head is not None and head[0] <= 2:
-                if head[0] == 1:
-                    if out.title is None:
-                        out.title, out.title_line = plain(head[1]), idx + 1
-                        continue
-                    ctx.warn(idx + 1, "second '# ' title treated as an unknown section")
-                body = []
-                sections.append((head[1], idx + 1, body))
+            # "### lens" headings are section text: no need to read them.
+            head = heading(line) if line[1:3] != "##" else None
+            if head is None or head[0] > 2:
                 continue
         elif first == "*":
             meta = _META.match(line.rstrip())
-            if meta:
-                if out.meta_raw is not None:
-                    ctx.warn(idx + 1, "second Meta line ignored")
-                else:
-                    out.meta_raw = (meta.group(1), idx + 1)
+            if meta is None:
                 continue
-        elif first == "C" or first == "c":
-            canon = _CANONICAL.match(line)
-            if canon:
-                out.canonical_raw = (canon.group(1), idx + 1)
-                continue
+        elif (canon := _CANONICAL.match(line)) is None:
+            continue
+        # A line of structure: what came before it is done.
         if body is not None:
-            body.append((idx + 1, line))
+            body += pairs[run:k]
         else:
-            _preamble_line(out, preamble, idx + 1, line)
+            for n, text in pairs[run:k]:
+                _preamble_line(out, preamble, n, text)
+        run = k + 1
+        if head is not None:
+            if head[0] == 1:
+                if out.title is None:
+                    out.title, out.title_line = plain(head[1]), lineno
+                    continue
+                ctx.warn(lineno, "second '# ' title treated as an unknown section")
+            body = []
+            sections.append((head[1], lineno, body))
+        elif meta is not None:
+            if out.meta_raw is not None:
+                ctx.warn(lineno, "second Meta line ignored")
+            else:
+                out.meta_raw = (meta.group(1), lineno)
+        elif canon is not None:
+            out.canonical_raw = (canon.group(1), lineno)
+    if body is not None:
+        body += pairs[run:]
+    else:
+        for n, text in pairs[run:]:
+            _preamble_line(out, preamble, n, text)
     if preamble:
         ctx.warn(preamble[0][0], "text before the first section is ignored")
     return out
