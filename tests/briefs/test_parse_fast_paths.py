@@ -8,6 +8,7 @@ goldens and generated briefs through tests/briefs/test_briefs*.py.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from pathlib import PurePosixPath
@@ -19,6 +20,8 @@ from hypothesis import strategies as st
 from publisher.briefs.inline import (
     FORBIDDEN_CONTROLS, OTHER_SPACE, PLAIN_HTTP_TOKEN, PLAIN_HTTP_URL, Context, has_forbidden_controls, is_plain, markup_count, plain, strip_quotes,
 )
+from publisher.briefs import model, parse, sections
+from publisher.briefs.model import Link, Rich, Take
 from publisher.briefs.parse import last_segment
 from publisher.briefs.sections import heading, parse_takes, section_kind, source_of
 
@@ -165,3 +168,156 @@ def test_takes_parse_into_the_fields_they_were_written_from(lenses: list[tuple[s
         got = [{f: getattr(take, f) for f in ("outlet", "region", "language", "text", "quote", "source")} for take in lens.takes]
         assert got == [expected for _, expected in takes]
 
+
+
+# -- take heads and source lines read by the common shape's regex ---------------
+
+# Mostly what the fast path takes, with every character it must refuse now and then.
+_PLAIN_BITS = st.sampled_from(["Atlas", "Weekly", "é", "中文", "A.B", "x-y", "]", "!", "<", "'"])
+_HOSTILE_BITS = st.sampled_from(["(", ")", ",", "*", "**", "_", "`", "\\", "&", "[", "", "  ", "\t", "\u00a0", "\u3000", "\x85"])
+_words = st.lists(st.one_of(_PLAIN_BITS, _PLAIN_BITS, _PLAIN_BITS, _HOSTILE_BITS), min_size=0, max_size=4).map(" ".join)
+_gap = st.sampled_from([" ", " ", " ", " ", "", "  ", "\t", "\u3000"])
+
+
+@st.composite
+def _head_line(draw: st.DrawFn) -> str:
+    marker = draw(st.sampled_from(["-", "*", "+"])) + draw(st.sampled_from([" ", " ", "  ", "\t", ""]))
+    outlet = draw(st.sampled_from(["Atlas Weekly", "中文 News"]) | _words)
+    paren = draw(st.sampled_from(["(Nigeria, en)", "(United Kingdom, fr)", "(Hong Kong / China, zh-Hant)"]) | st.builds(
+        lambda r, g, lang: f"({r},{g}{lang})", _words, _gap, _words) | st.sampled_from(["", "(x)", "((a), b)", "(a, b, c)"]))
+    dash = draw(st.sampled_from(["—", "—", "—", "–", "--", "-", "---", "", "— —"]))
+    text = draw(st.sampled_from(["", "The words.", "  spaced  ", "**bold** x", "(aside) y"]))
+    return f"{marker}**{outlet}**{draw(_gap)}{paren}{draw(_gap)}{dash}{draw(_gap)}{text}"
+
+
+@settings(max_examples=4000, deadline=None)
+@given(_head_line())
+def test_plain_take_heads_read_as_take_head_reads_them(line: str) -> None:
+    fast = sections._TAKE_PLAIN.match(line)
+    if fast is not None:
+        assert fast.groups() == sections.take_head(line), line
+
+
+_COMMON_HEADS = ["- **Atlas Weekly** (Nigeria, en) — The words.", "- **Union Bulletin** (United Kingdom, fr) —",
+                 "* **Le Monde** (France, fr) -- Mots.", "- **A** (Hong Kong / China, zh-Hant) – x"]
+# Near misses: each differs from a common head where the fast path must refuse or agree.
+_EDGE_HEADS = ["- **A** (b, c,d) — x", "- **A** (b,c, d) — x", "- **A** (b, c, d) — x", "- **A** (b, c) --- x", "- **A** (b, c) -- -x",
+               "- **A** (b, c)\t—\tx", "- **A**\t(b, c) — x", "- **A** (b,  c) — x", "- **A ** (b, c) — x", "- **A*** (b, c) — x",
+               "- ***A** (b, c) — x", "- **A** ((b), c) — x", "- **A** (b, c)) — x", "- **A** (b, c) —", "- **A** (b, c)",
+               "-\u3000**A** (b, c) — x", "- **A\u00a0B** (b, c) — x", "- **A** (b\x85, c) — x", "- **A** (b, `c`) — x"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.sampled_from(_COMMON_HEADS), st.lists(st.tuples(st.integers(0, 45), _HOSTILE_BITS | _PLAIN_BITS | _gap), min_size=1, max_size=3))
+def test_common_heads_with_a_stray_character_read_as_take_head_reads_them(line: str, edits: list[tuple[int, str]]) -> None:
+    for at, bit in edits:
+        line = line[:at] + bit + line[at:]
+    fast = sections._TAKE_PLAIN.match(line)
+    if fast is not None:
+        assert fast.groups() == sections.take_head(line), line
+
+
+def test_the_plain_take_head_regex_takes_the_common_heads() -> None:
+    for line in _COMMON_HEADS:
+        fast = sections._TAKE_PLAIN.match(line)
+        assert fast is not None and fast.groups() == sections.take_head(line), line
+    for line in _EDGE_HEADS:
+        fast = sections._TAKE_PLAIN.match(line)
+        assert fast is None or fast.groups() == sections.take_head(line), line
+
+
+_URL_PATH = st.lists(st.sampled_from(["/p", "/", "?q=1&b", "#f", "@", " ", "\u00a0", "\t", "é", "[", "x", ""]), max_size=4).map("".join)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.sampled_from(["Source: ", "Source:", "Source:  ", "source: ", "Source:\t", "Source: \u00a0"]),
+    st.builds("".join, st.tuples(
+        st.sampled_from(["https://", "http://", "HTTP://", "ftp://", "https:/", ""]),
+        st.sampled_from(["www.a.example", "a", "a-b.c", "-a", "a.", "é.example", "[::1]", "u@h", ""]),
+        st.sampled_from(["", "", ":80", ":123456", ":", ":x"]),
+        _URL_PATH,
+    )),
+)
+def test_plain_source_lines_read_as_source_of_reads_them(label: str, rest: str) -> None:
+    line = (label + rest).strip()
+    fast, slow = sections._SOURCE_PLAIN.match(line), source_of(line)
+    if fast is not None:
+        assert (fast.group(1), True) == slow, line
+    # It takes every line written "Source: <plain http(s) URL>".
+    assert (fast is not None) == (line[:8] == "Source: " and slow is not None and slow == (line[8:], True)), line
+
+
+# -- values built through their slots --------------------------------------------
+
+_TEXT = st.text(max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TEXT, _TEXT, st.lists(st.builds(Link, _TEXT, _TEXT), max_size=2).map(tuple), _TEXT, _TEXT, st.none() | _TEXT, st.none() | _TEXT,
+       st.integers())
+def test_rich_and_take_build_what_the_constructors_build(html: str, text: str, links: tuple[Link, ...], outlet: str, region: str,
+                                                         quote: str | None, source: str | None, line: int) -> None:
+    value = model.rich(html, text, links)
+    assert value == Rich(html, text, links) and model.rich(html, text) == Rich(html, text)
+    built = model.take(outlet, region, text, value, quote, source, line)
+    assert built == Take(outlet, region, text, value, quote, source, line)
+    assert [getattr(built, f.name) for f in dataclasses.fields(Take)] == [outlet, region, text, value, quote, source, line]
+    assert hash(built) == hash(Take(outlet, region, text, value, quote, source, line))
+
+
+# -- the outline ------------------------------------------------------------------
+
+def _old_outline(lines: list[str], body_start: int, ctx: Context) -> parse._Outline:
+    """parse._outline before it skipped the lines that cannot be structure: every line tested."""
+    out = parse._Outline()
+    preamble: list[tuple[int, str]] = []
+    body: list[tuple[int, str]] | None = None
+    for idx in range(body_start, len(lines)):
+        line = lines[idx]
+        first = line[:1]
+        if first == "#":
+            head = heading(line)
+            if head is not None and head[0] <= 2:
+                if head[0] == 1:
+                    if out.title is None:
+                        out.title, out.title_line = plain(head[1]), idx + 1
+                        continue
+                    ctx.warn(idx + 1, "second '# ' title treated as an unknown section")
+                body = []
+                out.sections.append((head[1], idx + 1, body))
+                continue
+        elif first == "*":
+            meta = parse._META.match(line.rstrip())
+            if meta:
+                if out.meta_raw is not None:
+                    ctx.warn(idx + 1, "second Meta line ignored")
+                else:
+                    out.meta_raw = (meta.group(1), idx + 1)
+                continue
+        elif first == "C" or first == "c":
+            canon = sections._CANONICAL.match(line)
+            if canon:
+                out.canonical_raw = (canon.group(1), idx + 1)
+                continue
+        if body is not None:
+            body.append((idx + 1, line))
+        else:
+            parse._preamble_line(out, preamble, idx + 1, line)
+    if preamble:
+        ctx.warn(preamble[0][0], "text before the first section is ignored")
+    return out
+
+
+_OUTLINE_LINES = ["# Title", "# Second *title*", "## Summary", "## Regional takes", "##", "## ", "###", "### lens", "#### deep", "#x", " # indented",
+                  "**Meta:** date: 2025-01-01", "**meta:**x", "**Meta**", "* item", "*", "Canonical: https://a.example/x", "canonical:  y z", "canonical: https://b.example/",
+                  "Canonical:", "C", "Cats.", "cc", "> dek", ">", "---", "***", "text", "- **A** (b, c) — x", "", " ", "\t"]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(_OUTLINE_LINES), max_size=14), st.integers(0, 3))
+def test_the_outline_is_what_testing_every_line_gave(lines: list[str], body_start: int) -> None:
+    body_start = min(body_start, len(lines))
+    new_ctx, old_ctx = Context("p", None), Context("p", None)
+    assert parse._outline(lines, body_start, new_ctx) == _old_outline(lines, body_start, old_ctx)
+    assert new_ctx.findings == old_ctx.findings
