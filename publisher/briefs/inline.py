@@ -347,11 +347,14 @@ def _plain_markup(text: str) -> str:
 
 def strip_quotes(text: str) -> str:
     text = text.strip()
-    pairs = (('"', '"'), ("“", "”"), ("«", "»"), ("„", "“"), ("「", "」"), ("'", "'"), ("‘", "’"))
-    for left, right in pairs:
-        if len(text) >= 2 and text.startswith(left) and text.endswith(right):
-            return text[len(left) : -len(right)].strip()
+    # Each pair opens with its own character: the first one picks the only pair that can match.
+    right = _QUOTE_PAIRS.get(text[:1])
+    if right is not None and len(text) >= 2 and text.endswith(right):
+        return text[1:-1].strip()
     return text
+
+
+_QUOTE_PAIRS = {'"': '"', "“": "”", "«": "»", "„": "“", "「": "」", "'": "'", "‘": "’"}
 
 
 # -- front matter ---------------------------------------------------------

@@ -23,12 +23,14 @@ from .inline import FORBIDDEN_CONTROLS, Context, has_forbidden_controls, origin,
 from .model import EMPTY, Brief, Finding, Lens, Meta, Rich, Section
 from .sections import (
     _CANONICAL,
+    Segments,
     _QUOTE,
     check_counts,
     concat,
     heading,
     is_rule,
     list_items,
+    numbered,
     paragraphs,
     parse_graph,
     parse_meta,
@@ -75,7 +77,7 @@ class _Outline:
     dek: str | None = None
     meta_raw: tuple[str, int] | None = None
     canonical_raw: tuple[str, int] | None = None
-    sections: list[tuple[str, int, list[tuple[int, str]]]] = field(default_factory=list)  # (title, line, body)
+    sections: list[tuple[str, int, Segments]] = field(default_factory=list)  # (title, line, body)
 
 
 def _outline(lines: list[str], body_start: int, ctx: Context) -> _Outline:
@@ -84,16 +86,16 @@ def _outline(lines: list[str], body_start: int, ctx: Context) -> _Outline:
 
     Only a line starting with '#', '*' or 'C'/'c' can be one of those, so only
     those lines are tested; the runs of lines between them go to their
-    section as slices of the (line number, line) pairs, not a step per line."""
+    section as slices of the lines (Segments), not a step per line."""
     out = _Outline()
     sections = out.sections
     preamble: list[tuple[int, str]] = []
-    pairs = list(enumerate(lines[body_start:], body_start + 1))
-    marks = [k for k, line in enumerate(lines[body_start:]) if line and line[0] in "#*Cc"]
-    body: list[tuple[int, str]] | None = None  # the current section's lines
-    run = 0  # the first pair not yet given to a section or the preamble
+    rest = lines[body_start:]
+    marks = [k for k, line in enumerate(rest) if line and line[0] in "#*Cc"]
+    body: Segments | None = None  # the current section's lines
+    run = 0  # the first line of rest not yet given to a section or the preamble
     for k in marks:
-        lineno, line = pairs[k]
+        lineno, line = body_start + k + 1, rest[k]
         first = line[0]
         head = meta = canon = None
         if first == "#":
@@ -109,9 +111,10 @@ def _outline(lines: list[str], body_start: int, ctx: Context) -> _Outline:
             continue
         # A line of structure: what came before it is done.
         if body is not None:
-            body += pairs[run:k]
+            if k > run:
+                body.append((body_start + run + 1, rest[run:k]))
         else:
-            for n, text in pairs[run:k]:
+            for n, text in enumerate(rest[run:k], body_start + run + 1):
                 _preamble_line(out, preamble, n, text)
         run = k + 1
         if head is not None:
@@ -130,9 +133,10 @@ def _outline(lines: list[str], body_start: int, ctx: Context) -> _Outline:
         elif canon is not None:
             out.canonical_raw = (canon.group(1), lineno)
     if body is not None:
-        body += pairs[run:]
+        if len(rest) > run:
+            body.append((body_start + run + 1, rest[run:]))
     else:
-        for n, text in pairs[run:]:
+        for n, text in enumerate(rest[run:], body_start + run + 1):
             _preamble_line(out, preamble, n, text)
     if preamble:
         ctx.warn(preamble[0][0], "text before the first section is ignored")
@@ -160,7 +164,7 @@ class _Body:
     extra: list[Section] = field(default_factory=list)
 
 
-def _read_sections(sections: list[tuple[str, int, list[tuple[int, str]]]], ctx: Context) -> _Body:
+def _read_sections(sections: list[tuple[str, int, Segments]], ctx: Context) -> _Body:
     """Pass 2: each section's content."""
     out = _Body()
     seen: set[str] = set()
@@ -169,20 +173,20 @@ def _read_sections(sections: list[tuple[str, int, list[tuple[int, str]]]], ctx: 
         if kind is not None and kind in seen:
             ctx.warn(lineno, f"section {sec_title!r} appears twice; the second is merged")
         if kind == "summary":
-            out.summary = concat(out.summary, ctx.rich_paragraphs(paragraphs(body)))
+            out.summary = concat(out.summary, ctx.rich_paragraphs(paragraphs(numbered(body))))
         elif kind == "why":
-            out.why = concat(out.why, ctx.rich_paragraphs(paragraphs(body)))
+            out.why = concat(out.why, ctx.rich_paragraphs(paragraphs(numbered(body))))
         elif kind == "watch":
-            out.watch.extend(r for r in (ctx.rich_inline(s, ln) for s, ln in list_items(body, ctx)) if r)
+            out.watch.extend(r for r in (ctx.rich_inline(s, ln) for s, ln in list_items(numbered(body), ctx)) if r)
         elif kind == "takes":
-            out.lenses.extend(parse_takes(body, ctx))
+            out.lenses.extend(parse_takes(numbered(body), ctx))
         elif kind == "graph":
-            rel, ent = parse_graph(body, ctx)
+            rel, ent = parse_graph(numbered(body), ctx)
             out.related.extend(r for r in rel if r not in out.related)
             out.entities.extend(e for e in ent if e not in out.entities)
         else:
             ctx.warn(lineno, f"unknown section {sec_title!r} kept as is")
-            source = "\n".join(t for _, t in body if not is_rule(t))
+            source = "\n".join(t for _, t in numbered(body) if not is_rule(t))
             start = body[0][0] if body else lineno
             out.extra.append(Section(plain(sec_title) or "Untitled", ctx.rich_block(source, start), lineno))
         if kind is not None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain
 
 from .inline import PLAIN_HTTP, PLAIN_HTTP_TOKEN, Context, is_plain, plain, short, strip_quotes
 from .model import EMPTY, Lens, Meta, Rich, Take, rich, take
@@ -45,6 +46,21 @@ _KNOWN_SECTIONS = {
 
 # No known title is a prefix of another, so the order of these tests does not matter.
 _SECTION_STARTS = tuple(((prefix + " ", prefix + "("), kind) for prefix, kind in _KNOWN_SECTIONS.items())
+
+
+# A section's lines as the outline found them: runs of consecutive lines, each
+# with the number of its first line (one run, unless a Meta or Canonical line
+# was taken out of the section).
+Segments = list[tuple[int, list[str]]]
+
+
+def numbered(body: Segments) -> Iterator[tuple[int, str]]:
+    """(line number, line) for every line of ``body``. The pairs are made as
+    they are read (enumerate reuses its tuple), not kept: most of a brief."""
+    if len(body) == 1:
+        start, lines = body[0]
+        return enumerate(lines, start)
+    return chain.from_iterable(enumerate(lines, start) for start, lines in body)
 
 
 def is_rule(text: str) -> bool:
@@ -121,7 +137,7 @@ def parse_meta(raw: str, line: int, ctx: Context) -> Meta:
     return Meta(type_, date, heads, tuple(counts), tuple(extra), line)
 
 
-def paragraphs(body: Sequence[tuple[int, str]]) -> list[tuple[str, int]]:
+def paragraphs(body: Iterable[tuple[int, str]]) -> list[tuple[str, int]]:
     paras: list[tuple[str, int]] = []
     current: list[str] = []
     start = 0
@@ -139,7 +155,7 @@ def paragraphs(body: Sequence[tuple[int, str]]) -> list[tuple[str, int]]:
     return paras
 
 
-def list_items(body: Sequence[tuple[int, str]], ctx: Context) -> list[tuple[str, int]]:
+def list_items(body: Iterable[tuple[int, str]], ctx: Context) -> list[tuple[str, int]]:
     items: list[tuple[str, int]] = []
     for lineno, text in body:
         if not text.strip() or is_rule(text):
@@ -213,7 +229,7 @@ def _add_take(
     lenses[-1][2].append(take(outlet, region, language, text, quote or None, url, line))
 
 
-def parse_takes(body: Sequence[tuple[int, str]], ctx: Context) -> list[Lens]:
+def parse_takes(body: Iterable[tuple[int, str]], ctx: Context) -> list[Lens]:
     lenses: list[tuple[str, int, list[Take]]] = []
     # The pending take: its head (outlet, region, language, line) and what follows it.
     head: tuple[str, str, str, int] | None = None
@@ -276,7 +292,7 @@ def parse_takes(body: Sequence[tuple[int, str]], ctx: Context) -> list[Lens]:
     return out
 
 
-def parse_graph(body: Sequence[tuple[int, str]], ctx: Context) -> tuple[list[str], list[str]]:
+def parse_graph(body: Iterable[tuple[int, str]], ctx: Context) -> tuple[list[str], list[str]]:
     related: list[str] = []
     entities: list[str] = []
     for lineno, text in body:
