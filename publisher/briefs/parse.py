@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 from ..core.errors import BriefError
 from ..core.urls import is_http_url
 from .frontmatter import FrontMatter, decode, read_front_matter, split_front_matter
-from .inline import FORBIDDEN_CONTROLS, Context, has_forbidden_controls, origin, plain, short
+from .inline import FORBIDDEN_CONTROLS, PLAIN_HTTP_TOKEN, Context, has_forbidden_controls, origin, plain, short
 from .model import EMPTY, Brief, Finding, Lens, Meta, Rich, Section
 from .sections import (
     _CANONICAL,
@@ -54,11 +54,13 @@ def last_segment(path: str) -> str:
     return ""
 
 
-def _slug_from(fm_slug: str | None, canonical: str | None, path: str) -> str | None:
+def _slug_from(fm_slug: str | None, canonical: str | None, path: str, canonical_path: str | None = None) -> str | None:
+    """The front matter's slug, else the canonical URL's last segment, else the file name's.
+    ``canonical_path`` is the canonical URL's path when the caller has it (see split_plain)."""
     if fm_slug:
         return fm_slug
     if canonical:
-        last = unquote(last_segment(urlsplit(canonical).path)).lower()
+        last = unquote(last_segment(urlsplit(canonical).path if canonical_path is None else canonical_path)).lower()
         if SLUG_RE.match(last) and len(last) <= MAX_SLUG:
             return last
     stem = last_segment(path.replace("\\", "/"))
@@ -66,6 +68,22 @@ def _slug_from(fm_slug: str | None, canonical: str | None, path: str) -> str | N
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
     return slugify(stem) or None
+
+
+# What urlsplit finds in a plain http(s) URL: the scheme and host (and port)
+# before the first '/', '?' or '#' after '//', then the path up to '?' or '#'.
+_PLAIN_SPLIT = re.compile(r"(https?://[^/?#]*)([^?#]*)")
+
+
+def split_plain(url: str) -> tuple[str, str] | None:
+    """(``origin(url)``, ``urlsplit(url).path``) for a URL without whitespace
+    that PLAIN_HTTP_TOKEN accepts (a canonical line's), else None: three
+    urlsplit calls a brief, by one regex."""
+    if PLAIN_HTTP_TOKEN.match(url) is None:
+        return None
+    parts = _PLAIN_SPLIT.match(url)
+    assert parts is not None  # PLAIN_HTTP_TOKEN matched
+    return parts.group(1) + "/", parts.group(2)
 
 
 @dataclass
@@ -224,13 +242,15 @@ def lint(data: bytes, path: str, *, base_url: str | None = None) -> tuple[Brief 
     outline = _outline(lines, body_start, ctx)
 
     canonical = fm.canonical
+    split = None  # the canonical line's URL's (origin, path), when it is a plain one
     if canonical is None and outline.canonical_raw is not None:
         raw, lineno = outline.canonical_raw
-        if is_http_url(raw):
+        split = split_plain(raw)
+        if split is not None or is_http_url(raw):
             canonical = raw
         else:
             ctx.warn(lineno, f"dropped unsafe canonical URL {short(raw)}")
-    ctx.base = origin(canonical) or origin(base_url)
+    ctx.base = split[0] if split is not None else origin(canonical) or origin(base_url)
     meta_raw = outline.meta_raw
     meta_obj = parse_meta(*meta_raw, ctx) if meta_raw else Meta()
     body = _read_sections(outline.sections, ctx)
@@ -245,7 +265,7 @@ def lint(data: bytes, path: str, *, base_url: str | None = None) -> tuple[Brief 
         ctx.error(meta_raw[1] if meta_raw else outline.title_line, "no date: add 'date: YYYY-MM-DD' to the Meta line or front matter")
     if not body.summary:
         ctx.error(outline.title_line, "no summary: add a '## Summary' section with text")
-    slug = _slug_from(fm.slug, canonical, path)
+    slug = _slug_from(fm.slug, canonical, path, split[1] if split is not None else None)
     if not slug:
         ctx.error(1, "no slug derivable: set front matter 'slug' or a canonical URL")
 

@@ -13,13 +13,14 @@ import re
 import sys
 from typing import Any
 from pathlib import PurePosixPath
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from publisher.briefs.inline import (
-    FORBIDDEN_CONTROLS, OTHER_SPACE, PLAIN_HTTP_TOKEN, PLAIN_HTTP_URL, Context, has_forbidden_controls, is_plain, markup_count, plain, strip_quotes,
+    FORBIDDEN_CONTROLS, OTHER_SPACE, PLAIN_HTTP_TOKEN, PLAIN_HTTP_URL, Context, has_forbidden_controls, is_plain, markup_count, origin, plain,
+    strip_quotes,
 )
 from publisher.briefs import model, parse, sections
 from publisher.briefs.model import Link, Rich, Take
@@ -328,3 +329,17 @@ def test_the_outline_is_what_testing_every_line_gave(lines: list[str], body_star
     assert all(run for _, _, body in new.sections for _, run in body)
     assert dataclasses.replace(new, sections=[]) == dataclasses.replace(old, sections=[])
     assert new_ctx.findings == old_ctx.findings
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.builds("".join, st.tuples(
+    st.sampled_from(["https://", "http://", "HTTPS://", "https:/", "ftp://"]),
+    st.sampled_from(["a.example", "A-b.example", "x", "a.", "-a", "é.x", "u@h", "[::1]", ""]),
+    st.sampled_from(["", ":8080", ":", ":123456"]),
+    st.lists(st.sampled_from(["/", "/en", "/n/", "slug-1", "?q=1", "#f", "%41", ";p", "//", ".."]), max_size=5).map("".join),
+)))
+def test_a_plain_url_splits_as_urlsplit_splits_it(url: str) -> None:
+    split = parse.split_plain(url)
+    assert (split is not None) == (PLAIN_HTTP_TOKEN.match(url) is not None)
+    if split is not None:
+        assert split == (origin(url), urlsplit(url).path)
