@@ -142,14 +142,16 @@ def paragraphs(body: Iterable[tuple[int, str]]) -> list[tuple[str, int]]:
     current: list[str] = []
     start = 0
     for lineno, text in body:
-        if not text.strip() or is_rule(text):
+        stripped = text.strip()
+        # is_rule's first test inlined: a paragraph line seldom starts and ends with the same '-', '*' or '_'.
+        if not stripped or (stripped[0] in "-*_" and stripped[-1] == stripped[0] and _RULE.match(text) is not None):
             if current:
                 paras.append(("\n".join(current), start))
                 current = []
             continue
         if not current:
             start = lineno
-        current.append(text.strip())
+        current.append(stripped)
     if current:
         paras.append(("\n".join(current), start))
     return paras
@@ -267,7 +269,10 @@ def parse_takes(body: Iterable[tuple[int, str]], ctx: Context) -> list[Lens]:
         if head is not None:
             if first == "S" or first == "s":
                 plain_url = _SOURCE_PLAIN.match(stripped)
-                found = (plain_url.group(1), True) if plain_url is not None else source_of(stripped)
+                if plain_url is not None and not source:  # the common case: source_of's (url, True)
+                    source, trusted, source_line = plain_url.group(1), True, lineno
+                    continue
+                found = source_of(stripped)
                 if found is not None:
                     if source:
                         ctx.warn(lineno, "second Source line for one take; the first is kept")

@@ -11,21 +11,23 @@ from __future__ import annotations
 import dataclasses
 import re
 import sys
-from typing import Any
 from pathlib import PurePosixPath
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from publisher.briefs import model, parse, sections
+from publisher.briefs.frontmatter import decode
 from publisher.briefs.inline import (
     FORBIDDEN_CONTROLS, OTHER_SPACE, PLAIN_HTTP_TOKEN, PLAIN_HTTP_URL, Context, has_forbidden_controls, is_plain, markup_count, origin, plain,
     strip_quotes,
 )
-from publisher.briefs import model, parse, sections
 from publisher.briefs.model import Link, Rich, Take
 from publisher.briefs.parse import last_segment
 from publisher.briefs.sections import heading, parse_takes, section_kind, source_of
+from publisher.core.errors import BriefError
 
 # The regexes the heading test replaced (issue 17): a lazy group before an optional closing run.
 _OLD_HEADINGS = {n: re.compile(rf"^{'#' * n}(?!#)\s+(.*?)\s*#*\s*$") for n in (1, 2, 3)}
@@ -343,3 +345,26 @@ def test_a_plain_url_splits_as_urlsplit_splits_it(url: str) -> None:
     assert (split is not None) == (PLAIN_HTTP_TOKEN.match(url) is not None)
     if split is not None:
         assert split == (origin(url), urlsplit(url).path)
+
+
+def _old_decode(data: bytes) -> str:
+    if not data.strip():
+        raise BriefError("p", 1, "empty file")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise BriefError("p", line, f"not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from exc
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from([b"\xef\xbb\xbf", b"\xef\xbb", b"a", b"\n", b"\r\n", b"\r", b" ", b"\xc3\xa9", b"\xc3", b"\xff", b"\x80", b"\xe4\xb8\xad"]),
+                max_size=8).map(b"".join))
+def test_decoding_is_what_utf_8_sig_gives(data: bytes) -> None:
+    def outcome(fn: Any) -> Any:
+        try:
+            return fn()
+        except BriefError as exc:
+            return (exc.line, str(exc))
+    assert outcome(lambda: decode(data, "p")) == outcome(lambda: _old_decode(data))
