@@ -160,16 +160,20 @@ def paragraphs(body: Iterable[tuple[int, str]]) -> list[tuple[str, int]]:
 def list_items(body: Iterable[tuple[int, str]], ctx: Context) -> list[tuple[str, int]]:
     items: list[tuple[str, int]] = []
     for lineno, text in body:
-        if not text.strip() or is_rule(text):
+        stripped = text.strip()
+        if not stripped or (stripped[0] in "-*_" and stripped[-1] == stripped[0] and _RULE.match(text) is not None):
+            continue
+        if text[1:2] == " " and text[0] in "-*+":
+            items.append((text[2:].strip(), lineno))  # what _LIST_ITEM's group gives for "- item", without it
             continue
         m = _LIST_ITEM.match(text)
         if m:
             items.append((m.group(1).strip(), lineno))
         elif items and text.startswith((" ", "\t")):
             src, start = items[-1]
-            items[-1] = (src + "\n" + text.strip(), start)
+            items[-1] = (src + "\n" + stripped, start)
         else:
-            items.append((text.strip(), lineno))
+            items.append((stripped, lineno))
     return items
 
 

@@ -150,3 +150,30 @@ def test_takes_parse_as_the_reference_parses_them(lines: list[str]) -> None:
 @given(st.lists(st.sampled_from(['"', "“", "”", "«", "»", "„", "「", "」", "'", "‘", "’", " ", "a", "\u00a0"]), max_size=6).map("".join))
 def test_quotes_strip_as_the_pairs_tried_in_turn_strip_them(text: str) -> None:
     assert sections.strip_quotes(text) == _old_strip_quotes(text)
+
+
+def _old_list_items(body: Sequence[tuple[int, str]], ctx: Context) -> list[tuple[str, int]]:
+    items: list[tuple[str, int]] = []
+    for lineno, text in body:
+        if not text.strip() or sections.is_rule(text):
+            continue
+        m = sections._LIST_ITEM.match(text)
+        if m:
+            items.append((m.group(1).strip(), lineno))
+        elif items and text.startswith((" ", "\t")):
+            src, start = items[-1]
+            items[-1] = (src + "\n" + text.strip(), start)
+        else:
+            items.append((text.strip(), lineno))
+    return items
+
+
+_ITEM_LINES = ["- Whether it holds.", "-  two spaces", "- ", "-", "* star", "+ plus", "1. one", "12) twelve", "  - indented", "    - deep",
+               "  more of the item", "\tTabbed.", "- - -", "---", "***", "-\ttab", "- \u00a0nbsp", "\u00a0- x", "plain line", "", "  "]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from(_ITEM_LINES), max_size=10))
+def test_list_items_are_what_the_item_regex_found(lines: list[str]) -> None:
+    body = list(enumerate(lines, start=5))
+    assert sections.list_items(body, Context("p", None)) == _old_list_items(body, Context("p", None))
