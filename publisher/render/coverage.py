@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..briefs.model import Brief, Lens, Take
@@ -152,7 +152,7 @@ def _sentence_end(flat: str) -> int | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TakeView:
     """One take as readers see it."""
 
@@ -184,37 +184,36 @@ def _take_view(take: Take, label: str) -> TakeView:
     outlet, region, quote, source, text = take.outlet, take.region, take.quote, take.source, take.text
     plain = text.text
     view: TakeView = _new(TakeView)
-    # Filled like the dataclass's __init__ would, without its object.__setattr__
-    # per field (a third of building a brief's take rows): the whole __dict__ at
-    # once. Every field must be named here: tests/render/test_render_fast_paths.py
-    # fails otherwise.
-    _setattr(view, "__dict__", {
-        # Outlets and regions repeat across takes and briefs: cleaned once each.
-        "outlet": (_clean_short(outlet) if len(outlet) <= _SHORT else clean_line(outlet)) or "Unnamed outlet",
-        "region": _clean_short(region) if len(region) <= _SHORT else clean_line(region),
-        "lang": lang,
-        "dir": dir_,
-        "language": language,
-        "lens": label,
-        # ``if text`` (Rich.__bool__: text.strip() is not empty) without its call.
-        "sentence": first_sentence(plain) if plain and not plain.isspace() else "",
-        "text_html": text.html,
-        "quote": (quote if _is_clean(quote) else clean_line(quote)) if quote else None,
-        "italic": italic,
-        # The parser keeps only http(s) sources; the plain shape needs no urlsplit.
-        "source": source if source and (_HTTP_HOST.match(source) or is_http_url(source)) else None,
-    })
+    # Set as the dataclass's __init__ would, through the slots without its
+    # object.__setattr__ per field (a third of building a brief's take rows).
+    # Every field must be set here: tests/render/test_coverage_fast_paths.py fails otherwise.
+    _set_outlet(view, (_clean_short(outlet) if len(outlet) <= _SHORT else clean_line(outlet)) or "Unnamed outlet")
+    # Outlets and regions repeat across takes and briefs: cleaned once each.
+    _set_region(view, _clean_short(region) if len(region) <= _SHORT else clean_line(region))
+    _set_lang(view, lang)
+    _set_dir(view, dir_)
+    _set_language(view, language)
+    _set_lens(view, label)
+    # ``if text`` (Rich.__bool__: text.strip() is not empty) without its call.
+    _set_sentence(view, first_sentence(plain) if plain and not plain.isspace() else "")
+    _set_text_html(view, text.html)
+    _set_quote(view, (quote if _is_clean(quote) else clean_line(quote)) if quote else None)
+    _set_italic(view, italic)
+    # The parser keeps only http(s) sources; the plain shape needs no urlsplit.
+    _set_source(view, source if source and (_HTTP_HOST.match(source) or is_http_url(source)) else None)
     return view
 
 
 _new: Any = object.__new__
 _setattr: Any = object.__setattr__
+(_set_outlet, _set_region, _set_lang, _set_dir, _set_language, _set_lens, _set_sentence, _set_text_html, _set_quote, _set_italic,
+ _set_source) = (getattr(TakeView, f.name).__set__ for f in fields(TakeView))
 # clean_line of a short field, remembered (a longer one is cleaned each time: the memo keeps no large text).
 _SHORT = 64
 _clean_short = functools.lru_cache(maxsize=2048)(clean_line)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LensGroup:
     label: str  # '' for takes without a lens
     rows: tuple[TakeView, ...]  # takes with text
@@ -320,10 +319,15 @@ def _build(lenses: tuple[Lens, ...]) -> BriefCoverage:
     return coverage
 
 
+_set_label, _set_rows, _set_folded = (getattr(LensGroup, f.name).__set__ for f in fields(LensGroup))
+
+
 def _group(label: str, rows: tuple[TakeView, ...], folded: tuple[TakeView, ...]) -> LensGroup:
     """``LensGroup(label, rows, folded)``, its fields set at once."""
     group: LensGroup = _new(LensGroup)
-    _setattr(group, "__dict__", {"label": label, "rows": rows, "folded": folded})
+    _set_label(group, label)
+    _set_rows(group, rows)
+    _set_folded(group, folded)
     return group
 
 

@@ -84,10 +84,11 @@ def check(brief: Brief) -> None:
     # Every value has exactly its dataclass's fields set, and hashes as one its constructor made.
     assert set(vars(built)) == {f.name for f in dataclasses.fields(BriefCoverage)}
     for group in built.groups:
-        assert set(vars(group)) == {f.name for f in dataclasses.fields(LensGroup)}
-        assert hash(group) == hash(LensGroup(group.label, group.rows, group.folded))
+        # Slots: a field left unset would raise AttributeError here.
+        assert hash(group) == hash(LensGroup(*(getattr(group, f.name) for f in dataclasses.fields(LensGroup))))
         for view in group.rows + group.folded:
-            assert set(vars(view)) == {f.name for f in dataclasses.fields(TakeView)}
+            twin = TakeView(*(getattr(view, f.name) for f in dataclasses.fields(TakeView)))
+            assert twin == view and hash(twin) == hash(view)
     assert built.pick(3) == coverage._pick(expected.groups, 3)
 
 
