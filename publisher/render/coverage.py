@@ -187,8 +187,8 @@ def _take_view(take: Take, label: str) -> TakeView:
     # Set as the dataclass's __init__ would, through the slots without its
     # object.__setattr__ per field (a third of building a brief's take rows).
     # Every field must be set here: tests/render/test_coverage_fast_paths.py fails otherwise.
-    _set_outlet(view, (_clean_short(outlet) if len(outlet) <= _SHORT else clean_line(outlet)) or "Unnamed outlet")
     # Outlets and regions repeat across takes and briefs: cleaned once each.
+    _set_outlet(view, (_clean_short(outlet) if len(outlet) <= _SHORT else clean_line(outlet)) or "Unnamed outlet")
     _set_region(view, _clean_short(region) if len(region) <= _SHORT else clean_line(region))
     _set_lang(view, lang)
     _set_dir(view, dir_)
