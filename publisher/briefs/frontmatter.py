@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import re
 from dataclasses import dataclass
@@ -18,13 +19,15 @@ from .slugs import MAX_SLUG, SLUG_RE, tag_slug
 
 FRONT_MATTER_KEYS = ("title", "slug", "date", "updated", "status", "tags", "canonical")
 _FM_KEY_LINE = re.compile(r"^([A-Za-z_][\w-]*)\s*:")
+_BOM = codecs.BOM_UTF8
 
 
 def decode(data: bytes, path: str) -> str:
     if not data.strip():
         raise BriefError(path, 1, "empty file")
     try:
-        text = data.decode("utf-8-sig")
+        # utf-8-sig is utf-8 once a leading BOM is dropped, and a third slower without one.
+        text = data.decode("utf-8-sig") if data[:3] == _BOM else data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise BriefError(path, line, f"not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from exc

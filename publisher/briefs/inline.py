@@ -19,7 +19,7 @@ from markdown_it.common.utils import escapeHtml
 from markdown_it.token import Token
 
 from ..core.urls import is_http_url
-from .model import EMPTY, Finding, Link, Rich, Severity
+from .model import EMPTY, Finding, Link, Rich, Severity, rich
 
 # XML 1.0 forbids these; they would make every feed that carries them invalid.
 FORBIDDEN_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -68,10 +68,6 @@ def is_plain(text: str) -> bool:
     return _PLAIN_CHARS.search(text) is None and "  " not in text
 
 
-# Inline Markdown is only needed when one of these appears; otherwise the
-# text is escaped directly (most takes are plain prose). CommonMark has no
-# bare-URL autolinks, so plain URLs need no parser.
-_MARKDOWN_CHARS = re.compile(r"[\\`*_\[\]<>&!]")
 # The one construct common enough to deserve its own fast path: a plain
 # [text](url) link whose text and URL hold no other Markdown. Anything
 # fancier (titles, nesting, parentheses in URLs) goes to markdown-it.
@@ -86,6 +82,9 @@ _NOT_SIMPLE = re.compile(r"[\\`*_<>&!\[\]]")
 MAX_MARKUP = 1000
 # The same bound for a whole file: many fields just under MAX_MARKUP each.
 MAX_FILE_MARKUP = 20 * MAX_MARKUP
+# Inline Markdown is only needed when one of these appears (markup_count is
+# not 0); otherwise the text is escaped directly (most takes are plain prose).
+# CommonMark has no bare-URL autolinks, so plain URLs need no parser.
 _MARKUP_CHARS = "\\`*_[]<>&!"
 _MARKUP_BYTES = _MARKUP_CHARS.encode("ascii")
 
@@ -166,18 +165,20 @@ class Context:
         source = source.strip()
         if not source:
             return EMPTY
-        if not _MARKDOWN_CHARS.search(source):
+        count = markup_count(source)  # several times faster than a regex search for the first one
+        if not count:
             # No '&', '<' or '>' either: of escapeHtml's four replacements only the quote's is left.
-            return Rich(source.replace('"', "&quot;") if '"' in source else source, source.replace("\n", " "))
-        if self._too_much_markup(source, line):
+            return rich(source.replace('"', "&quot;") if '"' in source else source, source.replace("\n", " "))
+        if self._too_much_markup(count, line):
             return Rich(escapeHtml(source), source.replace("\n", " "))
         matches = _simple_link_matches(source)
         if matches is not None:
             return self._simple_links(source, line, matches)
         return self.markdown_inline(source, line)
 
-    def _too_much_markup(self, source: str, line: int) -> bool:
-        count = markup_count(source)
+    def _too_much_markup(self, count: int, line: int) -> bool:
+        """Whether a field with ``count`` Markdown punctuation characters (:func:`markup_count`)
+        is published as plain text: too many in it, or in the file so far."""
         if count > MAX_MARKUP:
             self.warn(line, f"{count} Markdown punctuation characters in one paragraph (more than {MAX_MARKUP}): published as plain text")
             return True
@@ -222,24 +223,24 @@ class Context:
             pos = m.end()
         html_parts.append(source[pos:].replace('"', "&quot;"))
         text_parts.append(source[pos:])
-        return Rich("".join(html_parts), "".join(text_parts).replace("\n", " ").strip(), tuple(links))
+        return rich("".join(html_parts), "".join(text_parts).replace("\n", " ").strip(), tuple(links))
 
     def rich_paragraphs(self, paragraphs: Sequence[tuple[str, int]]) -> Rich:
         html_parts: list[str] = []
         text_parts: list[str] = []
         links: list[Link] = []
         for source, line in paragraphs:
-            rich = self.rich_inline(source, line)
-            if not rich:
+            para = self.rich_inline(source, line)
+            if not para:
                 continue
-            html_parts.append(f"<p>{rich.html}</p>")
-            text_parts.append(rich.text)
-            links.extend(rich.links)
-        return Rich("\n".join(html_parts), "\n\n".join(text_parts), tuple(links))
+            html_parts.append(f"<p>{para.html}</p>")
+            text_parts.append(para.text)
+            links.extend(para.links)
+        return rich("\n".join(html_parts), "\n\n".join(text_parts), tuple(links))
 
     def rich_block(self, source: str, line: int) -> Rich:
         """Generic Markdown for unknown sections (lists, paragraphs...)."""
-        if self._too_much_markup(source, line):
+        if self._too_much_markup(markup_count(source), line):
             paragraphs = [p.strip() for p in re.split(r"\n\s*\n", source) if p.strip()]
             return Rich("\n".join(f"<p>{escapeHtml(p)}</p>" for p in paragraphs), "\n\n".join(paragraphs))
         tokens = _md.parse(source)
@@ -346,11 +347,14 @@ def _plain_markup(text: str) -> str:
 
 def strip_quotes(text: str) -> str:
     text = text.strip()
-    pairs = (('"', '"'), ("“", "”"), ("«", "»"), ("„", "“"), ("「", "」"), ("'", "'"), ("‘", "’"))
-    for left, right in pairs:
-        if len(text) >= 2 and text.startswith(left) and text.endswith(right):
-            return text[len(left) : -len(right)].strip()
+    # Each pair opens with its own character: the first one picks the only pair that can match.
+    right = _QUOTE_PAIRS.get(text[:1])
+    if right is not None and len(text) >= 2 and text.endswith(right):
+        return text[1:-1].strip()
     return text
+
+
+_QUOTE_PAIRS = {'"': '"', "“": "”", "«": "»", "„": "“", "「": "」", "'": "'", "‘": "’"}
 
 
 # -- front matter ---------------------------------------------------------

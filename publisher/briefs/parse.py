@@ -19,16 +19,18 @@ from urllib.parse import unquote, urlsplit
 from ..core.errors import BriefError
 from ..core.urls import is_http_url
 from .frontmatter import FrontMatter, decode, read_front_matter, split_front_matter
-from .inline import FORBIDDEN_CONTROLS, Context, has_forbidden_controls, origin, plain, short
+from .inline import FORBIDDEN_CONTROLS, PLAIN_HTTP_TOKEN, Context, has_forbidden_controls, origin, plain, short
 from .model import EMPTY, Brief, Finding, Lens, Meta, Rich, Section
 from .sections import (
     _CANONICAL,
+    Segments,
     _QUOTE,
     check_counts,
     concat,
     heading,
     is_rule,
     list_items,
+    numbered,
     paragraphs,
     parse_graph,
     parse_meta,
@@ -52,11 +54,13 @@ def last_segment(path: str) -> str:
     return ""
 
 
-def _slug_from(fm_slug: str | None, canonical: str | None, path: str) -> str | None:
+def _slug_from(fm_slug: str | None, canonical: str | None, path: str, canonical_path: str | None = None) -> str | None:
+    """The front matter's slug, else the canonical URL's last segment, else the file name's.
+    ``canonical_path`` is the canonical URL's path when the caller has it (see split_plain)."""
     if fm_slug:
         return fm_slug
     if canonical:
-        last = unquote(last_segment(urlsplit(canonical).path)).lower()
+        last = unquote(last_segment(urlsplit(canonical).path if canonical_path is None else canonical_path)).lower()
         if SLUG_RE.match(last) and len(last) <= MAX_SLUG:
             return last
     stem = last_segment(path.replace("\\", "/"))
@@ -64,6 +68,22 @@ def _slug_from(fm_slug: str | None, canonical: str | None, path: str) -> str | N
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
     return slugify(stem) or None
+
+
+# What urlsplit finds in a plain http(s) URL: the scheme and host (and port)
+# before the first '/', '?' or '#' after '//', then the path up to '?' or '#'.
+_PLAIN_SPLIT = re.compile(r"(https?://[^/?#]*)([^?#]*)")
+
+
+def split_plain(url: str) -> tuple[str, str] | None:
+    """(``origin(url)``, ``urlsplit(url).path``) for a URL without whitespace
+    that PLAIN_HTTP_TOKEN accepts (a canonical line's), else None: three
+    urlsplit calls a brief, by one regex."""
+    if PLAIN_HTTP_TOKEN.match(url) is None:
+        return None
+    parts = _PLAIN_SPLIT.match(url)
+    assert parts is not None  # PLAIN_HTTP_TOKEN matched
+    return parts.group(1) + "/", parts.group(2)
 
 
 @dataclass
@@ -75,48 +95,67 @@ class _Outline:
     dek: str | None = None
     meta_raw: tuple[str, int] | None = None
     canonical_raw: tuple[str, int] | None = None
-    sections: list[tuple[str, int, list[tuple[int, str]]]] = field(default_factory=list)  # (title, line, body)
+    sections: list[tuple[str, int, Segments]] = field(default_factory=list)  # (title, line, body)
 
 
 def _outline(lines: list[str], body_start: int, ctx: Context) -> _Outline:
     """Pass 1: structure. Find the title, dek, meta, canonical and the line
-    ranges of each ## section; no Markdown yet."""
+    ranges of each ## section; no Markdown yet.
+
+    Only a line starting with '#', '*' or 'C'/'c' can be one of those, so only
+    those lines are tested; the runs of lines between them go to their
+    section as slices of the lines (Segments), not a step per line."""
     out = _Outline()
     sections = out.sections
     preamble: list[tuple[int, str]] = []
-    body: list[tuple[int, str]] | None = None  # the current section's lines
-    for idx in range(body_start, len(lines)):
-        line = lines[idx]
-        first = line[:1]
-        # Dispatch on the first character: most lines are prose and need no test.
+    rest = lines[body_start:]
+    marks = [k for k, line in enumerate(rest) if line and line[0] in "#*Cc"]
+    body: Segments | None = None  # the current section's lines
+    run = 0  # the first line of rest not yet given to a section or the preamble
+    for k in marks:
+        lineno, line = body_start + k + 1, rest[k]
+        first = line[0]
+        head = meta = canon = None
         if first == "#":
-            head = heading(line)
-            if head is not None and head[0] <= 2:
-                if head[0] == 1:
-                    if out.title is None:
-                        out.title, out.title_line = plain(head[1]), idx + 1
-                        continue
-                    ctx.warn(idx + 1, "second '# ' title treated as an unknown section")
-                body = []
-                sections.append((head[1], idx + 1, body))
+            # "### lens" headings are section text: no need to read them.
+            head = heading(line) if line[1:3] != "##" else None
+            if head is None or head[0] > 2:
                 continue
         elif first == "*":
             meta = _META.match(line.rstrip())
-            if meta:
-                if out.meta_raw is not None:
-                    ctx.warn(idx + 1, "second Meta line ignored")
-                else:
-                    out.meta_raw = (meta.group(1), idx + 1)
+            if meta is None:
                 continue
-        elif first == "C" or first == "c":
-            canon = _CANONICAL.match(line)
-            if canon:
-                out.canonical_raw = (canon.group(1), idx + 1)
-                continue
+        elif (canon := _CANONICAL.match(line)) is None:
+            continue
+        # A line of structure: what came before it is done.
         if body is not None:
-            body.append((idx + 1, line))
+            if k > run:
+                body.append((body_start + run + 1, rest[run:k]))
         else:
-            _preamble_line(out, preamble, idx + 1, line)
+            for n, text in enumerate(rest[run:k], body_start + run + 1):
+                _preamble_line(out, preamble, n, text)
+        run = k + 1
+        if head is not None:
+            if head[0] == 1:
+                if out.title is None:
+                    out.title, out.title_line = plain(head[1]), lineno
+                    continue
+                ctx.warn(lineno, "second '# ' title treated as an unknown section")
+            body = []
+            sections.append((head[1], lineno, body))
+        elif meta is not None:
+            if out.meta_raw is not None:
+                ctx.warn(lineno, "second Meta line ignored")
+            else:
+                out.meta_raw = (meta.group(1), lineno)
+        elif canon is not None:
+            out.canonical_raw = (canon.group(1), lineno)
+    if body is not None:
+        if len(rest) > run:
+            body.append((body_start + run + 1, rest[run:]))
+    else:
+        for n, text in enumerate(rest[run:], body_start + run + 1):
+            _preamble_line(out, preamble, n, text)
     if preamble:
         ctx.warn(preamble[0][0], "text before the first section is ignored")
     return out
@@ -143,7 +182,7 @@ class _Body:
     extra: list[Section] = field(default_factory=list)
 
 
-def _read_sections(sections: list[tuple[str, int, list[tuple[int, str]]]], ctx: Context) -> _Body:
+def _read_sections(sections: list[tuple[str, int, Segments]], ctx: Context) -> _Body:
     """Pass 2: each section's content."""
     out = _Body()
     seen: set[str] = set()
@@ -152,20 +191,20 @@ def _read_sections(sections: list[tuple[str, int, list[tuple[int, str]]]], ctx: 
         if kind is not None and kind in seen:
             ctx.warn(lineno, f"section {sec_title!r} appears twice; the second is merged")
         if kind == "summary":
-            out.summary = concat(out.summary, ctx.rich_paragraphs(paragraphs(body)))
+            out.summary = concat(out.summary, ctx.rich_paragraphs(paragraphs(numbered(body))))
         elif kind == "why":
-            out.why = concat(out.why, ctx.rich_paragraphs(paragraphs(body)))
+            out.why = concat(out.why, ctx.rich_paragraphs(paragraphs(numbered(body))))
         elif kind == "watch":
-            out.watch.extend(r for r in (ctx.rich_inline(s, ln) for s, ln in list_items(body, ctx)) if r)
+            out.watch.extend(r for r in (ctx.rich_inline(s, ln) for s, ln in list_items(numbered(body), ctx)) if r)
         elif kind == "takes":
-            out.lenses.extend(parse_takes(body, ctx))
+            out.lenses.extend(parse_takes(numbered(body), ctx))
         elif kind == "graph":
-            rel, ent = parse_graph(body, ctx)
+            rel, ent = parse_graph(numbered(body), ctx)
             out.related.extend(r for r in rel if r not in out.related)
             out.entities.extend(e for e in ent if e not in out.entities)
         else:
             ctx.warn(lineno, f"unknown section {sec_title!r} kept as is")
-            source = "\n".join(t for _, t in body if not is_rule(t))
+            source = "\n".join(t for _, t in numbered(body) if not is_rule(t))
             start = body[0][0] if body else lineno
             out.extra.append(Section(plain(sec_title) or "Untitled", ctx.rich_block(source, start), lineno))
         if kind is not None:
@@ -203,13 +242,15 @@ def lint(data: bytes, path: str, *, base_url: str | None = None) -> tuple[Brief 
     outline = _outline(lines, body_start, ctx)
 
     canonical = fm.canonical
+    split = None  # the canonical line's URL's (origin, path), when it is a plain one
     if canonical is None and outline.canonical_raw is not None:
         raw, lineno = outline.canonical_raw
-        if is_http_url(raw):
+        split = split_plain(raw)
+        if split is not None or is_http_url(raw):
             canonical = raw
         else:
             ctx.warn(lineno, f"dropped unsafe canonical URL {short(raw)}")
-    ctx.base = origin(canonical) or origin(base_url)
+    ctx.base = split[0] if split is not None else origin(canonical) or origin(base_url)
     meta_raw = outline.meta_raw
     meta_obj = parse_meta(*meta_raw, ctx) if meta_raw else Meta()
     body = _read_sections(outline.sections, ctx)
@@ -224,7 +265,7 @@ def lint(data: bytes, path: str, *, base_url: str | None = None) -> tuple[Brief 
         ctx.error(meta_raw[1] if meta_raw else outline.title_line, "no date: add 'date: YYYY-MM-DD' to the Meta line or front matter")
     if not body.summary:
         ctx.error(outline.title_line, "no summary: add a '## Summary' section with text")
-    slug = _slug_from(fm.slug, canonical, path)
+    slug = _slug_from(fm.slug, canonical, path, split[1] if split is not None else None)
     if not slug:
         ctx.error(1, "no slug derivable: set front matter 'slug' or a canonical URL")
 

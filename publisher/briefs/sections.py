@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain
 
-from .inline import PLAIN_HTTP_TOKEN, Context, is_plain, plain, short, strip_quotes
-from .model import EMPTY, Lens, Meta, Rich, Take
+from .inline import PLAIN_HTTP, PLAIN_HTTP_TOKEN, Context, is_plain, plain, short, strip_quotes
+from .model import EMPTY, Lens, Meta, Rich, Take, rich, take
 from .slugs import MAX_SLUG, SLUG_RE, slugify
 
 _RULE = re.compile(r"^\s{0,3}(?:-\s*){3,}$|^\s{0,3}(?:\*\s*){3,}$|^\s{0,3}(?:_\s*){3,}$")
@@ -18,6 +19,19 @@ _TAKE = re.compile(
     r"\s*(?:\((?P<paren>[^()]*)\))?"
     r"\s*(?:(?:—|–|--|-)\s*(?P<text>.*))?$"
 )
+# The take head as nearly every brief writes it, "- **Outlet** (Region, language) — text",
+# with outlet, region and language already plain (words of no Markdown and no
+# other space than single spaces: what plain() leaves as they are). Its groups
+# are what take_head() gives for such a line (a test checks it) at a third of
+# the cost; any other head goes through take_head().
+_PLAIN_WORDS = r"[^\s*_`\\&\[{0}]+(?: [^\s*_`\\&\[{0}]+)*"
+_TAKE_PLAIN = re.compile(
+    r"[-*+]\s+\*\*(" + _PLAIN_WORDS.format("") + r")\*\* "
+    r"\((" + _PLAIN_WORDS.format("(),") + "), (" + _PLAIN_WORDS.format("(),") + r")\)"
+    r"\s*(?:—|–|--|-)\s*(.*)"
+)
+# A stripped Source line with a plain http(s) URL: what source_of gives (url, True) for.
+_SOURCE_PLAIN = re.compile(r"Source: (" + PLAIN_HTTP.replace("[^\\s]*", "\\S*") + r")\Z")
 _QUOTE = re.compile(r"^>\s?(.*)$")
 _COUNT = re.compile(r"^(\d+)\s+([A-Za-z][\w -]*)$")
 _WIKI = re.compile(r"\[\[([^\[\]]*)\]\]")
@@ -32,6 +46,21 @@ _KNOWN_SECTIONS = {
 
 # No known title is a prefix of another, so the order of these tests does not matter.
 _SECTION_STARTS = tuple(((prefix + " ", prefix + "("), kind) for prefix, kind in _KNOWN_SECTIONS.items())
+
+
+# A section's lines as the outline found them: runs of consecutive lines, each
+# with the number of its first line (one run, unless a Meta or Canonical line
+# was taken out of the section).
+Segments = list[tuple[int, list[str]]]
+
+
+def numbered(body: Segments) -> Iterator[tuple[int, str]]:
+    """(line number, line) for every line of ``body``. The pairs are made as
+    they are read (enumerate reuses its tuple), not kept: most of a brief."""
+    if len(body) == 1:
+        start, lines = body[0]
+        return enumerate(lines, start)
+    return chain.from_iterable(enumerate(lines, start) for start, lines in body)
 
 
 def is_rule(text: str) -> bool:
@@ -108,37 +137,43 @@ def parse_meta(raw: str, line: int, ctx: Context) -> Meta:
     return Meta(type_, date, heads, tuple(counts), tuple(extra), line)
 
 
-def paragraphs(body: Sequence[tuple[int, str]]) -> list[tuple[str, int]]:
+def paragraphs(body: Iterable[tuple[int, str]]) -> list[tuple[str, int]]:
     paras: list[tuple[str, int]] = []
     current: list[str] = []
     start = 0
     for lineno, text in body:
-        if not text.strip() or is_rule(text):
+        stripped = text.strip()
+        # is_rule's first test inlined: a paragraph line seldom starts and ends with the same '-', '*' or '_'.
+        if not stripped or (stripped[0] in "-*_" and stripped[-1] == stripped[0] and _RULE.match(text) is not None):
             if current:
                 paras.append(("\n".join(current), start))
                 current = []
             continue
         if not current:
             start = lineno
-        current.append(text.strip())
+        current.append(stripped)
     if current:
         paras.append(("\n".join(current), start))
     return paras
 
 
-def list_items(body: Sequence[tuple[int, str]], ctx: Context) -> list[tuple[str, int]]:
+def list_items(body: Iterable[tuple[int, str]], ctx: Context) -> list[tuple[str, int]]:
     items: list[tuple[str, int]] = []
     for lineno, text in body:
-        if not text.strip() or is_rule(text):
+        stripped = text.strip()
+        if not stripped or (stripped[0] in "-*_" and stripped[-1] == stripped[0] and _RULE.match(text) is not None):
+            continue
+        if text[1:2] == " " and text[0] in "-*+":
+            items.append((text[2:].strip(), lineno))  # what _LIST_ITEM's group gives for "- item", without it
             continue
         m = _LIST_ITEM.match(text)
         if m:
             items.append((m.group(1).strip(), lineno))
         elif items and text.startswith((" ", "\t")):
             src, start = items[-1]
-            items[-1] = (src + "\n" + text.strip(), start)
+            items[-1] = (src + "\n" + stripped, start)
         else:
-            items.append((text.strip(), lineno))
+            items.append((stripped, lineno))
     return items
 
 
@@ -157,6 +192,24 @@ def source_of(stripped: str) -> tuple[str, bool] | None:
     if len(url.split(None, 1)) > 1:
         return None  # whitespace inside: not one URL
     return url, PLAIN_HTTP_TOKEN.match(url) is not None
+
+
+def take_head(line: str) -> tuple[str, str, str, str] | None:
+    """(outlet, region, language, text) of a take's first line, each made plain
+    but the text, or None when ``line`` is not one (see _TAKE)."""
+    m = _TAKE.match(line)
+    if m is None:
+        return None
+    outlet, paren, text = m.group("outlet", "paren", "text")
+    # "(Region, language)": the language after the last comma, if any.
+    region, sep, lang = paren.rpartition(",") if paren else ("", "", "")
+    if not sep:
+        region, lang = paren or "", ""
+    if paren and not is_plain(paren):  # else neither part has anything for plain() to do
+        region, lang = plain(region), plain(lang)
+    else:
+        region, lang = region.strip(), lang.strip()
+    return plain(outlet), region, lang, text or ""
 
 
 def _add_take(
@@ -179,10 +232,10 @@ def _add_take(
     else:
         text = ctx.rich_inline("\n".join(texts), line)
     quote = strip_quotes(" ".join(quotes)) if quotes else None
-    lenses[-1][2].append(Take(outlet, region, language, text, quote or None, url, line))
+    lenses[-1][2].append(take(outlet, region, language, text, quote or None, url, line))
 
 
-def parse_takes(body: Sequence[tuple[int, str]], ctx: Context) -> list[Lens]:
+def parse_takes(body: Iterable[tuple[int, str]], ctx: Context) -> list[Lens]:
     lenses: list[tuple[str, int, list[Take]]] = []
     # The pending take: its head (outlet, region, language, line) and what follows it.
     head: tuple[str, str, str, int] | None = None
@@ -208,24 +261,21 @@ def parse_takes(body: Sequence[tuple[int, str]], ctx: Context) -> list[Lens]:
                 lenses.append((plain(h3[1]) or "unlabelled", lineno, []))
                 continue
         elif first == text[0] and first in "-*+":
-            m = _TAKE.match(text)
-            if m:
+            fast = _TAKE_PLAIN.match(text)
+            new_head = fast.groups() if fast is not None else take_head(text)
+            if new_head is not None:
                 if head is not None:
                     _add_take(lenses, ctx, head, texts, quotes, source, source_line, trusted)
-                outlet, paren, take_text = m.group("outlet", "paren", "text")
-                # "(Region, language)": the language after the last comma, if any.
-                region, sep, lang = paren.rpartition(",") if paren else ("", "", "")
-                if not sep:
-                    region, lang = paren or "", ""
-                if paren and not is_plain(paren):  # else neither part has anything for plain() to do
-                    region, lang = plain(region), plain(lang)
-                else:
-                    region, lang = region.strip(), lang.strip()
-                head = (plain(outlet), region, lang, lineno)
-                texts, quotes, source, source_line, trusted = [take_text or ""], [], "", lineno, False
+                outlet, region, lang, take_text = new_head
+                head = (outlet, region, lang, lineno)
+                texts, quotes, source, source_line, trusted = [take_text], [], "", lineno, False
                 continue
         if head is not None:
             if first == "S" or first == "s":
+                plain_url = _SOURCE_PLAIN.match(stripped)
+                if plain_url is not None and not source:  # the common case: source_of's (url, True)
+                    source, trusted, source_line = plain_url.group(1), True, lineno
+                    continue
                 found = source_of(stripped)
                 if found is not None:
                     if source:
@@ -251,7 +301,7 @@ def parse_takes(body: Sequence[tuple[int, str]], ctx: Context) -> list[Lens]:
     return out
 
 
-def parse_graph(body: Sequence[tuple[int, str]], ctx: Context) -> tuple[list[str], list[str]]:
+def parse_graph(body: Iterable[tuple[int, str]], ctx: Context) -> tuple[list[str], list[str]]:
     related: list[str] = []
     entities: list[str] = []
     for lineno, text in body:
@@ -285,7 +335,7 @@ def concat(a: Rich, b: Rich) -> Rich:
         return b
     if not b:
         return a
-    return Rich(a.html + "\n" + b.html, a.text + "\n\n" + b.text, a.links + b.links)
+    return rich(a.html + "\n" + b.html, a.text + "\n\n" + b.text, a.links + b.links)
 
 
 def check_counts(meta: Meta, lenses: Sequence[Lens], ctx: Context) -> None:

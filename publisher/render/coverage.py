@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from ..briefs.model import Brief, Lens, Take
 from ..core.memo import IdentityMemo
@@ -90,7 +91,7 @@ def lens_label(lens: Lens) -> str:
 
 def first_sentence(text: str, words: int = MAX_TAKE_WORDS) -> str:
     """The take's first sentence, at most ``words`` words (an ellipsis marks a cut)."""
-    flat = clean_line(text)
+    flat = text if _is_clean(text) else clean_line(text)
     end = _sentence_end(flat)
     sentence = (flat[:end] if end is not None else flat).strip()
     # clean_line leaves single spaces between words as the only whitespace:
@@ -103,6 +104,22 @@ def first_sentence(text: str, words: int = MAX_TAKE_WORDS) -> str:
     return sentence
 
 
+def _is_clean(value: str) -> bool:
+    """Whether ``clean_line(value)`` is ``value``: printable (so its only
+    whitespace is the space), no two spaces in a row, none at either end.
+    A long ASCII value is checked as bytes, several times faster than
+    str.isprintable (ASCII's unprintable characters are its controls)."""
+    if "  " in value or value[:1] == " " or value[-1:] == " ":
+        return False
+    if len(value) > 80 and value.isascii():
+        raw = value.encode("ascii")
+        return len(raw.translate(None, _ASCII_CONTROLS)) == len(raw)
+    return value.isprintable()
+
+
+_ASCII_CONTROLS = bytes(range(0x20)) + b"\x7f"
+
+
 def _sentence_end(flat: str) -> int | None:
     """Where the first stop ends: 。！？, or . ! ? before whitespace and a capital
     or a digit. The stop character is found by a plain scan and the lookahead
@@ -111,12 +128,21 @@ def _sentence_end(flat: str) -> int | None:
     several times slower."""
     pos = 0
     if flat.isascii():
-        # Only . ! ? can stop an ASCII sentence: three C-level finds per candidate.
+        # Only . ! ? can stop an ASCII sentence: the next '.', then a '!' or a '?' before it.
+        size = len(flat)
         while True:
-            found = [i for i in (flat.find(".", pos), flat.find("!", pos), flat.find("?", pos)) if i >= 0]
-            if not found:
+            stop = flat.find(".", pos)
+            if stop < 0:
+                stop = size
+            bang = flat.find("!", pos, stop)
+            if bang >= 0:
+                stop = bang
+            ask = flat.find("?", pos, stop)
+            if ask >= 0:
+                stop = ask
+            if stop == size:
                 return None
-            pos = min(found) + 1
+            pos = stop + 1
             if _AFTER_STOP.match(flat, pos):
                 return pos
     while (m := _STOP_CHAR.search(flat, pos)) is not None:
@@ -126,7 +152,7 @@ def _sentence_end(flat: str) -> int | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TakeView:
     """One take as readers see it."""
 
@@ -155,35 +181,39 @@ def take_view(take: Take, lens: Lens) -> TakeView:
 
 def _take_view(take: Take, label: str) -> TakeView:
     lang, dir_, language, italic = _language(take.language)
-    source, text, quote = take.source, take.text, take.quote
+    outlet, region, quote, source, text = take.outlet, take.region, take.quote, take.source, take.text
     plain = text.text
-    view = _new_view()
-    # Filled like the dataclass's __init__ would, without its object.__setattr__
-    # per field (a third of building a brief's take rows). Every field must be
-    # named here: tests/render/test_render_fast_paths.py fails otherwise.
-    view.__dict__.update(
-        outlet=clean_line(take.outlet) or "Unnamed outlet",
-        region=clean_line(take.region),
-        lang=lang,
-        dir=dir_,
-        language=language,
-        lens=label,
-        # ``if text`` (Rich.__bool__: text.strip() is not empty) without its call.
-        sentence=first_sentence(plain) if plain and not plain.isspace() else "",
-        text_html=text.html,
-        quote=clean_line(quote) if quote else None,
-        italic=italic,
-        # The parser keeps only http(s) sources; the plain shape needs no urlsplit.
-        source=source if source and (_HTTP_HOST.match(source) or is_http_url(source)) else None,
-    )
+    view: TakeView = _new(TakeView)
+    # Set as the dataclass's __init__ would, through the slots without its
+    # object.__setattr__ per field (a third of building a brief's take rows).
+    # Every field must be set here: tests/render/test_coverage_fast_paths.py fails otherwise.
+    # Outlets and regions repeat across takes and briefs: cleaned once each.
+    _set_outlet(view, (_clean_short(outlet) if len(outlet) <= _SHORT else clean_line(outlet)) or "Unnamed outlet")
+    _set_region(view, _clean_short(region) if len(region) <= _SHORT else clean_line(region))
+    _set_lang(view, lang)
+    _set_dir(view, dir_)
+    _set_language(view, language)
+    _set_lens(view, label)
+    # ``if text`` (Rich.__bool__: text.strip() is not empty) without its call.
+    _set_sentence(view, first_sentence(plain) if plain and not plain.isspace() else "")
+    _set_text_html(view, text.html)
+    _set_quote(view, (quote if _is_clean(quote) else clean_line(quote)) if quote else None)
+    _set_italic(view, italic)
+    # The parser keeps only http(s) sources; the plain shape needs no urlsplit.
+    _set_source(view, source if source and (_HTTP_HOST.match(source) or is_http_url(source)) else None)
     return view
 
 
-def _new_view() -> TakeView:
-    return object.__new__(TakeView)
+_new: Any = object.__new__
+_setattr: Any = object.__setattr__
+(_set_outlet, _set_region, _set_lang, _set_dir, _set_language, _set_lens, _set_sentence, _set_text_html, _set_quote, _set_italic,
+ _set_source) = (getattr(TakeView, f.name).__set__ for f in fields(TakeView))
+# clean_line of a short field, remembered (a longer one is cleaned each time: the memo keeps no large text).
+_SHORT = 64
+_clean_short = functools.lru_cache(maxsize=2048)(clean_line)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LensGroup:
     label: str  # '' for takes without a lens
     rows: tuple[TakeView, ...]  # takes with text
@@ -239,35 +269,66 @@ def clear_memos() -> None:
 
 
 def _build(lenses: tuple[Lens, ...]) -> BriefCoverage:
-    labels = [lens_label(lens) for lens in lenses]
     labelled: list[LensGroup] = []
     unlabelled: list[LensGroup] = []  # last, in brief order (what a stable sort by label == "" gave)
+    also: list[TakeView] = []  # the labelled groups' outlet-only takes; the unlabelled ones' join last
+    also_last: list[TakeView] = []
     # Takes per region as written (Brief.region_distribution), with the name its views show.
     region_n: dict[str, int] = {}
     region_name: dict[str, str] = {}
+    # Takes per labelled lens; a label's first lens, takes or not, orders ties.
+    lens_n: dict[str, int] = {}
+    first: dict[str, int] = {}
     n_takes = 0
-    for lens, label in zip(lenses, labels):
+    for index, lens in enumerate(lenses):
+        label = lens_label(lens)
+        if label not in first:
+            first[label] = index
         rows: list[TakeView] = []
         folded: list[TakeView] = []
         for take in lens.takes:
             view = _take_view(take, label)
             (rows if view.sentence else folded).append(view)
-            if take.region:
-                region_n[take.region] = region_n.get(take.region, 0) + 1
-                region_name[take.region] = view.region
-        n_takes += len(lens.takes)
-        (labelled if label else unlabelled).append(LensGroup(label, tuple(rows), tuple(folded)))
-    all_groups = (*labelled, *unlabelled)
-    lens_n = _lens_counts(lenses, labels)
-    # sorted() is stable and the dict keeps first-seen order, so ties keep it; blank names are left out.
+            region = take.region
+            if region:
+                region_n[region] = region_n.get(region, 0) + 1
+                region_name[region] = view.region
+        count = len(rows) + len(folded)
+        n_takes += count
+        if label:
+            labelled.append(_group(label, tuple(rows), tuple(folded)))
+            also += folded
+            if count:
+                lens_n[label] = lens_n.get(label, 0) + count
+        else:
+            unlabelled.append(_group(label, tuple(rows), tuple(folded)))
+            also_last += folded
+    # sorted() is stable and the dicts keep first-seen order, so ties keep it; blank names are left out.
+    lens_counts = tuple(sorted(lens_n.items(), key=lambda kv: (-kv[1], first[kv[0]])))
     regions = tuple((region_name[r], n) for r, n in sorted(region_n.items(), key=lambda kv: -kv[1]) if region_name[r])
-    return BriefCoverage(
-        groups=all_groups,
-        lenses=lens_n,
-        regions=regions,
-        counts_line=_counts_line(n_takes, len(lens_n), len(regions)),
-        also=tuple(v for g in all_groups for v in g.folded),
-    )
+    coverage: BriefCoverage = _new(BriefCoverage)
+    # Set as the dataclass's __init__ would, all fields at once (tests/render/test_coverage_fast_paths.py checks it).
+    _setattr(coverage, "__dict__", {
+        "groups": (*labelled, *unlabelled),
+        "lenses": lens_counts,
+        "regions": regions,
+        "counts_line": _counts_line(n_takes, len(lens_counts), len(regions)),
+        "also": (*also, *also_last),
+        "_picks": {},
+    })
+    return coverage
+
+
+_set_label, _set_rows, _set_folded = (getattr(LensGroup, f.name).__set__ for f in fields(LensGroup))
+
+
+def _group(label: str, rows: tuple[TakeView, ...], folded: tuple[TakeView, ...]) -> LensGroup:
+    """``LensGroup(label, rows, folded)``, its fields set at once."""
+    group: LensGroup = _new(LensGroup)
+    _set_label(group, label)
+    _set_rows(group, rows)
+    _set_folded(group, folded)
+    return group
 
 
 def capped(all_groups: tuple[LensGroup, ...], limit: int) -> tuple[tuple[LensGroup, ...], int]:
@@ -293,16 +354,6 @@ def region_counts(brief: Brief) -> list[tuple[str, int]]:
 def lens_counts(brief: Brief) -> list[tuple[str, int]]:
     """Labelled lenses with their number of takes, most first (brief order on ties)."""
     return list(of(brief).lenses)
-
-
-def _lens_counts(lenses: tuple[Lens, ...], labels: list[str]) -> tuple[tuple[str, int], ...]:
-    counter: dict[str, int] = {}
-    first: dict[str, int] = {}  # a label's first lens, takes or not, orders ties
-    for i, (lens, label) in enumerate(zip(lenses, labels)):
-        first.setdefault(label, i)
-        if label and lens.takes:
-            counter[label] = counter.get(label, 0) + len(lens.takes)
-    return tuple(sorted(counter.items(), key=lambda kv: (-kv[1], first[kv[0]])))
 
 
 def counts_line(brief: Brief) -> str:

@@ -8,19 +8,26 @@ goldens and generated briefs through tests/briefs/test_briefs*.py.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from pathlib import PurePosixPath
-from urllib.parse import urljoin
+from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from publisher.briefs import model, parse, sections
+from publisher.briefs.frontmatter import decode
 from publisher.briefs.inline import (
-    FORBIDDEN_CONTROLS, OTHER_SPACE, PLAIN_HTTP_TOKEN, PLAIN_HTTP_URL, Context, has_forbidden_controls, is_plain, markup_count, plain, strip_quotes,
+    FORBIDDEN_CONTROLS, OTHER_SPACE, PLAIN_HTTP_TOKEN, PLAIN_HTTP_URL, Context, has_forbidden_controls, is_plain, markup_count, origin, plain,
+    strip_quotes,
 )
+from publisher.briefs.model import Link, Rich, Take
 from publisher.briefs.parse import last_segment
 from publisher.briefs.sections import heading, parse_takes, section_kind, source_of
+from publisher.core.errors import BriefError
 
 # The regexes the heading test replaced (issue 17): a lazy group before an optional closing run.
 _OLD_HEADINGS = {n: re.compile(rf"^{'#' * n}(?!#)\s+(.*?)\s*#*\s*$") for n in (1, 2, 3)}
@@ -165,3 +172,199 @@ def test_takes_parse_into_the_fields_they_were_written_from(lenses: list[tuple[s
         got = [{f: getattr(take, f) for f in ("outlet", "region", "language", "text", "quote", "source")} for take in lens.takes]
         assert got == [expected for _, expected in takes]
 
+
+
+# -- take heads and source lines read by the common shape's regex ---------------
+
+# Mostly what the fast path takes, with every character it must refuse now and then.
+_PLAIN_BITS = st.sampled_from(["Atlas", "Weekly", "é", "中文", "A.B", "x-y", "]", "!", "<", "'"])
+_HOSTILE_BITS = st.sampled_from(["(", ")", ",", "*", "**", "_", "`", "\\", "&", "[", "", "  ", "\t", "\u00a0", "\u3000", "\x85"])
+_words = st.lists(st.one_of(_PLAIN_BITS, _PLAIN_BITS, _PLAIN_BITS, _HOSTILE_BITS), min_size=0, max_size=4).map(" ".join)
+_gap = st.sampled_from([" ", " ", " ", " ", "", "  ", "\t", "\u3000"])
+
+
+@st.composite
+def _head_line(draw: st.DrawFn) -> str:
+    marker = draw(st.sampled_from(["-", "*", "+"])) + draw(st.sampled_from([" ", " ", "  ", "\t", ""]))
+    outlet = draw(st.sampled_from(["Atlas Weekly", "中文 News"]) | _words)
+    paren = draw(st.sampled_from(["(Nigeria, en)", "(United Kingdom, fr)", "(Hong Kong / China, zh-Hant)"]) | st.builds(
+        lambda r, g, lang: f"({r},{g}{lang})", _words, _gap, _words) | st.sampled_from(["", "(x)", "((a), b)", "(a, b, c)"]))
+    dash = draw(st.sampled_from(["—", "—", "—", "–", "--", "-", "---", "", "— —"]))
+    text = draw(st.sampled_from(["", "The words.", "  spaced  ", "**bold** x", "(aside) y"]))
+    return f"{marker}**{outlet}**{draw(_gap)}{paren}{draw(_gap)}{dash}{draw(_gap)}{text}"
+
+
+@settings(max_examples=4000, deadline=None)
+@given(_head_line())
+def test_plain_take_heads_read_as_take_head_reads_them(line: str) -> None:
+    fast = sections._TAKE_PLAIN.match(line)
+    if fast is not None:
+        assert fast.groups() == sections.take_head(line), line
+
+
+_COMMON_HEADS = ["- **Atlas Weekly** (Nigeria, en) — The words.", "- **Union Bulletin** (United Kingdom, fr) —",
+                 "* **Le Monde** (France, fr) -- Mots.", "- **A** (Hong Kong / China, zh-Hant) – x"]
+# Near misses: each differs from a common head where the fast path must refuse or agree.
+_EDGE_HEADS = ["- **A** (b, c,d) — x", "- **A** (b,c, d) — x", "- **A** (b, c, d) — x", "- **A** (b, c) --- x", "- **A** (b, c) -- -x",
+               "- **A** (b, c)\t—\tx", "- **A**\t(b, c) — x", "- **A** (b,  c) — x", "- **A ** (b, c) — x", "- **A*** (b, c) — x",
+               "- ***A** (b, c) — x", "- **A** ((b), c) — x", "- **A** (b, c)) — x", "- **A** (b, c) —", "- **A** (b, c)",
+               "-\u3000**A** (b, c) — x", "- **A\u00a0B** (b, c) — x", "- **A** (b\x85, c) — x", "- **A** (b, `c`) — x"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.sampled_from(_COMMON_HEADS), st.lists(st.tuples(st.integers(0, 45), _HOSTILE_BITS | _PLAIN_BITS | _gap), min_size=1, max_size=3))
+def test_common_heads_with_a_stray_character_read_as_take_head_reads_them(line: str, edits: list[tuple[int, str]]) -> None:
+    for at, bit in edits:
+        line = line[:at] + bit + line[at:]
+    fast = sections._TAKE_PLAIN.match(line)
+    if fast is not None:
+        assert fast.groups() == sections.take_head(line), line
+
+
+def test_the_plain_take_head_regex_takes_the_common_heads() -> None:
+    for line in _COMMON_HEADS:
+        fast = sections._TAKE_PLAIN.match(line)
+        assert fast is not None and fast.groups() == sections.take_head(line), line
+    for line in _EDGE_HEADS:
+        fast = sections._TAKE_PLAIN.match(line)
+        assert fast is None or fast.groups() == sections.take_head(line), line
+
+
+_URL_PATH = st.lists(st.sampled_from(["/p", "/", "?q=1&b", "#f", "@", " ", "\u00a0", "\t", "é", "[", "x", ""]), max_size=4).map("".join)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.sampled_from(["Source: ", "Source:", "Source:  ", "source: ", "Source:\t", "Source: \u00a0"]),
+    st.builds("".join, st.tuples(
+        st.sampled_from(["https://", "http://", "HTTP://", "ftp://", "https:/", ""]),
+        st.sampled_from(["www.a.example", "a", "a-b.c", "-a", "a.", "é.example", "[::1]", "u@h", ""]),
+        st.sampled_from(["", "", ":80", ":123456", ":", ":x"]),
+        _URL_PATH,
+    )),
+)
+def test_plain_source_lines_read_as_source_of_reads_them(label: str, rest: str) -> None:
+    line = (label + rest).strip()
+    fast, slow = sections._SOURCE_PLAIN.match(line), source_of(line)
+    if fast is not None:
+        assert (fast.group(1), True) == slow, line
+    # It takes every line written "Source: <plain http(s) URL>".
+    assert (fast is not None) == (line[:8] == "Source: " and slow is not None and slow == (line[8:], True)), line
+
+
+# -- values built through their slots --------------------------------------------
+
+_TEXT = st.text(max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TEXT, _TEXT, st.lists(st.builds(Link, _TEXT, _TEXT), max_size=2).map(tuple), _TEXT, _TEXT, st.none() | _TEXT, st.none() | _TEXT,
+       st.integers())
+def test_rich_and_take_build_what_the_constructors_build(html: str, text: str, links: tuple[Link, ...], outlet: str, region: str,
+                                                         quote: str | None, source: str | None, line: int) -> None:
+    value = model.rich(html, text, links)
+    assert value == Rich(html, text, links) and model.rich(html, text) == Rich(html, text)
+    built = model.take(outlet, region, text, value, quote, source, line)
+    assert built == Take(outlet, region, text, value, quote, source, line)
+    assert [getattr(built, f.name) for f in dataclasses.fields(Take)] == [outlet, region, text, value, quote, source, line]
+    assert hash(built) == hash(Take(outlet, region, text, value, quote, source, line))
+
+
+# -- the outline ------------------------------------------------------------------
+
+def _old_outline(lines: list[str], body_start: int, ctx: Context) -> Any:
+    """parse._outline before it skipped the lines that cannot be structure: every line tested."""
+    out = parse._Outline()
+    preamble: list[tuple[int, str]] = []
+    body: list[tuple[int, str]] | None = None
+    old_sections: list[tuple[str, int, list[tuple[int, str]]]] = []
+    for idx in range(body_start, len(lines)):
+        line = lines[idx]
+        first = line[:1]
+        if first == "#":
+            head = heading(line)
+            if head is not None and head[0] <= 2:
+                if head[0] == 1:
+                    if out.title is None:
+                        out.title, out.title_line = plain(head[1]), idx + 1
+                        continue
+                    ctx.warn(idx + 1, "second '# ' title treated as an unknown section")
+                body = []
+                old_sections.append((head[1], idx + 1, body))
+                continue
+        elif first == "*":
+            meta = parse._META.match(line.rstrip())
+            if meta:
+                if out.meta_raw is not None:
+                    ctx.warn(idx + 1, "second Meta line ignored")
+                else:
+                    out.meta_raw = (meta.group(1), idx + 1)
+                continue
+        elif first == "C" or first == "c":
+            canon = sections._CANONICAL.match(line)
+            if canon:
+                out.canonical_raw = (canon.group(1), idx + 1)
+                continue
+        if body is not None:
+            body.append((idx + 1, line))
+        else:
+            parse._preamble_line(out, preamble, idx + 1, line)
+    if preamble:
+        ctx.warn(preamble[0][0], "text before the first section is ignored")
+    out.sections = old_sections  # type: ignore[assignment]
+    return out
+
+
+_OUTLINE_LINES = ["# Title", "# Second *title*", "## Summary", "## Regional takes", "##", "## ", "###", "### lens", "#### deep", "#x", " # indented",
+                  "**Meta:** date: 2025-01-01", "**meta:**x", "**Meta**", "* item", "*", "Canonical: https://a.example/x", "canonical:  y z", "canonical: https://b.example/",
+                  "Canonical:", "C", "Cats.", "cc", "> dek", ">", "---", "***", "text", "- **A** (b, c) — x", "", " ", "\t"]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(_OUTLINE_LINES), max_size=14), st.integers(0, 3))
+def test_the_outline_is_what_testing_every_line_gave(lines: list[str], body_start: int) -> None:
+    body_start = min(body_start, len(lines))
+    new_ctx, old_ctx = Context("p", None), Context("p", None)
+    new, old = parse._outline(lines, body_start, new_ctx), _old_outline(lines, body_start, old_ctx)
+    # The same lines in each section, as (line number, line) pairs; no empty run kept.
+    assert [(title, n, list(sections.numbered(body))) for title, n, body in new.sections] == old.sections
+    assert all(run for _, _, body in new.sections for _, run in body)
+    assert dataclasses.replace(new, sections=[]) == dataclasses.replace(old, sections=[])
+    assert new_ctx.findings == old_ctx.findings
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.builds("".join, st.tuples(
+    st.sampled_from(["https://", "http://", "HTTPS://", "https:/", "ftp://"]),
+    st.sampled_from(["a.example", "A-b.example", "x", "a.", "-a", "é.x", "u@h", "[::1]", ""]),
+    st.sampled_from(["", ":8080", ":", ":123456"]),
+    st.lists(st.sampled_from(["/", "/en", "/n/", "slug-1", "?q=1", "#f", "%41", ";p", "//", ".."]), max_size=5).map("".join),
+)))
+def test_a_plain_url_splits_as_urlsplit_splits_it(url: str) -> None:
+    split = parse.split_plain(url)
+    assert (split is not None) == (PLAIN_HTTP_TOKEN.match(url) is not None)
+    if split is not None:
+        assert split == (origin(url), urlsplit(url).path)
+
+
+def _old_decode(data: bytes) -> str:
+    if not data.strip():
+        raise BriefError("p", 1, "empty file")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise BriefError("p", line, f"not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from exc
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from([b"\xef\xbb\xbf", b"\xef\xbb", b"a", b"\n", b"\r\n", b"\r", b" ", b"\xc3\xa9", b"\xc3", b"\xff", b"\x80", b"\xe4\xb8\xad"]),
+                max_size=8).map(b"".join))
+def test_decoding_is_what_utf_8_sig_gives(data: bytes) -> None:
+    def outcome(fn: Any) -> Any:
+        try:
+            return fn()
+        except BriefError as exc:
+            return (exc.line, str(exc))
+    assert outcome(lambda: decode(data, "p")) == outcome(lambda: _old_decode(data))
