@@ -154,11 +154,28 @@ def discard(path: Path) -> None:
     path.rename(TRASH / f"{os.getpid()}-{_trashed}-{path.name}")
 
 
+REMOVED = WORK / ".removed-at"  # when a run last removed its outputs
+QUIET_AFTER_REMOVAL = 300  # ext4 treats a freed inode as recently deleted for up to 300 s
+
+
 def empty_trash() -> None:
     if TRASH.exists():
         t0 = time.perf_counter()
         shutil.rmtree(TRASH, ignore_errors=True)
+        REMOVED.write_text(str(time.time()))
         print(f"  removed the run's old outputs in {time.perf_counter() - t0:.1f}s (after measuring)", file=sys.stderr)
+
+
+def wait_out_last_removal() -> None:
+    """A run started right after another run's removal would pay for it: wait until those inodes are old."""
+    try:
+        left = float(REMOVED.read_text()) + QUIET_AFTER_REMOVAL - time.time()
+    except (OSError, ValueError):
+        return
+    if left > 0:
+        print(f"  waiting {left:.0f}s: the last run removed its outputs {QUIET_AFTER_REMOVAL - left:.0f}s ago "
+              "(files created before then would pay for the freed inodes)", file=sys.stderr)
+        time.sleep(left)
 
 
 # -- the corpus and configs -------------------------------------------------
@@ -452,6 +469,7 @@ def main() -> None:
     version = subprocess.run([hugo, "version"], capture_output=True, text=True).stdout.split()[1] if hugo else "absent"
     lock = exclusive(WORK / "run.lock")  # noqa: F841  (held until exit)
     report = Report()
+    wait_out_last_removal()
     try:
         for n in [int(x) for x in args.sizes.split(",") if x]:
             bench_size(n, args, report)
