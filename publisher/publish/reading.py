@@ -171,7 +171,8 @@ BUILD_GC_THRESHOLD = 20_000
 
 @contextmanager
 def fewer_collections() -> Iterator[None]:
-    """The garbage collector's first threshold raised to :data:`BUILD_GC_THRESHOLD` for a build's duration."""
+    """The garbage collector's first threshold raised to :data:`BUILD_GC_THRESHOLD` for a build's
+    duration; the pool workers forked meanwhile inherit it."""
     before = gc.get_threshold()
     gc.set_threshold(max(before[0], BUILD_GC_THRESHOLD), *before[1:])
     try:
@@ -184,8 +185,6 @@ def _init_worker(cfg: Config, parent: int | None = None) -> None:
     global _worker_cfg
     _worker_cfg = cfg
     if parent is not None:
-        # A pool worker lives for one build (the parent's setting is restored on the way out).
-        gc.set_threshold(max(gc.get_threshold()[0], BUILD_GC_THRESHOLD), *gc.get_threshold()[1:])
         _die_with_parent(parent)
         # The parent decides when the build stops; a terminal's Ctrl-C goes to it alone,
         # and the SIGTERM handler forked from it (unwind the build) is not the worker's.
