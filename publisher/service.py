@@ -40,6 +40,12 @@ class Service:
         logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
         self.scheduler = BackgroundScheduler(timezone=cfg.site.tz, job_defaults={"coalesce": True, "max_instances": 1})
         self._stop = threading.Event()
+        # Held while a job or the watcher changes the schedule, and while stop() marks the service
+        # stopped: APScheduler's shutdown(wait=True) holds its job-store lock while it waits for the
+        # running jobs, so a job that called add_job after that point waited for it forever (a
+        # `publisher run` that never exited on SIGTERM). Under this lock, no job schedules anything
+        # once the stop has been marked.
+        self._scheduling = threading.Lock()
         self._watcher: threading.Thread | None = None
         self._events_live = threading.Event()  # the watcher is running
         self._paths_lock = threading.Lock()
@@ -110,13 +116,15 @@ class Service:
                 self.pipeline.warm()
             except (PublisherError, OSError) as exc:  # the first edit loads it then
                 log.warning("warm-up failed: %s", exc)
-        if result.retry_after is not None and not self._stop.is_set():
+        if result.retry_after is not None:
             # A file is still being written, or a failed one's backoff ends:
             # look at it again then, not only at the next safety-net scan.
             when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=result.retry_after + 0.05)
             again = sorted({*result.waiting, *result.retrying})
-            self.scheduler.add_job(self._scan_paths, "date", run_date=when, id=FOLLOW_UP, replace_existing=True,
-                                   args=[again if paths is not None else None])
+            with self._scheduling:
+                if not self._stop.is_set():
+                    self.scheduler.add_job(self._scan_paths, "date", run_date=when, id=FOLLOW_UP, replace_existing=True,
+                                           args=[again if paths is not None else None])
 
     def digest(self, cadence: str) -> None:
         try:
@@ -195,13 +203,17 @@ class Service:
             if self._scanning:
                 self._again = True  # the running scan job looks again when it is done
                 return
-        try:
-            self.scheduler.modify_job(SCAN, next_run_time=dt.datetime.now(dt.timezone.utc))
-        except Exception as exc:  # the scheduler is shutting down: the poll covers it
-            log.debug("nudge ignored: %s", exc)
+        with self._scheduling:
+            if self._stop.is_set():
+                return
+            try:
+                self.scheduler.modify_job(SCAN, next_run_time=dt.datetime.now(dt.timezone.utc))
+            except Exception as exc:  # the scheduler is not running (yet): the poll covers it
+                log.debug("nudge ignored: %s", exc)
 
     def stop(self) -> None:
-        self._stop.set()
+        with self._scheduling:
+            self._stop.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)  # waits for running jobs
         if self._watcher is not None:

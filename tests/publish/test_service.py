@@ -192,3 +192,34 @@ def test_the_first_full_scan_warms_the_pipeline_once(tmp_path: Path, monkeypatch
     assert warmed == [1]
     # Warm: the site's lists are loaded, so the next edit reads only its own story's listing.
     assert svc.pipeline.outputs.site._listing is not None
+
+
+def test_stop_returns_while_a_job_is_scheduling_its_follow_up(tmp_path: Path) -> None:
+    # APScheduler's shutdown(wait=True) holds its job-store lock while it
+    # waits for running jobs. A scan job that was about to schedule its
+    # follow-up (a file still being written) when stop() began then waited
+    # for that lock forever: `publisher run` hung on SIGTERM under load. The
+    # window is widened here: the follow-up's add_job starts only once
+    # stop() has been called.
+    from publisher.service import FOLLOW_UP
+
+    cfg, svc = service(tmp_path)
+    entered, stopping = threading.Event(), threading.Event()
+    original = svc.scheduler.add_job
+
+    def slow_add_job(*args: object, **kwargs: object) -> object:
+        if kwargs.get("id") == FOLLOW_UP and not entered.is_set():
+            entered.set()
+            stopping.wait(10)
+            time.sleep(0.3)  # stop() is well into the scheduler's shutdown by now, if it got there
+        return original(*args, **kwargs)
+
+    svc.scheduler.add_job = slow_add_job
+    svc.start()
+    (cfg.paths.briefs / "fresh.txt").write_bytes(brief(1))  # younger than the quiet period: a follow-up is scheduled
+    wait_for(entered.is_set)
+    stopper = threading.Thread(target=svc.stop, daemon=True)
+    stopping.set()
+    stopper.start()
+    stopper.join(15)
+    assert not stopper.is_alive(), "stop() deadlocked with a job scheduling its follow-up"
