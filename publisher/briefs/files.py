@@ -51,19 +51,26 @@ def _plainly_inside(path: Path, root: Path) -> bool:
     return True
 
 
+LINK_REFUSED = "skipped: a symbolic link (set briefs.follow_symlinks = true to publish links)"
+
+
+def _check_folders(path: Path, root: Path | None) -> None:
+    """BriefError if a folder between ``root`` and ``path`` was swapped for a link out after the scan."""
+    if root is not None and not _plainly_inside(path, root) and not path.parent.resolve().is_relative_to(root.resolve()):
+        raise BriefError(str(path), None, f"skipped: {path.parent} resolves outside the briefs folder")
+
+
 def _target(path: Path, root: Path | None, follow_symlinks: bool) -> Path:
     """The file to open for ``path``: itself, or its link target when links are allowed and it stays inside ``root``."""
     try:
         st = os.lstat(path)
     except OSError as exc:
         raise BriefUnreadable(str(path), None, f"unreadable: {exc.strerror or exc}") from exc
-    if root is not None and not _plainly_inside(path, root) and not path.parent.resolve().is_relative_to(root.resolve()):
-        # A folder on the way was swapped for a link after the scan.
-        raise BriefError(str(path), None, f"skipped: {path.parent} resolves outside the briefs folder")
+    _check_folders(path, root)
     if not stat_mod.S_ISLNK(st.st_mode):
         return path
     if not follow_symlinks:
-        raise BriefError(str(path), None, "skipped: a symbolic link (set briefs.follow_symlinks = true to publish links)")
+        raise BriefError(str(path), None, LINK_REFUSED)
     target = path.resolve()
     if root is not None and not target.is_relative_to(root.resolve()):
         raise BriefError(str(path), None, f"skipped: a symbolic link to {target}, outside the briefs folder")
@@ -87,8 +94,7 @@ def read_brief_bytes(path: str | Path, *, root: Path | None = None, max_bytes: i
         # Links are refused: O_NOFOLLOW makes the open itself refuse one (ELOOP,
         # told apart below), which spares an lstat per read. The folders on the
         # way are still checked.
-        if root is not None and not _plainly_inside(path, root) and not path.parent.resolve().is_relative_to(root.resolve()):
-            raise BriefError(str(path), None, f"skipped: {path.parent} resolves outside the briefs folder")
+        _check_folders(path, root)
         target = path
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
     try:
@@ -96,7 +102,7 @@ def read_brief_bytes(path: str | Path, *, root: Path | None = None, max_bytes: i
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             if target is path and _is_link(path):
-                raise BriefError(str(path), None, "skipped: a symbolic link (set briefs.follow_symlinks = true to publish links)") from exc
+                raise BriefError(str(path), None, LINK_REFUSED) from exc
             raise BriefError(str(path), None, "skipped: became a symbolic link while being read") from exc
         raise BriefUnreadable(str(path), None, f"unreadable: {exc.strerror or exc}") from exc
     try:

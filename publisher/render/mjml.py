@@ -242,12 +242,16 @@ def finish_html(out: str, what: str) -> str:
 def finish_html_sized(out: str, what: str) -> tuple[str, int]:
     """:func:`finish_html` and the result's size in UTF-8 octets, known while folding."""
     out, longest, octets = _fold_sized(out)
-    if longest > MAX_LINE_OCTETS:
-        raise RenderError(what, f"HTML has an unbreakable {longest}-octet line (an over-long URL?)")
+    _check_folded(longest, what)
     if octets < 0:
         octets = len(out.encode("utf-8"))
     # A MIME body ends in a newline; ending with one keeps web and mail copies identical.
     return (out, octets) if out.endswith("\n") else (out + "\n", octets + 1)
+
+
+def _check_folded(longest: int, what: str) -> None:
+    if longest > MAX_LINE_OCTETS:
+        raise RenderError(what, f"HTML has an unbreakable {longest}-octet line (an over-long URL?)")
 
 
 def html_octets(out: str, what: str) -> int:
@@ -259,8 +263,7 @@ def html_octets(out: str, what: str) -> int:
     except UnicodeEncodeError:
         return finish_html_sized(out, what)[1]
     folded, longest = _fold_encoded(data)
-    if longest > MAX_LINE_OCTETS:
-        raise RenderError(what, f"HTML has an unbreakable {longest}-octet line (an over-long URL?)")
+    _check_folded(longest, what)
     # Folding only adds newlines and comment marks; the last byte stays the last byte.
     octets = len(data) if folded is None else sum(map(len, folded)) + len(folded) - 1
     return octets if data.endswith(b"\n") else octets + 1
