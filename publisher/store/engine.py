@@ -94,7 +94,7 @@ def _private_sqlite_file(db: Path) -> None:
 
 
 def connect(url: str) -> Engine:
-    """An engine for ``url``; an empty database gets the whole schema (every migration).
+    """An engine for ``url``; an empty database gets the whole schema, stamped at head.
 
     An existing store is never altered here: ``publisher migrate`` does
     that, and ``run``, ``worker`` and ``serve`` refuse an old schema
@@ -110,8 +110,8 @@ def connect(url: str) -> Engine:
         from . import migrate
 
         revision, has_tables = migrate.state(engine)
-        if revision is None and not has_tables:
-            migrate.upgrade(engine)
+        if revision is None and not has_tables and not migrate.create_fresh(engine):
+            migrate.upgrade(engine)  # made meanwhile by another process: to head, if it is not there
     except (sa.exc.SQLAlchemyError, OSError) as exc:
         raise StoreError(f"cannot open store {url}: {exc}") from exc
     return engine
