@@ -77,7 +77,7 @@ def _target(path: Path, root: Path | None, follow_symlinks: bool) -> Path:
     return target
 
 
-def _is_link(path: Path) -> bool:
+def _is_link(path: str | Path) -> bool:
     try:
         return stat_mod.S_ISLNK(os.lstat(path).st_mode)
     except OSError:
@@ -87,31 +87,33 @@ def _is_link(path: Path) -> bool:
 def read_brief_bytes(path: str | Path, *, root: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
                      follow_symlinks: bool = False) -> bytes:
     """The bytes of one brief file, or a BriefError saying why it was refused."""
-    path = Path(path)
+    name = os.fspath(path)
     if follow_symlinks or os.name != "posix":
-        target = _target(path, root, follow_symlinks)
+        target: str | Path = _target(Path(name), root, follow_symlinks)
     else:
         # Links are refused: O_NOFOLLOW makes the open itself refuse one (ELOOP,
         # told apart below), which spares an lstat per read. The folders on the
-        # way are still checked.
-        _check_folders(path, root)
-        target = path
+        # way are still checked, but for a file named directly in ``root`` (by
+        # strings: two Path objects cost more than the read).
+        if root is None or os.path.dirname(name) != os.fspath(root):
+            _check_folders(Path(name), root)
+        target = name
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
     try:
         fd = os.open(target, flags)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            if target is path and _is_link(path):
-                raise BriefError(str(path), None, LINK_REFUSED) from exc
-            raise BriefError(str(path), None, "skipped: became a symbolic link while being read") from exc
-        raise BriefUnreadable(str(path), None, f"unreadable: {exc.strerror or exc}") from exc
+            if target is name and _is_link(name):
+                raise BriefError(name, None, LINK_REFUSED) from exc
+            raise BriefError(name, None, "skipped: became a symbolic link while being read") from exc
+        raise BriefUnreadable(name, None, f"unreadable: {exc.strerror or exc}") from exc
     try:
         # fstat on the open file: what is checked is what is read.
         st = os.fstat(fd)
         if not stat_mod.S_ISREG(st.st_mode):
-            raise BriefError(str(path), None, "skipped: not a regular file")
+            raise BriefError(name, None, "skipped: not a regular file")
         if st.st_size > max_bytes:
-            raise BriefError(str(path), None, f"refused: {st.st_size} bytes is over briefs.max_bytes ({max_bytes})")
+            raise BriefError(name, None, f"refused: {st.st_size} bytes is over briefs.max_bytes ({max_bytes})")
         # A regular file: O_NONBLOCK (there so a FIFO never hangs the open) changes nothing for its reads.
         chunks: list[bytes] = []
         remaining = max_bytes + 1  # one byte more tells a file that grew past the limit
@@ -126,11 +128,11 @@ def read_brief_bytes(path: str | Path, *, root: Path | None = None, max_bytes: i
                 break  # the whole file as fstat sized it, in one read: no read of its end needed
             want = min(remaining, 1 << 20)
     except OSError as exc:
-        raise BriefUnreadable(str(path), None, f"unreadable: {exc.strerror or exc}") from exc
+        raise BriefUnreadable(name, None, f"unreadable: {exc.strerror or exc}") from exc
     finally:
         os.close(fd)
     if remaining <= 0:
-        raise BriefError(str(path), None, f"refused: grew past briefs.max_bytes ({max_bytes}) while being read")
+        raise BriefError(name, None, f"refused: grew past briefs.max_bytes ({max_bytes}) while being read")
     return b"".join(chunks)
 
 

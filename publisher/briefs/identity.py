@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from ..core.errors import BriefError
 from ..core.urls import is_http_url
 from .inline import Context, plain
-from .parse import _slug_from, read_head
+from .parse import _slug_from, read_head, split_plain
 from .sections import _CANONICAL, heading
 
 
@@ -40,12 +40,15 @@ def identify(data: bytes, path: str) -> Identity | None:
         return None
     body = lines[body_start:]
     canonical = fm.canonical
+    split = None  # as lint: a plain canonical URL's (origin, path), by one regex instead of urlsplit calls
     if canonical is None:
         # The outline keeps the last Canonical line: the first one from the end.
         for line in reversed(body):
             found = _CANONICAL.match(line) if line[:1] in ("C", "c") else None
             if found is not None:
-                canonical = found.group(1) if is_http_url(found.group(1)) else None
+                raw = found.group(1)
+                split = split_plain(raw)
+                canonical = raw if split is not None or is_http_url(raw) else None
                 break
     raw_title = fm.title
     if not raw_title:
@@ -53,7 +56,7 @@ def identify(data: bytes, path: str) -> Identity | None:
         head = next((h for line in body if line[:1] == "#" and (h := heading(line)) is not None and h[0] == 1), None)
         raw_title = plain(head[1]) if head is not None else None
     title = plain(raw_title) if raw_title is not None else ""
-    slug = _slug_from(fm.slug, canonical, path)
+    slug = _slug_from(fm.slug, canonical, path, split[1] if split is not None else None)
     if not title or not slug:
         return None
     return Identity(slug, title, fm.status)
