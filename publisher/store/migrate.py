@@ -13,8 +13,9 @@ goes on from there.
 Adding a migration: change ``schema.py``, then add
 ``migrations/versions/NNNN_what.py`` with ``down_revision`` set to the
 current head (copy ``0002_workers.py``; ``script.py.mako`` is the template)
-and explicit ``op.*`` calls; ``tests/store/test_migrations.py`` fails until
-the migrated schema equals ``schema.metadata`` on SQLite and PostgreSQL.
+and explicit ``op.*`` calls, and set :data:`HEAD` to its revision;
+``tests/store/test_migrations.py`` fails until the migrated schema equals
+``schema.metadata`` on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ BASELINE = "0001_baseline"
 # The newest revision, known without Alembic: a start reads the store's
 # stamp with one query and compares it with this. tests/store/test_migrations.py
 # fails until it names the head of migrations/versions.
-HEAD = "0004_ledger_totals"
+HEAD = "0005_stories_source_last"
 VERSION_TABLE = "alembic_version"  # Alembic's default, as migrations/env.py leaves it
 # Serialises migrations of one PostgreSQL database (two processes starting on an empty one).
 _PG_MIGRATE_LOCK = 0x7075626C6D67  # "publmg"

@@ -58,7 +58,6 @@ stories = sa.Table(
     sa.Column("path", sa.String, nullable=False),
     sa.Column("title", sa.Text, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),  # draft | published
-    sa.Column("source", sa.LargeBinary, nullable=False),  # raw bytes of the last good brief
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("published_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),  # last content change
@@ -68,6 +67,9 @@ stories = sa.Table(
     # Newline-framed tag and entity slugs ("\nai\nchips\n") so the pipeline
     # can find a tag feed's newest stories without parsing every brief.
     sa.Column("feed_tags", sa.Text, nullable=False, default=""),
+    # Raw bytes of the last good brief. Last: on SQLite a column after a
+    # 9 KB value is read from its overflow pages (migration 0005).
+    sa.Column("source", sa.LargeBinary, nullable=False),
     sa.Index("ix_stories_published", "published_at"),
 )
 
