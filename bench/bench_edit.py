@@ -8,7 +8,7 @@ Run from the repository root:
 For each size N it generates N briefs (``bench/corpus.py``, the corpus of
 ``bench_build.py``) and builds them once with ``Pipeline.build_all`` in a
 subprocess (kept under ``bench/.work/edit/n<N>`` and reused while the code
-that shapes the store is the same; ``--rebuild`` forces a fresh one). Then,
+that shapes the store is the same: its schema revision; ``--rebuild`` forces a fresh one). Then,
 in a fresh subprocess over that state, as ``bench_build.py``'s edit section
 does: one edit of the newest story (a fresh process's first edit, reported
 alone), then ``--edits`` edits each of the newest story, one in the middle
@@ -70,14 +70,16 @@ def prepare(n: int, seed: int, rebuild: bool) -> Path:
     base = WORK / f"n{n}"
     if common.ensure_corpus(base, n, seed):
         rebuild = True
-    built = base / "run" / "built"
-    if rebuild or not built.exists():
+    built = base / "run" / "built"  # holds the schema revision the state was built at
+    from publisher.store.migrate import HEAD
+
+    if rebuild or not built.exists() or built.read_text() != HEAD:
         shutil.rmtree(base / "run", ignore_errors=True)
         cfg = write_config(base)
         t0 = time.perf_counter()
         subprocess.run([PYTHON, __file__, "--child-build", str(cfg)], cwd=ROOT, check=True)
         print(f"  built {n:,} briefs in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
-        built.write_text("")
+        built.write_text(HEAD)
     return base / "run" / "config.toml"
 
 
