@@ -5,8 +5,9 @@ one transaction (Alembic's recipe for a new database: running every
 revision would build the same tables, and importing Alembic alone costs a
 third of a second at every start); the tests build one by the revisions
 too and check both equal ``schema.metadata``. An existing one is never
-altered behind the operator's back except by ``publisher migrate``. Stores made before migrations existed (``create_all``
-plus the in-place ``engine.legacy_upgrade``) carry no ``alembic_version``:
+altered behind the operator's back except by ``publisher migrate``. Stores
+made before migrations existed (``create_all`` plus the in-place
+``engine.legacy_upgrade``) carry no ``alembic_version``:
 ``migrate`` finishes their old upgrade, stamps them at the baseline and
 goes on from there.
 
@@ -21,7 +22,6 @@ and explicit ``op.*`` calls, and set :data:`HEAD` to its revision;
 from __future__ import annotations
 
 from importlib import resources
-
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
