@@ -26,7 +26,9 @@ one run and interleaved so load bursts hit all sides alike:
   newest story (a fresh process's first edit, reported alone), then
   ``--edits`` edits each of the newest story, one in the middle and the
   oldest, each appending a sentence to its summary and timed around
-  ``sync([path])`` (the file event names it; quiet period 0): p50/p95/max.
+  ``sync([path])`` (the file event names it; quiet period 0): p50/p95/max;
+* every measured command starts after an ``os.sync()`` (not timed), so no
+  run pays for writing back the previous run's output.
 
 Hugo runs at a size only if it fits: its peak per brief (measured at the
 largest size so far in this run, else :data:`HUGO_BYTES_PER_BRIEF`) times N
@@ -95,8 +97,21 @@ class Measured:
     stderr: str
 
 
+def settle() -> None:
+    """Write back every dirty page before a measured run, outside its timing.
+
+    Without it each run started while the kernel was still writing back the
+    previous run's output: our build followed Hugo as shipped (its every-story
+    RSS files make the largest output of the three), fair Hugo followed ours,
+    and each paid, in wall time and contention, for the other's write-back.
+    Each run still writes back (or not) its own output as it goes.
+    """
+    os.sync()
+
+
 def measure(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> Measured:
-    """Run ``cmd``, sampling its process tree's PSS; wall time and peaks."""
+    """Run ``cmd`` from a settled page cache, sampling its process tree's PSS; wall time and peaks."""
+    settle()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = 0
