@@ -66,12 +66,11 @@ def _setup(n: int) -> tuple[Pipeline, Path]:
     return pipeline, briefs
 
 
-def _touched(folder: Path, k: int) -> Path:
+def _touched(folder: Path, k: int) -> None:
     # A new mtime, past the racy window, as a swap file created and removed
     # there seconds ago leaves it; nothing else changes.
     old = time.time() - 60 + k
     os.utime(folder, (old, old))
-    return folder
 
 
 def _cpu(fn: object) -> float:

@@ -143,13 +143,9 @@ def load_brief(path: str | Path, *, base_url: str | None = None, max_bytes: int 
     return parse_brief(data, str(path), base_url=base_url)
 
 
-NOT_BRIEF_START = (".", "#", "~")  # hidden files, Emacs autosaves and lock files
-NOT_BRIEF_END = ("~", "#")  # backups and autosaves
-
-
 def is_brief_name(name: str) -> bool:
     """A file the folder scan should read: .md/.txt, not hidden, not an editor temp file."""
-    if name.startswith(NOT_BRIEF_START) or name.endswith(NOT_BRIEF_END):
+    if name.startswith((".", "#", "~")) or name.endswith(("~", "#")):
         return False
     return name.lower().endswith(SUFFIXES)
 

@@ -18,24 +18,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..briefs.files import NOT_BRIEF_END as _NOT_BRIEF_END
-from ..briefs.files import NOT_BRIEF_START as _NOT_BRIEF_START
-from ..briefs.parse import SUFFIXES
+from ..briefs.files import is_brief_name
 
 # Editor and tool leftovers that end in a brief suffix or sit beside briefs.
 _TEMP_SUFFIXES = (".swp", ".swo", ".swx", ".tmp", ".part", ".crdownload", "~")
 
 
 def is_watched(name: str) -> bool:
-    """:func:`is_brief_name` and not an editor's temp file: called for every name of a
-    listed folder (a sweep of a changed 100k-file folder), so its tests are inlined."""
-    lower = name.lower()
-    return (
-        lower.endswith(SUFFIXES)
-        and not lower.endswith(_TEMP_SUFFIXES)
-        and not name.startswith(_NOT_BRIEF_START)
-        and not name.endswith(_NOT_BRIEF_END)
-    )
+    return is_brief_name(name) and not name.lower().endswith(_TEMP_SUFFIXES)
 
 
 @dataclass(frozen=True, slots=True)

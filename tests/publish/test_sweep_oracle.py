@@ -1,6 +1,6 @@
 """The sweep's changed-folder path (a dict comparison) against the way it was first written
 (every known name added, then each one listed with the same inode dropped), kept here as the
-oracle; and the inlined :func:`watch.is_watched` against its first definition."""
+oracle."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from publisher.briefs.files import is_brief_name
 from publisher.publish import watch
 
 
@@ -47,7 +46,7 @@ def _sweep_oracle(folder: Path, tree: watch.Tree, known: list[str]) -> list[str]
                 if entry.is_dir(follow_symlinks=False):
                     if f"{current}{entry.name}/" not in tree.folders:
                         stack.append(f"{current}{entry.name}/")
-                elif _old_is_watched(entry.name):
+                elif watch.is_watched(entry.name):
                     name = current + entry.name
                     if current != prefix or files.get(entry.name) != entry.inode():
                         out.add(name)
@@ -59,10 +58,6 @@ def _sweep_oracle(folder: Path, tree: watch.Tree, known: list[str]) -> list[str]
         out.update(known[start : start + step])
         tree.cursor = start + step
     return sorted(out)
-
-
-def _old_is_watched(name: str) -> bool:
-    return is_brief_name(name) and not name.lower().endswith(watch._TEMP_SUFFIXES)
 
 
 NAME = st.sampled_from(["a.md", "b.md", "c.txt", "D.MD", "e.md~", ".f.md", "g.md.swp", "h.txt", "notes", "#i.md#"])
@@ -126,11 +121,3 @@ def test_the_sweep_names_what_the_oracle_names(rounds: list[list[tuple[str, str,
             _age(root)
             assert watch.sweep(root, ours, known) == _sweep_oracle(root, theirs, known)
             assert ours.folders == theirs.folders
-
-
-@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=12).flatmap(
-    lambda stem: st.sampled_from(["", ".md", ".MD", ".txt", ".md~", ".md#", ".md.swp", ".txt.tmp", ".Md.part"]).map(lambda end: stem + end)))
-def test_is_watched_is_its_first_definition(name: str) -> None:
-    assert watch.is_watched(name) == _old_is_watched(name)
-    for prefix in (".", "#", "~"):
-        assert watch.is_watched(prefix + name) == _old_is_watched(prefix + name)
