@@ -11,7 +11,6 @@ from .inline import PLAIN_HTTP, PLAIN_HTTP_TOKEN, Context, is_plain, plain, shor
 from .model import EMPTY, Lens, Meta, Rich, Take, rich, take
 from .slugs import MAX_SLUG, SLUG_RE, slugify
 
-_RULE = re.compile(r"^\s{0,3}(?:-\s*){3,}$|^\s{0,3}(?:\*\s*){3,}$|^\s{0,3}(?:_\s*){3,}$")
 _CANONICAL = re.compile(r"^Canonical:\s*(\S*)\s*$", re.IGNORECASE)
 _LIST_ITEM = re.compile(r"^\s{0,3}(?:[-*+]|\d{1,9}[.)])\s+(.*)$")
 _TAKE = re.compile(
@@ -66,7 +65,21 @@ def numbered(body: Segments) -> Iterator[tuple[int, str]]:
 def is_rule(text: str) -> bool:
     """A thematic break (---, ***, ___); cheap first-character test first."""
     stripped = text.strip()
-    return bool(stripped) and _maybe_rule(stripped) and _RULE.match(text) is not None
+    return bool(stripped) and _maybe_rule(stripped) and _rule(text, stripped)
+
+
+def _rule(text: str, stripped: str) -> bool:
+    r"""For a line whose ``stripped`` form starts and ends with the same marker: at most three
+    whitespace characters before it, then that marker and whitespace only, three markers or more
+    (CommonMark's thematic break; ``r"^\s{0,3}(?:\*\s*){3,}$"`` and its '-' and '_' twins).
+
+    Counted, not matched: the regex keeps a backtracking record per marker, so a
+    line of 500k asterisks cost four times as much per byte as one of 100k."""
+    if len(text) - len(text.lstrip()) > 3:
+        return False
+    marker = stripped[0]
+    rest = stripped.replace(marker, "")
+    return (not rest or rest.isspace()) and len(stripped) - len(rest) >= 3
 
 
 def _maybe_rule(stripped: str) -> bool:
@@ -144,7 +157,7 @@ def paragraphs(body: Iterable[tuple[int, str]]) -> list[tuple[str, int]]:
     for lineno, text in body:
         stripped = text.strip()
         # is_rule's first test inlined: a paragraph line seldom starts and ends with the same '-', '*' or '_'.
-        if not stripped or (stripped[0] in "-*_" and stripped[-1] == stripped[0] and _RULE.match(text) is not None):
+        if not stripped or (stripped[0] in "-*_" and stripped[-1] == stripped[0] and _rule(text, stripped)):
             if current:
                 paras.append(("\n".join(current), start))
                 current = []
@@ -161,7 +174,7 @@ def list_items(body: Iterable[tuple[int, str]], ctx: Context) -> list[tuple[str,
     items: list[tuple[str, int]] = []
     for lineno, text in body:
         stripped = text.strip()
-        if not stripped or (stripped[0] in "-*_" and stripped[-1] == stripped[0] and _RULE.match(text) is not None):
+        if not stripped or (stripped[0] in "-*_" and stripped[-1] == stripped[0] and _rule(text, stripped)):
             continue
         if text[1:2] == " " and text[0] in "-*+":
             items.append((text[2:].strip(), lineno))  # what _LIST_ITEM's group gives for "- item", without it
@@ -250,7 +263,7 @@ def parse_takes(body: Iterable[tuple[int, str]], ctx: Context) -> list[Lens]:
             continue
         first = stripped[0]
         # Dispatch on the first character; is_rule inlined (most lines here are takes, sources and quotes).
-        if first in "-*_" and stripped[-1] == first and _RULE.match(text) is not None:
+        if first in "-*_" and stripped[-1] == first and _rule(text, stripped):
             continue
         if first == "#":
             h3 = heading(text)

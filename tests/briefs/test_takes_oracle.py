@@ -10,6 +10,7 @@ lines of every kind, quotes, continuation and stray lines.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from hypothesis import HealthCheck, given, settings
@@ -18,8 +19,11 @@ from hypothesis import strategies as st
 from publisher.briefs import sections
 from publisher.briefs.inline import Context, is_plain, plain, short
 from publisher.briefs.model import EMPTY, Lens, Take
-from publisher.briefs.sections import _RULE, _TAKE, heading, source_of
+from publisher.briefs.sections import _TAKE, heading, source_of
 
+
+# The thematic-break regex the old take parser used (sections counts markers now).
+_RULE = re.compile(r"^\s{0,3}(?:-\s*){3,}$|^\s{0,3}(?:\*\s*){3,}$|^\s{0,3}(?:_\s*){3,}$")
 
 def _old_strip_quotes(text: str) -> str:
     text = text.strip()
