@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import re
+import threading
 from typing import Any
 
 import uvicorn
@@ -68,6 +69,54 @@ def install_log_redaction() -> None:
         access.addFilter(RedactQueries())
 
 
+# What uvicorn's main loop does once a second: refresh the Date header.
+TICK_SECONDS = 1.0
+
+
+class QuietServer(uvicorn.Server):
+    """uvicorn's server, idle when nothing happens, and stopping its live streams first.
+
+    uvicorn's main loop wakes every 0.1 s to see whether it should exit and,
+    every tenth time, to refresh the Date header: 0.3 % of a core on an idle
+    service (half of what a quiet 100k-brief service spends). This loop wakes
+    once a second for the header and at once when told to exit.
+    """
+
+    def __init__(self, config: uvicorn.Config, stopping: threading.Event) -> None:
+        self._stopping = stopping  # live event streams wait on it
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        super().__init__(config)
+
+    # Live event streams never end by themselves; uvicorn waits for open
+    # responses before shutting down, so tell them to stop first.
+    @property
+    def should_exit(self) -> bool:
+        return self._should_exit
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self._should_exit = value
+        if value:
+            self._stopping.set()
+            # Set by a signal handler or another thread: wake the loop through its self-pipe.
+            if self._loop is not None and self._wake is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def main_loop(self) -> None:
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        # on_tick refreshes the Date header when its counter is a multiple of 10 (uvicorn's 10 ticks a second).
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            try:
+                await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
+            except TimeoutError:
+                pass
+            counter = (counter + 10) % 864_000
+            should_exit = await self.on_tick(counter)
+
+
 def uvicorn_limits(cfg: Config) -> dict[str, Any]:
     """The uvicorn settings that bound what one client can make the server hold."""
     proxies = [p.strip() for p in cfg.desk.trusted_proxies.split(",") if p.strip()]
@@ -104,19 +153,6 @@ def make_server(
     stopping = app.state.ctx.stopping
     install_log_redaction()
 
-    class _Server(uvicorn.Server):
-        # Live event streams never end by themselves; uvicorn waits for open
-        # responses before shutting down, so tell them to stop first.
-        @property
-        def should_exit(self) -> bool:
-            return self._should_exit
-
-        @should_exit.setter
-        def should_exit(self, value: bool) -> None:
-            self._should_exit = value
-            if value:
-                stopping.set()
-
     config = uvicorn.Config(
         app,
         host=bind,
@@ -127,7 +163,7 @@ def make_server(
         server_header=False,
         **uvicorn_limits(cfg),
     )
-    server = _Server(config)
+    server = QuietServer(config, stopping)
     server.desk_secret = app.state.ctx.gate.access  # type: ignore[attr-defined]
     return server
 

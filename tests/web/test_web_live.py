@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import email.utils
 import logging
 import re
 import socket
@@ -106,6 +107,37 @@ def test_server_shutdown_ends_open_streams(live: tuple[LiveServer, Config, sa.En
     assert not srv.thread.is_alive()
     assert all(not line.startswith("event:") for line in rest)
     assert "timeout graceful shutdown exceeded" not in caplog.text
+
+
+def test_idle_server_wakes_once_a_second_and_keeps_its_date_header(live: tuple[LiveServer, Config, sa.Engine]) -> None:
+    """uvicorn's own loop ticks ten times a second (0.3 % of a core idle); this one once, for the Date header."""
+    srv, _, _ = live
+    ticks: list[int] = []
+    on_tick = srv.server.on_tick
+
+    async def counted(counter: int) -> bool:
+        ticks.append(counter)
+        return await on_tick(counter)
+
+    srv.server.on_tick = counted  # type: ignore[method-assign]
+    time.sleep(2.5)
+    # At most three or four ticks in 2.5 s (uvicorn's loop: 25), each one refreshing the header.
+    assert 1 <= len(ticks) <= 4
+    assert all(counter % 10 == 0 for counter in ticks)
+    with httpx.Client() as client:
+        date = client.get(f"{srv.url}/feed.atom").headers["date"]
+    sent = email.utils.parsedate_to_datetime(date)
+    assert abs((dt.datetime.now(dt.timezone.utc) - sent).total_seconds()) < 5
+
+
+def test_stop_wakes_the_idle_server(live: tuple[LiveServer, Config, sa.Engine], monkeypatch: pytest.MonkeyPatch) -> None:
+    """should_exit wakes the loop at once: with a 60 s tick the server still stops well within the join's 15 s."""
+    srv, _, _ = live
+    monkeypatch.setattr(web_server, "TICK_SECONDS", 60.0)
+    time.sleep(1.5)  # the loop is now inside a 60 s wait
+    srv.server.should_exit = True
+    srv.thread.join(timeout=15)
+    assert not srv.thread.is_alive()
 
 
 def test_public_feed_over_real_http(live: tuple[LiveServer, Config, sa.Engine]) -> None:
