@@ -100,8 +100,12 @@ class QuietServer(uvicorn.Server):
         if value:
             self._stopping.set()
             # Set by a signal handler or another thread: wake the loop through its self-pipe.
-            if self._loop is not None and self._wake is not None and not self._loop.is_closed():
-                self._loop.call_soon_threadsafe(self._wake.set)
+            loop, wake = self._loop, self._wake
+            if loop is not None and wake is not None:
+                try:
+                    loop.call_soon_threadsafe(wake.set)
+                except RuntimeError:
+                    pass  # the loop is closed: the server has stopped, there is nothing to wake
 
     async def main_loop(self) -> None:
         self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()

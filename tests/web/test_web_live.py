@@ -110,7 +110,7 @@ def test_server_shutdown_ends_open_streams(live: tuple[LiveServer, Config, sa.En
 
 
 def test_idle_server_wakes_once_a_second_and_keeps_its_date_header(live: tuple[LiveServer, Config, sa.Engine]) -> None:
-    """uvicorn's own loop ticks ten times a second (0.3 % of a core idle); this one once, for the Date header."""
+    """uvicorn's own loop ticks ten times a second (0.2 % of a core idle); this one once, for the Date header."""
     srv, _, _ = live
     ticks: list[int] = []
     on_tick = srv.server.on_tick
