@@ -10,7 +10,6 @@ lines of every kind, quotes, continuation and stray lines.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from hypothesis import HealthCheck, given, settings
@@ -21,9 +20,9 @@ from publisher.briefs.inline import Context, is_plain, plain, short
 from publisher.briefs.model import EMPTY, Lens, Take
 from publisher.briefs.sections import _TAKE, heading, source_of
 
-
 # The thematic-break regex the old take parser used (sections counts markers now).
-_RULE = re.compile(r"^\s{0,3}(?:-\s*){3,}$|^\s{0,3}(?:\*\s*){3,}$|^\s{0,3}(?:_\s*){3,}$")
+from tests.briefs.test_parse_fast_paths import _OLD_RULE as _RULE
+
 
 def _old_strip_quotes(text: str) -> str:
     text = text.strip()
