@@ -10,7 +10,6 @@ failure of the moment (a render, a full disk: read again on a later scan).
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import ctypes.util
 import datetime as dt
 import gc
@@ -109,12 +108,14 @@ def read_and_parse(cfg: Config, path: str, stat: watch.Stat) -> tuple[Parsed, Br
         brief = parse_brief(data, full, base_url=cfg.site.base_url)
     except BriefError as exc:
         return Parsed(path, stat, hashlib.sha256(data).hexdigest(), str(exc)), None
-    return (
-        Parsed(
-            path, stat, brief.content_hash, None, brief.slug, brief.title, brief.status, brief.published_at(cfg.site.tz),
-            brief.updated, feed_tags(brief), data, brief.related,
-        ),
-        brief,
+    return parsed_story(cfg, path, stat, data, brief), brief
+
+
+def parsed_story(cfg: Config, path: str, stat: watch.Stat, data: bytes, brief: Brief, written: tuple[str, ...] = ()) -> Parsed:
+    """The :class:`Parsed` of a brief that parsed (``data``, its bytes, become the story's stored source)."""
+    return Parsed(
+        path, stat, brief.content_hash, None, brief.slug, brief.title, brief.status, brief.published_at(cfg.site.tz),
+        brief.updated, feed_tags(brief), data, brief.related, written=written,
     )
 
 
@@ -238,7 +239,8 @@ def build_one(cfg: Config, path: str, stat: watch.Stat) -> Parsed:
         written = write_web_issue(brief, cfg, None, related_titles(brief.related, _titles_ahead))
     except Exception as exc:  # whatever one brief does, the others publish (the parent logs it)
         return Parsed(path, stat, parsed.sha256, failure_message(cfg.paths.briefs / path, exc), retry=True)
-    return dataclasses.replace(parsed, written=tuple(written))
+    # Made again with the files rather than copied by dataclasses.replace (which walks every field).
+    return parsed_story(cfg, path, stat, parsed.source, brief, tuple(written))
 
 
 def build_chunk(paths: Sequence[tuple[str, watch.Stat]]) -> list[Parsed]:

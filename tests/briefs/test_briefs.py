@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from publisher.briefs import lint, parse_brief, slugify
 from publisher.core.errors import BriefError
@@ -203,3 +205,12 @@ def test_tag_slug_keeps_non_latin_tags() -> None:
     data = "---\ntags: [東京, 'ok']\n---\n# T\n**Meta:** date: 2026-01-01\n## Summary\nx\n".encode()
     brief, findings = lint(data, "t.md")
     assert brief is not None and brief.tags == ("東京", "ok") and findings == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=120) | st.sampled_from(["a" * 80, "a" * 81, "東" * 80, "東" * 81, " x " * 27]))
+def test_tag_slug_is_the_same_remembered_or_not(name: str) -> None:
+    """Short names go through a memo (briefs repeat entities); the key is the one computed afresh, twice over."""
+    from publisher.briefs import slugs
+
+    assert slugs.tag_slug(name) == slugs._tag_slug(name) == slugs.tag_slug(name)
