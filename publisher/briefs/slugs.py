@@ -27,8 +27,9 @@ def tag_slug(name: str) -> str:
     """
     # A build asks for the key of each of a brief's tags and entities several
     # times (its feeds, its page's chips, its entry, its list item), and briefs
-    # name the same few hundred entities over and over: 3 µs each, uncached.
-    # Only a short name is remembered, so the memo never keeps much text.
+    # name the same few hundred entities over and over: about 1 µs each
+    # computed, 0.1 µs remembered. Only a short name is remembered, so the
+    # memo never keeps much text.
     return _short_tag_slug(name) if len(name) <= _SHORT_NAME else _tag_slug(name)
 
 
