@@ -97,18 +97,27 @@ def read_brief(cfg: Config, path: str) -> bytes:
 
 
 def read_and_parse(cfg: Config, path: str, stat: watch.Stat) -> tuple[Parsed, Brief | None]:
+    got = _read_brief_file(cfg, path, stat)
+    if isinstance(got, Parsed):
+        return got, None
+    data, brief = got
+    return parsed_story(cfg, path, stat, data, brief), brief
+
+
+def _read_brief_file(cfg: Config, path: str, stat: watch.Stat) -> Parsed | tuple[bytes, Brief]:
+    """The bytes and Brief of file ``path``, or the :class:`Parsed` that says why there are none."""
     full = os.path.join(cfg.paths.briefs, path)
     try:
         data = read_brief(cfg, path)
     except BriefUnreadable as exc:
-        return Parsed(path, stat, "", str(exc), retry=True), None  # e.g. permissions: a chmod does not change the mtime
+        return Parsed(path, stat, "", str(exc), retry=True)  # e.g. permissions: a chmod does not change the mtime
     except BriefError as exc:
-        return Parsed(path, stat, "", str(exc)), None
+        return Parsed(path, stat, "", str(exc))
     try:
         brief = parse_brief(data, full, base_url=cfg.site.base_url)
     except BriefError as exc:
-        return Parsed(path, stat, hashlib.sha256(data).hexdigest(), str(exc)), None
-    return parsed_story(cfg, path, stat, data, brief), brief
+        return Parsed(path, stat, hashlib.sha256(data).hexdigest(), str(exc))
+    return data, brief
 
 
 def parsed_story(cfg: Config, path: str, stat: watch.Stat, data: bytes, brief: Brief, written: tuple[str, ...] = ()) -> Parsed:
@@ -232,15 +241,18 @@ def identify_chunk(paths: Sequence[tuple[str, watch.Stat]]) -> list[tuple[str, s
 
 def build_one(cfg: Config, path: str, stat: watch.Stat) -> Parsed:
     """Read, parse and write the web issue of one file; whatever fails is this file's error."""
-    parsed, brief = read_and_parse(cfg, path, stat)
-    if brief is None or brief.is_draft:
-        return parsed
+    got = _read_brief_file(cfg, path, stat)
+    if isinstance(got, Parsed):
+        return got
+    data, brief = got
+    if brief.is_draft:
+        return parsed_story(cfg, path, stat, data, brief)
     try:
         written = write_web_issue(brief, cfg, None, related_titles(brief.related, _titles_ahead))
     except Exception as exc:  # whatever one brief does, the others publish (the parent logs it)
-        return Parsed(path, stat, parsed.sha256, failure_message(cfg.paths.briefs / path, exc), retry=True)
-    # Made again with the files rather than copied by dataclasses.replace (which walks every field).
-    return parsed_story(cfg, path, stat, parsed.source, brief, tuple(written))
+        return Parsed(path, stat, brief.content_hash, failure_message(cfg.paths.briefs / path, exc), retry=True)
+    # One Parsed, made with the files written (not made, then copied by dataclasses.replace).
+    return parsed_story(cfg, path, stat, data, brief, tuple(written))
 
 
 def build_chunk(paths: Sequence[tuple[str, watch.Stat]]) -> list[Parsed]:
