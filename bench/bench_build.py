@@ -233,6 +233,7 @@ def write_config(base: Path, run: str) -> Path:
 
 
 def child_build(config_path: str) -> None:
+    from publisher import native
     from publisher.core import config
     from publisher import store
     from publisher.publish.pipeline import Pipeline
@@ -247,7 +248,7 @@ def child_build(config_path: str) -> None:
     own = resource.getrusage(resource.RUSAGE_SELF)  # the parent: scan, recording, feeds, site pages
     print(json.dumps({"seconds": seconds, "published": len(result.published), "errors": result.errors[:5],
                       "n_errors": len(result.errors), "written": len(result.written),
-                      "parent_cpu": own.ru_utime + own.ru_stime}))
+                      "parent_cpu": own.ru_utime + own.ru_stime, "native": len(native.loaded())}))
     import gc
 
     gc.freeze()  # as `publisher build` does before it exits
@@ -390,7 +391,8 @@ def bench_size(n: int, args: argparse.Namespace, report: Report) -> None:
         ours.append((info["seconds"], m))
         parent_cpu.append(info["parent_cpu"])
         print(f"  ours run {r}: {info['seconds']:.2f}s in-process, {m.wall:.2f}s wall, {m.cpu:.1f}s CPU ({m.sys:.1f} sys), "
-              f"peak {m.peak_tree / MB:.0f} MB tree PSS, {info['published']} published, {info['written']} files", file=sys.stderr)
+              f"peak {m.peak_tree / MB:.0f} MB tree PSS, {info['published']} published, {info['written']} files, "
+              f"{info['native']} compiled modules", file=sys.stderr)
         if hugo:
             for name, config, runs in (("fair", FAIR_CONFIG, fair), ("shipped", "config.toml", shipped)):
                 h = run_hugo(hugo, base, base / f"hugo-out-{r}", config)
@@ -491,8 +493,12 @@ def main() -> None:
     finally:
         empty_trash()
     load = os.getloadavg()
+    from publisher import native
+
+    # What the children ran: the compiled parser and renderers (make native) or plain Python.
     print(f"\nbuild benchmark: {os.cpu_count()} cores, repeat {args.repeat}, hugo {version}, "
-          f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+          f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+          f"ours {'compiled' if native.check().active else 'plain Python'}: {native.check().reason}")
     report.print()
 
 

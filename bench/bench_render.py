@@ -166,8 +166,8 @@ class Pipeline:
     def html_marked(self) -> object:
         # What render_story does: the writer's pieces, bodies marked, so no split of the MJML.
         pieces = story_mjml_pieces(self.mjml_ctx)
-        source = "".join(pieces)
-        return finish_html(email_render.SKELETONS.html(self.key, source, "bench", (pieces, pieces.slots)), "bench")
+        source = "".join(pieces.parts)
+        return finish_html(email_render.SKELETONS.html(self.key, source, "bench", (pieces.parts, pieces.slots)), "bench")
 
     @property
     def key(self) -> tuple[object, ...]:

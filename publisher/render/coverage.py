@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
 
 from ..briefs.model import Brief, Lens, Take
 from ..core.memo import IdentityMemo
@@ -183,31 +182,24 @@ def _take_view(take: Take, label: str) -> TakeView:
     lang, dir_, language, italic = _language(take.language)
     outlet, region, quote, source, text = take.outlet, take.region, take.quote, take.source, take.text
     plain = text.text
-    view: TakeView = _new(TakeView)
-    # Set as the dataclass's __init__ would, through the slots without its
-    # object.__setattr__ per field (a third of building a brief's take rows).
-    # Every field must be set here: tests/render/test_coverage_fast_paths.py fails otherwise.
-    # Outlets and regions repeat across takes and briefs: cleaned once each.
-    _set_outlet(view, (_clean_short(outlet) if len(outlet) <= _SHORT else clean_line(outlet)) or "Unnamed outlet")
-    _set_region(view, _clean_short(region) if len(region) <= _SHORT else clean_line(region))
-    _set_lang(view, lang)
-    _set_dir(view, dir_)
-    _set_language(view, language)
-    _set_lens(view, label)
-    # ``if text`` (Rich.__bool__: text.strip() is not empty) without its call.
-    _set_sentence(view, first_sentence(plain) if plain and not plain.isspace() else "")
-    _set_text_html(view, text.html)
-    _set_quote(view, (quote if _is_clean(quote) else clean_line(quote)) if quote else None)
-    _set_italic(view, italic)
-    # The parser keeps only http(s) sources; the plain shape needs no urlsplit.
-    _set_source(view, source if source and (_HTTP_HOST.match(source) or is_http_url(source)) else None)
-    return view
+    return TakeView(
+        # Outlets and regions repeat across takes and briefs: cleaned once each.
+        (_clean_short(outlet) if len(outlet) <= _SHORT else clean_line(outlet)) or "Unnamed outlet",
+        _clean_short(region) if len(region) <= _SHORT else clean_line(region),
+        lang,
+        dir_,
+        language,
+        label,
+        # ``if text`` (Rich.__bool__: text.strip() is not empty) without its call.
+        first_sentence(plain) if plain and not plain.isspace() else "",
+        text.html,
+        (quote if _is_clean(quote) else clean_line(quote)) if quote else None,
+        italic,
+        # The parser keeps only http(s) sources; the plain shape needs no urlsplit.
+        source if source and (_HTTP_HOST.match(source) or is_http_url(source)) else None,
+    )
 
 
-_new: Any = object.__new__
-_setattr: Any = object.__setattr__
-(_set_outlet, _set_region, _set_lang, _set_dir, _set_language, _set_lens, _set_sentence, _set_text_html, _set_quote, _set_italic,
- _set_source) = (getattr(TakeView, f.name).__set__ for f in fields(TakeView))
 # clean_line of a short field, remembered (a longer one is cleaned each time: the memo keeps no large text).
 _SHORT = 64
 _clean_short = functools.lru_cache(maxsize=2048)(clean_line)
@@ -296,39 +288,23 @@ def _build(lenses: tuple[Lens, ...]) -> BriefCoverage:
         count = len(rows) + len(folded)
         n_takes += count
         if label:
-            labelled.append(_group(label, tuple(rows), tuple(folded)))
+            labelled.append(LensGroup(label, tuple(rows), tuple(folded)))
             also += folded
             if count:
                 lens_n[label] = lens_n.get(label, 0) + count
         else:
-            unlabelled.append(_group(label, tuple(rows), tuple(folded)))
+            unlabelled.append(LensGroup(label, tuple(rows), tuple(folded)))
             also_last += folded
     # sorted() is stable and the dicts keep first-seen order, so ties keep it; blank names are left out.
     lens_counts = tuple(sorted(lens_n.items(), key=lambda kv: (-kv[1], first[kv[0]])))
     regions = tuple((region_name[r], n) for r, n in sorted(region_n.items(), key=lambda kv: -kv[1]) if region_name[r])
-    coverage: BriefCoverage = _new(BriefCoverage)
-    # Set as the dataclass's __init__ would, all fields at once (tests/render/test_coverage_fast_paths.py checks it).
-    _setattr(coverage, "__dict__", {
-        "groups": (*labelled, *unlabelled),
-        "lenses": lens_counts,
-        "regions": regions,
-        "counts_line": _counts_line(n_takes, len(lens_counts), len(regions)),
-        "also": (*also, *also_last),
-        "_picks": {},
-    })
-    return coverage
-
-
-_set_label, _set_rows, _set_folded = (getattr(LensGroup, f.name).__set__ for f in fields(LensGroup))
-
-
-def _group(label: str, rows: tuple[TakeView, ...], folded: tuple[TakeView, ...]) -> LensGroup:
-    """``LensGroup(label, rows, folded)``, its fields set at once."""
-    group: LensGroup = _new(LensGroup)
-    _set_label(group, label)
-    _set_rows(group, rows)
-    _set_folded(group, folded)
-    return group
+    return BriefCoverage(
+        groups=(*labelled, *unlabelled),
+        lenses=lens_counts,
+        regions=regions,
+        counts_line=_counts_line(n_takes, len(lens_counts), len(regions)),
+        also=(*also, *also_last),
+    )
 
 
 def capped(all_groups: tuple[LensGroup, ...], limit: int) -> tuple[tuple[LensGroup, ...], int]:

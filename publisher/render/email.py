@@ -30,8 +30,7 @@ from ..core.memo import IdentityMemo
 from ..core.urls import is_http_url
 from .mjml import check_text_lines, compile_mjml, compile_raw, finish_html_sized, html_octets
 from .skeleton import Marked, SkeletonCache, Unfit
-from . import story_mjml
-from .story_text import SOURCES_SHA256, TEMPLATES as TEXT_TEMPLATES, story_text
+from . import story_mjml, story_text
 from .templating import mirrored, search_path
 from . import coverage as cov
 from .coverage import TakeView
@@ -58,8 +57,6 @@ class RenderedIssue:
     html: str  # contains the unsubscribe placeholder
     text: str  # contains the same placeholder
     content_hash: str  # sha256 of the inputs that shaped it
-
-
 
 
 def unsubscribe_placeholder(content_hash: str) -> str:
@@ -118,8 +115,8 @@ def _compile(dirs: tuple[str, ...], tdigest: str, name: str, context: dict[str, 
     if name == "email/story.mjml.j2" and mirrored(dirs, story_mjml.TEMPLATES, story_mjml.SOURCES_SHA256):
         # The writer marks its bodies, so the skeleton does not scan for them.
         pieces = story_mjml.story_pieces(context)
-        source = "".join(pieces)
-        marked: Marked | None = (pieces, pieces.slots)
+        source = "".join(pieces.parts)
+        marked: Marked | None = (pieces.parts, pieces.slots)
     else:
         source = _render_template(env, name, context, what)
         marked = None
@@ -243,10 +240,6 @@ def _inputs_hash(kind: str, key: str, parts: Iterable[str], cfg: Config, templat
     return hashlib.sha256((items + "\0").encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _size(html: str) -> int:
-    return len(html.encode("utf-8"))
-
-
 # ---------------------------------------------------------------- story
 
 
@@ -285,8 +278,10 @@ def story_web_text(brief: Brief, cfg: Config, *, related_titles: Mapping[str, st
     return web_text(_story(brief, cfg, related_titles, sized=True), cfg)
 
 
-def _story(brief: Brief, cfg: Config, related_titles: Mapping[str, str] | None, *, sized: bool) -> RenderedIssue:
-    """:func:`render_story`; ``sized``: its MJML and HTML left '' (the HTML measured only)."""
+def _story(brief: Brief, cfg: Config, related_titles: Mapping[str, str] | None, *, sized: bool,
+           contexts: list[dict[str, Any]] | None = None) -> RenderedIssue:
+    """:func:`render_story`; ``sized``: its MJML and HTML left '' (the HTML measured only);
+    ``contexts`` gets each MJML context rendered, one per number of takes tried."""
     what = f"story {brief.slug}"
     view = cov.of(brief)
     titles = dict(related_titles or {})
@@ -328,7 +323,10 @@ def _story(brief: Brief, cfg: Config, related_titles: Mapping[str, str] | None, 
     budget = cfg.email.max_html_bytes
     while True:
         coverage = _coverage(brief, cfg, k, view)
-        source, html, size = _compile(dirs, tdigest, "email/story.mjml.j2", dict(base, coverage=coverage), what, sized=sized)
+        context = dict(base, coverage=coverage)
+        if contexts is not None:
+            contexts.append(context)
+        source, html, size = _compile(dirs, tdigest, "email/story.mjml.j2", context, what, sized=sized)
         if size <= budget:
             break
         if k == 0:
@@ -339,7 +337,7 @@ def _story(brief: Brief, cfg: Config, related_titles: Mapping[str, str] | None, 
     refs = Refs()
     text_ctx = dict(text_base, coverage=coverage)
     if _typed_text(dirs):
-        text = _finish_text(story_text(text_ctx, refs), what)
+        text = _finish_text(story_text.story_text(text_ctx, refs), what)
     else:
         text = _render_text(env, "email/story.txt.j2", text_ctx, refs, what)
     return RenderedIssue("story", brief.slug, subject, preheader, source, html, text, content_hash)
@@ -364,7 +362,7 @@ def _finish_text(text: str, what: str) -> str:
 
 def _typed_text(dirs: tuple[str, ...]) -> bool:
     """Whether the story's text templates are the ones render.story_text mirrors."""
-    return mirrored(dirs, TEXT_TEMPLATES, SOURCES_SHA256)
+    return mirrored(dirs, story_text.TEMPLATES, story_text.SOURCES_SHA256)
 
 
 # ---------------------------------------------------------------- digest
@@ -440,7 +438,7 @@ def render_digest(briefs: Sequence[Brief], cfg: Config, *, period_key: str, peri
         shown = [dict(v, summary=v["summary_html"]) for v in views[:full]]
         source = _render_template(env, "email/digest.mjml.j2", dict(base, stories=shown, hidden=len(views) - full), what)
         html = compile_mjml(source, what)
-        size = _size(html)
+        size = len(html.encode("utf-8"))
         if size <= budget:
             break
         if full == 0:
@@ -469,8 +467,6 @@ def web_version(issue: RenderedIssue, cfg: Config) -> tuple[str, str]:
 def web_text(issue: RenderedIssue, cfg: Config) -> str:
     """:func:`web_version`'s text alone (the site's pages are not the email's HTML: no need to fill that)."""
     return issue.text.replace(unsubscribe_placeholder(issue.content_hash), public_unsubscribe_url(cfg))
-
-
 
 
 # ---------------------------------------------------------------- check

@@ -69,24 +69,32 @@ _H2 = '<h2 style="font-size:20px;line-height:1.3;margin:10px 0 2px">'
 _LINK = 'style="color:#0b5cad"'
 
 
-class Pieces(list[str]):
-    """The MJML in pieces: literal markup, and (``slots``: index, element) the
+class Pieces:
+    """The MJML in pieces (``parts``): literal markup, and (``slots``: index, element) the
     body of each ``<mj-text>``, ``<mj-raw>`` and ``<mj-title>``, where
-    render.skeleton.split would cut it; so the skeleton needs no re-scan."""
+    render.skeleton.split would cut it; so the skeleton needs no re-scan.
+
+    It holds a list rather than being one: mypyc (publisher.native) compiles
+    this module, and a compiled class cannot subclass ``list``."""
+
+    __slots__ = ("parts", "slots", "append")
 
     def __init__(self) -> None:
-        super().__init__()
+        self.parts: list[str] = []
         self.slots: list[tuple[int, str]] = []
+        self.append = self.parts.append
 
     def body(self, kind: str, value: str) -> None:
-        self.slots.append((len(self), kind))
-        self.append(value)
+        self.slots.append((len(self.parts), kind))
+        self.parts.append(value)
 
     def text(self, open_tag: str, value: str, close: str = "</mj-text>\n", kind: str = "text") -> None:
         """``open_tag`` (ending in ``<mj-text …>``), the body, then ``close``."""
-        self.append(open_tag)
-        self.body(kind, value)
-        self.append(close)
+        parts = self.parts
+        parts.append(open_tag)
+        self.slots.append((len(parts), kind))
+        parts.append(value)
+        parts.append(close)
 
     def own(self, open_tag: str, value: str, close: str = "</mj-text>\n") -> None:
         """:meth:`text` for a body whose only tags are this module's, written in
@@ -96,7 +104,7 @@ class Pieces(list[str]):
 
 def story_mjml(ctx: dict[str, Any]) -> str:
     """What ``email/story.mjml.j2`` renders for ``ctx``."""
-    return "".join(story_pieces(ctx))
+    return "".join(story_pieces(ctx).parts)
 
 
 def story_pieces(ctx: dict[str, Any]) -> Pieces:

@@ -81,8 +81,7 @@ def check(brief: Brief) -> None:
     built = coverage._build(brief.lenses)
     expected = build_reference(brief.lenses)
     assert built == expected
-    # Every value has exactly its dataclass's fields set, and hashes as one its constructor made.
-    assert set(vars(built)) == {f.name for f in dataclasses.fields(BriefCoverage)}
+    # Every value hashes as one its constructor made from its fields.
     for group in built.groups:
         # Slots: a field left unset would raise AttributeError here.
         assert hash(group) == hash(LensGroup(*(getattr(group, f.name) for f in dataclasses.fields(LensGroup))))

@@ -18,7 +18,7 @@ from publisher.core.config import Config
 from publisher.core.errors import BriefError, RenderError
 from publisher.render import email
 from publisher.render.email import RenderedIssue, render_story
-from publisher.render.skeleton import Marked, SkeletonCache, Unfit
+from publisher.render.skeleton import SkeletonCache
 from tests.support.briefgen import brief_text
 from tests.support.files import DATA, SAMPLES
 from tests.support.project import build_config
@@ -51,15 +51,10 @@ def fresh_cache() -> Iterator[SkeletonCache]:
         email.SKELETONS = saved
 
 
-class NoSkeletons(SkeletonCache):
-    def html(self, key: tuple[object, ...], source: str, what: str, marked: Marked | None = None) -> str:
-        raise Unfit("direct compile for the comparison")
-
-
 @contextmanager
 def no_skeletons() -> Iterator[None]:
     saved = email.SKELETONS
-    email.SKELETONS = NoSkeletons()
+    email.SKELETONS = SkeletonCache(direct=True)
     try:
         yield
     finally:
