@@ -194,38 +194,19 @@ class Pipeline:
         return feed_entries.entry_html(brief, self.cfg)
 
 
+def _contexts(brief: Any, cfg: config_mod.Config, kind: str) -> dict[str, Any]:
+    """The last view model render_story hands its ``kind`` renderer ("mjml" or "text"), to time it alone."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+    email_render._story(brief, cfg, None, sized=False, contexts=seen)
+    return [ctx for k, ctx in seen if k == kind][-1]
+
+
 def capture_text_context(brief: Any, cfg: config_mod.Config) -> dict[str, Any]:
-    """The view model render_story hands the text renderer, so the text can be timed alone."""
-    captured: dict[str, Any] = {}
-    original = story_text
-
-    def spy(ctx: dict[str, Any], refs: Refs) -> str:
-        captured.update(ctx)
-        return original(ctx, refs)
-
-    setattr(email_render, "story_text", spy)  # noqa: B010 (a spy, then put back)
-    try:
-        email_render.render_story(brief, cfg)
-    finally:
-        setattr(email_render, "story_text", original)  # noqa: B010
-    return captured
+    return _contexts(brief, cfg, "text")
 
 
 def capture_mjml_context(brief: Any, cfg: config_mod.Config) -> dict[str, Any]:
-    """The view model render_story hands the story's MJML writer."""
-    captured: dict[str, Any] = {}
-    original = email_render._compile
-
-    def spy(dirs: Any, tdigest: str, name: str, context: dict[str, Any], what: str, *, sized: bool = False) -> tuple[str, str, int]:
-        captured.update(context)
-        return original(dirs, tdigest, name, context, what, sized=sized)
-
-    setattr(email_render, "_compile", spy)  # noqa: B010 (a spy, then put back)
-    try:
-        email_render.render_story(brief, cfg)
-    finally:
-        setattr(email_render, "_compile", original)  # noqa: B010
-    return captured
+    return _contexts(brief, cfg, "mjml")
 
 
 class CorpusReader:
@@ -341,6 +322,10 @@ def report(samples: dict[str, list[float]], module: Path | None, issue: Any, pip
           f"MJML {len(issue.mjml.encode()):,} B; {args.rounds} rounds × {args.n} stories; CPU ms per story")
     print(f"load average (1/5/15 min): before {load_before}, after {load()}; "
           f"shapes compiled this run: {email_render.SKELETONS.misses}, direct fallbacks: {email_render.SKELETONS.unfit}")
+    from publisher import native
+
+    # The parser and renderers compiled by mypyc (make native), or plain Python (PUBLISHER_NATIVE=0).
+    print(f"ours: {len(native.loaded())} compiled modules loaded ({native.check().reason})")
     if module is not None:
         print(f"node mjml {node_version(module)} (pinned {MJML_SPEC}), node {subprocess.run(['node', '--version'], capture_output=True, text=True).stdout.strip()}")
     print(f"{'measurement':46} {'median':>9} {'min':>9} {'max':>9} {'/ node':>8}")

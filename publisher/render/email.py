@@ -279,9 +279,9 @@ def story_web_text(brief: Brief, cfg: Config, *, related_titles: Mapping[str, st
 
 
 def _story(brief: Brief, cfg: Config, related_titles: Mapping[str, str] | None, *, sized: bool,
-           contexts: list[dict[str, Any]] | None = None) -> RenderedIssue:
+           contexts: list[tuple[str, dict[str, Any]]] | None = None) -> RenderedIssue:
     """:func:`render_story`; ``sized``: its MJML and HTML left '' (the HTML measured only);
-    ``contexts`` gets each MJML context rendered, one per number of takes tried."""
+    ``contexts`` gets each context rendered: ("mjml", …) per number of takes tried, then ("text", …)."""
     what = f"story {brief.slug}"
     view = cov.of(brief)
     titles = dict(related_titles or {})
@@ -325,7 +325,7 @@ def _story(brief: Brief, cfg: Config, related_titles: Mapping[str, str] | None, 
         coverage = _coverage(brief, cfg, k, view)
         context = dict(base, coverage=coverage)
         if contexts is not None:
-            contexts.append(context)
+            contexts.append(("mjml", context))
         source, html, size = _compile(dirs, tdigest, "email/story.mjml.j2", context, what, sized=sized)
         if size <= budget:
             break
@@ -336,6 +336,8 @@ def _story(brief: Brief, cfg: Config, related_titles: Mapping[str, str] | None, 
 
     refs = Refs()
     text_ctx = dict(text_base, coverage=coverage)
+    if contexts is not None:
+        contexts.append(("text", text_ctx))
     if _typed_text(dirs):
         text = _finish_text(story_text.story_text(text_ctx, refs), what)
     else:

@@ -218,12 +218,12 @@ def test_generated_coverage_matches_the_slow_paths(source: str) -> None:
 
 def contexts_of(brief: Brief, cfg: Config, related_titles: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """The MJML contexts render_story tries; a render that fails still gives the ones it tried."""
-    out: list[dict[str, Any]] = []
+    out: list[tuple[str, dict[str, Any]]] = []
     try:
         email._story(brief, cfg, related_titles, sized=False, contexts=out)
     except RenderError:
         pass
-    return out
+    return [ctx for kind, ctx in out if kind == "mjml"]
 
 
 def check_marked(brief: Brief) -> None:
