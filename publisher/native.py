@@ -121,8 +121,8 @@ class _Finder:
         file = self.files.get(fullname)
         if file is None:
             return None
-        path = str(file)
-        spec = ModuleSpec(fullname, ExtensionFileLoader(fullname, path), origin=path)
+        origin = str(file)
+        spec = ModuleSpec(fullname, ExtensionFileLoader(fullname, origin), origin=origin)
         spec.has_location = True  # sets the module's __file__, as for any extension
         return spec
 
