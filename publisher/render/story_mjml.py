@@ -77,12 +77,14 @@ class Pieces:
     It holds a list rather than being one: mypyc (publisher.native) compiles
     this module, and a compiled class cannot subclass ``list``."""
 
-    __slots__ = ("parts", "slots", "append")
+    __slots__ = ("parts", "slots")
 
     def __init__(self) -> None:
         self.parts: list[str] = []
         self.slots: list[tuple[int, str]] = []
-        self.append = self.parts.append
+
+    def append(self, markup: str) -> None:
+        self.parts.append(markup)
 
     def body(self, kind: str, value: str) -> None:
         self.slots.append((len(self.parts), kind))
@@ -90,11 +92,9 @@ class Pieces:
 
     def text(self, open_tag: str, value: str, close: str = "</mj-text>\n", kind: str = "text") -> None:
         """``open_tag`` (ending in ``<mj-text …>``), the body, then ``close``."""
-        parts = self.parts
-        parts.append(open_tag)
-        self.slots.append((len(parts), kind))
-        parts.append(value)
-        parts.append(close)
+        self.parts.append(open_tag)
+        self.body(kind, value)
+        self.parts.append(close)
 
     def own(self, open_tag: str, value: str, close: str = "</mj-text>\n") -> None:
         """:meth:`text` for a body whose only tags are this module's, written in
