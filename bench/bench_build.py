@@ -496,9 +496,10 @@ def main() -> None:
     from publisher import native
 
     # What the children ran: the compiled parser and renderers (make native) or plain Python.
+    ran = native.check()
     print(f"\nbuild benchmark: {os.cpu_count()} cores, repeat {args.repeat}, hugo {version}, "
           f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
-          f"ours {'compiled' if native.check().active else 'plain Python'}: {native.check().reason}")
+          f"ours {'compiled' if ran.active else 'plain Python'}: {ran.reason}")
     report.print()
 
 
