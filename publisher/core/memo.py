@@ -16,6 +16,8 @@ V = TypeVar("V")
 
 
 class IdentityMemo(Generic[V]):
+    """At most ``size`` values, each kept with (and for) the objects it was made from."""
+
     # An OrderedDict (C) rather than cachetools' LRUCache: its lookups went
     # through several Python calls each, 1.5-3 us, and a story asks for its
     # coverage view about ten times while it is rendered.
@@ -23,6 +25,7 @@ class IdentityMemo(Generic[V]):
         self._size = size
         self._data: OrderedDict[tuple[Any, ...], tuple[tuple[object, ...], V]] = OrderedDict()
         self._lock = threading.Lock()
+        _ALL.append(self)
 
     def get(self, owners: tuple[object, ...], extra: tuple[Any, ...] = ()) -> V | None:
         key = (*map(id, owners), *extra)
@@ -44,5 +47,21 @@ class IdentityMemo(Generic[V]):
             if len(self._data) > self._size:
                 self._data.popitem(last=False)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
     def __len__(self) -> int:
         return len(self._data)
+
+
+# Every memo made, for forget_all.
+_ALL: list[IdentityMemo[Any]] = []
+
+
+def forget_all() -> None:
+    """Every memo emptied: for a build worker between chunks, whose stories never come back.
+    A memo keeps the Briefs it was made from alive (about 70 KB each, a thousand of them in the
+    feed entries' memos), which a worker would otherwise hold beside the build's parent."""
+    for memo in _ALL:
+        memo.clear()

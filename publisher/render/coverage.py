@@ -254,12 +254,6 @@ def groups(brief: Brief) -> tuple[LensGroup, ...]:
     return of(brief).groups
 
 
-def clear_memos() -> None:
-    """Forget the shared take rows (benchmarks time the uncached path)."""
-    global _MEMO
-    _MEMO = IdentityMemo(512)
-
-
 def _build(lenses: tuple[Lens, ...]) -> BriefCoverage:
     labelled: list[LensGroup] = []
     unlabelled: list[LensGroup] = []  # last, in brief order (what a stable sort by label == "" gave)

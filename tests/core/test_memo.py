@@ -66,3 +66,23 @@ def test_threads_share_one_memo() -> None:
     for t in threads:
         t.join()
     assert len(memo) == 64
+
+
+def test_forget_all_empties_every_memo_and_lets_its_owners_go() -> None:
+    import gc
+    import weakref
+
+    from publisher.core.memo import forget_all
+
+    first: IdentityMemo[str] = IdentityMemo(4)
+    second: IdentityMemo[str] = IdentityMemo(4)
+    owner = Owner()
+    gone = weakref.ref(owner)
+    first.put((owner,), (), "a")
+    second.put((owner,), ("x",), "b")
+    del owner
+    gc.collect()
+    assert gone() is not None  # held by the memos
+    forget_all()
+    gc.collect()
+    assert len(first) == len(second) == 0 and gone() is None
