@@ -29,6 +29,7 @@ from pathlib import Path
 
 from cachetools import LRUCache
 
+from ..briefs.model import Brief
 from ..briefs.slugs import SLUG_RE
 from ..core.config import Config
 from ..render.feed_entries import ENTRY_TEMPLATE, FeedStory, make_entry
@@ -93,6 +94,10 @@ class EntryCache:
         self._mem: LRUCache[str, EntryParts] = LRUCache(maxsize=size)
         self._lock = threading.Lock()
         self._salt_value: bytes | None = None
+        # A build's tail: versions its worker rendered and kept meanwhile, taken as rendered again by
+        # the build (:meth:`adopt`); ``ahead`` waits for them before a miss is rendered.
+        self._built: set[str] = set()
+        self.ahead: Callable[[], None] | None = None
 
     def key(self, ref: StoryRef) -> str:
         if self._salt_value is None:
@@ -108,7 +113,12 @@ class EntryCache:
         """The parts of each of ``refs``' versions (distinct stories); those ``fresh`` names are rendered
         again (a full build: code may have changed), together with any not kept."""
         keys = [self.key(ref) for ref in refs]
-        out: list[EntryParts | None] = [None if fresh(ref) else self._kept(ref.slug, key) for ref, key in zip(refs, keys)]
+        if self.ahead is not None:
+            self.ahead()
+        out: list[EntryParts | None] = [
+            (self._kept(ref.slug, key) if self._built_now(key) else None) if fresh(ref) else self._kept(ref.slug, key)
+            for ref, key in zip(refs, keys)
+        ]
         todo = [i for i, hit in enumerate(out) if hit is None]
         entries = [make_entry(FeedStory(self.briefs.brief(conn, refs[i]), refs[i].published_at, refs[i].updated_at), self.cfg)
                    for i in todo]
@@ -116,6 +126,27 @@ class EntryCache:
             self._store(keys[i], parts)
             out[i] = parts
         return [p for p in out if p is not None]
+
+    def keep(self, stories: Sequence[tuple[StoryRef, Brief]]) -> list[str]:
+        """Render (together) and keep the parts of each brief at its ref's version; the version keys of
+        those kept in the folder, for :meth:`adopt` (a build's worker, ahead of its tail: headstart)."""
+        entries = [make_entry(FeedStory(brief, ref.published_at, ref.updated_at), self.cfg) for ref, brief in stories]
+        return [key for (ref, _brief), parts in zip(stories, entries_parts(entries, self.cfg))
+                if self._store(key := self.key(ref), parts)]
+
+    def adopt(self, keys: Iterable[str]) -> None:
+        """Versions a worker of this build rendered and kept in the folder (:meth:`keep`): read from
+        there as the build's own render of them."""
+        with self._lock:
+            self._built.update(keys)
+
+    def forget_built(self) -> None:
+        """The build is over: what its workers rendered is kept parts now, no longer fresh ones."""
+        self._built = set()
+
+    def _built_now(self, key: str) -> bool:
+        with self._lock:
+            return key in self._built
 
     def _kept(self, slug: str, key: str) -> EntryParts | None:
         with self._lock:
@@ -134,7 +165,8 @@ class EntryCache:
             return None
         return decode(data, key, self.cfg)
 
-    def _store(self, key: str, parts: EntryParts) -> None:
+    def _store(self, key: str, parts: EntryParts) -> bool:
+        """Keep ``parts`` in memory and in the folder; whether the folder has them."""
         with self._lock:
             self._mem[key] = parts
         path = self._path(parts.slug)
@@ -147,6 +179,8 @@ class EntryCache:
             # Only a cache: the feed is written all the same; the next process renders this entry again.
             tmp.unlink(missing_ok=True)
             log.warning("feed entry of %s not kept in %s: %s", parts.slug, self.folder, exc)
+            return False
+        return True
 
     def prune(self, keep: Iterable[str]) -> int:
         """Remove the kept parts of stories not in ``keep`` (slugs): after a full build, what no feed holds."""

@@ -23,7 +23,6 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from ..briefs.model import Brief
 from ..core.clock import Clock, system_clock
@@ -34,7 +33,7 @@ from ..render.email import RenderedIssue, render_hash, render_story
 from ..store import files as files_store
 from ..store import stories
 from ..store.engine import Connection, DatabaseFailure, Engine
-from . import watch, websub
+from . import headstart, watch, websub
 from .briefcache import BriefCache
 from .digests import Digests, DigestSchedule
 from .feedfiles import MAIN_FEED
@@ -42,8 +41,8 @@ from .fileindex import FileIndex
 from .issues import Released, StoryIssues
 from .outputs import remove_web_issue
 from .reading import (
-    PageJob, Parsed, build_chunk, failure_message, fewer_collections, map_chunks, page_chunk, read_and_parse, set_titles_ahead,
-    write_web_issue,
+    PageJob, Parsed, WorkerPool, build_chunk, chunked, failure_message, fewer_collections, map_chunks, page_chunk,
+    read_and_parse, set_titles_ahead, write_web_issue,
 )
 from .recording import Recorded, Recorder
 from .related import pages_again, titles_ahead
@@ -61,24 +60,6 @@ EXPECTED = (PublisherError, OSError, DatabaseFailure)
 
 def _min(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else min(a, b)
-
-
-T = TypeVar("T")
-
-
-def _chunks(items: Sequence[T], n_workers: int) -> list[list[T]]:
-    """Items in chunks: about four per worker, at most 200 (a chunk is one transaction).
-
-    The last two rounds are cut four times finer, so the workers run out of
-    work together: with whole chunks to the end, one worker finished its last
-    200 briefs (0.3 s at 10k) while the other had nothing left to do.
-    """
-    size = max(1, min(200, len(items) // (n_workers * 4) or 1))
-    head = max(0, len(items) - 2 * n_workers * size)
-    small = max(1, size // 4)
-    return [list(items[i : min(i + size, head)]) for i in range(0, head, size)] + [
-        list(items[i : i + small]) for i in range(head, len(items), small)
-    ]
 
 
 POOLED_PAGES = 32  # fewer pages to render again after a build are rendered in the parent
@@ -355,61 +336,80 @@ class Pipeline:
             now = self._now()
             gone = [p for p in index if p not in seen]
             n_workers = workers or min(os.cpu_count() or 1, 8)
-            chunks = _chunks(sorted(seen.items()), n_workers)
+            chunks = chunked(sorted(seen.items()), n_workers)
             del seen  # map_chunks lets go of each chunk once its results are in (100k briefs: ~30 MB)
-            touched: set[str] = {MAIN_FEED}
-            failed: list[Parsed] = []
-            # Stories naming related ones: slug → the related slugs, one string
-            # rather than a tuple of them (100k briefs: ~20 MB less).
-            linked: dict[str, str] = {}
-            lost: set[str] = set()  # slugs a file claimed that another file publishes
             # Pages name related stories by title: every title first (from the briefs'
             # heads), so the workers render each page once, with them.
             ahead = titles_ahead(self.cfg, chunks, n_workers)
             set_titles_ahead(ahead)
+            # Forked now, with the titles, before anything is recorded (WorkerPool).
+            pool = WorkerPool(self.cfg, n_workers) if n_workers > 1 and len(chunks) > 1 else None
             try:
-                for parsed_chunk in map_chunks(self.cfg, build_chunk, chunks, n_workers):
-                    linked.update(
-                        (p.slug, "\n".join(p.related)) for p in parsed_chunk if p.related and p.slug and not p.error and p.status != "draft"
-                    )
-                    # One short transaction per chunk, the lock only around it: the
-                    # desk is never kept waiting for the workers' parsing and rendering.
-                    failed += [p for p in parsed_chunk if p.retry]
-                    result.written += [f for p in parsed_chunk if not p.retry for f in p.written]
-                    self._record_chunk([p for p in parsed_chunk if not p.retry], index, now, result, touched, lost)
+                return self._build_rest(chunks, pool, index, now, gone, n_workers, ahead, result)
             finally:
-                set_titles_ahead({})
-            with self._lock, self.engine.begin() as conn:
-                removed = {path: self._forget_file(conn, path, index, now, touched) for path in gone}
-                # Every tag any live story has, so a deleted public/ is rebuilt whole.
-                touched |= stories.live_feed_tags(conn)
-                self.digests.rewrite_pages(conn)
-                # Only a slug some file publishes can have a live title (and the
-                # slugs files lost to another): the rest are never looked up.
-                named = {slug for names in linked.values() for slug in names.split("\n") if index.holders(slug)} | lost
-                titles = stories.live_titles(conn, named) if named else {}
-            jobs = pages_again(self.cfg, linked, ahead, titles, lost, index, result)
-            del linked, ahead
-            self._story_pages(jobs, n_workers, result)
-            for path, slug in removed.items():
-                del index[path]
-                if slug is not None:
-                    result.removed.append(slug)
-                    remove_web_issue(self.cfg.paths.public, slug)
-            for parsed in failed:
-                self._failed(parsed.path, parsed.stat, parsed.error or "", result)
-            self.outputs.write_after(self.engine, touched, result, force=True)
-            self._ping_hub(result.written)
-            log.info("build: %d published, %d rejected, %d removed", len(result.published), len(result.errors), len(result.removed))
-            return result
+                if pool is not None:
+                    pool.close()
 
-    def _story_pages(self, jobs: list[PageJob], n_workers: int, result: SyncResult) -> None:
+    def _build_rest(self, chunks: list[list[tuple[str, watch.Stat]]], pool: WorkerPool | None, index: FileIndex,
+                    now: dt.datetime, gone: list[str], n_workers: int, ahead: dict[str, str], result: SyncResult) -> SyncResult:
+        """:meth:`build_all` from its main pass on, in ``pool``'s workers (None: in this process)."""
+        touched: set[str] = {MAIN_FEED}
+        failed: list[Parsed] = []
+        # Stories naming related ones: slug → the related slugs, one string
+        # rather than a tuple of them (100k briefs: ~20 MB less).
+        linked: dict[str, str] = {}
+        lost: set[str] = set()  # slugs a file claimed that another file publishes
+        try:
+            for parsed_chunk in map_chunks(self.cfg, build_chunk, chunks, n_workers, pool):
+                linked.update(
+                    (p.slug, "\n".join(p.related)) for p in parsed_chunk if p.related and p.slug and not p.error and p.status != "draft"
+                )
+                # One short transaction per chunk, the lock only around it: the
+                # desk is never kept waiting for the workers' parsing and rendering.
+                failed += [p for p in parsed_chunk if p.retry]
+                result.written += [f for p in parsed_chunk if not p.retry for f in p.written]
+                self._record_chunk([p for p in parsed_chunk if not p.retry], index, now, result, touched, lost)
+        finally:
+            set_titles_ahead({})
+        if pool is not None:  # one is enough for what follows (few pages again, the tail's head start)
+            pool.keep_one()  # the others' pages go before the parent's state grows to the build's peak
+        with self._lock, self.engine.begin() as conn:
+            removed = {path: self._forget_file(conn, path, index, now, touched) for path in gone}
+            # Every tag any live story has, so a deleted public/ is rebuilt whole.
+            touched |= stories.live_feed_tags(conn)
+            self.digests.rewrite_pages(conn)
+            # Only a slug some file publishes can have a live title (and the
+            # slugs files lost to another): the rest are never looked up.
+            named = {slug for names in linked.values() for slug in names.split("\n") if index.holders(slug)} | lost
+            titles = stories.live_titles(conn, named) if named else {}
+        jobs = pages_again(self.cfg, linked, ahead, titles, lost, index, result)
+        del linked, ahead
+        self._story_pages(jobs, n_workers, result, pool)
+        for path, slug in removed.items():
+            del index[path]
+            if slug is not None:
+                result.removed.append(slug)
+                remove_web_issue(self.cfg.paths.public, slug)
+        for parsed in failed:
+            self._failed(parsed.path, parsed.stat, parsed.error or "", result)
+        listing = headstart.start(self, touched, pool)
+        try:
+            self.outputs.write_after(self.engine, touched, result, force=True)
+        finally:
+            if listing is not None and not listing.done() and pool is not None:
+                pool.close(kill=True)  # only a head start: the tail had no miss, or failed
+            headstart.stop(self)
+        self._ping_hub(result.written)
+        log.info("build: %d published, %d rejected, %d removed", len(result.published), len(result.errors), len(result.removed))
+        return result
+
+    def _story_pages(self, jobs: list[PageJob], n_workers: int, result: SyncResult, pool: WorkerPool | None) -> None:
         """Web issues rendered again with their related titles, by the workers (by the parent when there are
         few, and for a file changed since the build read it)."""
         left: list[PageJob] = []
         # A few pages cost less here than forking a pool for them (~2 ms a page, tens of ms a pool).
         n_workers = n_workers if len(jobs) >= POOLED_PAGES else 1
-        for done in map_chunks(self.cfg, page_chunk, _chunks(jobs, n_workers), n_workers):
+        for done in map_chunks(self.cfg, page_chunk, chunked(jobs, n_workers), n_workers, pool):
             for job, written in done:
                 if written is None:
                     left.append(job)

@@ -19,9 +19,10 @@ import os
 import signal
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -31,6 +32,7 @@ from ..briefs.identity import identify
 from ..briefs.model import Brief
 from ..briefs.parse import parse_brief
 from ..briefs.slugs import tag_slug
+from ..core import memo
 from ..core.config import Config
 from ..core.errors import BriefError, BriefUnreadable, PublisherError
 from ..render import site
@@ -148,6 +150,7 @@ def write_web_issue(
 # -- the process-pool side of a full build ------------------------------------
 
 _worker_cfg: Config | None = None
+_pooled = False  # this process is a build's pool worker
 _PR_SET_PDEATHSIG = 1
 
 
@@ -193,8 +196,9 @@ def fewer_collections() -> Iterator[None]:
 
 
 def _init_worker(cfg: Config, parent: int | None = None) -> None:
-    global _worker_cfg
+    global _worker_cfg, _pooled
     _worker_cfg = cfg
+    _pooled = parent is not None
     if parent is not None:
         _die_with_parent(parent)
         # The parent decides when the build stops; a terminal's Ctrl-C goes to it alone,
@@ -258,7 +262,16 @@ def build_one(cfg: Config, path: str, stat: watch.Stat) -> Parsed:
 def build_chunk(paths: Sequence[tuple[str, watch.Stat]]) -> list[Parsed]:
     cfg = _worker_cfg
     assert cfg is not None
-    return [build_one(cfg, path, stat) for path, stat in paths]
+    out = [build_one(cfg, path, stat) for path, stat in paths]
+    chunk_done()
+    return out
+
+
+def chunk_done() -> None:
+    """A pool worker's chunk is done: its stories never come back to this worker, so the render
+    memos let go of them (at 100k briefs, about 20 MB a worker held beside the build's parent)."""
+    if _pooled:
+        memo.forget_all()
 
 
 @dataclass(frozen=True)
@@ -284,15 +297,127 @@ def page_chunk(jobs: Sequence[PageJob]) -> list[tuple[PageJob, list[str] | None]
             except Exception:  # noqa: BLE001 - the parent renders it again and raises with context
                 log.debug("%s: story page left to the parent", job.path, exc_info=True)
         out.append((job, written))
+    chunk_done()
     return out
+
+
+T = TypeVar("T")
+
+
+def chunked(items: Sequence[T], n_workers: int) -> list[list[T]]:
+    """Items in chunks: about four per worker, at most 200 (a chunk is one transaction).
+
+    The last two rounds are cut four times finer, so the workers run out of
+    work together: with whole chunks to the end, one worker finished its last
+    200 briefs (0.3 s at 10k) while the other had nothing left to do.
+    """
+    size = max(1, min(200, len(items) // (n_workers * 4) or 1))
+    head = max(0, len(items) - 2 * n_workers * size)
+    small = max(1, size // 4)
+    return [list(items[i : min(i + size, head)]) for i in range(0, head, size)] + [
+        list(items[i : i + small]) for i in range(head, len(items), small)
+    ]
 
 
 Chunk = TypeVar("Chunk")
 Result = TypeVar("Result")
 
 
-def map_chunks(cfg: Config, work: Callable[[Chunk], Result], chunks: list[Chunk], n_workers: int) -> Iterator[Result]:
-    """``work`` over each chunk, results in order: in this process, or in a pool of forked workers that die with it.
+class WorkerPool:
+    """Forked workers that die with this process, kept for a whole build: its pages, then, down
+    to one, the head start of its tail (:meth:`last`).
+
+    Each worker is an executor of its own, so that all but one can be let go
+    after the main pass: a worker holds the pages it wrote while rendering
+    (at 100k briefs, about 70 MB each), and two of them kept beside the tail's
+    largest state broke the 100k memory target (bench/README.md, eighth and
+    ninth sessions). Forked at the first use, before the build records
+    anything: a worker forked later would copy the pages of everything
+    recorded (seventh session).
+    """
+
+    # Chunks handed to a worker ahead of its results: one running, one waiting, so it never idles
+    # while the parent records.
+    DEPTH = 2
+
+    def __init__(self, cfg: Config, n_workers: int) -> None:
+        import multiprocessing
+
+        # fork: workers inherit the imported modules and compiled templates.
+        ctx = multiprocessing.get_context("fork")
+        self._workers: list[ProcessPoolExecutor] = [
+            ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker, initargs=(cfg, os.getpid()))
+            for _ in range(n_workers)
+        ]
+
+    def map(self, work: Callable[[Chunk], Result], chunks: list[Chunk]) -> Iterator[Result]:
+        """:func:`map_chunks` in these workers, each given the next chunk as it finishes one;
+        interrupted, it stops them (:meth:`close`)."""
+        assert self._workers
+        todo = deque(chunks)
+        chunks.clear()  # each chunk is let go once its results are in
+        order: deque[tuple[Future[Result], int]] = deque()  # handed out, in the chunks' order
+
+        def hand_out() -> None:
+            for i, worker in enumerate(self._workers):
+                busy = sum(1 for f, w in order if w == i and not f.done())
+                for _ in range(min(self.DEPTH - busy, len(todo))):
+                    order.append((worker.submit(work, todo.popleft()), i))
+
+        finished = False
+        try:
+            # Every worker is forked by its first chunk, here. Frozen, the parent's objects
+            # (the scan of a 100k folder, the index) are left alone by the workers' garbage
+            # collector: it would write to each one's header and so copy every page of them
+            # into every worker.
+            gc.freeze()
+            try:
+                hand_out()
+            finally:
+                gc.unfreeze()
+            while order:
+                if not order[0][0].done():
+                    wait([f for f, _ in order if not f.done()], return_when=FIRST_COMPLETED)
+                    hand_out()
+                while order and order[0][0].done():
+                    yield order.popleft()[0].result()
+                    hand_out()  # a worker may have finished while the caller used that result
+            finished = True
+        finally:
+            if not finished:
+                self.close(kill=True)
+
+    def keep_one(self) -> None:
+        """All workers but one let go (they are idle: between the build's passes)."""
+        assert self._workers
+        for worker in self._workers[1:]:
+            worker.shutdown(wait=True)
+        del self._workers[1:]
+
+    def last(self, work: Callable[[Chunk], Result], chunk: Chunk) -> Future[Result]:
+        """``work`` on ``chunk`` in one worker, which then exits, as the others do now (they are idle:
+        between the build's passes). Its pages go as soon as it is done, while the parent is still
+        writing, well before the parent's own state is at its largest (the end of the build's tail)."""
+        self.keep_one()
+        future = self._workers[0].submit(work, chunk)
+        self._workers[0].shutdown(wait=False)  # it finishes the chunk first; close() joins it
+        return future
+
+    def close(self, *, kill: bool = False) -> None:
+        """Let the workers go; ``kill``: now, whatever they are doing (an interrupted build)."""
+        workers, self._workers = self._workers, []
+        if kill:
+            for worker in workers:
+                for proc in list(getattr(worker, "_processes", {}).values()):
+                    proc.kill()
+        for worker in workers:
+            worker.shutdown(wait=True, cancel_futures=True)
+
+
+def map_chunks(cfg: Config, work: Callable[[Chunk], Result], chunks: list[Chunk], n_workers: int,
+               pool: WorkerPool | None = None) -> Iterator[Result]:
+    """``work`` over each chunk, results in order: in this process, or in a pool of forked workers that die with it
+    (``pool``, which stays open for the caller, or one for this call alone).
 
     ``chunks`` is emptied as they are handed out, so a chunk's items are
     freed as soon as its results are in, not at the end of the build.
@@ -304,29 +429,11 @@ def map_chunks(cfg: Config, work: Callable[[Chunk], Result], chunks: list[Chunk]
         while todo:
             yield work(todo.pop())
         return
-    import multiprocessing
-
-    # fork: workers inherit the imported modules and compiled templates.
-    ctx = multiprocessing.get_context("fork")
-    pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker, initargs=(cfg, os.getpid()))
-    finished = False
+    if pool is not None:
+        yield from pool.map(work, chunks)
+        return
+    own = WorkerPool(cfg, n_workers)
     try:
-        # map submits every chunk, so every worker is forked before it returns.
-        # Frozen, the parent's objects (the scan of a 100k folder, the index)
-        # are left alone by the workers' garbage collector: it would write to
-        # each one's header and so copy every page of them into every worker.
-        gc.freeze()
-        try:
-            results = pool.map(work, chunks)
-            chunks.clear()  # the pool's work items hold each chunk until it is done
-        finally:
-            gc.unfreeze()
-        yield from results
-        finished = True
+        yield from own.map(work, chunks)
     finally:
-        if not finished:
-            # Interrupted (SIGTERM, Ctrl-C, a failure): stop the workers now
-            # rather than wait for their chunks.
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.kill()
-        pool.shutdown(wait=True, cancel_futures=True)
+        own.close()

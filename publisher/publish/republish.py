@@ -45,6 +45,9 @@ class Republisher:
         self.pending: set[str] = set()  # tag keys whose feeds failed to write: retried every scan
         self.stale: set[str] = set()  # tag keys whose files may be ahead of the store (a rollback)
         self.changed: set[str] = set()  # slugs whose rows changed since the lists were last written
+        # Set while a build's workers render the feed entries and list items the tail will show:
+        # the site's lists go first (the archive needs neither), the feeds once the entries are in.
+        self.lists_first = False
 
     def write(self, conn: Connection, touched: Iterable[str], changed: Sequence[str] | None, *, force: bool = False) -> list[str]:
         """Feeds of ``touched`` (and any left pending) and the site pages, in ``conn``'s transaction.
@@ -56,10 +59,12 @@ class Republisher:
             return []
         full = force or bool(self.pending or self.stale)
         refs: dict[str, list[StoryRef]] = {}  # each feed's newest: the site's lists show the same
+        listed = None if full or changed is None else sorted({*changed, *self.changed})
+        if self.lists_first:
+            written = self.site.write(conn, keys, listed, None, fresh=force)
+            return written + self.feeds.write(conn, keys, force=force, stale=self.stale)
         written = self.feeds.write(conn, keys, force=force, stale=self.stale, refs=refs)
-        written += self.site.write(conn, keys, None if full or changed is None else sorted({*changed, *self.changed}), refs,
-                                  fresh=force)
-        return written
+        return written + self.site.write(conn, keys, listed, refs, fresh=force)
 
     def warm(self, conn: Connection) -> list[str]:
         """What the first edit of a process would load, loaded now: the main feed's entry parts and the

@@ -16,10 +16,12 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from cachetools import LRUCache
 
+from ..briefs.model import Brief
 from ..briefs.slugs import SLUG_RE, tag_slug
 from ..core.config import Config
 from ..render import site
@@ -43,6 +45,8 @@ class ItemCache:
         self._mem: LRUCache[tuple[str, str], tuple[StoryItem, dict[str, str]]] = LRUCache(maxsize=size)
         self._lock = threading.Lock()
         self._salt = hashlib.sha256(repr((LAYOUT, code_digest(), cfg.site)).encode()).hexdigest()
+        # A build's tail: waits for the items its workers are keeping meanwhile, before a miss parses a brief.
+        self.ahead: Callable[[], None] | None = None
 
     def _path(self, slug: str) -> Path:
         return self.folder / (slug if SLUG_RE.match(slug) else hashlib.sha256(slug.encode()).hexdigest())
@@ -60,15 +64,22 @@ class ItemCache:
             hit = self._mem.get(key)
         if hit is None:
             hit = self._load(ref)
+            if hit is None and self.ahead is not None:
+                self.ahead()
+                hit = self._load(ref)
             if hit is None:
-                brief = self.briefs.brief(conn, ref)
-                names: dict[str, str] = {}
-                for name in (*brief.tags, *brief.entities):
-                    names.setdefault(tag_slug(name), " ".join(name.split()))
-                hit = (site.story_item(brief, self.cfg), names)
-                self._store(ref, *hit)
+                hit = self.keep(ref, self.briefs.brief(conn, ref))
             with self._lock:
                 self._mem[key] = hit
+        return hit
+
+    def keep(self, ref: StoryRef, brief: Brief) -> tuple[StoryItem, dict[str, str]]:
+        """The list item and tag names of ``brief`` (the story ``ref``), kept in the state folder."""
+        names: dict[str, str] = {}
+        for name in (*brief.tags, *brief.entities):
+            names.setdefault(tag_slug(name), " ".join(name.split()))
+        hit = (site.story_item(brief, self.cfg), names)
+        self._store(ref, *hit)
         return hit
 
     def _version(self, ref: StoryRef) -> str:

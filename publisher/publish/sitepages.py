@@ -219,10 +219,12 @@ class SiteWriter:
                     written.append(f"tags/{key}/index.html")
             for key in wanted & set(counts):
                 self._names.pop(key, None)  # its newest story may spell it differently now
+            # The archive first: it shows only titles and dates, which a build's tail has without the
+            # list items its workers may still be keeping (see Republisher.lists_first).
+            written += self._archive(conn, first)
             all_tags = [TagItem(key, self._name(conn, key), n) for key, n in sorted(counts.items())]
             written += self._tag_pages(conn, wanted, all_tags)
             written += self._home(conn, self._newest(conn, "", HOME_STORIES), all_tags)
-            written += self._archive(conn, first)
             if not self._unchanged(conn, "tags/index.html", all_tags):
                 written += self._write("tags/index.html", site.tags_page(all_tags, self.cfg))
             return written + self._fixed()

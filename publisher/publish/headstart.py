@@ -1,0 +1,117 @@
+"""A build's tail, started early: a worker makes the feed entries and list items the tail will show.
+
+Once a build has recorded every story, its tail writes the feeds (each
+feed's newest entries) and the site's lists (the home page, tag pages, the
+archive). The one worker the build kept from its main pass
+(reading.WorkerPool.last) reads those newest stories' files, renders their
+entries and list items and keeps them in the state folder while the parent
+writes the archive, which needs neither; then it exits. The tail waits for
+it at its first miss and reads what it kept. A file changed since it was
+recorded, or a worker that died, leaves the rest to the tail, which renders
+from the store as it does without a head start: who renders an entry never
+changes what is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import TYPE_CHECKING
+
+from ..briefs.model import Brief
+from ..briefs.parse import parse_brief
+from ..store import stories
+from ..store.stories import StoryRef
+from . import reading
+from .briefcache import BriefCache
+from .entrycache import EntryCache
+from .feedfiles import MAIN_FEED
+from .siteitems import ItemCache
+from .sitepages import HOME_STORIES
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+# Fewer stories than this the tail renders itself: about a millisecond each, less than handing them over.
+HEAD_START_STORIES = 16
+
+
+# Stories a worker renders together: a feedgen document costs about as much as its first few
+# entries, and a batch's briefs and renders are let go before the next (a whole feed's worth at
+# once grew the worker by 27 MB at 10k briefs, held beside the parent's tail).
+BATCH = 32
+
+
+def listed_chunk(refs: Sequence[StoryRef]) -> list[str]:
+    """The feed entries and list items of stories a build's tail will show, made ahead by a worker.
+
+    Each brief is read from its file and used only when it is still the
+    recorded version (its content hash). Its list item and feed entry are
+    kept in the state folder, where the tail finds them; the version keys of
+    the entries kept are returned, for the parent to adopt as its own render.
+    A brief that cannot be read, parsed, rendered or kept is left to the
+    tail, which renders it from the store and reports what fails.
+    """
+    cfg = reading._worker_cfg
+    assert cfg is not None
+    entries = EntryCache(cfg, BriefCache(cfg, size=1), size=1)
+    items = ItemCache(cfg, BriefCache(cfg, size=1), size=1)
+    kept: list[str] = []
+    for at in range(0, len(refs), BATCH):
+        ready: list[tuple[StoryRef, Brief]] = []
+        for ref in refs[at : at + BATCH]:
+            try:
+                brief = parse_brief(reading.read_brief(cfg, ref.path), os.path.join(cfg.paths.briefs, ref.path),
+                                    base_url=cfg.site.base_url)
+                if brief.content_hash == ref.content_hash:
+                    items.keep(ref, brief)
+                    ready.append((ref, brief))
+            except Exception:  # noqa: BLE001 - only a head start: the tail renders it and raises with context
+                log.debug("%s: list item left to the build's tail", ref.path, exc_info=True)
+        try:
+            kept += entries.keep(ready)
+        except Exception:  # noqa: BLE001 - as above
+            log.debug("feed entries left to the build's tail", exc_info=True)
+        reading.chunk_done()
+    return kept
+
+
+def start(pipeline: Pipeline, touched: set[str], pool: reading.WorkerPool | None) -> Future[list[str]] | None:
+    """A worker started on each feed's and tag page's newest stories and the home page's; the
+    pipeline's caches set to wait for it at their first miss, and the site's lists to go first.
+    None without workers, or for too few stories to be worth one."""
+    if pool is None:
+        return None
+    size = pipeline.cfg.feeds.size
+    with pipeline.engine.connect() as conn:
+        wanted = {r.slug: r for r in stories.newest(conn, None, max(size, HOME_STORIES))}
+        for tag in sorted(touched - {MAIN_FEED}):
+            wanted.update((r.slug, r) for r in stories.newest(conn, tag, size))
+    if len(wanted) < HEAD_START_STORIES:
+        return None
+    # The build's one kept worker, while the parent writes the archive: a core each.
+    ahead = pool.last(listed_chunk, sorted(wanted.values(), key=lambda r: r.path))
+
+    def take() -> None:
+        pipeline.feeds.entries.ahead = pipeline.site.items.ahead = None  # once
+        try:
+            kept = ahead.result()
+        except Exception:  # noqa: BLE001 - a worker died: the tail renders what it finds missing
+            log.warning("build: feed entries made ahead were lost; the tail renders them", exc_info=True)
+            return
+        pipeline.feeds.entries.adopt(kept)
+
+    pipeline.feeds.entries.ahead = pipeline.site.items.ahead = take
+    pipeline.outputs.lists_first = True
+    return ahead
+
+
+def stop(pipeline: Pipeline) -> None:
+    """The build is over: the caches stop waiting, the lists go back to their order."""
+    pipeline.feeds.entries.ahead = pipeline.site.items.ahead = None
+    pipeline.outputs.lists_first = False
+    pipeline.feeds.entries.forget_built()
