@@ -371,29 +371,30 @@ class Pipeline:
                 self._record_chunk([p for p in parsed_chunk if not p.retry], index, now, result, touched, lost)
         finally:
             set_titles_ahead({})
-        if pool is not None:  # one is enough for what follows (few pages again, the tail's head start)
+        if pool is not None:  # one is enough for what follows (the tail's head start, few pages again)
             pool.keep_one()  # the others' pages go before the parent's state grows to the build's peak
-        with self._lock, self.engine.begin() as conn:
-            removed = {path: self._forget_file(conn, path, index, now, touched) for path in gone}
-            # Every tag any live story has, so a deleted public/ is rebuilt whole.
-            touched |= stories.live_feed_tags(conn)
-            self.digests.rewrite_pages(conn)
-            # Only a slug some file publishes can have a live title (and the
-            # slugs files lost to another): the rest are never looked up.
-            named = {slug for names in linked.values() for slug in names.split("\n") if index.holders(slug)} | lost
-            titles = stories.live_titles(conn, named) if named else {}
-        jobs = pages_again(self.cfg, linked, ahead, titles, lost, index, result)
-        del linked, ahead
-        self._story_pages(jobs, n_workers, result, pool)
-        for path, slug in removed.items():
-            del index[path]
-            if slug is not None:
-                result.removed.append(slug)
-                remove_web_issue(self.cfg.paths.public, slug)
-        for parsed in failed:
-            self._failed(parsed.path, parsed.stat, parsed.error or "", result)
-        listing = headstart.start(self, touched, pool)
+        listing = headstart.start(self, touched, pool)  # what it is not given, the tail renders
         try:
+            with self._lock, self.engine.begin() as conn:
+                removed = {path: self._forget_file(conn, path, index, now, touched) for path in gone}
+                # Every tag any live story has, so a deleted public/ is rebuilt whole.
+                touched |= stories.live_feed_tags(conn)
+                self.digests.rewrite_pages(conn)
+                # Only a slug some file publishes (or lost to another) can have a live title.
+                named = {slug for names in linked.values() for slug in names.split("\n") if index.holders(slug)} | lost
+                titles = stories.live_titles(conn, named) if named else {}
+            jobs = pages_again(self.cfg, linked, ahead, titles, lost, index, result)
+            del linked, ahead
+            self._story_pages(jobs, n_workers, result, pool)  # after the head start, in the same worker
+            if pool is not None:
+                pool.release()  # the worker exits once done: its pages go before the tail's peak
+            for path, slug in removed.items():
+                del index[path]
+                if slug is not None:
+                    result.removed.append(slug)
+                    remove_web_issue(self.cfg.paths.public, slug)
+            for parsed in failed:
+                self._failed(parsed.path, parsed.stat, parsed.error or "", result)
             self.outputs.write_after(self.engine, touched, result, force=True)
         finally:
             if listing is not None and not listing.done() and pool is not None:

@@ -325,7 +325,7 @@ Result = TypeVar("Result")
 
 class WorkerPool:
     """Forked workers that die with this process, kept for a whole build: its pages, then, down
-    to one, the head start of its tail (:meth:`last`).
+    to one (:meth:`keep_one`), the head start of its tail (:meth:`submit`, :meth:`release`).
 
     Each worker is an executor of its own, so that all but one can be let go
     after the main pass: a worker holds the pages it wrote while rendering
@@ -394,14 +394,17 @@ class WorkerPool:
             worker.shutdown(wait=True)
         del self._workers[1:]
 
-    def last(self, work: Callable[[Chunk], Result], chunk: Chunk) -> Future[Result]:
-        """``work`` on ``chunk`` in one worker, which then exits, as the others do now (they are idle:
-        between the build's passes). Its pages go as soon as it is done, while the parent is still
-        writing, well before the parent's own state is at its largest (the end of the build's tail)."""
-        self.keep_one()
-        future = self._workers[0].submit(work, chunk)
-        self._workers[0].shutdown(wait=False)  # it finishes the chunk first; close() joins it
-        return future
+    def submit(self, work: Callable[[Chunk], Result], chunk: Chunk) -> Future[Result]:
+        """``work`` on ``chunk`` in the first worker, after what it was given before."""
+        assert self._workers
+        return self._workers[0].submit(work, chunk)
+
+    def release(self) -> None:
+        """The workers exit once they have done what they were given; :meth:`close` joins them. Their
+        pages go as soon as they are done, while the parent is still writing, well before the
+        parent's own state is at its largest (the end of the build's tail)."""
+        for worker in self._workers:
+            worker.shutdown(wait=False)
 
     def close(self, *, kill: bool = False) -> None:
         """Let the workers go; ``kill``: now, whatever they are doing (an interrupted build)."""

@@ -1,6 +1,6 @@
 """A build's tail: the feed entries and list items it shows are made by a worker while it writes the archive.
 
-publish.headstart.start sets a kept worker on them (listed_chunk) once the
+publish.headstart.start sets a kept worker on them (items_chunk, entries_chunk) once the
 stories are recorded; the tail waits for them at its first miss. Who renders an entry
 never changes what is written, and anything the workers could not make (a
 file changed since it was recorded, a worker that died) the tail renders
@@ -127,11 +127,11 @@ def test_a_file_changed_since_recording_is_left_to_the_tail(tmp_path: Path, monk
 def test_a_worker_that_dies_costs_only_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
                                            without_workers_ahead: dict[str, bytes]) -> None:
     cfg = _project(tmp_path / "died")
-    monkeypatch.setattr(headstart, "listed_chunk", _die)
+    monkeypatch.setattr(headstart, "items_chunk", _die)
     parsed = _parsed_by_the_tail(monkeypatch)
     with caplog.at_level(logging.WARNING, logger="publisher.publish.headstart"):
         _build(cfg)
-    assert "feed entries made ahead were lost" in caplog.text
+    assert "list items made ahead were lost" in caplog.text and "feed entries made ahead were lost" in caplog.text
     assert len(set(parsed)) == SHOWN
     assert _outputs(cfg) == without_workers_ahead
 

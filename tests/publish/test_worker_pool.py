@@ -2,7 +2,7 @@
 
 Chunks go to whichever worker is free, results come back in the chunks'
 order whatever the caller does meanwhile; after the main pass all workers but
-one are let go, and the last one exits once its last chunk is done.
+one are let go, and the last one, released, exits once its last chunk is done.
 """
 
 from __future__ import annotations
@@ -82,8 +82,9 @@ def test_after_the_main_pass_one_worker_is_kept_and_the_last_exits_when_done(cfg
         assert len(pids) == 2
         pool.keep_one()
         (kept,) = set(pool.map(_pid, [[n] for n in range(4)]))
-        last = pool.last(_pid, [0])
-        assert last.result(timeout=30) == kept
+        first, last = pool.submit(_pid, [0]), pool.submit(_pid, [1])
+        pool.release()
+        assert first.result(timeout=30) == last.result(timeout=30) == kept
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and _alive(kept):
             time.sleep(0.01)
