@@ -233,15 +233,20 @@ def write_config(base: Path, run: str) -> Path:
 
 
 def child_build(config_path: str) -> None:
+    """What `publisher build` does: the first pass begun, then the pipeline imported and run."""
     from publisher import native
     from publisher.core import config
-    from publisher import store
-    from publisher.publish.pipeline import Pipeline
+    from publisher.publish.heads import FirstPass
+    from publisher.publish.workers import count
 
     cfg = config.load(config_path)
     t0 = time.perf_counter()
+    first = FirstPass(cfg, count(None))
+    from publisher import store
+    from publisher.publish.pipeline import Pipeline
+
     engine = store.connect(cfg.store_url)
-    result = Pipeline(cfg, engine).build_all()
+    result = Pipeline(cfg, engine).build_all(first=first)
     seconds = time.perf_counter() - t0
     import resource
 
@@ -412,7 +417,7 @@ def bench_size(n: int, args: argparse.Namespace, report: Report) -> None:
         fm, sm = max(h.peak_tree for h in fair), max(h.peak_tree for h in shipped)
         report.add(n, "cold build, wall s", f"{ours_wall:.2f}", f"{fw:.2f}", f"{sw:.2f}", f"{ours_wall / fw:.2f}",
                    "≤ 0.75" if big else "", verdict(ours_wall / fw <= 0.75) if big else "")
-        report.add(n, "  ours in-process (no start-up), s", f"{ours_t:.2f}", "", "", f"{ours_t / fw:.2f}")
+        report.add(n, "  ours in-process (from the config loaded), s", f"{ours_t:.2f}", "", "", f"{ours_t / fw:.2f}")
         report.add(n, "cold build, CPU s", f"{ours_cpu:.1f}", f"{fc:.1f}", f"{sc:.1f}", f"{ours_cpu / fc:.2f}",
                    "≤ 1.0" if big else "", verdict(ours_cpu / fc <= 1.0) if big else "")
         report.add(n, "  CPU ms per brief", f"{ours_cpu / n * 1000:.2f}", f"{fc / n * 1000:.2f}", f"{sc / n * 1000:.2f}")
@@ -423,7 +428,7 @@ def bench_size(n: int, args: argparse.Namespace, report: Report) -> None:
     else:
         why = "not run" if shutil.which("hugo") else "absent"
         report.add(n, "cold build, wall s", f"{ours_wall:.2f}", why, why)
-        report.add(n, "  ours in-process (no start-up), s", f"{ours_t:.2f}")
+        report.add(n, "  ours in-process (from the config loaded), s", f"{ours_t:.2f}")
         report.add(n, "cold build, CPU s", f"{ours_cpu:.1f}", why, why)
         report.add(n, "  CPU ms per brief", f"{ours_cpu / n * 1000:.2f}")
         report.add(n, "  of which kernel (system) CPU s", f"{med(m.sys for _, m in ours):.1f}")

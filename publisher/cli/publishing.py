@@ -57,9 +57,17 @@ def build(briefs_dir: str | None, out_dir: str | None, cfg: Config) -> None:
     lock = _state_lock(cfg, "build", "; the running service publishes the folder itself (stop it to build)")
     import signal
 
+    from ..publish.heads import FirstPass
+    from ..publish.workers import count
+
     before = _stop_on_sigterm()
     try:
-        result = pipeline_for(cfg).build_all()
+        # Its workers read the briefs' heads while this process imports the pipeline's modules.
+        first = FirstPass(cfg, count(None))
+        try:
+            result = pipeline_for(cfg).build_all(first=first)
+        finally:
+            first.close()
     finally:
         signal.signal(signal.SIGTERM, before)
         lock.release()

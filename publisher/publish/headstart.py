@@ -25,10 +25,11 @@ from ..briefs.model import Brief
 from ..briefs.parse import parse_brief
 from ..store import stories
 from ..store.stories import StoryRef
-from . import reading
+from . import workers
 from .briefcache import BriefCache
 from .entrycache import EntryCache
 from .feedfiles import MAIN_FEED
+from .heads import read_brief
 from .siteitems import ItemCache
 from .sitepages import HOME_STORIES
 
@@ -60,27 +61,25 @@ def items_chunk(refs: Sequence[StoryRef]) -> None:
     or rendered is left to the tail, which renders it from the store and
     reports what fails.
     """
-    cfg = reading._worker_cfg
-    assert cfg is not None
+    cfg = workers.config()
     items = ItemCache(cfg, BriefCache(cfg, size=1), size=1)
     _parsed.clear()
     for ref in refs:
         try:
-            brief = parse_brief(reading.read_brief(cfg, ref.path), os.path.join(cfg.paths.briefs, ref.path),
+            brief = parse_brief(read_brief(cfg, ref.path), os.path.join(cfg.paths.briefs, ref.path),
                                 base_url=cfg.site.base_url)
             if brief.content_hash == ref.content_hash:
                 items.keep(ref, brief)
                 _parsed.append((ref, brief))
         except Exception:  # noqa: BLE001 - only a head start: the tail renders it and raises with context
             log.debug("%s: list item left to the build's tail", ref.path, exc_info=True)
-    reading.chunk_done()
+    workers.chunk_done()
 
 
 def entries_chunk(_: None = None) -> list[str]:
     """The feed entries of the briefs :func:`items_chunk` read, kept in the state folder; their version
     keys, for the parent to adopt as its own render (what is not kept, the tail renders)."""
-    cfg = reading._worker_cfg
-    assert cfg is not None
+    cfg = workers.config()
     entries = EntryCache(cfg, BriefCache(cfg, size=1), size=1)
     kept: list[str] = []
     while _parsed:
@@ -90,11 +89,11 @@ def entries_chunk(_: None = None) -> list[str]:
             kept += entries.keep(batch)
         except Exception:  # noqa: BLE001 - as above
             log.debug("feed entries left to the build's tail", exc_info=True)
-        reading.chunk_done()
+        workers.chunk_done()
     return kept
 
 
-def start(pipeline: Pipeline, touched: set[str], pool: reading.WorkerPool | None) -> Future[list[str]] | None:
+def start(pipeline: Pipeline, touched: set[str], pool: workers.WorkerPool | None) -> Future[list[str]] | None:
     """A worker started on each feed's and tag page's newest stories and the home page's; the
     pipeline's caches set to wait for it at their first miss, and the site's lists to go first.
     None without workers, or for too few stories to be worth one."""

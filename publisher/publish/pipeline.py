@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..briefs.model import Brief
 from ..core.clock import Clock, system_clock
@@ -40,15 +39,16 @@ from .feedfiles import MAIN_FEED
 from .fileindex import FileIndex
 from .issues import Released, StoryIssues
 from .outputs import remove_web_issue
-from .reading import (
-    PageJob, Parsed, WorkerPool, build_chunk, chunked, failure_message, fewer_collections, map_chunks, page_chunk,
-    read_and_parse, set_titles_ahead, write_web_issue,
-)
+from .heads import FirstPass
+from .reading import Parsed, build_chunk, failure_message, read_and_parse, set_titles_ahead, write_web_issue
 from .recording import Recorded, Recorder
-from .related import pages_again, titles_ahead
+from . import related
+from .related import pages_again
 from .results import Status, SyncResult
 from .republish import Republisher
 from .retry import Retries
+from .workers import WorkerPool, fewer_collections, map_chunks
+from .workers import count as count_workers
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,6 @@ EXPECTED = (PublisherError, OSError, DatabaseFailure)
 
 def _min(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else min(a, b)
-
-
-POOLED_PAGES = 32  # fewer pages to render again after a build are rendered in the parent
 
 
 class Pipeline:
@@ -191,6 +188,10 @@ class Pipeline:
         """The whole folder; files under a subfolder that cannot be listed keep their last state (unknown is not gone)."""
         blind: set[str] = set()
         seen = watch.scan(self.cfg.paths.briefs, follow_symlinks=self.cfg.briefs.follow_symlinks, blind=blind, tree=self.tree)
+        return self._unlisted(seen, blind, index)
+
+    def _unlisted(self, seen: dict[str, watch.Stat], blind: set[str], index: FileIndex) -> dict[str, watch.Stat]:
+        """``seen`` with the files known under the ``blind`` subfolders (which could not be listed)."""
         for prefix in sorted(blind):
             if self.retries.failed(f"<folder {prefix}>", None, prefix):
                 log.error("%s: cannot list this folder; its briefs stay as they were until it can be read", self.cfg.paths.briefs / prefix)
@@ -323,29 +324,34 @@ class Pipeline:
             paths = watch.sweep(self.cfg.paths.briefs, self.tree, list(self.load_index()))
             return self.sync(None if paths is None else {*paths, *named})
 
-    def build_all(self, *, workers: int | None = None) -> SyncResult:
+    def build_all(self, *, workers: int | None = None, first: FirstPass | None = None) -> SyncResult:
         """Render every brief now (no quiet period): web issues in parallel, then every feed.
 
         Workers isolate each file: a brief that fails to parse, render or
         write comes back as an error and the rest of the build goes on.
+        ``first``: the build's first pass, begun by the caller (``publisher
+        build`` begins it before it imports this module); else begun here.
         """
+        n_workers = count_workers(workers)
         with self._sync_lock, fewer_collections():
             index = self.load_index()
-            seen = self._scan(index)
-            result = SyncResult()
-            now = self._now()
-            gone = [p for p in index if p not in seen]
-            n_workers = workers or min(os.cpu_count() or 1, 8)
-            chunks = chunked(sorted(seen.items()), n_workers)
-            del seen  # map_chunks lets go of each chunk once its results are in (100k briefs: ~30 MB)
-            # Pages name related stories by title: every title first (from the briefs'
-            # heads), so the workers render each page once, with them.
-            ahead = titles_ahead(self.cfg, chunks, n_workers)
+            first = first or FirstPass(self.cfg, n_workers)
+            try:
+                seen = self._unlisted(first.seen, first.blind, index)
+                self.tree, first.seen = first.tree, {}
+                gone = [p for p in index if p not in seen]
+                del seen  # map_chunks lets go of each chunk once its results are in (100k briefs: ~30 MB)
+                # Pages name related stories by title: every title first (from the briefs'
+                # heads), so the workers render each page once, with them.
+                ahead = first.titles()
+            finally:
+                first.close()
             set_titles_ahead(ahead)
             # Forked now, with the titles, before anything is recorded (WorkerPool).
+            chunks = first.chunks
             pool = WorkerPool(self.cfg, n_workers) if n_workers > 1 and len(chunks) > 1 else None
             try:
-                return self._build_rest(chunks, pool, index, now, gone, n_workers, ahead, result)
+                return self._build_rest(chunks, pool, index, self._now(), gone, n_workers, ahead, SyncResult())
             finally:
                 if pool is not None:
                     pool.close()
@@ -385,7 +391,8 @@ class Pipeline:
                 titles = stories.live_titles(conn, named) if named else {}
             jobs = pages_again(self.cfg, linked, ahead, titles, lost, index, result)
             del linked, ahead
-            self._story_pages(jobs, n_workers, result, pool)  # after the head start, in the same worker
+            # After the head start, in the same worker; a file changed since the build read it, from the store.
+            related.write_pages_again(self.cfg, jobs, n_workers, pool, self.engine, self.briefs, index, result)
             if pool is not None:
                 pool.release()  # the worker exits once done: its pages go before the tail's peak
             for path, slug in removed.items():
@@ -403,24 +410,6 @@ class Pipeline:
         self._ping_hub(result.written)
         log.info("build: %d published, %d rejected, %d removed", len(result.published), len(result.errors), len(result.removed))
         return result
-
-    def _story_pages(self, jobs: list[PageJob], n_workers: int, result: SyncResult, pool: WorkerPool | None) -> None:
-        """Web issues rendered again with their related titles, by the workers (by the parent when there are
-        few, and for a file changed since the build read it)."""
-        left: list[PageJob] = []
-        # A few pages cost less here than forking a pool for them (~2 ms a page, tens of ms a pool).
-        n_workers = n_workers if len(jobs) >= POOLED_PAGES else 1
-        for done in map_chunks(self.cfg, page_chunk, chunked(jobs, n_workers), n_workers, pool):
-            for job, written in done:
-                if written is None:
-                    left.append(job)
-                else:
-                    result.written += written
-        with self.engine.connect() as conn:
-            for job in left:
-                slug = self.load_index()[job.path].slug
-                if slug:
-                    result.written += write_web_issue(self.briefs.get(conn, slug), self.cfg, None, job.titles)
 
     def _record_chunk(self, chunk: Sequence[Parsed], index: FileIndex, now: dt.datetime,
                       result: SyncResult, touched: set[str], lost: set[str]) -> None:

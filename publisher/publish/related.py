@@ -2,8 +2,8 @@
 
 A story page lists its related stories by title. The workers of a build
 render pages in parallel, each seeing only its own briefs, so the titles
-are gathered first from every brief's head (:func:`titles_ahead`, a fifth
-of a parse each) and inherited by the workers that render the pages. After
+are gathered first from every brief's head (publish.heads, a fifth of a
+parse each) and inherited by the workers that render the pages. After
 recording, the store is the truth: :func:`pages_again` names the few pages
 that saw another title than the store's (or a page a rejected file wrote),
 which the workers render again.
@@ -12,21 +12,15 @@ which the workers render again.
 from __future__ import annotations
 
 from ..core.config import Config
-from . import watch
+from ..store.engine import Engine
+from .briefcache import BriefCache
 from .fileindex import FileIndex
 from .outputs import remove_web_issue
-from .reading import PageJob, identify_chunk, map_chunks, related_titles
+from .reading import PageJob, page_chunk, related_titles, write_web_issue
 from .results import SyncResult
+from .workers import WorkerPool, chunked, map_chunks
 
-
-def titles_ahead(cfg: Config, chunks: list[list[tuple[str, watch.Stat]]], n_workers: int) -> dict[str, str]:
-    """slug → title of each story the build is to publish, read by the workers from the briefs' heads;
-    the first file in path order wins a slug, as recording decides in a fresh store."""
-    titles: dict[str, str] = {}
-    for found in map_chunks(cfg, identify_chunk, list(chunks), n_workers):
-        for slug, title in found:
-            titles.setdefault(slug, title)
-    return titles
+POOLED_PAGES = 32  # fewer pages to render again after a build are rendered in the parent
 
 
 def pages_again(cfg: Config, linked: dict[str, str], ahead: dict[str, str], titles: dict[str, str], lost: set[str],
@@ -57,3 +51,23 @@ def pages_again(cfg: Config, linked: dict[str, str], ahead: dict[str, str], titl
         for slug, want in sorted(again.items())
         if (path := next(iter(index.holders(slug)), None)) is not None
     ]
+
+
+def write_pages_again(cfg: Config, jobs: list[PageJob], n_workers: int, pool: WorkerPool | None, engine: Engine,
+                      briefs: BriefCache, index: FileIndex, result: SyncResult) -> None:
+    """Web issues rendered again with their related titles, by the workers (by this process when there
+    are few, and from the store for a file changed since the build read it)."""
+    left: list[PageJob] = []
+    # A few pages cost less here than forking a pool for them (~2 ms a page, tens of ms a pool).
+    n_workers = n_workers if len(jobs) >= POOLED_PAGES else 1
+    for done in map_chunks(cfg, page_chunk, chunked(jobs, n_workers), n_workers, pool):
+        for job, written in done:
+            if written is None:
+                left.append(job)
+            else:
+                result.written += written
+    with engine.connect() as conn:
+        for job in left:
+            slug = index[job.path].slug
+            if slug:
+                result.written += write_web_issue(briefs.get(conn, slug), cfg, None, job.titles)

@@ -14,7 +14,7 @@ from lxml import etree  # type: ignore[import-untyped]
 from publisher.cli import main
 from publisher.core.clock import FixedClock
 from publisher.publish import pipeline as pipeline_mod
-from publisher.publish import reading, watch
+from publisher.publish import reading, related, watch, workers
 
 from tests.support.project import brief_text, make_project, pipeline_for
 
@@ -175,13 +175,13 @@ def _related_project(root: Path) -> Path:
     return cfg.paths.public
 
 
-@pytest.mark.parametrize("pooled", [0, pipeline_mod.POOLED_PAGES], ids=["pages-again-in-workers", "pages-again-in-parent"])
+@pytest.mark.parametrize("pooled", [0, related.POOLED_PAGES], ids=["pages-again-in-workers", "pages-again-in-parent"])
 def test_a_parallel_build_gives_the_bytes_of_file_by_file_syncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pooled: int) -> None:
     # Workers render story pages before any title is known; the pages (and
     # texts) naming an existing story are rendered again once it is (by the
     # workers, or by the parent when only a few are). Either way the result
     # must be what publishing the files one sync at a time gives.
-    monkeypatch.setattr(pipeline_mod, "POOLED_PAGES", pooled)
+    monkeypatch.setattr(related, "POOLED_PAGES", pooled)
     clock = FixedClock(dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc))
     outs = []
     for name, how in (("built", "build"), ("synced", "sync")):
@@ -243,19 +243,17 @@ def test_titles_known_ahead_but_not_published_are_put_right(tmp_path: Path) -> N
 
 
 def test_a_build_renders_each_page_once_when_the_titles_are_known_ahead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from publisher.publish import pipeline as pipeline_mod
-
     cfg = make_project(tmp_path, schedule={"quiet_period": 0.0})
     (cfg.paths.briefs / "a.md").write_text(brief_text("story-a", "Story A"))
     (cfg.paths.briefs / "b.md").write_text(_related(brief_text("story-b", "Story B"), "story-a", "nowhere"))
     again: list[object] = []
-    original = pipeline_mod.Pipeline._story_pages
+    original = related.write_pages_again
 
-    def spy(self: object, jobs: list[object], *args: object) -> None:
+    def spy(cfg: object, jobs: list[object], *args: object) -> None:
         again.extend(jobs)
-        original(self, jobs, *args)  # type: ignore[arg-type]
+        original(cfg, jobs, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pipeline_mod.Pipeline, "_story_pages", spy)
+    monkeypatch.setattr(related, "write_pages_again", spy)
     pipeline_for(cfg, FixedClock(dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc))).build_all(workers=1)
     assert again == []
     assert b">Story A</a>" in (cfg.paths.public / "issues" / "story-b.html").read_bytes()
@@ -267,7 +265,7 @@ def test_a_file_changed_since_the_build_read_it_is_left_to_the_parent(tmp_path: 
 
     cfg = make_project(tmp_path, schedule={"quiet_period": 0.0})
     (cfg.paths.briefs / "a.md").write_text(brief_text("story-a", "Story A"))
-    reading._init_worker(cfg)
+    workers.init_worker(cfg)
     fresh = reading.read_and_parse(cfg, "a.md", Stat(0, 0))[0].sha256
     jobs = [reading.PageJob("a.md", fresh, {"x": "X"}), reading.PageJob("a.md", "0" * 64, {"x": "X"})]
     (current, written), (stale, none) = reading.page_chunk(jobs)
@@ -282,8 +280,7 @@ def _build_chunk_noting_gc(paths: Sequence[tuple[str, watch.Stat]]) -> list[read
     import gc
     import os
 
-    cfg = reading._worker_cfg
-    assert cfg is not None
+    cfg = workers.config()
     with open(cfg.paths.state / _THRESHOLDS, "a", encoding="ascii") as fh:
         fh.write(f"{os.getpid()} {gc.get_threshold()[0]}\n")
     return reading.build_chunk(paths)

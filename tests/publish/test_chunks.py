@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from publisher.publish.reading import chunked
+from publisher.publish.workers import chunked
 
 
 @given(st.integers(0, 5000), st.integers(1, 8))

@@ -1,4 +1,4 @@
-"""reading.WorkerPool: a build's forked workers, each an executor of its own.
+"""workers.WorkerPool: a build's forked workers, each an executor of its own.
 
 Chunks go to whichever worker is free, results come back in the chunks'
 order whatever the caller does meanwhile; after the main pass all workers but
@@ -15,7 +15,7 @@ import pytest
 
 from publisher.core import memo
 from publisher.core.config import Config
-from publisher.publish import reading
+from publisher.publish import reading, workers
 
 from tests.support.project import make_project
 
@@ -49,7 +49,7 @@ def _memos_after_a_chunk(chunk: list[int]) -> tuple[int, int]:
 
 def test_every_result_comes_back_in_order_while_the_caller_is_slow(cfg: Config) -> None:
     # The caller records a chunk (slow) while the workers finish the next ones: none may be lost.
-    pool = reading.WorkerPool(cfg, 2)
+    pool = workers.WorkerPool(cfg, 2)
     try:
         got = []
         for result in pool.map(_square, [[n] for n in range(60)]):
@@ -63,7 +63,7 @@ def test_every_result_comes_back_in_order_while_the_caller_is_slow(cfg: Config) 
 
 def test_a_free_worker_takes_the_next_chunk(cfg: Config) -> None:
     # Odd chunks are slow: dealt out in turn, one worker would take every slow one and the other none.
-    pool = reading.WorkerPool(cfg, 2)
+    pool = workers.WorkerPool(cfg, 2)
     try:
         chunks = [[n] for n in range(40)]
         done = [pair for result in pool.map(_slow_on_odd, chunks) for pair in result]
@@ -76,7 +76,7 @@ def test_a_free_worker_takes_the_next_chunk(cfg: Config) -> None:
 
 
 def test_after_the_main_pass_one_worker_is_kept_and_the_last_exits_when_done(cfg: Config) -> None:
-    pool = reading.WorkerPool(cfg, 2)
+    pool = workers.WorkerPool(cfg, 2)
     try:
         pids = {pid for pid in pool.map(_pid, [[n] for n in range(8)])}
         assert len(pids) == 2
@@ -103,10 +103,10 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_pool_worker_lets_its_memos_go_after_each_chunk_the_parent_keeps_them(cfg: Config) -> None:
-    pool = reading.WorkerPool(cfg, 2)
+    pool = workers.WorkerPool(cfg, 2)
     try:
         assert list(pool.map(_memos_after_a_chunk, [[0], [1]])) == [(1, 0), (1, 0)]
     finally:
         pool.close()
-    reading._init_worker(cfg)  # a build in this process: its memos serve the service afterwards
+    workers.init_worker(cfg)  # a build in this process: its memos serve the service afterwards
     assert _memos_after_a_chunk([0]) == (1, 1)
