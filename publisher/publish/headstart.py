@@ -7,10 +7,10 @@ newest stories' files and renders their list items, then their feed
 entries, keeping them in the state folder while the parent writes the
 archive, which needs neither; then it exits. The tail waits for the items
 at its first list item missing, for the entries at its first feed, and
-reads what the worker kept. A file changed since it was
-recorded, or a worker that died, leaves the rest to the tail, which renders
-from the store as it does without a head start: who renders an entry never
-changes what is written.
+reads what the worker kept. A file changed since it was recorded, or a
+worker that died, leaves the rest to the tail, which renders from the store
+as it does without a head start: who renders an entry never changes what is
+written.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from ..render.email import RenderedIssue, render_hash, render_story
 from ..store import files as files_store
 from ..store import stories
 from ..store.engine import Connection, DatabaseFailure, Engine
-from . import headstart, watch, websub
+from . import headstart, related, watch, websub
 from .briefcache import BriefCache
 from .digests import Digests, DigestSchedule
 from .feedfiles import MAIN_FEED
@@ -42,7 +42,6 @@ from .outputs import remove_web_issue
 from .heads import FirstPass
 from .reading import Parsed, build_chunk, failure_message, read_and_parse, set_titles_ahead, write_web_issue
 from .recording import Recorded, Recorder
-from . import related
 from .related import pages_again
 from .results import Status, SyncResult
 from .republish import Republisher

@@ -45,7 +45,7 @@ class Republisher:
         self.pending: set[str] = set()  # tag keys whose feeds failed to write: retried every scan
         self.stale: set[str] = set()  # tag keys whose files may be ahead of the store (a rollback)
         self.changed: set[str] = set()  # slugs whose rows changed since the lists were last written
-        # Set while a build's workers render the feed entries and list items the tail will show:
+        # Set while a build's worker renders the feed entries and list items the tail will show:
         # the site's lists go first (the archive needs neither), the feeds once the entries are in.
         self.lists_first = False
 

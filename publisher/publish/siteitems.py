@@ -45,7 +45,7 @@ class ItemCache:
         self._mem: LRUCache[tuple[str, str], tuple[StoryItem, dict[str, str]]] = LRUCache(maxsize=size)
         self._lock = threading.Lock()
         self._salt = hashlib.sha256(repr((LAYOUT, code_digest(), cfg.site)).encode()).hexdigest()
-        # A build's tail: waits for the items its workers are keeping meanwhile, before a miss parses a brief.
+        # A build's tail: waits for the items its worker is keeping meanwhile, before a miss parses a brief.
         self.ahead: Callable[[], None] | None = None
 
     def _path(self, slug: str) -> Path:

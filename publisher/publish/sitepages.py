@@ -220,7 +220,7 @@ class SiteWriter:
             for key in wanted & set(counts):
                 self._names.pop(key, None)  # its newest story may spell it differently now
             # The archive first: it shows only titles and dates, which a build's tail has without the
-            # list items its workers may still be keeping (see Republisher.lists_first).
+            # list items its worker may still be keeping (see Republisher.lists_first).
             written += self._archive(conn, first)
             all_tags = [TagItem(key, self._name(conn, key), n) for key, n in sorted(counts.items())]
             written += self._tag_pages(conn, wanted, all_tags)
