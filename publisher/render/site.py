@@ -22,7 +22,7 @@ from ..core.config import Config
 from ..core.errors import RenderError
 from . import coverage as cov
 from .email import coverage_line, digest_takes, related_links, story_url, text_direction
-from . import story_html
+from . import archive_html, story_html
 from .templating import html_environment, mirrored, search_path
 from .text import clean_line
 
@@ -149,7 +149,10 @@ def archive_page(items: Sequence[StoryItem], cfg: Config, *, number: int = 1, ol
     months: dict[str, list[StoryItem]] = {}
     for item in sorted(items, key=lambda i: (i.date, i.slug), reverse=True):
         months.setdefault(f"{item.date:%B %Y}", []).append(item)
-    return _render(cfg, "archive.html", "archive page", months=list(months.items()), number=number, older=older, newer=newer)
+    context: dict[str, Any] = dict(months=list(months.items()), number=number, older=older, newer=newer)
+    if mirrored(search_path(cfg.paths.templates), archive_html.TEMPLATES, archive_html.SOURCES_SHA256):
+        return archive_html.archive_html(_context(cfg, **context))
+    return _render(cfg, "archive.html", "archive page", **context)
 
 
 def tags_page(tags: Sequence[TagItem], cfg: Config) -> str:

@@ -77,7 +77,7 @@ def story_html(ctx: dict[str, Any]) -> str:
     """What ``site/story.html`` renders for ``ctx`` (the context site.story_page hands Jinja2)."""
     site, item = ctx["site"], ctx["item"]
     feeds = tuple((f["type"], f["label"], f["url"]) for f in ctx["feeds"])
-    opening, site_title, subtitle, links, closing = _frame(site, ctx["dir"], ctx["home"], feeds)
+    opening, site_title, subtitle, links, closing = page_frame(site, ctx["dir"], ctx["home"], feeds)
     out = [opening, e(item.title), " · ", site_title, '</title>\n<meta name="description" content="',
            e(item.dek) if item.dek else subtitle, '">\n<link rel="canonical" href="', e(ctx["canonical"]), links]
     _article(out, ctx)
@@ -86,7 +86,7 @@ def story_html(ctx: dict[str, Any]) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def _frame(site: SiteConfig, direction: str, home: str, feeds: tuple[tuple[str, str, str], ...]) -> tuple[str, str, str, str, str]:
+def page_frame(site: SiteConfig, direction: str, home: str, feeds: tuple[tuple[str, str, str], ...]) -> tuple[str, str, str, str, str]:
     """The page around the story, the same for every story of a site: (the head up
     to the title, the escaped site title and subtitle, from the canonical link's
     end to <main>, from </main> on). Made once per site, not escaped again per page."""
@@ -111,7 +111,7 @@ def _frame(site: SiteConfig, direction: str, home: str, feeds: tuple[tuple[str, 
 
 
 @functools.lru_cache(maxsize=512)
-def _dated(date: dt.date) -> str:
+def dated_meta(date: dt.date) -> str:
     """The meta line's <time> element: a site's stories share a few hundred dates."""
     return f'<p class="meta"><time datetime="{e(date.isoformat())}">{e(f"{date:%-d %B %Y}")}</time>'
 
@@ -121,7 +121,7 @@ def _article(out: list[str], ctx: dict[str, Any]) -> None:
     out.append(f'<article>\n<h1 dir="auto">{e(item.title)}</h1>\n')
     if item.dek:
         out.append(f'<p class="dek" dir="auto">{e(item.dek)}</p>')
-    out.append(f'{_dated(item.date)} · {e(counts)}</p>\n' if counts else f"{_dated(item.date)}</p>\n")
+    out.append(f'{dated_meta(item.date)} · {e(counts)}</p>\n' if counts else f"{dated_meta(item.date)}</p>\n")
     if brief.summary:
         out.append(f"<h2>Summary</h2>\n{brief.summary.html}\n")
     if brief.why_it_matters:

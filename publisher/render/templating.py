@@ -53,7 +53,7 @@ def search_path(user: Path, sub: str = "") -> tuple[str, ...]:
 def mirrored(dirs: tuple[str, ...], names: tuple[str, ...], sha256: str) -> bool:
     """Whether the templates ``names`` found in ``dirs`` are the sources a Python writer mirrors.
 
-    The writers (render.story_mjml, story_text, story_html) write what their
+    The writers (render.story_mjml, story_text, story_html, archive_html) write what their
     templates would, faster; a user's override or an edit of a built-in file
     changes this digest, and the caller goes through Jinja2 instead.
     """
