@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,32 +14,16 @@ from publisher.render import archive_html, site
 from publisher.render.site import StoryItem
 from publisher.render.templating import builtin_dir, mirrored, search_path
 from tests.support.briefgen import line
+from tests.support.mirrors import BASE, SITE_CONFIGS, through_jinja
 from tests.support.project import build_config
 
-BASE = "https://briefs.example.org/"
-CONFIGS = [
-    build_config(site={"title": "World Briefs", "base_url": BASE}),
-    build_config(site={"title": "A & B <Briefs> \"q\" 'x'", "subtitle": "Sub & <title> 'q'", "base_url": "https://example.org/news/",
-                       "language": "ar", "logo": "https://briefs.example.org/l.png?a=1&b=2"}),
-    build_config(site={"title": "中文简报", "base_url": "http://127.0.0.1:8000/a b/", "language": "he", "timezone": "Pacific/Kiritimati"}),
-    build_config(site={"base_url": BASE, "language": "zh-Hant", "subtitle": ""}),
-]
+CONFIGS = SITE_CONFIGS
 OLDER, NEWER = "https://briefs.example.org/archive/1.html?a=1&b=2", "https://briefs.example.org/archive/"
-
-
-@contextmanager
-def through_jinja() -> Iterator[None]:
-    saved = archive_html.SOURCES_SHA256
-    archive_html.SOURCES_SHA256 = "not the built-in templates"
-    try:
-        yield
-    finally:
-        archive_html.SOURCES_SHA256 = saved
 
 
 def both(items: list[StoryItem], cfg: Config, number: int, older: str | None, newer: str | None) -> tuple[str, str]:
     typed = site.archive_page(items, cfg, number=number, older=older, newer=newer)
-    with through_jinja():
+    with through_jinja(archive_html):
         jinja = site.archive_page(items, cfg, number=number, older=older, newer=newer)
     return typed, jinja
 

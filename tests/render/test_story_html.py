@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,33 +18,17 @@ from publisher.render.templating import builtin_dir, mirrored, search_path
 from tests.support.briefgen import line
 from tests.support.briefgen import brief_text
 from tests.support.files import DATA, SAMPLES
+from tests.support.mirrors import BASE, SITE_CONFIGS, through_jinja
 from tests.support.project import build_config
 
-BASE = "https://briefs.example.org/"
 FILES = sorted((DATA / "briefs").iterdir()) + sorted(SAMPLES.iterdir())
-CONFIGS = [
-    build_config(site={"title": "World Briefs", "base_url": BASE}),
-    build_config(site={"title": "A & B <Briefs> \"q\" 'x'", "subtitle": "Sub & <title> 'q'", "base_url": "https://example.org/news/",
-                       "language": "ar", "logo": "https://briefs.example.org/l.png?a=1&b=2"}),
-    build_config(site={"title": "中文简报", "base_url": "http://127.0.0.1:8000/a b/", "language": "he", "timezone": "Pacific/Kiritimati"}),
-    build_config(site={"base_url": BASE, "language": "zh-Hant", "subtitle": ""}),
-]
+CONFIGS = SITE_CONFIGS
 TAGS = st.lists(st.one_of(line, st.sampled_from(["Energy", "énergie", "A & B", "<b>", "עברית", "中文", "--", ""])), max_size=4)
-
-
-@contextmanager
-def through_jinja() -> Iterator[None]:
-    saved = story_html.SOURCES_SHA256
-    story_html.SOURCES_SHA256 = "not the built-in templates"
-    try:
-        yield
-    finally:
-        story_html.SOURCES_SHA256 = saved
 
 
 def both(brief: Brief, cfg: Config, titles: dict[str, str] | None = None) -> tuple[str, str]:
     typed = site.story_page(brief, cfg, related_titles=titles)
-    with through_jinja():
+    with through_jinja(story_html):
         jinja = site.story_page(brief, cfg, related_titles=titles)
     return typed, jinja
 

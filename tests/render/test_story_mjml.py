@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from publisher.render.email import RenderedIssue, render_story
 from publisher.render.templating import builtin_dir
 from tests.support.briefgen import brief_text
 from tests.support.files import DATA, SAMPLES
+from tests.support.mirrors import through_jinja
 from tests.support.project import build_config
 
 BASE = "https://briefs.example.org/"
@@ -31,16 +30,6 @@ CONFIGS = [
 ]
 
 
-@contextmanager
-def through_jinja() -> Iterator[None]:
-    saved = story_mjml.SOURCES_SHA256
-    story_mjml.SOURCES_SHA256 = "not the built-in templates"
-    try:
-        yield
-    finally:
-        story_mjml.SOURCES_SHA256 = saved
-
-
 def both(brief: Brief, cfg: Config, titles: dict[str, str] | None = None) -> tuple[RenderedIssue | str, RenderedIssue | str]:
     def one() -> RenderedIssue | str:
         try:
@@ -49,7 +38,7 @@ def both(brief: Brief, cfg: Config, titles: dict[str, str] | None = None) -> tup
             return str(exc)
 
     typed = one()
-    with through_jinja():
+    with through_jinja(story_mjml):
         jinja = one()
     return typed, jinja
 
