@@ -115,9 +115,9 @@ class EntryCache:
         keys = [self.key(ref) for ref in refs]
         if self.ahead is not None:
             self.ahead()
+        # Fresh (a full build renders again) unless this build's worker rendered it.
         out: list[EntryParts | None] = [
-            (self._kept(ref.slug, key) if self._built_now(key) else None) if fresh(ref) else self._kept(ref.slug, key)
-            for ref, key in zip(refs, keys)
+            self._kept(ref.slug, key) if not fresh(ref) or self._built_now(key) else None for ref, key in zip(refs, keys)
         ]
         todo = [i for i, hit in enumerate(out) if hit is None]
         entries = [make_entry(FeedStory(self.briefs.brief(conn, refs[i]), refs[i].published_at, refs[i].updated_at), self.cfg)

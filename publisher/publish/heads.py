@@ -24,7 +24,7 @@ from ..briefs.identity import identify
 from ..core.config import Config
 from ..core.errors import BriefError
 from . import watch
-from .workers import chunked, config, init_worker
+from .workers import chunked, config, executor, init_worker, kill_workers
 
 
 def read_brief(cfg: Config, path: str) -> bytes:
@@ -70,10 +70,7 @@ class FirstPass:
         self._pool: ProcessPoolExecutor | None = None
         self._found: Iterator[list[tuple[str, str]]] | None = None
         if n_workers > 1 and len(self.chunks) > 1:
-            import multiprocessing
-
-            self._pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("fork"), initializer=init_worker,
-                                             initargs=(cfg, os.getpid()))
+            self._pool = executor(cfg, n_workers)
             # Every chunk is submitted (and every worker forked) here, so the workers read on while
             # this process does other work. Frozen, the parent's objects are left alone by the
             # workers' garbage collector, which would copy every page of them into each worker.
@@ -109,6 +106,5 @@ class FirstPass:
         if pool is None:
             return
         if kill:
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.kill()
+            kill_workers(pool)
         pool.shutdown(wait=True, cancel_futures=True)

@@ -129,7 +129,7 @@ def write_web_issue(
     return [f"issues/{p.name}" for p in write_all_atomic(items)]
 
 
-# slug → title of every story a build expects to publish (see identify_chunk),
+# slug → title of every story a build expects to publish (see heads.identify_chunk),
 # set by the parent before it forks the workers that render pages, which
 # inherit it rather than receive a copy of it.
 _titles_ahead: dict[str, str] = {}

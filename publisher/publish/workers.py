@@ -128,6 +128,22 @@ Chunk = TypeVar("Chunk")
 Result = TypeVar("Result")
 
 
+def executor(cfg: Config, n_workers: int) -> ProcessPoolExecutor:
+    """``n_workers`` processes for ``cfg``'s build, forked at their first task, dying with this one."""
+    import multiprocessing
+
+    # fork: workers inherit the imported modules and compiled templates.
+    return ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("fork"), initializer=init_worker,
+                               initargs=(cfg, os.getpid()))
+
+
+def kill_workers(pool: ProcessPoolExecutor) -> None:
+    """``pool``'s processes stopped now, whatever they are doing (an interrupted build): its
+    shutdown would wait for their tasks."""
+    for proc in list(getattr(pool, "_processes", {}).values()):
+        proc.kill()
+
+
 class WorkerPool:
     """Forked workers that die with this process, kept for a whole build: its pages, then, down
     to one (:meth:`keep_one`), the head start of its tail (:meth:`submit`, :meth:`release`).
@@ -146,14 +162,7 @@ class WorkerPool:
     DEPTH = 2
 
     def __init__(self, cfg: Config, n_workers: int) -> None:
-        import multiprocessing
-
-        # fork: workers inherit the imported modules and compiled templates.
-        ctx = multiprocessing.get_context("fork")
-        self._workers: list[ProcessPoolExecutor] = [
-            ProcessPoolExecutor(1, mp_context=ctx, initializer=init_worker, initargs=(cfg, os.getpid()))
-            for _ in range(n_workers)
-        ]
+        self._workers = [executor(cfg, 1) for _ in range(n_workers)]
 
     def map(self, work: Callable[[Chunk], Result], chunks: list[Chunk]) -> Iterator[Result]:
         """:func:`map_chunks` in these workers, each given the next chunk as it finishes one;
@@ -216,8 +225,7 @@ class WorkerPool:
         workers, self._workers = self._workers, []
         if kill:
             for worker in workers:
-                for proc in list(getattr(worker, "_processes", {}).values()):
-                    proc.kill()
+                kill_workers(worker)
         for worker in workers:
             worker.shutdown(wait=True, cancel_futures=True)
 
