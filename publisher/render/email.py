@@ -29,7 +29,7 @@ from ..core.errors import RenderError
 from ..core.memo import IdentityMemo
 from ..core.urls import is_http_url
 from .mjml import check_text_lines, compile_mjml, compile_raw, finish_html_sized, html_octets
-from .skeleton import Marked, SkeletonCache, Unfit
+from .skeleton import Marked, SkeletonCache, Unfit, fill, folded_octets
 from . import story_mjml, story_text
 from .templating import mirrored, search_path
 from . import coverage as cov
@@ -121,10 +121,15 @@ def _compile(dirs: tuple[str, ...], tdigest: str, name: str, context: dict[str, 
         source = _render_template(env, name, context, what)
         marked = None
     try:
-        html = SKELETONS.html((dirs, tdigest), source, what, marked)
+        skeleton, bodies = SKELETONS.lookup((dirs, tdigest), source, what, marked)
     except Unfit as exc:
         log.debug("%s: compiled directly (%s)", what, exc)
         html = compile_raw(source, what)
+    else:
+        size = folded_octets(skeleton, bodies) if sized else None
+        if size is not None:
+            return "", "", size
+        html = fill(skeleton, bodies)
     if sized:
         return "", "", html_octets(html, what)
     return source, *finish_html_sized(html, what)

@@ -14,16 +14,16 @@ import mjml
 from ..core.errors import RenderError
 
 MAX_LINE_OCTETS = 998  # RFC 5322 hard limit, excluding CRLF
-_FOLD_AT = 900  # fold HTML lines well before the hard limit
+FOLD_AT = 900  # fold HTML lines well before the hard limit
 
 _LEFTOVER_MJ = re.compile(r"<\s*/?\s*mj-[\w-]*", re.IGNORECASE)
 # Tags after which a newline renders as nothing.
-_BREAK_AFTER = tuple(f"</{t}>" for t in "td tr th div p table tbody thead li ul ol h1 h2 h3 caption colgroup".split()) + (
+BREAK_AFTER = tuple(f"</{t}>" for t in "td tr th div p table tbody thead li ul ol h1 h2 h3 caption colgroup".split()) + (
     "<tbody>",
     "<tr>",
     "<![endif]-->",
 )
-_BREAK_BYTES = tuple(t.encode() for t in _BREAK_AFTER)
+_BREAK_BYTES = tuple(t.encode() for t in BREAK_AFTER)
 
 
 def _trie(words: list[bytes]) -> bytes:
@@ -44,7 +44,8 @@ def _trie(words: list[bytes]) -> bytes:
 # regex engine skips ahead to each '<'), where a walk back over every '>' in
 # Python cost a call per tag. Each break tag holds one '<' and one '>', so tags
 # never overlap and the match with the last start is the one with the last end.
-_LAST_BREAK = re.compile(rb"(?s:.*)" + _trie(list(_BREAK_BYTES)))
+BREAK_TAG = re.compile(_trie(list(_BREAK_BYTES)))
+LAST_BREAK = re.compile(rb"(?s:.*)" + BREAK_TAG.pattern)
 
 
 def _fold_html(html: str) -> str:
@@ -82,11 +83,11 @@ def _fold_encoded(data: bytes) -> tuple[list[bytes] | None, int]:
     no line is over-long), and the octets of the longest line once folded."""
     lines = data.split(b"\n")
     sizes = list(map(len, lines))
-    if max(sizes) <= _FOLD_AT:
+    if max(sizes) <= FOLD_AT:
         return None, max(sizes)
     out: list[bytes] = []  # the lines with each long one's pieces in its place: one join
     done = 0
-    for i in [i for i, size in enumerate(sizes) if size > _FOLD_AT]:
+    for i in [i for i, size in enumerate(sizes) if size > FOLD_AT]:
         pieces = _fold_data(lines[i])
         out += lines[done:i]
         out += pieces
@@ -98,14 +99,14 @@ def _fold_encoded(data: bytes) -> tuple[list[bytes] | None, int]:
 
 def _fold_measured_lines(html: str) -> tuple[str, int]:
     """:func:`_fold_measured` for HTML that does not encode as a whole; lines up
-    to _FOLD_AT // 4 characters are measured in characters (they cannot reach the limit)."""
+    to FOLD_AT // 4 characters are measured in characters (they cannot reach the limit)."""
     lines = html.split("\n")
     sizes = list(map(len, lines))
-    for i in [i for i, size in enumerate(sizes) if size > _FOLD_AT // 4]:
+    for i in [i for i, size in enumerate(sizes) if size > FOLD_AT // 4]:
         line = lines[i]
-        if sizes[i] <= _FOLD_AT and not line.isascii():
+        if sizes[i] <= FOLD_AT and not line.isascii():
             sizes[i] = len(line.encode())
-        if sizes[i] > _FOLD_AT:
+        if sizes[i] > FOLD_AT:
             pieces = _fold_bytes(line)
             lines[i] = b"\n".join(pieces).decode()
             sizes[i] = max(map(len, pieces))
@@ -117,7 +118,7 @@ def _fold_line(line: str) -> list[str]:
 
 
 def _fold_bytes(line: str) -> list[bytes]:
-    """Cut one over-long line into pieces of at most _FOLD_AT octets.
+    """Cut one over-long line into pieces of at most FOLD_AT octets.
 
     Works on bytes (the limit is in octets; every cut point is ASCII, so no
     multi-byte character is split). In each window, cut after the last
@@ -131,17 +132,17 @@ def _fold_data(data: bytes) -> list[bytes]:
     """:func:`_fold_bytes` for a line already encoded."""
     pieces: list[bytes] = []
     start = 0
-    last_break = _LAST_BREAK.match
-    limit = len(data) - _FOLD_AT  # a window starting before it leaves a too-long rest
+    last_break = LAST_BREAK.match
+    limit = len(data) - FOLD_AT  # a window starting before it leaves a too-long rest
     while start < limit:
-        end = start + _FOLD_AT
+        end = start + FOLD_AT
         tag = last_break(data, start, end)  # after the window's last block-level tag
         if tag is not None:
             cut = tag.end()
             pieces.append(data[start:cut])
             start = cut
             continue
-        space, text_pos = _window_cut_points(data, start, end)
+        space, text_pos = window_cut_points(data, start, end)
         if space > start:
             pieces.append(data[start:space])
             start = space
@@ -159,7 +160,7 @@ def _fold_data(data: bytes) -> list[bytes]:
 _TAG_OR_TEXT_B = re.compile(rb"<[^>]*>?|[^<]+")
 
 
-def _window_cut_points(data: bytes, start: int, end: int) -> tuple[int, int]:
+def window_cut_points(data: bytes, start: int, end: int) -> tuple[int, int]:
     """(just after the last space in element text, a late safe position in
     element text) within data[start:end]; 0 where there is none. Text inside
     <title>/<style> and character references are never cut.
@@ -272,7 +273,7 @@ def html_octets(out: str, what: str) -> int:
 def longest_line(text: str) -> int:
     """Octets in the longest line (only lines that could be long are encoded)."""
     return max(
-        (len(line.encode()) if len(line) > _FOLD_AT // 4 and not line.isascii() else len(line) for line in text.split("\n")),
+        (len(line.encode()) if len(line) > FOLD_AT // 4 and not line.isascii() else len(line) for line in text.split("\n")),
         default=0,
     )
 

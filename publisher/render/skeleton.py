@@ -31,13 +31,14 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cachetools import LRUCache
 
 from ..core.errors import RenderError
-from .mjml import compile_raw
+from .mjml import BREAK_AFTER, BREAK_TAG, FOLD_AT, LAST_BREAK, compile_raw, window_cut_points
 
 SHAPES = 128  # compiled shapes kept per process (a build has a few)
 
@@ -73,9 +74,22 @@ class Unfit(Exception):
 
 
 @dataclass(frozen=True)
+class Layout:
+    """Where a shape's literals hold what folding looks for, found once per shape
+    (see :func:`folded_octets`); offsets are in UTF-8 octets, per literal."""
+
+    data: tuple[bytes, ...]  # the literals, encoded
+    breaks: tuple[tuple[int, ...], ...]  # just after each break tag
+    first_newline: tuple[int, ...]  # -1 when none
+    last_newline: tuple[int, ...]
+    inner_cuts: tuple[int, ...]  # folds in the lines that lie wholly inside the literal
+
+
+@dataclass(frozen=True)
 class Skeleton:
     html: Parts
     debug_slots: frozenset[int]  # slots mrml writes Rust-Debug-escaped (the title as aria-label)
+    layout: Layout | None = None  # None: the folded size is found by filling (see folded_octets)
 
 
 def split(source: str) -> tuple[str, list[str]]:
@@ -178,7 +192,7 @@ def compile_skeleton(shape: str, count: int, what: str) -> Skeleton:
     if any(i >= count for i in slots):
         raise Unfit("mjml-python made a token")
     debug = frozenset(n for n, lit in enumerate(lits[:-1]) if lit.endswith('aria-label="'))
-    return Skeleton((lits, slots), debug)
+    return Skeleton((lits, slots), debug, _layout(lits))
 
 
 def fill(skeleton: Skeleton, bodies: list[str]) -> str:
@@ -190,6 +204,182 @@ def fill(skeleton: Skeleton, bodies: list[str]) -> str:
     for n in skeleton.debug_slots:
         out[2 * n + 1] = _rust_debug(bodies[slots[n]])
     return "".join(out)
+
+
+# -- the folded size without the HTML ----------------------------------------------
+#
+# A build renders a story's email only to learn how many takes fit the HTML
+# budget: render.mjml.html_octets of the filled skeleton. Folding adds one
+# newline per cut, and each cut falls after the last break tag within FOLD_AT
+# octets of the previous one (else after the last space in text); so the size
+# is the pieces' octets plus the cuts, and the cuts follow from where the
+# newlines, break tags and spaces are. The literals' newlines and break tags
+# are found once per shape; per issue, the bodies are encoded, and searched
+# only where a cut may fall. A cut inside text (a comment, which adds octets)
+# is left to the exact path, as is a shape where a break tag could straddle a
+# literal and a body.
+
+
+def _layout(lits: Sequence[str]) -> Layout | None:
+    """The shape's :class:`Layout`, or None when its folded size must be found by filling."""
+    for n, lit in enumerate(lits):
+        before_slot, after_slot = n < len(lits) - 1, n > 0
+        if before_slot and after_slot and "<" not in lit and ">" not in lit:
+            return None  # a break tag could run from one body through this literal into the next
+        if (before_slot and _opens_break_tag(lit)) or (after_slot and _closes_break_tag(lit)):
+            return None
+    data = tuple(lit.encode() for lit in lits)
+    breaks = tuple(tuple(m.end() for m in BREAK_TAG.finditer(d)) for d in data)
+    first, last, inner = [], [], []
+    for n, d in enumerate(data):
+        first_nl, last_nl, long_lines = _newlines(d)
+        cuts = 0
+        for start, end in long_lines:
+            found = _fold_cuts([0], [d], [breaks[n]], start, end)
+            if found < 0:
+                return None  # a line inside the literal needs a cut inside text
+            cuts += found
+        first.append(first_nl)
+        last.append(last_nl)
+        inner.append(cuts)
+    return Layout(data, breaks, tuple(first), tuple(last), tuple(inner))
+
+
+def _opens_break_tag(lit: str) -> bool:
+    """Whether a break tag could start in ``lit``'s tail and end in what follows:
+    each break tag holds one '<' (its first character) and one '>' (its last)."""
+    lt = lit.rfind("<")
+    return lt >= 0 and ">" not in lit[lt:] and any(word.startswith(lit[lt:]) for word in BREAK_AFTER)
+
+
+def _closes_break_tag(lit: str) -> bool:
+    """Whether a break tag could start before ``lit`` and end in its head."""
+    gt = lit.find(">")
+    head = lit[: gt + 1]
+    return gt >= 0 and "<" not in head and any(word.endswith(head) and word != head for word in BREAK_AFTER)
+
+
+def _newlines(data: bytes) -> tuple[int, int, list[tuple[int, int]]]:
+    """The first and last newline in ``data`` (-1 when none), and the lines between them over FOLD_AT."""
+    first = last = data.find(b"\n")
+    long_lines: list[tuple[int, int]] = []
+    while last >= 0:
+        following = data.find(b"\n", last + 1)
+        if following < 0:
+            break
+        if following - last - 1 > FOLD_AT:
+            long_lines.append((last + 1, following))
+        last = following
+    return first, last, long_lines
+
+
+def _fold_cuts(starts: Sequence[int], data: Sequence[bytes], breaks: Sequence[tuple[int, ...] | None],
+               start: int, end: int) -> int:
+    """How many cuts render.mjml's folding makes in the line ``start:end``, an offset
+    into the HTML whose piece ``k`` is ``data[k]`` at ``starts[k]``; ``breaks[k]``, the
+    ends of that piece's break tags, or None to search it. -1 for a cut inside text."""
+    cuts = 0
+    k = bisect_right(starts, start) - 1
+    while end - start > FOLD_AT:
+        window = start + FOLD_AT
+        while k + 1 < len(starts) and starts[k + 1] <= window:
+            k += 1  # the piece the window ends in: windows only move on
+        cut = -1
+        j = k
+        while j >= 0:
+            offset = starts[j]
+            ends = breaks[j]
+            if ends is None:
+                found = LAST_BREAK.match(data[j], max(start - offset, 0), window - offset)
+                if found is not None:
+                    cut = offset + found.end()
+                    break
+            else:
+                i = bisect_right(ends, window - offset) - 1
+                if i >= 0:
+                    cut = offset + ends[i]
+                    break
+            if offset <= start:
+                break
+            j -= 1
+        if cut <= start:
+            cut = _space_cut(starts, data, start, window)
+            if cut < 0:
+                return -1
+        cuts += 1
+        start = cut
+    return cuts
+
+
+def _space_cut(starts: Sequence[int], data: Sequence[bytes], start: int, window: int) -> int:
+    """Where folding cuts the window ``start:window`` that holds no break tag, if at a space; else -1."""
+    k = bisect_right(starts, start) - 1
+    parts = []
+    while k < len(starts) and starts[k] < window:
+        offset = starts[k]
+        parts.append(data[k][max(start - offset, 0) : window - offset])
+        k += 1
+    space, _text_pos = window_cut_points(b"".join(parts), 0, window - start)
+    return start + space if space > 0 else -1
+
+
+def folded_octets(skeleton: Skeleton, bodies: list[str]) -> int | None:
+    """``render.mjml.html_octets(fill(skeleton, bodies))`` without making the HTML,
+    or None when only the exact path can tell (then fill and measure)."""
+    layout = skeleton.layout
+    if layout is None:
+        return None
+    lits, slots = skeleton.html
+    debug = skeleton.debug_slots
+    starts: list[int] = []
+    data: list[bytes] = []
+    breaks: list[tuple[int, ...] | None] = []
+    long_lines: list[tuple[int, int]] = []
+    pos = line_start = cuts = 0
+    ends_with_newline = False
+    for n in range(len(lits)):
+        piece = layout.data[n]
+        starts.append(pos)
+        data.append(piece)
+        breaks.append(layout.breaks[n])
+        first = layout.first_newline[n]
+        if first >= 0:
+            if pos + first - line_start > FOLD_AT:
+                long_lines.append((line_start, pos + first))
+            cuts += layout.inner_cuts[n]
+            line_start = pos + layout.last_newline[n] + 1
+        if piece:
+            ends_with_newline = layout.last_newline[n] == len(piece) - 1
+        pos += len(piece)
+        if n == len(slots):
+            break
+        body = bodies[slots[n]]
+        try:
+            piece = (_rust_debug(body) if n in debug else _as_mrml(body)).encode()
+        except UnicodeEncodeError:
+            return None  # a lone surrogate: the exact path measures line by line
+        starts.append(pos)
+        data.append(piece)
+        breaks.append(None)
+        first = piece.find(b"\n")
+        if first >= 0:
+            if pos + first - line_start > FOLD_AT:
+                long_lines.append((line_start, pos + first))
+            _first, last, inner = _newlines(piece)
+            long_lines += [(pos + a, pos + b) for a, b in inner]
+            line_start = pos + last + 1
+            ends_with_newline = last == len(piece) - 1
+        elif piece:
+            ends_with_newline = False
+        pos += len(piece)
+    if pos - line_start > FOLD_AT:
+        long_lines.append((line_start, pos))
+    for start, end in long_lines:
+        found = _fold_cuts(starts, data, breaks, start, end)
+        if found < 0:
+            return None
+        cuts += found
+    return pos + cuts + (0 if ends_with_newline else 1)
 
 
 class SkeletonCache:
@@ -204,10 +394,15 @@ class SkeletonCache:
         self.unfit = 0  # issues compiled directly instead (see Unfit)
 
     def html(self, key: tuple[object, ...], source: str, what: str, marked: Marked | None = None) -> str:
-        """mjml-python's HTML for ``source`` (before folding); ``key`` names the settings
-        the MJML was rendered with; ``marked``, the pieces ``source`` was joined from and
-        where its bodies are (see :func:`split_marked`). Raises :class:`Unfit` to ask
-        for a direct compile."""
+        """mjml-python's HTML for ``source`` (before folding): :meth:`lookup`, filled."""
+        return fill(*self.lookup(key, source, what, marked))
+
+    def lookup(self, key: tuple[object, ...], source: str, what: str,
+               marked: Marked | None = None) -> tuple[Skeleton, list[str]]:
+        """The compiled shape of ``source`` and the bodies that fill it; ``key`` names the
+        settings the MJML was rendered with; ``marked``, the pieces ``source`` was joined
+        from and where its bodies are (see :func:`split_marked`). Raises :class:`Unfit`
+        to ask for a direct compile."""
         try:
             if self.direct:
                 raise Unfit("direct compile asked for")
@@ -228,7 +423,9 @@ class SkeletonCache:
                 with self._lock:
                     self.misses += 1
                     self._data[full_key] = skeleton
-            return fill(skeleton, bodies)
+            for n in skeleton.debug_slots:
+                _rust_debug(bodies[skeleton.html[1][n]])  # raises Unfit here, where it is counted
+            return skeleton, bodies
         except Unfit:
             with self._lock:
                 self.unfit += 1

@@ -26,8 +26,8 @@ def fold_data_reference(data: bytes) -> list[bytes]:
     """mjml._fold_data as it was: walk back over the '>' of each window to the last block-level tag end."""
     pieces: list[bytes] = []
     start = 0
-    while len(data) - start > mjml._FOLD_AT:
-        end = start + mjml._FOLD_AT
+    while len(data) - start > mjml.FOLD_AT:
+        end = start + mjml.FOLD_AT
         cut = -1
         i = data.rfind(b">", start, end)
         while i > start:
@@ -40,7 +40,7 @@ def fold_data_reference(data: bytes) -> list[bytes]:
             pieces.append(data[start:cut])
             start = cut
             continue
-        space, text_pos = mjml._window_cut_points(data, start, end)
+        space, text_pos = mjml.window_cut_points(data, start, end)
         if space > start:
             pieces.append(data[start:space])
             start = space
@@ -62,9 +62,9 @@ def fold_sized_reference(html: str) -> tuple[str, int, int]:
         return (*mjml._fold_measured_lines(html), -1)
     lines = data.split(b"\n")
     sizes = list(map(len, lines))
-    if max(sizes) <= mjml._FOLD_AT:
+    if max(sizes) <= mjml.FOLD_AT:
         return html, max(sizes), len(data)
-    for i in [i for i, size in enumerate(sizes) if size > mjml._FOLD_AT]:
+    for i in [i for i, size in enumerate(sizes) if size > mjml.FOLD_AT]:
         pieces = fold_data_reference(lines[i])
         lines[i] = b"\n".join(pieces)
         sizes[i] = max(map(len, pieces))
@@ -123,7 +123,7 @@ def test_dense_break_tags_cut_where_the_walk_did(line: str) -> None:
 @pytest.mark.parametrize("shift", range(0, 24))
 def test_a_break_tag_across_each_window_edge(shift: int) -> None:
     for tag in mjml._BREAK_BYTES:
-        data = (b"x" * (mjml._FOLD_AT - shift) + tag + b" y") * 4 + b"<p>" + "中".encode() * 700
+        data = (b"x" * (mjml.FOLD_AT - shift) + tag + b" y") * 4 + b"<p>" + "中".encode() * 700
         assert mjml._fold_data(data) == fold_data_reference(data)
 
 

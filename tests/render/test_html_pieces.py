@@ -21,12 +21,12 @@ PIECES = [
 
 @contextmanager
 def full_walk() -> Iterator[None]:
-    quick = mjml._window_cut_points
-    mjml._window_cut_points = mjml._scan_cut_points
+    quick = mjml.window_cut_points
+    mjml.window_cut_points = mjml._scan_cut_points
     try:
         yield
     finally:
-        mjml._window_cut_points = quick
+        mjml.window_cut_points = quick
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -43,8 +43,8 @@ def test_the_longest_line_is_measured_while_folding(html: str) -> None:
     folded, longest = mjml._fold_measured(html)
     assert folded == mjml._fold_html(html)
     expected = mjml.longest_line(folded)
-    # Lines up to _FOLD_AT // 4 characters are not measured in octets; they cannot reach the limit.
-    assert longest == expected or max(longest, expected) <= mjml._FOLD_AT
+    # Lines up to FOLD_AT // 4 characters are not measured in octets; they cannot reach the limit.
+    assert longest == expected or max(longest, expected) <= mjml.FOLD_AT
 
 
 @settings(max_examples=500, deadline=None)

@@ -272,8 +272,8 @@ def test_folding_the_encoded_html_matches_folding_line_by_line(html: str) -> Non
     folded, longest = mjml._fold_measured(html)
     by_line, longest_by_line = mjml._fold_measured_lines(html)
     assert folded == by_line
-    # Lines up to _FOLD_AT // 4 characters are measured in characters line by line.
-    assert longest == longest_by_line or max(longest, longest_by_line) <= mjml._FOLD_AT
+    # Lines up to FOLD_AT // 4 characters are measured in characters line by line.
+    assert longest == longest_by_line or max(longest, longest_by_line) <= mjml.FOLD_AT
 
 
 def test_a_lone_surrogate_folds_line_by_line() -> None:
