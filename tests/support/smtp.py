@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import datetime as dt
 import hashlib
@@ -15,6 +16,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 from sqlalchemy.engine import Engine
 
 from publisher.briefs import load_brief
@@ -62,8 +64,16 @@ class Sink:
     keep_then_drop: set[int] = field(default_factory=set)  # DATA counts kept, then the connection dropped
     eightbit: bool = True  # advertise 8BITMIME
     smtputf8: bool = True  # advertise SMTPUTF8
+    # After a scripted 5xx DATA reply, other connections wait for their DATA
+    # replies until the refused connection ends (at most hold_timeout s): the
+    # worst case for a sender that must stop the others between messages,
+    # whatever the threads' timing.
+    hold_others_after_refusal: bool = False
+    hold_timeout: float = 10.0
     data_count: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _refused: Any = None  # the session that got the scripted refusal
+    _released: asyncio.Event | None = None
 
     async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> list[str]:
         session.host_name = hostname
@@ -106,7 +116,14 @@ class Sink:
         with self.lock:
             scripted = self.data_replies.pop(0) if self.data_replies else None
         if scripted:
+            if self.hold_others_after_refusal and scripted.startswith("5") and self._refused is None:
+                self._refused, self._released = session, asyncio.Event()  # handlers run in the server's loop
             return scripted
+        if self._released is not None and session is not self._refused:
+            try:
+                await asyncio.wait_for(self._released.wait(), self.hold_timeout)
+            except asyncio.TimeoutError:
+                pass  # the refused connection never quit: answer anyway (the test's bound decides)
         with self.lock:
             self.messages.append(
                 Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content if self.keep_content else b"", time.monotonic())
@@ -115,15 +132,35 @@ class Sink:
             server.transport.abort()  # kept, but the client never hears so
         return "250 2.0.0 accepted"
 
+    def connection_closed(self, session: Any) -> None:
+        """Called by :class:`_Server` in the server's loop, whether the client quit or hung up."""
+        if session is self._refused and self._released is not None:
+            self._released.set()
+
     def recipients(self) -> collections.Counter[str]:
         with self.lock:
             return collections.Counter(r for m in self.messages for r in m.rcpt_tos)
 
 
+class _Server(SMTP):
+    """aiosmtpd's server, telling the sink when a connection ends (it has no hook for that)."""
+
+    def connection_lost(self, error: Exception | None) -> None:
+        session = self.session
+        super().connection_lost(error)
+        if isinstance(self.event_handler, Sink):
+            self.event_handler.connection_closed(session)
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _Server(self.handler, **self.SMTP_kwargs)
+
+
 @contextmanager
 def smtp_server(sink: Sink) -> Iterator[int]:
     port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port, enable_SMTPUTF8=True)
+    controller = _Controller(sink, hostname="127.0.0.1", port=port, enable_SMTPUTF8=True)
     controller.start()
     try:
         yield port
