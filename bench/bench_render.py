@@ -47,7 +47,8 @@ sys.path.insert(0, str(ROOT))
 from publisher.briefs import parse_brief  # noqa: E402
 from publisher.core import config as config_mod  # noqa: E402
 from publisher.render import coverage, email as email_render, feed_entries, site  # noqa: E402
-from publisher.render.mjml import compile_mjml, finish_html  # noqa: E402
+from publisher.render.mjml import compile_mjml, finish_html, html_octets  # noqa: E402
+from publisher.render.skeleton import fill, folded_octets  # noqa: E402
 from publisher.render.story_mjml import story_mjml, story_pieces as story_mjml_pieces  # noqa: E402
 from publisher.render.story_text import story_text  # noqa: E402
 from publisher.render.text import Refs  # noqa: E402
@@ -169,6 +170,20 @@ class Pipeline:
         source = "".join(pieces.parts)
         return finish_html(email_render.SKELETONS.html(self.key, source, "bench", (pieces.parts, pieces.slots)), "bench")
 
+    def size_filled(self) -> object:
+        # A build's web copy needs only the email HTML's folded size (story_web_text): filled and folded, as before.
+        pieces = story_mjml_pieces(self.mjml_ctx)
+        sk, bodies = email_render.SKELETONS.lookup(self.key, "".join(pieces.parts), "bench", (pieces.parts, pieces.slots))
+        return html_octets(fill(sk, bodies), "bench")
+
+    def size_counted(self) -> object:
+        # The same size counted from the shape's layout and the bodies (skeleton.folded_octets), as a build does now.
+        pieces = story_mjml_pieces(self.mjml_ctx)
+        sk, bodies = email_render.SKELETONS.lookup(self.key, "".join(pieces.parts), "bench", (pieces.parts, pieces.slots))
+        size = folded_octets(sk, bodies)
+        assert size is not None, "the reference brief left the counted path"
+        return size
+
     @property
     def key(self) -> tuple[object, ...]:
         dirs = email_render._template_dirs(self.cfg)
@@ -243,6 +258,8 @@ def measure(p: Pipeline, n: int, reader: CorpusReader) -> dict[str, float]:
     rows["  HTML from MJML: skeleton fill + fold"] = cpu_ms(p.html_skeleton, n)
     rows["  MJML pieces + marked fill + fold (now)"] = cpu_ms(p.html_marked, n)
     rows["  HTML from MJML: mjml-python + fold (before)"] = cpu_ms(p.html_direct, n)
+    rows["  web copy's size: fill + fold (before)"] = cpu_ms(p.size_filled, n)
+    rows["  web copy's size: counted (now)"] = cpu_ms(p.size_counted, n)
     rows["feed entry (entry_html)"] = cpu_ms(p.entry, n, p.fresh)
     rows["  feed entry, its take rows already built"] = cpu_ms(p.entry, n, p.fresh_with_rows)
     rows["story page (site.story_page)"] = cpu_ms(p.story_page, n, p.fresh)

@@ -108,9 +108,8 @@ SKELETONS = SkeletonCache()
 
 def _compile(dirs: tuple[str, ...], tdigest: str, name: str, context: dict[str, Any], what: str,
              *, sized: bool = False) -> tuple[str, str, int]:
-    """(MJML source, HTML, its UTF-8 octets) for template ``name``: the shape's compiled
-    skeleton filled when it can, else mjml-python. ``sized``: the octets alone
-    (source and HTML ''), for a caller that only needs to know what fits."""
+    """(MJML source, HTML, its UTF-8 octets) for template ``name``: the shape's compiled skeleton filled when
+    it can, else mjml-python. ``sized``: the octets alone (source and HTML ''), for a caller that needs only those."""
     env, _ = _environment(dirs)
     if name == "email/story.mjml.j2" and mirrored(dirs, story_mjml.TEMPLATES, story_mjml.SOURCES_SHA256):
         # The writer marks its bodies, so the skeleton does not scan for them.
@@ -126,9 +125,8 @@ def _compile(dirs: tuple[str, ...], tdigest: str, name: str, context: dict[str, 
         log.debug("%s: compiled directly (%s)", what, exc)
         html = compile_raw(source, what)
     else:
-        size = folded_octets(skeleton, bodies) if sized else None
-        if size is not None:
-            return "", "", size
+        if sized and (size := folded_octets(skeleton, bodies)) is not None:
+            return "", "", size  # counted, not made: see skeleton.folded_octets
         html = fill(skeleton, bodies)
     if sized:
         return "", "", html_octets(html, what)

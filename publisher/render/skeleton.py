@@ -15,7 +15,9 @@ templates) is cut into
 
 A build's stories share a handful of shapes (which blocks exist, the
 settings), whatever their text, so nearly every story skips mjml-python.
-Folding (render.mjml) runs on the joined HTML, as on a direct compile.
+Folding (render.mjml) runs on the joined HTML, as on a direct compile; a
+caller that needs only the folded size (a build's web copy) has it counted
+from the shape's :class:`Layout` and the bodies (:func:`folded_octets`).
 
 A body stays in the shape (compiled with it, exactly as before) unless it is
 non-blank and written in the canonical form mrml keeps: lower-case tags from
