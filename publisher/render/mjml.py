@@ -39,12 +39,13 @@ def _trie(words: list[bytes]) -> bytes:
     return branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
 
 
+BREAK_TAG = re.compile(_trie(list(_BREAK_BYTES)))  # any one (render.skeleton lists a shape's once)
+
 # The last break tag lying wholly in data[pos:endpos], found by one match: the
 # greedy ``.*`` jumps to endpos and backtracks only to the '<' of that tag (the
 # regex engine skips ahead to each '<'), where a walk back over every '>' in
 # Python cost a call per tag. Each break tag holds one '<' and one '>', so tags
 # never overlap and the match with the last start is the one with the last end.
-BREAK_TAG = re.compile(_trie(list(_BREAK_BYTES)))
 LAST_BREAK = re.compile(rb"(?s:.*)" + BREAK_TAG.pattern)
 
 

@@ -264,7 +264,7 @@ def test_every_stage_is_classified(stage: str, code: int, kind: str) -> None:
 def test_a_refusal_on_one_connection_stops_the_others_between_messages(tmp_path: Path) -> None:
     # Workers get several messages per hand-off; a refusal on one connection must not let
     # the others finish theirs (at most the message in progress and one pipelined behind it).
-    # The sink holds the other connection's replies until the refused one quits, so the
+    # The sink holds the other connection's replies until the refused one ends, so the
     # bound holds however the threads are scheduled (without the hold it failed now and then under load).
     sink = Sink(pipelining=True, data_replies=["554 5.7.1 spam content"], hold_others_after_refusal=True)
     with smtp_server(sink) as port:
