@@ -94,9 +94,15 @@ class Skeleton:
     layout: Layout | None = None  # None: the folded size is found by filling (see folded_octets)
 
 
+def _has_token(source: str) -> bool:
+    # "Q" in: one memchr over the 14 KB MJML; a two-character needle ("Qz")
+    # is searched character by character (12 µs a story, the regex 3.5 µs).
+    return "Q" in source and _TOKEN_RE.search(source) is not None
+
+
 def split(source: str) -> tuple[str, list[str]]:
     """(shape, bodies): ``source`` with each body mrml keeps as is replaced by its token."""
-    if "Qz" in source and _TOKEN_RE.search(source):
+    if _has_token(source):
         raise Unfit("the MJML contains a token")
     bodies: list[str] = []
     out: list[str] = []
@@ -410,7 +416,7 @@ class SkeletonCache:
                 raise Unfit("direct compile asked for")
             if marked is None:
                 shape, bodies = split(source)
-            elif "Qz" in source and _TOKEN_RE.search(source):
+            elif _has_token(source):
                 raise Unfit("the MJML contains a token")
             else:
                 shape, bodies = split_marked(*marked)
