@@ -72,8 +72,8 @@ class Sink:
     hold_timeout: float = 10.0
     data_count: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
-    _refused: Any = None  # the session that got the scripted refusal
-    _released: asyncio.Event | None = None
+    _refused: Any = field(default=None, init=False, repr=False)  # the session that got the scripted refusal
+    _released: asyncio.Event | None = field(default=None, init=False, repr=False)
 
     async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> list[str]:
         session.host_name = hostname
