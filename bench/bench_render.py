@@ -170,17 +170,17 @@ class Pipeline:
         source = "".join(pieces.parts)
         return finish_html(email_render.SKELETONS.html(self.key, source, "bench", (pieces.parts, pieces.slots)), "bench")
 
+    def _marked_skeleton(self) -> tuple[Any, list[str]]:
+        pieces = story_mjml_pieces(self.mjml_ctx)
+        return email_render.SKELETONS.lookup(self.key, "".join(pieces.parts), "bench", (pieces.parts, pieces.slots))
+
     def size_filled(self) -> object:
         # A build's web copy needs only the email HTML's folded size (story_web_text): filled and folded, as before.
-        pieces = story_mjml_pieces(self.mjml_ctx)
-        sk, bodies = email_render.SKELETONS.lookup(self.key, "".join(pieces.parts), "bench", (pieces.parts, pieces.slots))
-        return html_octets(fill(sk, bodies), "bench")
+        return html_octets(fill(*self._marked_skeleton()), "bench")
 
     def size_counted(self) -> object:
         # The same size counted from the shape's layout and the bodies (skeleton.folded_octets), as a build does now.
-        pieces = story_mjml_pieces(self.mjml_ctx)
-        sk, bodies = email_render.SKELETONS.lookup(self.key, "".join(pieces.parts), "bench", (pieces.parts, pieces.slots))
-        size = folded_octets(sk, bodies)
+        size = folded_octets(*self._marked_skeleton())
         assert size is not None, "the reference brief left the counted path"
         return size
 

@@ -369,11 +369,10 @@ def folded_octets(skeleton: Skeleton, bodies: list[str]) -> int | None:
         starts.append(pos)
         data.append(piece)
         breaks.append(None)
-        first = piece.find(b"\n")
+        first, last, inner = _newlines(piece)
         if first >= 0:
             if pos + first - line_start > FOLD_AT:
                 long_lines.append((line_start, pos + first))
-            _first, last, inner = _newlines(piece)
             long_lines += [(pos + a, pos + b) for a, b in inner]
             line_start = pos + last + 1
             ends_with_newline = last == len(piece) - 1
