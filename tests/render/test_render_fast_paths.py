@@ -8,7 +8,6 @@ references below are the slow paths, kept here as the specification.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections import Counter
 from typing import Any
@@ -173,9 +172,9 @@ def capped_reference(all_groups: tuple[LensGroup, ...], limit: int) -> tuple[tup
 def check_coverage(brief: Brief) -> None:
     view = coverage.of(brief)
     assert coverage.of(brief) is view and coverage.groups(brief) is view.groups
-    # Every take view is the dataclass its constructor would make, hashable and
+    # Every take view is the value its constructor would make, hashable and
     # equal, with every field set on it (none left to a class-level default).
-    names = [f.name for f in dataclasses.fields(TakeView)]
+    names = list(TakeView._fields)
     for group in view.groups:
         for v in group.rows + group.folded:
             twin = TakeView(**{name: getattr(v, name) for name in names})  # a slot left unset raises here
