@@ -95,3 +95,41 @@ def test_publisher_build_reads_the_heads_while_it_imports_the_pipeline(tmp_path:
     assert result.exit_code == 1, result.output  # one file rejected (30.md claims story-00)
     assert "31 published, 1 rejected" in result.output
     assert made == ["made, workers forked", "titles asked"]  # the build used the pass the command began
+
+
+def test_reading_ahead_opens_no_fifo_link_or_oversized_file_and_never_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from publisher.publish import heads, watch
+
+    (tmp_path / "p").mkdir()
+    cfg = make_project(tmp_path / "p", samples=False, briefs={"max_bytes": 1000})
+    folder = cfg.paths.briefs
+    (folder / "good.md").write_text(brief_text("good", "Good"), encoding="utf-8")
+    os.mkfifo(folder / "pipe.md")  # no writer: a blocking open would hang here
+    outside = tmp_path / "outside.md"
+    outside.write_text("# Outside\n", encoding="utf-8")
+    (folder / "link.md").symlink_to(outside)
+    (folder / "dangling.md").symlink_to(tmp_path / "missing.md")
+    listed = [(name, watch.Stat(0, 10)) for name in ("good.md", "pipe.md", "link.md", "dangling.md", "gone.md")]
+    listed.append(("big.md", watch.Stat(0, 5000)))  # over max_bytes: not asked for
+    opened: dict[str, bool] = {}  # name → whether the open succeeded
+    real_open = os.open
+
+    def spy(path: str, flags: int, *args: int) -> int:
+        name = os.path.basename(path)
+        assert flags & os.O_NOFOLLOW and flags & os.O_NONBLOCK
+        try:
+            fd = real_open(path, flags, *args)
+        except OSError:
+            opened[name] = False
+            raise
+        opened[name] = True
+        return fd
+
+    monkeypatch.setattr(os, "open", spy)
+    done = threading.Event()
+    threading.Thread(target=lambda: (heads.read_ahead(cfg, listed), done.set()), daemon=True).start()
+    assert done.wait(60), "reading ahead blocked on a FIFO or raised"  # a deadline for a hang, not a speed bound
+    # The links and the missing file fail to open, without a word: the build's reads report them.
+    assert opened == {"good.md": True, "pipe.md": True, "link.md": False, "dangling.md": False, "gone.md": False}
