@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -51,3 +52,18 @@ def test_the_longest_line_is_measured_while_folding(html: str) -> None:
 @given(st.one_of(st.text(), st.integers(), st.text().map(Markup)))
 def test_the_writers_escape_as_autoescape_does(value: object) -> None:
     assert e(value) == str(escape(value))
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(["\n", "a", "é", "中", "x" * 40, "y" * 249, "z" * 250, "\n\n"]), max_size=60).map("".join),
+       st.sampled_from([0, 1, 3, 40, 249, 250]))
+def test_a_line_over_the_length_is_found_as_splitting_finds_it(text: str, chars: int) -> None:
+    assert mjml.has_line_over(text, chars) == (max(map(len, text.split("\n"))) > chars)
+
+
+def test_a_text_line_over_the_limit_is_refused_and_one_at_it_is_not() -> None:
+    from publisher.core.errors import RenderError
+
+    mjml.check_text_lines("short\n" + "é" * 499 + "\nend\n", "t")  # 998 octets: at the limit
+    with pytest.raises(RenderError, match="999-octet line"):
+        mjml.check_text_lines("short\n" + "é" * 499 + "a\nend\n", "t")
