@@ -87,4 +87,10 @@ def test_the_wheel_lists_every_package() -> None:
     found = {
         ".".join(p.parent.relative_to(ROOT).parts) for p in PACKAGE.rglob("__init__.py")
     } | {"publisher.templates"}
+    # The template folders too: setuptools warns of each one it would install as mere data.
+    templates = ROOT / "templates"
+    found |= {
+        ".".join(("publisher", "templates", *d.relative_to(templates).parts))
+        for d in templates.rglob("*") if d.is_dir() and "__pycache__" not in d.parts
+    }
     assert listed == found
