@@ -82,7 +82,7 @@ def check(brief: Brief) -> None:
     assert built == expected
     # Every value hashes as one its constructor made from its fields.
     for group in built.groups:
-        # Slots: a field left unset would raise AttributeError here.
+        # Built again from its fields, each value is equal and hashes the same.
         assert hash(group) == hash(LensGroup(*(getattr(group, name) for name in LensGroup._fields)))
         for view in group.rows + group.folded:
             twin = TakeView(*(getattr(view, name) for name in TakeView._fields))

@@ -177,7 +177,7 @@ def check_coverage(brief: Brief) -> None:
     names = list(TakeView._fields)
     for group in view.groups:
         for v in group.rows + group.folded:
-            twin = TakeView(**{name: getattr(v, name) for name in names})  # a slot left unset raises here
+            twin = TakeView(**{name: getattr(v, name) for name in names})
             assert twin == v and hash(twin) == hash(v)
     lenses = [(coverage.lens_label(lens), tuple(coverage.take_view(t, lens) for t in lens.takes)) for lens in brief.lenses]
     expected = sorted(
