@@ -21,6 +21,10 @@ from .model import Brief
 from .parse import SUFFIXES, parse_brief
 
 DEFAULT_MAX_BYTES = 2 * 1024 * 1024
+# How a brief file is opened (for reading, or for publish.heads' read-ahead): O_NONBLOCK so a
+# FIFO never hangs the open; O_NOFOLLOW added where links are refused.
+OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def _plainly_inside(path: Path, root: Path) -> bool:
@@ -98,7 +102,7 @@ def read_brief_bytes(path: str | Path, *, root: Path | None = None, max_bytes: i
         if root is None or os.path.dirname(name) != os.fspath(root):
             _check_folders(Path(name), root)
         target = name
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
+    flags = OPEN_FLAGS | (0 if follow_symlinks else NO_FOLLOW)
     try:
         fd = os.open(target, flags)
     except OSError as exc:

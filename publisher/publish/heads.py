@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
-from ..briefs.files import read_brief_bytes
+from ..briefs.files import NO_FOLLOW, OPEN_FLAGS, read_brief_bytes
 from ..briefs.identity import identify
 from ..core.config import Config
 from ..core.errors import BriefError
@@ -36,7 +36,7 @@ def read_brief(cfg: Config, path: str) -> bytes:
 
 # os.posix_fadvise is POSIX-only (absent on macOS and Windows): there the files are read as they come.
 _ADVISE = getattr(os, "posix_fadvise", None)
-_AHEAD_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+_AHEAD_FLAGS = OPEN_FLAGS | NO_FOLLOW  # as a read opens a brief, links never followed
 
 
 def read_ahead(cfg: Config, paths: Sequence[tuple[str, watch.Stat]]) -> None:
